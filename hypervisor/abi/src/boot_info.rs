@@ -1,0 +1,216 @@
+//! The boot information: what the build tool tells the hypervisor about the system (version 1).
+//!
+//! The blob is untrusted input to the hypervisor (DESIGN.md 3). It is one contiguous, 8-byte
+//! aligned region of little-endian `repr(C)` records:
+//!
+//! ```text
+//! +--------------------+ offset 0
+//! | BootInfoHeader     |  magic, version, sizes, CRC-32, memory layout, table offsets/counts
+//! +--------------------+ header.domains_offset
+//! | DomainDesc  [n]    |  one per PD or VM, in system.xml order (parents before children)
+//! +--------------------+ header.mappings_offset
+//! | MappingDesc [n]    |  every stage-2 mapping of every domain, grouped by domain
+//! +--------------------+ header.channels_offset
+//! | ChannelDesc [n]    |
+//! +--------------------+ header.irqs_offset
+//! | IrqDesc     [n]    |
+//! +--------------------+ header.total_size
+//! ```
+//!
+//! The hypervisor finds the blob through two `u64` words the build tool patches into the
+//! hypervisor ELF, [`BOOT_INFO_SYMBOL`] (`[physical address, size]`).
+//! It checks the magic, the version, the CRC-32 and then every field before it uses any of them.
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// The symbol in the hypervisor ELF that holds `[boot info physical address, size in bytes]`.
+pub const BOOT_INFO_SYMBOL: &str = "FRAMESHIFT_BOOT_INFO";
+
+/// `b"FSBOOTv1"`.
+pub const BOOT_INFO_MAGIC: [u8; 8] = *b"FSBOOTv1";
+/// The layout version this crate describes.
+pub const BOOT_INFO_VERSION: u32 = 1;
+/// Longest domain name, in bytes, without the NUL padding.
+pub const NAME_LEN: usize = 64;
+/// "No domain" / "no region" marker for `u32` index fields.
+pub const NONE: u32 = u32::MAX;
+
+/// The fixed header at offset 0 of the boot information.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct BootInfoHeader {
+    /// [`BOOT_INFO_MAGIC`].
+    pub magic: [u8; 8],
+    /// [`BOOT_INFO_VERSION`].
+    pub version: u32,
+    /// `size_of::<BootInfoHeader>()`.
+    pub header_size: u32,
+    /// Size of the whole blob in bytes, header included.
+    pub total_size: u32,
+    /// CRC-32 (IEEE 802.3, as zlib's `crc32`) of the whole blob with this field read as zero.
+    pub checksum: u32,
+    /// Physical base of RAM (QEMU `virt`: 0x4000_0000).
+    pub ram_base: u64,
+    /// RAM size in bytes.
+    pub ram_size: u64,
+    /// Physical range reserved for the hypervisor (its image, stacks, heap for tables, and this
+    /// blob). No domain may map any part of it (I4).
+    pub hypervisor_base: u64,
+    /// Size of the hypervisor's reserved range.
+    pub hypervisor_size: u64,
+    /// Physical range whose 4 KiB frames the frame table tracks (all domain memory lies in it).
+    pub convertible_base: u64,
+    /// Size of the convertible range.
+    pub convertible_size: u64,
+    /// Number of [`DomainDesc`] records.
+    pub domain_count: u32,
+    /// Byte offset of the first [`DomainDesc`].
+    pub domains_offset: u32,
+    /// Number of [`MappingDesc`] records.
+    pub mapping_count: u32,
+    /// Byte offset of the first [`MappingDesc`].
+    pub mappings_offset: u32,
+    /// Number of [`ChannelDesc`] records.
+    pub channel_count: u32,
+    /// Byte offset of the first [`ChannelDesc`].
+    pub channels_offset: u32,
+    /// Number of [`IrqDesc`] records.
+    pub irq_count: u32,
+    /// Byte offset of the first [`IrqDesc`].
+    pub irqs_offset: u32,
+}
+
+/// [`DomainDesc::kind`]: a Microkit protection domain.
+pub const DOMAIN_KIND_PD: u8 = 0;
+/// [`DomainDesc::kind`]: a virtual machine (a child of its VMM PD).
+pub const DOMAIN_KIND_VM: u8 = 1;
+
+/// [`DomainDesc::flags`]: Microkit `passive="true"`.
+pub const DOMAIN_FLAG_PASSIVE: u8 = 1 << 0;
+/// [`DomainDesc::flags`]: a protected VM (the Frameshift extension, docs/SDF.md).
+pub const DOMAIN_FLAG_PROTECTED: u8 = 1 << 1;
+
+/// One protection domain or virtual machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct DomainDesc {
+    /// The name from system.xml, NUL padded (at most [`NAME_LEN`] bytes, UTF-8).
+    pub name: [u8; NAME_LEN],
+    /// [`DOMAIN_KIND_PD`] or [`DOMAIN_KIND_VM`].
+    pub kind: u8,
+    /// Microkit priority, 0..=254.
+    pub priority: u8,
+    /// `DOMAIN_FLAG_*` bits.
+    pub flags: u8,
+    /// Reserved, zero.
+    pub reserved0: u8,
+    /// Index of the parent domain, or [`NONE`].
+    pub parent: u32,
+    /// The `id` this domain has as a child of its parent (Microkit child id), or [`NONE`].
+    pub child_id: u32,
+    /// Index of the domain's first record in the mapping table.
+    pub first_mapping: u32,
+    /// Number of consecutive mapping records that belong to this domain.
+    pub mapping_count: u32,
+    /// Reserved, zero.
+    pub reserved1: u32,
+    /// Entry point (IPA; for a PD with stage 1 off this is the ELF entry address).
+    pub entry: u64,
+    /// Initial stack pointer (IPA): the top of the stack mapping. Zero for a VM.
+    pub stack_top: u64,
+    /// IPA of the Microkit IPC buffer page, or zero.
+    pub ipc_buffer: u64,
+}
+
+/// [`MappingDesc::rights`]: readable.
+pub const RIGHT_READ: u8 = 1 << 0;
+/// [`MappingDesc::rights`]: writable.
+pub const RIGHT_WRITE: u8 = 1 << 1;
+/// [`MappingDesc::rights`]: executable.
+pub const RIGHT_EXECUTE: u8 = 1 << 2;
+
+/// [`MappingDesc::kind`]: a loadable segment of the domain's program image.
+pub const MAPPING_KIND_PROGRAM: u8 = 0;
+/// [`MappingDesc::kind`]: a `<map>` of a `<memory_region>`.
+pub const MAPPING_KIND_REGION: u8 = 1;
+/// [`MappingDesc::kind`]: the domain's stack.
+pub const MAPPING_KIND_STACK: u8 = 2;
+/// [`MappingDesc::kind`]: the domain's IPC buffer.
+pub const MAPPING_KIND_IPC_BUFFER: u8 = 3;
+/// [`MappingDesc::kind`]: a device region (`phys_addr` outside RAM); mapped as Device memory.
+pub const MAPPING_KIND_DEVICE: u8 = 4;
+/// [`MappingDesc::kind`]: a VMM's window onto a protected guest's RAM (only shared pages are
+/// accessible through it).
+pub const MAPPING_KIND_WINDOW: u8 = 5;
+
+/// One stage-2 mapping: `size` bytes at `ipa` in `domain`'s VSpace onto `pa`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct MappingDesc {
+    /// IPA of the first byte; 4 KiB aligned.
+    pub ipa: u64,
+    /// Physical address of the first byte; 4 KiB aligned.
+    pub pa: u64,
+    /// Size in bytes; a multiple of 4 KiB.
+    pub size: u64,
+    /// Index of the owning domain.
+    pub domain: u32,
+    /// Index of the memory region this mapping comes from (in system.xml order), or [`NONE`].
+    pub region: u32,
+    /// `RIGHT_*` bits.
+    pub rights: u8,
+    /// 1 if cached (Normal write-back), 0 if uncached/device.
+    pub cached: u8,
+    /// `MAPPING_KIND_*`.
+    pub kind: u8,
+    /// Reserved, zero.
+    pub reserved0: u8,
+    /// Page size the builder chose: 12 (4 KiB) or 21 (2 MiB), as a shift.
+    pub page_shift: u32,
+}
+
+/// [`ChannelDesc::flags`]: end A may notify end B.
+pub const CHANNEL_A_NOTIFIES_B: u32 = 1 << 0;
+/// [`ChannelDesc::flags`]: end B may notify end A.
+pub const CHANNEL_B_NOTIFIES_A: u32 = 1 << 1;
+/// [`ChannelDesc::flags`]: end A may make a protected procedure call to end B.
+pub const CHANNEL_A_CALLS_B: u32 = 1 << 2;
+/// [`ChannelDesc::flags`]: end B may make a protected procedure call to end A.
+pub const CHANNEL_B_CALLS_A: u32 = 1 << 3;
+
+/// One Microkit channel between two PDs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct ChannelDesc {
+    /// Domain index of end A.
+    pub domain_a: u32,
+    /// Channel id at end A (0..=61).
+    pub id_a: u32,
+    /// Domain index of end B.
+    pub domain_b: u32,
+    /// Channel id at end B (0..=61).
+    pub id_b: u32,
+    /// `CHANNEL_*` bits.
+    pub flags: u32,
+    /// Reserved, zero.
+    pub reserved0: u32,
+}
+
+/// [`IrqDesc::trigger`]: level triggered.
+pub const IRQ_TRIGGER_LEVEL: u32 = 0;
+/// [`IrqDesc::trigger`]: edge triggered.
+pub const IRQ_TRIGGER_EDGE: u32 = 1;
+
+/// One hardware interrupt delivered to a PD as a notification on a channel id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct IrqDesc {
+    /// Domain index of the PD that receives it.
+    pub domain: u32,
+    /// GIC interrupt id (INTID).
+    pub irq: u32,
+    /// Channel id the PD sees it on (0..=61).
+    pub channel_id: u32,
+    /// `IRQ_TRIGGER_*`.
+    pub trigger: u32,
+}

@@ -1,0 +1,89 @@
+//! PD to hypervisor calls (ABI family 2): the Microkit operations.
+//!
+//! A PD calls the hypervisor with `HVC #0`, the function identifier in `x0` and arguments in
+//! `x1`.. as SMCCC 1.2 allows (arguments and results in `x0`-`x17`). The hypervisor returns a
+//! status in `x0` (`smccc::SUCCESS` or a negative code) and results in `x1`...
+//!
+//! Identifiers sit in the SMCCC vendor-specific hypervisor range (owner 6, fast, SMC64), above the
+//! numbers pKVM uses for guests, so a guest call and a PD call can never be confused.
+//!
+//! Message registers: a protected procedure call carries a [`MessageInfo`] word and up to
+//! [`MESSAGE_REGISTERS`] message registers in `x3`-`x10`, both ways.
+
+/// Write bytes to the console: `x1` = byte count (0..=48), `x2`-`x7` = the bytes, little endian,
+/// 8 per register. The hypervisor adds the `FS|<pd>|` prefix when a line starts.
+pub const PD_DEBUG_WRITE: u32 = 0xC600_0100;
+/// Signal the notification on channel `x1`.
+pub const PD_NOTIFY: u32 = 0xC600_0101;
+/// Acknowledge the interrupt delivered on channel `x1`.
+pub const PD_IRQ_ACK: u32 = 0xC600_0102;
+/// Protected procedure call on channel `x1`, [`MessageInfo`] in `x2`, message registers in
+/// `x3`-`x10`. Returns the reply's [`MessageInfo`] in `x2` and its message registers in
+/// `x3`-`x10`. Only allowed to a PD of strictly higher priority through a `pp="true"` end.
+pub const PD_PPCALL: u32 = 0xC600_0103;
+/// End the current handler and wait for the next event. If the handler was `protected` or
+/// `fault`, `x2`-`x10` are the reply (`MessageInfo` and message registers). Returns the next
+/// event, laid out as [`EventRegisters`] shows.
+pub const PD_REPLY_RECV: u32 = 0xC600_0104;
+/// Power the system off: `x1` = status, 0 for success. The hypervisor prints its final status
+/// line naming the caller, then PSCI `SYSTEM_OFF`.
+pub const PD_SYSTEM_OFF: u32 = 0xC600_0105;
+
+/// Number of message registers carried in registers (`x3`-`x10`).
+pub const MESSAGE_REGISTERS: usize = 8;
+
+/// `PD_REPLY_RECV` event: one or more notifications; `x2` = bit set of channel ids.
+pub const EVENT_NOTIFIED: u64 = 0;
+/// `PD_REPLY_RECV` event: a protected procedure call; `x2` = [`MessageInfo`], `x3`-`x10` =
+/// message registers, `x11` = channel id.
+pub const EVENT_PROTECTED: u64 = 1;
+/// `PD_REPLY_RECV` event: a child faulted; `x2` = [`MessageInfo`] (label = `FAULT_*`),
+/// `x3`-`x10` = fault details, `x11` = child id.
+pub const EVENT_FAULT: u64 = 2;
+
+/// Documentation anchor: the register layout of an event returned by [`PD_REPLY_RECV`].
+///
+/// | register | notified        | protected        | fault                  |
+/// |----------|-----------------|------------------|------------------------|
+/// | x0       | status          | status           | status                 |
+/// | x1       | `EVENT_NOTIFIED`| `EVENT_PROTECTED`| `EVENT_FAULT`          |
+/// | x2       | channel bit set | `MessageInfo`    | `MessageInfo`          |
+/// | x3-x10   | -               | MR0-MR7          | MR0-MR7 (fault detail) |
+/// | x11      | -               | channel id       | child id               |
+#[derive(Debug)]
+pub enum EventRegisters {}
+
+/// Fault label: a stage-2 data or instruction abort. MR0 = IPA, MR1 = ESR_EL2, MR2 = faulting PC.
+pub const FAULT_STAGE2_ABORT: u64 = 1;
+/// Fault label: an unknown or illegal exception from EL1. MR0 = ESR_EL2, MR1 = faulting PC.
+pub const FAULT_UNKNOWN: u64 = 2;
+
+/// A Microkit message-info word: `label << 12 | count`, as seL4's `seL4_MessageInfo` with the
+/// capability fields left zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[repr(transparent)]
+pub struct MessageInfo(pub u64);
+
+impl MessageInfo {
+    /// A message with `label` and `count` message registers (`count` is clamped to
+    /// [`MESSAGE_REGISTERS`]).
+    pub const fn new(label: u64, count: usize) -> Self {
+        let count = if count > MESSAGE_REGISTERS { MESSAGE_REGISTERS } else { count };
+        Self(label << 12 | count as u64)
+    }
+
+    /// The label.
+    pub const fn label(self) -> u64 {
+        self.0 >> 12
+    }
+
+    /// The number of message registers used, clamped to [`MESSAGE_REGISTERS`].
+    pub const fn count(self) -> usize {
+        let count = (self.0 & 0x7f) as usize;
+        if count > MESSAGE_REGISTERS {
+            MESSAGE_REGISTERS
+        } else {
+            count
+        }
+    }
+}

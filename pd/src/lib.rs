@@ -1,0 +1,2 @@
+//! The protection-domain runtime: entry, `Handler`, channels, PPC and debug output.
+#![no_std]

@@ -1,0 +1,2 @@
+//! Shared helpers for Frameshift's integration tests.
+#![forbid(unsafe_code)]
