@@ -25,6 +25,8 @@ pub const KERNEL_FEATURE: &str = "el2";
 pub const KERNEL_TARGET: &str = "aarch64-unknown-none-softfloat";
 /// The PD crates whose bins become program images, in build order.
 pub const PD_PACKAGES: [&str; 2] = ["frameshift-pd-programs", "frameshift-vmm-pd"];
+/// The directory whose crates are bare-metal guests (firmware only).
+pub const GUEST_IMAGES_DIR: &str = "guest_images";
 /// The PDs' target (PDs may use FP).
 pub const PD_TARGET: &str = "aarch64-unknown-none";
 
@@ -164,6 +166,8 @@ struct Metadata {
 struct MetadataPackage {
     name: String,
     targets: Vec<MetadataTarget>,
+    #[serde(default)]
+    manifest_path: PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -268,7 +272,11 @@ pub fn pd_build_args(workspace_root: &Path, package: &str) -> Vec<String> {
 /// Builds the kernel and every PD program the workspace has, copying each PD bin to
 /// [`programs_dir`]. Progress goes to stderr.
 pub fn build(workspace_root: &Path) -> Result<Firmware, FirmwareError> {
-    let plan = plan(workspace_root)?;
+    build_planned(workspace_root, &plan(workspace_root)?)
+}
+
+/// [`build`] for an already read plan.
+pub fn build_planned(workspace_root: &Path, plan: &FirmwarePlan) -> Result<Firmware, FirmwareError> {
     let kernel = if plan.kernel {
         eprintln!("xtask: building the kernel ({KERNEL_TARGET}, release)");
         cargo_build(workspace_root, &kernel_build_args(workspace_root))?;
@@ -352,7 +360,10 @@ mod tests {
                 {"name": "hello", "kind": ["bin"]},
                 {"name": "attacker", "kind": ["bin"]}
             ]},
-            {"name": "frameshift-build", "targets": [{"name": "xtask", "kind": ["bin"]}]}
+            {"name": "frameshift-build", "targets": [{"name": "xtask", "kind": ["bin"]}],
+             "manifest_path": "/w/build/Cargo.toml"},
+            {"name": "demo-guest", "targets": [{"name": "demo", "kind": ["bin"]}],
+             "manifest_path": "/w/guest_images/demo/Cargo.toml"}
         ],
         "workspace_root": "/w"
     }"#;
