@@ -145,16 +145,9 @@ pub struct FirmwarePlan {
     pub kernel: bool,
     /// Each present PD crate with its bin names.
     pub pd_packages: Vec<(String, Vec<String>)>,
-}
-
-impl FirmwarePlan {
-    /// The workspace packages that are firmware only (excluded from host `cargo test`).
-    pub fn firmware_only_packages(&self) -> Vec<&str> {
-        self.pd_packages
-            .iter()
-            .map(|(name, _)| name.as_str())
-            .collect()
-    }
+    /// Workspace packages that only build for AArch64 (the PD crates and everything under
+    /// `guest_images/`): host `cargo test --workspace` excludes them.
+    pub firmware_only: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -201,9 +194,22 @@ pub fn plan_from_metadata(json: &str) -> Result<FirmwarePlan, FirmwareError> {
         .filter_map(|package| bins_of(package).map(|bins| ((*package).to_owned(), bins)))
         .filter(|(_, bins)| !bins.is_empty())
         .collect();
+    let firmware_only = metadata
+        .packages
+        .iter()
+        .filter(|package| {
+            PD_PACKAGES.contains(&package.name.as_str())
+                || package
+                    .manifest_path
+                    .components()
+                    .any(|part| part.as_os_str() == GUEST_IMAGES_DIR)
+        })
+        .map(|package| package.name.clone())
+        .collect();
     Ok(FirmwarePlan {
         kernel,
         pd_packages,
+        firmware_only,
     })
 }
 
@@ -276,7 +282,10 @@ pub fn build(workspace_root: &Path) -> Result<Firmware, FirmwareError> {
 }
 
 /// [`build`] for an already read plan.
-pub fn build_planned(workspace_root: &Path, plan: &FirmwarePlan) -> Result<Firmware, FirmwareError> {
+pub fn build_planned(
+    workspace_root: &Path,
+    plan: &FirmwarePlan,
+) -> Result<Firmware, FirmwareError> {
     let kernel = if plan.kernel {
         eprintln!("xtask: building the kernel ({KERNEL_TARGET}, release)");
         cargo_build(workspace_root, &kernel_build_args(workspace_root))?;
@@ -380,8 +389,8 @@ mod tests {
             )]
         );
         assert_eq!(
-            plan.firmware_only_packages(),
-            vec!["frameshift-pd-programs"]
+            plan.firmware_only,
+            vec!["frameshift-pd-programs", "demo-guest"]
         );
     }
 

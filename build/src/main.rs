@@ -79,9 +79,19 @@ impl From<CpuArg> for Cpu {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
-        Task::Run { system, gdb, icount, timeout, cpu } => {
-            tasks::run::run(&RunArgs { system, gdb, icount, timeout_secs: timeout, cpu: cpu.into() })
-        }
+        Task::Run {
+            system,
+            gdb,
+            icount,
+            timeout,
+            cpu,
+        } => tasks::run::run(&RunArgs {
+            system,
+            gdb,
+            icount,
+            timeout_secs: timeout,
+            cpu: cpu.into(),
+        }),
         Task::Build { system } => tasks::build::build(system.as_deref()),
         Task::Check { file } => tasks::check::check(&file),
         Task::ModelCheck => tasks::model_check::model_check(),

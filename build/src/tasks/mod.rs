@@ -5,7 +5,7 @@ pub mod build;
 pub mod check;
 pub mod model_check;
 pub mod run;
-mod system;
+pub mod system;
 pub mod test;
 
 use std::fmt;

@@ -68,12 +68,18 @@ pub struct ModelCheckOutcome {
 pub fn judge(report: String) -> ModelCheckOutcome {
     let line = report.lines().last().unwrap_or_default().to_owned();
     let passed = parse_line(&line).is_some_and(|summary| summary.passed());
-    ModelCheckOutcome { report, line, passed }
+    ModelCheckOutcome {
+        report,
+        line,
+        passed,
+    }
 }
 
 /// Runs the model checker.
 pub fn run_model_check() -> Result<ModelCheckOutcome, TaskError> {
-    Err(TaskError::new("the ownership model checker (branch `core`) is not merged into this build yet"))
+    Err(TaskError::new(
+        "the ownership model checker (branch `core`) is not merged into this build yet",
+    ))
 }
 
 /// Runs the model checker, prints its report, and fails on violations or an incomplete search.
@@ -93,19 +99,47 @@ mod tests {
     fn parses_the_summary_line() {
         assert_eq!(
             parse_line("model-check: states=120 transitions=3400 violations=0 complete=true"),
-            Some(ModelCheckLine { states: 120, transitions: 3400, violations: 0, complete: true })
+            Some(ModelCheckLine {
+                states: 120,
+                transitions: 3400,
+                violations: 0,
+                complete: true
+            })
         );
-        assert_eq!(parse_line("model-check: states=1 transitions=2 violations=0"), None);
-        assert_eq!(parse_line("model-check: states=1 transitions=2 violations=0 complete=maybe"), None);
-        assert_eq!(parse_line("states=1 transitions=2 violations=0 complete=true"), None);
+        assert_eq!(
+            parse_line("model-check: states=1 transitions=2 violations=0"),
+            None
+        );
+        assert_eq!(
+            parse_line("model-check: states=1 transitions=2 violations=0 complete=maybe"),
+            None
+        );
+        assert_eq!(
+            parse_line("states=1 transitions=2 violations=0 complete=true"),
+            None
+        );
     }
 
     #[test]
     fn judges_by_the_last_line() {
-        assert!(judge("explored\nmodel-check: states=5 transitions=9 violations=0 complete=true".into()).passed);
-        assert!(!judge("model-check: states=5 transitions=9 violations=1 complete=true".into()).passed);
-        assert!(!judge("model-check: states=5 transitions=9 violations=0 complete=false".into()).passed);
-        assert!(!judge("model-check: states=5 transitions=9 violations=0 complete=true\ntrailing".into()).passed);
+        assert!(
+            judge(
+                "explored\nmodel-check: states=5 transitions=9 violations=0 complete=true".into()
+            )
+            .passed
+        );
+        assert!(
+            !judge("model-check: states=5 transitions=9 violations=1 complete=true".into()).passed
+        );
+        assert!(
+            !judge("model-check: states=5 transitions=9 violations=0 complete=false".into()).passed
+        );
+        assert!(
+            !judge(
+                "model-check: states=5 transitions=9 violations=0 complete=true\ntrailing".into()
+            )
+            .passed
+        );
         assert!(!judge(String::new()).passed);
     }
 }

@@ -36,7 +36,10 @@ pub fn gdb_instructions(kernel_elf: &Path, firmware: &Firmware) -> String {
             "PD programs run at their link addresses with stage 1 off; to debug one, add its symbols:\n",
         );
         for program in &firmware.programs {
-            text.push_str(&format!("    (gdb) add-symbol-file {}\n", program.display()));
+            text.push_str(&format!(
+                "    (gdb) add-symbol-file {}\n",
+                program.display()
+            ));
         }
     }
     text.push_str("Quit with `kill` in gdb, or Ctrl-C here.\n");
@@ -52,7 +55,11 @@ pub fn run(args: &RunArgs) -> TaskResult {
     let kernel = firmware.kernel()?;
     let system = args.system.clone().unwrap_or_else(default_system_path);
     let built = build_system(&system, &firmware)?;
-    eprintln!("xtask: image {} (report {})", built.image.display(), built.report.display());
+    eprintln!(
+        "xtask: image {} (report {})",
+        built.image.display(),
+        built.report.display()
+    );
 
     let options = qemu_options(args);
     if args.gdb {
@@ -78,7 +85,13 @@ mod tests {
     use crate::qemu::Cpu;
 
     fn args(gdb: bool) -> RunArgs {
-        RunArgs { system: None, gdb, icount: true, timeout_secs: 7, cpu: Cpu::Max }
+        RunArgs {
+            system: None,
+            gdb,
+            icount: true,
+            timeout_secs: 7,
+            cpu: Cpu::Max,
+        }
     }
 
     #[test]
@@ -100,7 +113,13 @@ mod tests {
             programs: vec![PathBuf::from("/w/programs/hello.elf")],
         };
         let text = gdb_instructions(Path::new("/w/kernel"), &firmware);
-        assert!(text.contains("gdb-multiarch -ex 'target remote :1234' /w/kernel"), "{text}");
-        assert!(text.contains("add-symbol-file /w/programs/hello.elf"), "{text}");
+        assert!(
+            text.contains("gdb-multiarch -ex 'target remote :1234' /w/kernel"),
+            "{text}"
+        );
+        assert!(
+            text.contains("add-symbol-file /w/programs/hello.elf"),
+            "{text}"
+        );
     }
 }

@@ -30,7 +30,11 @@ pub struct StepResult {
 /// The `cargo test` arguments: the whole workspace except the firmware-only crates, which do not
 /// build for the host. `--no-fail-fast` so one failure does not hide the others.
 pub fn cargo_test_args(plan: &FirmwarePlan) -> Vec<String> {
-    let mut args = vec!["test".to_owned(), "--workspace".to_owned(), "--no-fail-fast".to_owned()];
+    let mut args = vec![
+        "test".to_owned(),
+        "--workspace".to_owned(),
+        "--no-fail-fast".to_owned(),
+    ];
     for package in &plan.firmware_only {
         args.push("--exclude".to_owned());
         args.push(package.clone());
@@ -99,7 +103,11 @@ fn firmware_step(root: &Path, steps: &mut Vec<StepResult>) -> (Option<Firmware>,
     });
     let (passed, detail, firmware, plan) = match result {
         Ok((firmware, plan)) => {
-            let kernel = if firmware.kernel.is_some() { "kernel" } else { "no kernel binary yet" };
+            let kernel = if firmware.kernel.is_some() {
+                "kernel"
+            } else {
+                "no kernel binary yet"
+            };
             let detail = format!("{kernel}, {} PD programs", firmware.programs.len());
             (true, detail, Some(firmware), plan)
         }
@@ -108,7 +116,12 @@ fn firmware_step(root: &Path, steps: &mut Vec<StepResult>) -> (Option<Firmware>,
             (false, error.to_string(), None, FirmwarePlan::default())
         }
     };
-    steps.push(StepResult { name: "firmware", passed, detail, duration: step_start.elapsed() });
+    steps.push(StepResult {
+        name: "firmware",
+        passed,
+        detail,
+        duration: step_start.elapsed(),
+    });
     (firmware, plan)
 }
 
@@ -123,10 +136,18 @@ fn cargo_test_step(root: &Path, plan: &FirmwarePlan, firmware: Option<&Firmware>
     }
     let (passed, detail) = match command.status() {
         Ok(status) if status.success() => (true, "all tests passed".to_owned()),
-        Ok(status) => (false, format!("cargo test failed ({status}); see the output above")),
+        Ok(status) => (
+            false,
+            format!("cargo test failed ({status}); see the output above"),
+        ),
         Err(error) => (false, format!("cannot run cargo: {error}")),
     };
-    StepResult { name: "cargo test", passed, detail, duration: step_start.elapsed() }
+    StepResult {
+        name: "cargo test",
+        passed,
+        detail,
+        duration: step_start.elapsed(),
+    }
 }
 
 fn model_check_step() -> StepResult {
@@ -135,7 +156,12 @@ fn model_check_step() -> StepResult {
         Ok(report) => (report.passed, report.line),
         Err(error) => (false, error.to_string()),
     };
-    StepResult { name: "model-check", passed, detail, duration: step_start.elapsed() }
+    StepResult {
+        name: "model-check",
+        passed,
+        detail,
+        duration: step_start.elapsed(),
+    }
 }
 
 #[cfg(test)]
@@ -147,14 +173,20 @@ mod tests {
     #[test]
     fn excludes_firmware_only_crates() {
         let plan = FirmwarePlan {
-            firmware_only: vec!["frameshift-pd-programs".to_owned(), "frameshift-vmm-pd".to_owned()],
+            firmware_only: vec![
+                "frameshift-pd-programs".to_owned(),
+                "frameshift-vmm-pd".to_owned(),
+            ],
             ..FirmwarePlan::default()
         };
         assert_eq!(
             cargo_test_args(&plan).join(" "),
             "test --workspace --no-fail-fast --exclude frameshift-pd-programs --exclude frameshift-vmm-pd"
         );
-        assert_eq!(cargo_test_args(&FirmwarePlan::default()).join(" "), "test --workspace --no-fail-fast");
+        assert_eq!(
+            cargo_test_args(&FirmwarePlan::default()).join(" "),
+            "test --workspace --no-fail-fast"
+        );
     }
 
     #[test]
@@ -165,10 +197,19 @@ mod tests {
             detail: String::new(),
             duration: Duration::from_secs(1),
         };
-        let all_ok = summary(&[step("tools", true), step("cargo test", true)], Duration::from_secs(2));
+        let all_ok = summary(
+            &[step("tools", true), step("cargo test", true)],
+            Duration::from_secs(2),
+        );
         assert!(all_ok.ends_with("xtask test: PASSED in 2s"), "{all_ok}");
-        let one_failed = summary(&[step("tools", true), step("cargo test", false)], Duration::from_secs(2));
+        let one_failed = summary(
+            &[step("tools", true), step("cargo test", false)],
+            Duration::from_secs(2),
+        );
         assert!(one_failed.contains("cargo test   FAILED"), "{one_failed}");
-        assert!(one_failed.ends_with("xtask test: FAILED in 2s"), "{one_failed}");
+        assert!(
+            one_failed.ends_with("xtask test: FAILED in 2s"),
+            "{one_failed}"
+        );
     }
 }
