@@ -2,3 +2,8 @@
 //! and the task runner behind `cargo xtask`.
 #![forbid(unsafe_code)]
 pub mod sdf;
+
+pub mod console;
+pub mod firmware;
+pub mod install;
+pub mod qemu;
