@@ -151,4 +151,13 @@ fn microkit_fixtures() {
         "not-supported answers for supported features"
     );
     assert!(exact >= EXACT_TARGET, "exact={exact} < {EXACT_TARGET}");
+    // Beyond the target: the only accepted differences are files on which Microkit panics.
+    let unexplained: Vec<&String> = mismatches
+        .iter()
+        .filter(|mismatch| !mismatch.contains("the Microkit tool panics"))
+        .collect();
+    assert!(
+        unexplained.is_empty(),
+        "unexplained mismatches: {unexplained:#?}"
+    );
 }
