@@ -4,14 +4,11 @@ use std::path::{Path, PathBuf};
 
 use super::TaskError;
 use crate::firmware::{self, Firmware};
+use crate::image::{self, ImageInputs};
 use crate::sdf::{self, SystemDescription};
 
 /// The directory (under the workspace root) that receives the image and the report.
 pub const OUT_DIR_NAME: &str = "out";
-/// The boot image's file name.
-pub const IMAGE_FILE_NAME: &str = "frameshift.img";
-/// The human-readable report's file name.
-pub const REPORT_FILE_NAME: &str = "report.txt";
 
 /// `system.xml` at the workspace root: the default demo system.
 pub fn default_system_path() -> PathBuf {
@@ -45,11 +42,53 @@ pub struct BuiltSystem {
     pub report: PathBuf,
 }
 
-/// Parses `system` and writes its boot image and report to `<workspace>/out/`.
+/// `<workspace>/out`.
+pub fn out_dir() -> PathBuf {
+    firmware::workspace_root().join(OUT_DIR_NAME)
+}
+
+/// Parses `system`, builds its boot image (RAM size = QEMU's `-m 512M`) and writes
+/// `out/frameshift.img` and `out/report.txt`.
 pub fn build_system(system: &Path, firmware: &Firmware) -> Result<BuiltSystem, TaskError> {
-    let _description = parse_system(system, &firmware.programs_dir)?;
-    let _kernel = firmware.kernel()?;
-    Err(TaskError::new(
-        "the image builder (branch `image`) is not merged into this build yet",
-    ))
+    let description = parse_system(system, &firmware.programs_dir)?;
+    for warning in &description.warnings {
+        eprintln!("{warning}");
+    }
+    let inputs = ImageInputs::new(
+        firmware.kernel()?.to_owned(),
+        search_paths(system, &firmware.programs_dir),
+    );
+    let built = image::build(&description, &inputs)?;
+    let written = built.write_to(&out_dir())?;
+    Ok(BuiltSystem {
+        image: written.image,
+        report: written.report,
+    })
+}
+
+#[cfg(test)]
+// A failed expectation in a test is the test failing, which is what panicking reports.
+#[allow(clippy::expect_used, clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::qemu::QemuOptions;
+
+    #[test]
+    fn image_ram_size_matches_qemu_memory() {
+        assert_eq!(image::DEFAULT_RAM_SIZE, 512 << 20);
+        assert_eq!(QemuOptions::default().memory, "512M");
+    }
+
+    #[test]
+    fn search_paths_start_beside_the_system_file() {
+        let programs = Path::new("/w/target/firmware/programs");
+        assert_eq!(
+            search_paths(Path::new("/w/tests/systems/a.xml"), programs),
+            vec![PathBuf::from("/w/tests/systems"), programs.to_owned()]
+        );
+        assert_eq!(
+            search_paths(Path::new("system.xml"), programs),
+            vec![PathBuf::from("."), programs.to_owned()]
+        );
+    }
 }
