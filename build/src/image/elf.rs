@@ -218,11 +218,16 @@ impl ElfImage {
             .ok_or_else(outside)?;
         let start = usize::try_from(symbol.address - segment.vaddr).map_err(|_| outside())?;
         let end = start + value.len();
-        if segment.data.len() < end {
-            // A `.bss` symbol: the bytes up to it become file bytes (zero, as `.bss` would be).
-            segment.data.resize(end, 0);
-        }
-        segment.data[start..end].copy_from_slice(value);
+        // A `.bss` symbol would be patched only to be cleared by the runtime's start-up code
+        // (which zeroes `.bss`): refuse it at build time instead of booting with a zero.
+        let Some(target) = segment.data.get_mut(start..end) else {
+            return Err(ImageError::SymbolInBss {
+                path: self.path.clone(),
+                symbol: name.to_string(),
+                address: symbol.address,
+            });
+        };
+        target.copy_from_slice(value);
         Ok(true)
     }
 }
