@@ -291,6 +291,16 @@ fn programs_are_loaded_with_their_symbols_patched() {
     assert_eq!(at(vmm, setvar_address(1)), WINDOW_VADDR);
     assert_eq!(at(vmm, setvar_address(2)), guest_ram.pa);
     assert_eq!(at(client, setvar_address(0)), 0x2000, "blob_size");
+    assert_eq!(
+        at(client, setvar_address(1)),
+        PREFILL.len() as u64,
+        "blob_prefill_size"
+    );
+    assert_eq!(
+        at(client, setvar_address(2)),
+        2,
+        "server_channel (setvar id)"
+    );
     // Unpatched data bytes and the code are loaded as linked.
     assert_eq!(load(&image.image, vmm + 0x60, 0x10), vec![0x11; 0x10]);
     let code = mapping_of(info.domain_mappings(0), MAPPING_KIND_PROGRAM, 0x20_0000).pa;
@@ -325,4 +335,27 @@ fn fixed_ram_region_is_placed_at_its_phys_addr_and_allocation_steps_over_it() {
             "{mapping:?}"
         );
     }
+}
+
+#[test]
+fn symbols_come_from_path_for_symbols_when_given() {
+    let dir = scratch("path-for-symbols");
+    let inputs = write_fixtures(&dir);
+    let mut stripped = pd(CLIENT_SETVARS);
+    stripped.symbols.clear();
+    stripped.write(&dir.join("client.elf"));
+    pd(CLIENT_SETVARS).write(&dir.join("client.sym.elf"));
+    let mut system = system();
+    system.protection_domains[1].program_image_for_symbols = Some("client.sym.elf".into());
+    let image = build(&system, &inputs).expect("build");
+    let words = aligned(image.boot_info());
+    let info = BootInfo::parse(&words.as_bytes()[..image.boot_info_len]).expect("valid");
+    let data = mapping_of(info.domain_mappings(2), MAPPING_KIND_PROGRAM, PD_DATA).pa;
+    assert_eq!(
+        u64_at(&image.image, data + (setvar_address(0) - PD_DATA)),
+        0x2000
+    );
+    let mut name = b"client".to_vec();
+    name.resize(64, 0);
+    assert_eq!(load(&image.image, data, 64), name);
 }

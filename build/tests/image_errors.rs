@@ -201,7 +201,7 @@ fn program_that_is_not_an_elf() {
 #[test]
 fn program_that_is_not_aarch64() {
     let (error, message) = refused("not-aarch64", |dir, _, _| {
-        let mut elf = pd(&["blob_size"]);
+        let mut elf = pd(CLIENT_SETVARS);
         elf.machine = EM_X86_64;
         elf.write(&dir.join("client.elf"));
     });
@@ -226,7 +226,7 @@ fn hypervisor_that_is_not_aarch64() {
 #[test]
 fn program_that_is_not_a_static_executable() {
     let (error, message) = refused("not-exec", |dir, _, _| {
-        let mut elf = pd(&["blob_size"]);
+        let mut elf = pd(CLIENT_SETVARS);
         elf.e_type = ET_DYN;
         elf.write(&dir.join("client.elf"));
     });
@@ -296,7 +296,7 @@ fn hypervisor_segments_overlapping_each_other() {
 #[test]
 fn program_segments_sharing_a_page() {
     let (error, message) = refused("pd-share-page", |dir, _, _| {
-        let mut elf = pd(&["blob_size"]);
+        let mut elf = pd(CLIENT_SETVARS);
         elf.segments[0].data.truncate(0x100);
         elf.segments[0].mem_size = 0x100;
         elf.segments.push(Segment {
@@ -423,7 +423,7 @@ fn region_paddr_setvar_missing_from_the_elf() {
 #[test]
 fn setvar_symbol_too_small() {
     let (error, message) = refused("setvar-small", |dir, _, _| {
-        let mut elf = pd(&["blob_size"]);
+        let mut elf = pd(CLIENT_SETVARS);
         elf.symbols.last_mut().expect("setvar").2 = 4;
         elf.write(&dir.join("client.elf"));
     });
@@ -438,7 +438,7 @@ fn setvar_symbol_too_small() {
         ),
         "{error:?}"
     );
-    assert_mentions(&message, &["`blob_size` is 4 bytes"]);
+    assert_mentions(&message, &["`server_channel` is 4 bytes"]);
 }
 
 #[test]
@@ -521,7 +521,7 @@ fn prefill_of_a_device_region() {
 #[test]
 fn entry_point_outside_code() {
     let (error, message) = refused("entry-outside", |dir, _, _| {
-        let mut elf = pd(&["blob_size"]);
+        let mut elf = pd(CLIENT_SETVARS);
         elf.entry = PD_DATA;
         elf.write(&dir.join("client.elf"));
     });
@@ -535,7 +535,7 @@ fn entry_point_outside_code() {
 #[test]
 fn segment_without_rights() {
     let (error, message) = refused("segment-no-rights", |dir, _, _| {
-        let mut elf = pd(&["blob_size"]);
+        let mut elf = pd(CLIENT_SETVARS);
         elf.segments[1].flags = 0;
         elf.write(&dir.join("client.elf"));
     });
@@ -574,4 +574,30 @@ fn channel_id_above_61_is_caught_by_the_boot_info_self_check() {
     });
     assert!(matches!(error, ImageError::BootInfoRefused(_)), "{error:?}");
     assert_mentions(&message, &["channel 0 field `id_b`"]);
+}
+
+#[test]
+fn stripped_program_without_path_for_symbols() {
+    let (error, message) = refused("stripped", |dir, _, _| {
+        let mut elf = pd(CLIENT_SETVARS);
+        elf.symbols.clear();
+        elf.write(&dir.join("client.elf"));
+    });
+    assert!(
+        matches!(error, ImageError::SymbolMissing { .. }),
+        "{error:?}"
+    );
+    assert_mentions(&message, &["client.elf", "`blob_size`"]);
+}
+
+#[test]
+fn id_setvar_missing_from_the_elf() {
+    let (error, message) = refused("id-setvar-missing", |dir, _, _| {
+        pd(&["blob_size", "blob_prefill_size"]).write(&dir.join("client.elf"));
+    });
+    assert!(
+        matches!(error, ImageError::SymbolMissing { .. }),
+        "{error:?}"
+    );
+    assert_mentions(&message, &["`server_channel`", "setvar id 2"]);
 }

@@ -183,6 +183,12 @@ impl ElfImage {
         Ok(())
     }
 
+    /// Takes its symbol table from `other` (Microkit `path_for_symbols`: a stripped image
+    /// loaded, an unstripped one read for symbol addresses).
+    pub(crate) fn use_symbols_of(&mut self, other: ElfImage) {
+        self.symbols = other.symbols;
+    }
+
     /// The symbol `name`, if the ELF defines it.
     pub(crate) fn symbol(&self, name: &str) -> Option<Symbol> {
         self.symbols.get(name).copied()

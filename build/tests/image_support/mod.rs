@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 
 use frameshift_build::image::{ImageInputs, DEFAULT_RAM_SIZE};
 use frameshift_build::sdf::model::{
-    Channel, ChannelEnd, Irq, IrqTrigger, Map, MemoryRegion, Perms, ProtectionDomain, SetVar,
-    SystemDescription, VirtualMachine,
+    Channel, ChannelEnd, IdSetVar, Irq, IrqTrigger, Map, MemoryRegion, Perms, ProtectionDomain,
+    SetVar, SystemDescription, VirtualMachine,
 };
 use object::elf::{
     EM_AARCH64, ET_EXEC, PF_R, PF_W, PF_X, PT_LOAD, SHN_ABS, STB_GLOBAL, STT_OBJECT,
@@ -225,7 +225,7 @@ pub fn scratch(name: &str) -> PathBuf {
 pub fn write_fixtures(dir: &Path) -> ImageInputs {
     let hypervisor_path = hypervisor().write(&dir.join("hypervisor.elf"));
     pd(&["shared_vaddr", "guest_ram_vaddr", "guest_ram_paddr"]).write(&dir.join("vmm.elf"));
-    pd(&["blob_size"]).write(&dir.join("client.elf"));
+    pd(CLIENT_SETVARS).write(&dir.join("client.elf"));
     std::fs::write(dir.join("blob.bin"), PREFILL).expect("prefill file");
     ImageInputs {
         hypervisor_elf: hypervisor_path,
@@ -233,6 +233,9 @@ pub fn write_fixtures(dir: &Path) -> ImageInputs {
         ram_size: DEFAULT_RAM_SIZE,
     }
 }
+
+/// The setvar symbols of the client PD, in [`setvar_address`] order.
+pub const CLIENT_SETVARS: &[&str] = &["blob_size", "blob_prefill_size", "server_channel"];
 
 /// Contents of the prefilled region.
 pub const PREFILL: &[u8] = b"prefilled bytes of the blob region";
@@ -261,6 +264,7 @@ pub fn map(memory_region: usize, vaddr: u64, perms: Perms) -> Map {
         cached: true,
         setvar_vaddr: None,
         setvar_size: None,
+        setvar_prefill_size: None,
     }
 }
 
@@ -271,6 +275,7 @@ pub fn region(name: &str, size: u64) -> MemoryRegion {
         page_size: 0x1000,
         phys_addr: None,
         prefill_path: None,
+        prefill_len: None,
     }
 }
 
@@ -289,6 +294,9 @@ pub fn protection_domain(name: &str, priority: u8, program: &str) -> ProtectionD
         irqs: Vec::new(),
         setvars: Vec::new(),
         virtual_machine: None,
+        fpu: true,
+        program_image_for_symbols: None,
+        id_setvars: Vec::new(),
     }
 }
 
@@ -314,6 +322,7 @@ pub fn system() -> SystemDescription {
     virtio.phys_addr = Some(VIRTIO_PA);
     let mut blob = region("blob", 0x2000);
     blob.prefill_path = Some(PathBuf::from("blob.bin"));
+    blob.prefill_len = Some(PREFILL.len() as u64);
 
     let mut vmm = protection_domain("vmm", 100, "vmm.elf");
     let mut shared_map = map(SHARED, SHARED_VADDR, RW);
@@ -346,6 +355,11 @@ pub fn system() -> SystemDescription {
     client.passive = true;
     let mut blob_map = map(BLOB, BLOB_VADDR, R);
     blob_map.setvar_size = Some("blob_size".to_string());
+    blob_map.setvar_prefill_size = Some("blob_prefill_size".to_string());
+    client.id_setvars = vec![IdSetVar {
+        symbol: "server_channel".to_string(),
+        id: 2,
+    }];
     client.maps = vec![map(SHARED, SHARED_VADDR, R), blob_map];
 
     SystemDescription {
@@ -367,6 +381,7 @@ pub fn system() -> SystemDescription {
                 },
             ],
         }],
+        warnings: Vec::new(),
     }
 }
 
