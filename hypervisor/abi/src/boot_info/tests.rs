@@ -1158,3 +1158,29 @@ fn encode_refuses_a_small_buffer() {
         })
     );
 }
+
+#[test]
+fn record_layout_matches_docs_abi_md() {
+    use core::mem::{offset_of, size_of};
+    assert_eq!(size_of::<BootInfoHeader>(), 104);
+    assert_eq!(offset_of!(BootInfoHeader, checksum), 20);
+    assert_eq!(offset_of!(BootInfoHeader, ram_base), 24);
+    assert_eq!(offset_of!(BootInfoHeader, convertible_size), 64);
+    assert_eq!(offset_of!(BootInfoHeader, domain_count), 72);
+    assert_eq!(offset_of!(BootInfoHeader, irqs_offset), 100);
+    assert_eq!(size_of::<DomainDesc>(), 112);
+    assert_eq!(offset_of!(DomainDesc, kind), 64);
+    assert_eq!(offset_of!(DomainDesc, parent), 68);
+    assert_eq!(offset_of!(DomainDesc, reserved1), 84);
+    assert_eq!(offset_of!(DomainDesc, entry), 88);
+    assert_eq!(offset_of!(DomainDesc, ipc_buffer), 104);
+    assert_eq!(size_of::<MappingDesc>(), 40);
+    assert_eq!(offset_of!(MappingDesc, domain), 24);
+    assert_eq!(offset_of!(MappingDesc, rights), 32);
+    assert_eq!(offset_of!(MappingDesc, state), 35);
+    assert_eq!(offset_of!(MappingDesc, page_shift), 36);
+    assert_eq!(size_of::<ChannelDesc>(), 24);
+    assert_eq!(offset_of!(ChannelDesc, flags), 16);
+    assert_eq!(size_of::<IrqDesc>(), 16);
+    assert_eq!(offset_of!(IrqDesc, trigger), 12);
+}
