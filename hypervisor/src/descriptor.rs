@@ -13,6 +13,10 @@
 //! | 47:12 | OA    | output address (40 bits used, VTCR_EL2.PS = 40 bits) |
 //! | 54    | XN    | set unless the mapping grants execute |
 //! | 58:55 | software | the ownership [`PageState`] as seen by this domain |
+//!
+//! An owner that lent a frame keeps an *invalid* level-3 descriptor holding the frame's address
+//! and software state 5 ("lent away"), as pKVM annotates invalid host PTEs: the walker ignores
+//! every bit of an invalid descriptor (Arm ARM D8.3.1), and reclaim finds the frame again.
 
 use aarch64_paging::descriptor::Stage2Attributes as Attr;
 use bitflags::bitflags;
@@ -105,8 +109,8 @@ pub enum Descriptor {
 
 const OUTPUT_ADDRESS_MASK: u64 = 0x0000_FFFF_FFFF_F000;
 const MEMATTR_MASK: u64 = 0b1111 << 2;
-const MEMATTR_NORMAL_WB: u64 = Attr::MEMATTR_NORMAL_INNER_WB.bits() as u64
-    | Attr::MEMATTR_NORMAL_OUTER_WB.bits() as u64;
+const MEMATTR_NORMAL_WB: u64 =
+    Attr::MEMATTR_NORMAL_INNER_WB.bits() as u64 | Attr::MEMATTR_NORMAL_OUTER_WB.bits() as u64;
 const MEMATTR_DEVICE_NGNRE: u64 = Attr::MEMATTR_DEVICE_nGnRE.bits() as u64;
 const S2AP_READ: u64 = Attr::S2AP_ACCESS_RO.bits() as u64;
 const S2AP_WRITE: u64 = Attr::S2AP_ACCESS_WO.bits() as u64;
@@ -119,6 +123,23 @@ const SOFTWARE_SHIFT: u32 = 55;
 const SOFTWARE_MASK: u64 = 0b1111 << SOFTWARE_SHIFT;
 const VALID: u64 = Attr::VALID.bits() as u64;
 const TABLE_OR_PAGE: u64 = Attr::TABLE_OR_PAGE.bits() as u64;
+
+/// Software state of a lent-away annotation in an invalid descriptor.
+const LENT_AWAY: u64 = 5;
+
+/// Encodes the invalid "lent away" annotation of the owner's slot for frame `pa`.
+pub const fn encode_lent_away(pa: PhysAddr) -> u64 {
+    (pa.0 & OUTPUT_ADDRESS_MASK) | (LENT_AWAY << SOFTWARE_SHIFT)
+}
+
+/// The frame a level-3 "lent away" annotation names, if `raw` is one.
+pub const fn decode_lent_away(raw: u64, level: u8) -> Option<PhysAddr> {
+    if level == 3 && raw & VALID == 0 && (raw & SOFTWARE_MASK) >> SOFTWARE_SHIFT == LENT_AWAY {
+        Some(PhysAddr(raw & OUTPUT_ADDRESS_MASK))
+    } else {
+        None
+    }
+}
 
 /// Size in bytes of what one descriptor maps at `level` (4 KiB granule).
 pub const fn level_span(level: u8) -> u64 {
@@ -136,7 +157,11 @@ pub const fn encode_table(next_table: PhysAddr) -> u64 {
 
 /// Encodes a leaf: a page at level 3, a block at levels 1 and 2.
 pub fn encode_leaf(leaf: &Leaf, level: u8) -> u64 {
-    let kind = if level == 3 { VALID | TABLE_OR_PAGE } else { VALID };
+    let kind = if level == 3 {
+        VALID | TABLE_OR_PAGE
+    } else {
+        VALID
+    };
     let mut value = (leaf.pa.0 & OUTPUT_ADDRESS_MASK) | kind | ACCESS_FLAG;
     if leaf.rights.contains(Rights::READ) {
         value |= S2AP_READ;
@@ -197,7 +222,12 @@ pub fn decode(raw: u64, level: u8) -> Descriptor {
     if !xn_high || xn_low {
         rights |= Rights::EXECUTE;
     }
-    Descriptor::Leaf(Leaf { pa: PhysAddr(pa), rights, memory, state })
+    Descriptor::Leaf(Leaf {
+        pa: PhysAddr(pa),
+        rights,
+        memory,
+        state,
+    })
 }
 
 /// Arm ARM D8.16.1: a live descriptor may change without break-before-make only when the output
@@ -213,11 +243,21 @@ pub fn is_bbm_safe(old: u64, new: u64) -> bool {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
 mod tests {
     use super::*;
 
     fn normal(pa: u64, rights: Rights, state: PageState) -> Leaf {
-        Leaf { pa: PhysAddr(pa), rights, memory: MemoryType::Normal, state }
+        Leaf {
+            pa: PhysAddr(pa),
+            rights,
+            memory: MemoryType::Normal,
+            state,
+        }
     }
 
     #[test]
@@ -233,7 +273,11 @@ mod tests {
     #[test]
     fn ro_normal_page_matches_the_value_verified_on_qemu() {
         let raw = encode_leaf(
-            &normal(0x4020_3000, Rights::READ | Rights::EXECUTE, PageState::SharedBorrowed),
+            &normal(
+                0x4020_3000,
+                Rights::READ | Rights::EXECUTE,
+                PageState::SharedBorrowed,
+            ),
             3,
         );
         assert_eq!(raw & 0xFFF, 0x77F);
@@ -242,7 +286,10 @@ mod tests {
 
     #[test]
     fn fields_sit_where_the_arm_arm_puts_them() {
-        let raw = encode_leaf(&normal(0x8000_0000, Rights::READ_WRITE, PageState::SharedOwned), 3);
+        let raw = encode_leaf(
+            &normal(0x8000_0000, Rights::READ_WRITE, PageState::SharedOwned),
+            3,
+        );
         assert_eq!(raw & 0b11, 0b11, "page descriptor type");
         assert_eq!(raw >> 2 & 0b1111, 0b1111, "MemAttr normal WB");
         assert_eq!(raw >> 6 & 0b11, 0b11, "S2AP RW");
@@ -278,19 +325,47 @@ mod tests {
         assert_eq!(decode(encode_leaf(&block, 2), 2), Descriptor::Leaf(block));
         // A block encoding at level 3 is reserved: the walker faults.
         assert_eq!(decode(encode_leaf(&block, 2), 3), Descriptor::Invalid);
-        assert_eq!(decode(0x4100_2003, 1), Descriptor::Table(PhysAddr(0x4100_2000)));
+        assert_eq!(
+            decode(0x4100_2003, 1),
+            Descriptor::Table(PhysAddr(0x4100_2000))
+        );
         assert_eq!(decode(0x4100_2002, 2), Descriptor::Invalid);
         // AF clear is not something we write.
-        assert!(matches!(decode(0x4000_0000 | 0x3FF, 3), Descriptor::Malformed(_)));
+        assert!(matches!(
+            decode(0x4000_0000 | 0x3FF, 3),
+            Descriptor::Malformed(_)
+        ));
         // State bits 0 are not a state.
-        assert!(matches!(decode(0x4000_0000 | 0x7FF, 3), Descriptor::Malformed(_)));
+        assert!(matches!(
+            decode(0x4000_0000 | 0x7FF, 3),
+            Descriptor::Malformed(_)
+        ));
+    }
+
+    #[test]
+    fn lent_away_annotation_is_invalid_to_the_walker() {
+        let raw = encode_lent_away(PhysAddr(0x4020_3000));
+        assert_eq!(raw & 1, 0);
+        assert_eq!(decode(raw, 3), Descriptor::Invalid);
+        assert_eq!(decode_lent_away(raw, 3), Some(PhysAddr(0x4020_3000)));
+        assert_eq!(decode_lent_away(raw, 2), None);
+        assert_eq!(decode_lent_away(0, 3), None);
     }
 
     #[test]
     fn break_before_make_predicate() {
-        let rw = encode_leaf(&normal(0x4000_0000, Rights::READ_WRITE, PageState::Owned), 3);
-        let ro = encode_leaf(&normal(0x4000_0000, Rights::READ, PageState::SharedOwned), 3);
-        let moved = encode_leaf(&normal(0x4000_1000, Rights::READ_WRITE, PageState::Owned), 3);
+        let rw = encode_leaf(
+            &normal(0x4000_0000, Rights::READ_WRITE, PageState::Owned),
+            3,
+        );
+        let ro = encode_leaf(
+            &normal(0x4000_0000, Rights::READ, PageState::SharedOwned),
+            3,
+        );
+        let moved = encode_leaf(
+            &normal(0x4000_1000, Rights::READ_WRITE, PageState::Owned),
+            3,
+        );
         assert!(is_bbm_safe(rw, ro));
         assert!(!is_bbm_safe(rw, moved));
         assert!(is_bbm_safe(0, moved));

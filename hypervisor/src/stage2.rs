@@ -19,7 +19,10 @@
 
 use crate::addr::{Ipa, PhysAddr, Vmid, BLOCK_SIZE, PAGES_PER_BLOCK, PAGE_SIZE};
 use crate::arch::{DescriptorSlot, PhysMemory, Stage2Arch};
-use crate::descriptor::{decode, encode_leaf, encode_table, is_bbm_safe, Descriptor, Leaf};
+use crate::descriptor::{
+    decode, decode_lent_away, encode_leaf, encode_lent_away, encode_table, is_bbm_safe, Descriptor,
+    Leaf,
+};
 use crate::error::Error;
 use crate::table_pool::{Reservation, TablePool};
 use crate::walk::{descriptor_address, translate, Walk};
@@ -27,6 +30,31 @@ use crate::walk::{descriptor_address, translate, Walk};
 /// VTCR_EL2 for these tables: T0SZ=24, SL0=1 (start level 1), IRGN0/ORGN0 WB-WA, SH0 inner,
 /// TG0 4 KiB, PS 40 bits, RES1 bit 31. Verified on QEMU 7.2 (DESIGN.md 9).
 pub const VTCR_EL2: u64 = 0x8002_3558;
+
+/// What a 4 KiB slot should hold after an update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Entry {
+    /// Nothing (descriptor 0).
+    Empty,
+    /// The owner's invalid "lent away" annotation for this frame.
+    LentAway(PhysAddr),
+    /// A valid page mapping.
+    Mapped(Leaf),
+}
+
+impl Entry {
+    fn encode(self, level: u8) -> u64 {
+        match self {
+            Self::Empty => 0,
+            Self::LentAway(pa) => encode_lent_away(pa),
+            Self::Mapped(leaf) => encode_leaf(&leaf, level),
+        }
+    }
+
+    fn needs_table(self) -> bool {
+        self != Self::Empty
+    }
+}
 
 /// One domain's stage-2 translation table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -88,6 +116,19 @@ impl Stage2Table {
         table
     }
 
+    /// What the 4 KiB slot for `ipa` holds: a mapping (possibly inside a block), a lent-away
+    /// annotation, or nothing.
+    pub fn entry(&self, memory: &impl PhysMemory, ipa: Ipa) -> Entry {
+        match self.translate(memory, ipa) {
+            Walk::Mapped(translation) => Entry::Mapped(translation.leaf),
+            Walk::Fault { level: 3 } => {
+                let raw = memory.read_u64(self.translate_descriptor(memory, ipa));
+                decode_lent_away(raw, 3).map_or(Entry::Empty, Entry::LentAway)
+            }
+            _ => Entry::Empty,
+        }
+    }
+
     /// Level of the leaf mapping `ipa` (2 = inside a block), if mapped.
     pub fn leaf_level(&self, memory: &impl PhysMemory, ipa: Ipa) -> Option<u8> {
         match self.translate(memory, ipa) {
@@ -136,7 +177,7 @@ impl Stage2Table {
         needed
     }
 
-    /// Sets the 4 KiB page at `ipa` to `new` (`None` unmaps), splitting a covering block and
+    /// Sets the 4 KiB page at `ipa` to `new`, splitting a covering block and
     /// creating tables as needed from `reservation`. Returns `Err` only if the reservation was
     /// too small, which [`Self::tables_needed`] rules out.
     pub fn set_page(
@@ -145,7 +186,7 @@ impl Stage2Table {
         pool: &mut TablePool,
         reservation: &mut Reservation,
         ipa: Ipa,
-        new: Option<Leaf>,
+        new: Entry,
     ) -> Result<(), Error> {
         let Some(l2_table) = self.next_table(arch, pool, reservation, self.root, ipa, 1, new)?
         else {
@@ -155,7 +196,7 @@ impl Stage2Table {
         else {
             return Ok(());
         };
-        let value = new.map_or(0, |leaf| encode_leaf(&leaf, 3));
+        let value = new.encode(3);
         self.replace(arch, self.slot(l3_table, ipa, 3), value);
         Ok(())
     }
@@ -170,7 +211,8 @@ impl Stage2Table {
         ipa: Ipa,
         new: Option<Leaf>,
     ) -> Result<(), Error> {
-        let Some(l2_table) = self.next_table(arch, pool, reservation, self.root, ipa, 1, new)?
+        let entry = new.map_or(Entry::Empty, Entry::Mapped);
+        let Some(l2_table) = self.next_table(arch, pool, reservation, self.root, ipa, 1, entry)?
         else {
             return Ok(());
         };
@@ -189,9 +231,10 @@ impl Stage2Table {
     /// nothing, remove it. Either way the table page goes back to the pool.
     pub fn coalesce(&mut self, arch: &mut impl Stage2Arch, pool: &mut TablePool, ipa: Ipa) {
         let block_ipa = ipa.block_base();
-        let Descriptor::Table(l2_table) =
-            decode(arch.read_u64(descriptor_address(self.root, block_ipa, 1)), 1)
-        else {
+        let Descriptor::Table(l2_table) = decode(
+            arch.read_u64(descriptor_address(self.root, block_ipa, 1)),
+            1,
+        ) else {
             return;
         };
         let slot = self.slot(l2_table, block_ipa, 2);
@@ -201,8 +244,9 @@ impl Stage2Table {
         let first = decode(arch.read_u64(l3_table), 3);
         let replacement = match first {
             Descriptor::Invalid => {
+                // Lent-away annotations keep the table alive: they are state, not garbage.
                 let empty = (0..PAGES_PER_BLOCK)
-                    .all(|index| arch.read_u64(PhysAddr(l3_table.0 + index * 8)) & 1 == 0);
+                    .all(|index| arch.read_u64(PhysAddr(l3_table.0 + index * 8)) == 0);
                 if !empty {
                     return;
                 }
@@ -210,7 +254,10 @@ impl Stage2Table {
             }
             Descriptor::Leaf(leaf) if leaf.pa.is_block_aligned() => {
                 let uniform = (1..PAGES_PER_BLOCK).all(|index| {
-                    let expected = Leaf { pa: PhysAddr(leaf.pa.0 + index * PAGE_SIZE), ..leaf };
+                    let expected = Leaf {
+                        pa: PhysAddr(leaf.pa.0 + index * PAGE_SIZE),
+                        ..leaf
+                    };
                     arch.read_u64(PhysAddr(l3_table.0 + index * 8)) == encode_leaf(&expected, 3)
                 });
                 if !uniform {
@@ -256,7 +303,7 @@ impl Stage2Table {
         if !is_bbm_safe(old, value) || value & 1 == 0 {
             arch.write_descriptor(slot, 0);
             arch.invalidate_ipa(self.vmid, slot.ipa);
-            if value & 1 != 0 {
+            if value != 0 {
                 arch.write_descriptor(slot, value);
             }
             return;
@@ -278,26 +325,33 @@ impl Stage2Table {
         table: PhysAddr,
         ipa: Ipa,
         level: u8,
-        new: Option<Leaf>,
+        new: Entry,
     ) -> Result<Option<PhysAddr>, Error> {
         let slot = self.slot(table, ipa, level);
         let old = arch.read_u64(slot.pa);
         match decode(old, level) {
             Descriptor::Table(next) => Ok(Some(next)),
-            Descriptor::Invalid if new.is_none() => Ok(None),
+            Descriptor::Invalid if !new.needs_table() => Ok(None),
             Descriptor::Invalid => {
-                let next = pool.take(arch, reservation).ok_or(Error::OutOfTableMemory)?;
+                let next = pool
+                    .take(arch, reservation)
+                    .ok_or(Error::OutOfTableMemory)?;
                 arch.write_descriptor(slot, encode_table(next));
                 Ok(Some(next))
             }
             Descriptor::Leaf(leaf) => {
                 // Split: build the equivalent next-level table while it is unreachable, then
                 // break the block and make the table (Arm ARM D8.16.1).
-                let next = pool.take(arch, reservation).ok_or(Error::OutOfTableMemory)?;
+                let next = pool
+                    .take(arch, reservation)
+                    .ok_or(Error::OutOfTableMemory)?;
                 let child_level = level + 1;
                 let child_span = crate::descriptor::level_span(child_level);
                 for index in 0..512 {
-                    let child = Leaf { pa: PhysAddr(leaf.pa.0 + index * child_span), ..leaf };
+                    let child = Leaf {
+                        pa: PhysAddr(leaf.pa.0 + index * child_span),
+                        ..leaf
+                    };
                     arch.page_mut(next)[index as usize] = encode_leaf(&child, child_level);
                 }
                 arch.write_descriptor(slot, 0);
@@ -330,6 +384,11 @@ fn narrows(old: u64, new: u64) -> bool {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
 mod tests {
     extern crate std;
     use super::*;
@@ -346,7 +405,12 @@ mod tests {
     }
 
     fn leaf(pa: u64, rights: Rights) -> Leaf {
-        Leaf { pa: PhysAddr(pa), rights, memory: MemoryType::Normal, state: PageState::Owned }
+        Leaf {
+            pa: PhysAddr(pa),
+            rights,
+            memory: MemoryType::Normal,
+            state: PageState::Owned,
+        }
     }
 
     fn map_page(
@@ -356,8 +420,13 @@ mod tests {
         ipa: u64,
         new: Option<Leaf>,
     ) {
-        let mut reservation = pool.reserve(table.tables_needed(arch, Ipa(ipa), 1)).unwrap();
-        table.set_page(arch, pool, &mut reservation, Ipa(ipa), new).unwrap();
+        let new = new.map_or(Entry::Empty, Entry::Mapped);
+        let mut reservation = pool
+            .reserve(table.tables_needed(arch, Ipa(ipa), 1))
+            .unwrap();
+        table
+            .set_page(arch, pool, &mut reservation, Ipa(ipa), new)
+            .unwrap();
         pool.release(reservation);
     }
 
@@ -369,14 +438,23 @@ mod tests {
         // IPA[39:30] indexes 1024 entries: the top gigabyte uses the second 4 KiB page.
         let top = descriptor_address(table.root(), Ipa((1 << 40) - PAGE_SIZE), 1);
         assert_eq!(top.get(), table.root().get() + 4096 + 511 * 8);
-        assert!(matches!(table.translate(&arch, Ipa(0)), Walk::Fault { level: 1 }));
+        assert!(matches!(
+            table.translate(&arch, Ipa(0)),
+            Walk::Fault { level: 1 }
+        ));
     }
 
     #[test]
     fn page_mapping_reads_back_bit_by_bit() {
         let (mut arch, mut pool, mut table) = setup();
         let ipa = 0x80_4000_3000 & ((1 << 40) - 1);
-        map_page(&mut arch, &mut pool, &mut table, ipa, Some(leaf(0x4123_4000, Rights::ALL)));
+        map_page(
+            &mut arch,
+            &mut pool,
+            &mut table,
+            ipa,
+            Some(leaf(0x4123_4000, Rights::ALL)),
+        );
         let Walk::Mapped(translation) = table.translate(&arch, Ipa(ipa)) else {
             panic!("not mapped");
         };
@@ -396,11 +474,29 @@ mod tests {
     #[test]
     fn narrowing_and_unmapping_invalidate_widening_does_not() {
         let (mut arch, mut pool, mut table) = setup();
-        map_page(&mut arch, &mut pool, &mut table, 0x1000, Some(leaf(0x4000_0000, Rights::READ)));
+        map_page(
+            &mut arch,
+            &mut pool,
+            &mut table,
+            0x1000,
+            Some(leaf(0x4000_0000, Rights::READ)),
+        );
         arch.end_call();
-        map_page(&mut arch, &mut pool, &mut table, 0x1000, Some(leaf(0x4000_0000, Rights::ALL)));
+        map_page(
+            &mut arch,
+            &mut pool,
+            &mut table,
+            0x1000,
+            Some(leaf(0x4000_0000, Rights::ALL)),
+        );
         assert!(arch.end_call().is_empty(), "widening needs no TLBI");
-        map_page(&mut arch, &mut pool, &mut table, 0x1000, Some(leaf(0x4000_0000, Rights::READ)));
+        map_page(
+            &mut arch,
+            &mut pool,
+            &mut table,
+            0x1000,
+            Some(leaf(0x4000_0000, Rights::READ)),
+        );
         assert_eq!(arch.end_call(), [Invalidation::Ipa(Vmid(5), Ipa(0x1000))]);
         map_page(&mut arch, &mut pool, &mut table, 0x1000, None);
         assert_eq!(arch.end_call(), [Invalidation::Ipa(Vmid(5), Ipa(0x1000))]);
@@ -411,23 +507,48 @@ mod tests {
     #[test]
     fn changing_the_output_address_breaks_first() {
         let (mut arch, mut pool, mut table) = setup();
-        map_page(&mut arch, &mut pool, &mut table, 0x1000, Some(leaf(0x4000_0000, Rights::ALL)));
-        map_page(&mut arch, &mut pool, &mut table, 0x1000, Some(leaf(0x4000_5000, Rights::ALL)));
+        map_page(
+            &mut arch,
+            &mut pool,
+            &mut table,
+            0x1000,
+            Some(leaf(0x4000_0000, Rights::ALL)),
+        );
+        map_page(
+            &mut arch,
+            &mut pool,
+            &mut table,
+            0x1000,
+            Some(leaf(0x4000_5000, Rights::ALL)),
+        );
         assert_eq!(arch.end_call(), [Invalidation::Ipa(Vmid(5), Ipa(0x1000))]);
         assert!(arch.take_violations().is_empty());
-        assert_eq!(table.lookup(&arch, Ipa(0x1000)).unwrap().pa, PhysAddr(0x4000_5000));
+        assert_eq!(
+            table.lookup(&arch, Ipa(0x1000)).unwrap().pa,
+            PhysAddr(0x4000_5000)
+        );
     }
 
     #[test]
     fn fake_catches_a_make_without_break() {
         // The fake itself must be strict: an in-place output change is an I7 violation.
         let (mut arch, mut pool, mut table) = setup();
-        map_page(&mut arch, &mut pool, &mut table, 0x1000, Some(leaf(0x4000_0000, Rights::ALL)));
+        map_page(
+            &mut arch,
+            &mut pool,
+            &mut table,
+            0x1000,
+            Some(leaf(0x4000_0000, Rights::ALL)),
+        );
         let Walk::Mapped(translation) = table.translate(&arch, Ipa(0x1000)) else {
             panic!("not mapped");
         };
-        let slot =
-            DescriptorSlot { pa: translation.descriptor, vmid: Vmid(5), ipa: Ipa(0x1000), level: 3 };
+        let slot = DescriptorSlot {
+            pa: translation.descriptor,
+            vmid: Vmid(5),
+            ipa: Ipa(0x1000),
+            level: 3,
+        };
         arch.write_descriptor(slot, encode_leaf(&leaf(0x4000_7000, Rights::ALL), 3));
         let violations = arch.take_violations();
         assert_eq!(violations.len(), 1);
@@ -440,24 +561,52 @@ mod tests {
     #[test]
     fn block_split_and_coalesce() {
         let (mut arch, mut pool, mut table) = setup();
-        let block = Leaf { pa: PhysAddr(0x4020_0000), ..leaf(0, Rights::ALL) };
-        let mut reservation = pool.reserve(table.tables_needed(&arch, Ipa(0x20_0000), 512)).unwrap();
-        table.set_block(&mut arch, &mut pool, &mut reservation, Ipa(0x20_0000), Some(block)).unwrap();
+        let block = Leaf {
+            pa: PhysAddr(0x4020_0000),
+            ..leaf(0, Rights::ALL)
+        };
+        let mut reservation = pool
+            .reserve(table.tables_needed(&arch, Ipa(0x20_0000), 512))
+            .unwrap();
+        table
+            .set_block(
+                &mut arch,
+                &mut pool,
+                &mut reservation,
+                Ipa(0x20_0000),
+                Some(block),
+            )
+            .unwrap();
         pool.release(reservation);
         let raw_block = arch.read_u64(table.translate_descriptor(&arch, Ipa(0x20_0000)));
         assert_eq!(raw_block & 0b11, 0b01, "a level-2 block descriptor");
         assert_eq!(table.leaf_level(&arch, Ipa(0x21_0000)), Some(2));
-        assert_eq!(table.lookup(&arch, Ipa(0x20_1000)).unwrap().pa, PhysAddr(0x4020_1000));
+        assert_eq!(
+            table.lookup(&arch, Ipa(0x20_1000)).unwrap().pa,
+            PhysAddr(0x4020_1000)
+        );
         let free_before = pool.available();
 
         // Narrowing one page splits the block (one table page) and invalidates the block.
-        let narrowed = Leaf { pa: PhysAddr(0x4020_1000), ..leaf(0, Rights::READ) };
+        let narrowed = Leaf {
+            pa: PhysAddr(0x4020_1000),
+            ..leaf(0, Rights::READ)
+        };
         map_page(&mut arch, &mut pool, &mut table, 0x20_1000, Some(narrowed));
         assert_eq!(pool.available(), free_before - 1);
         assert_eq!(table.leaf_level(&arch, Ipa(0x20_1000)), Some(3));
-        assert_eq!(table.lookup(&arch, Ipa(0x20_1000)).unwrap().rights, Rights::READ);
-        assert_eq!(table.lookup(&arch, Ipa(0x20_2000)).unwrap().rights, Rights::ALL);
-        assert_eq!(table.lookup(&arch, Ipa(0x3F_F000)).unwrap().pa, PhysAddr(0x403F_F000));
+        assert_eq!(
+            table.lookup(&arch, Ipa(0x20_1000)).unwrap().rights,
+            Rights::READ
+        );
+        assert_eq!(
+            table.lookup(&arch, Ipa(0x20_2000)).unwrap().rights,
+            Rights::ALL
+        );
+        assert_eq!(
+            table.lookup(&arch, Ipa(0x3F_F000)).unwrap().pa,
+            PhysAddr(0x403F_F000)
+        );
         let invalidations = arch.end_call();
         assert!(invalidations.contains(&Invalidation::Ipa(Vmid(5), Ipa(0x20_0000))));
         assert!(arch.take_violations().is_empty());
@@ -467,7 +616,10 @@ mod tests {
         assert_eq!(table.leaf_level(&arch, Ipa(0x20_1000)), Some(3));
 
         // Uniform again: one block, the table page back in the pool.
-        let restored = Leaf { pa: PhysAddr(0x4020_1000), ..leaf(0, Rights::ALL) };
+        let restored = Leaf {
+            pa: PhysAddr(0x4020_1000),
+            ..leaf(0, Rights::ALL)
+        };
         map_page(&mut arch, &mut pool, &mut table, 0x20_1000, Some(restored));
         table.coalesce(&mut arch, &mut pool, Ipa(0x20_0000));
         assert_eq!(table.leaf_level(&arch, Ipa(0x20_1000)), Some(2));
@@ -486,11 +638,14 @@ mod tests {
             &mut pool,
             &mut reservation,
             Ipa(0x1000),
-            Some(leaf(0x4000_0000, Rights::ALL)),
+            Entry::Mapped(leaf(0x4000_0000, Rights::ALL)),
         );
         assert_eq!(result, Err(Error::OutOfTableMemory));
         pool.release(reservation);
         let everything = pool.available();
-        assert_eq!(pool.reserve(everything + 1).err(), Some(Error::OutOfTableMemory));
+        assert_eq!(
+            pool.reserve(everything + 1).err(),
+            Some(Error::OutOfTableMemory)
+        );
     }
 }
