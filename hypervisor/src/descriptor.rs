@@ -105,8 +105,8 @@ pub enum Descriptor {
 
 const OUTPUT_ADDRESS_MASK: u64 = 0x0000_FFFF_FFFF_F000;
 const MEMATTR_MASK: u64 = 0b1111 << 2;
-const MEMATTR_NORMAL_WB: u64 = Attr::MEMATTR_NORMAL_INNER_WB.bits() as u64
-    | Attr::MEMATTR_NORMAL_OUTER_WB.bits() as u64;
+const MEMATTR_NORMAL_WB: u64 =
+    Attr::MEMATTR_NORMAL_INNER_WB.bits() as u64 | Attr::MEMATTR_NORMAL_OUTER_WB.bits() as u64;
 const MEMATTR_DEVICE_NGNRE: u64 = Attr::MEMATTR_DEVICE_nGnRE.bits() as u64;
 const S2AP_READ: u64 = Attr::S2AP_ACCESS_RO.bits() as u64;
 const S2AP_WRITE: u64 = Attr::S2AP_ACCESS_WO.bits() as u64;
@@ -136,7 +136,11 @@ pub const fn encode_table(next_table: PhysAddr) -> u64 {
 
 /// Encodes a leaf: a page at level 3, a block at levels 1 and 2.
 pub fn encode_leaf(leaf: &Leaf, level: u8) -> u64 {
-    let kind = if level == 3 { VALID | TABLE_OR_PAGE } else { VALID };
+    let kind = if level == 3 {
+        VALID | TABLE_OR_PAGE
+    } else {
+        VALID
+    };
     let mut value = (leaf.pa.0 & OUTPUT_ADDRESS_MASK) | kind | ACCESS_FLAG;
     if leaf.rights.contains(Rights::READ) {
         value |= S2AP_READ;
@@ -197,7 +201,12 @@ pub fn decode(raw: u64, level: u8) -> Descriptor {
     if !xn_high || xn_low {
         rights |= Rights::EXECUTE;
     }
-    Descriptor::Leaf(Leaf { pa: PhysAddr(pa), rights, memory, state })
+    Descriptor::Leaf(Leaf {
+        pa: PhysAddr(pa),
+        rights,
+        memory,
+        state,
+    })
 }
 
 /// Arm ARM D8.16.1: a live descriptor may change without break-before-make only when the output
@@ -217,7 +226,12 @@ mod tests {
     use super::*;
 
     fn normal(pa: u64, rights: Rights, state: PageState) -> Leaf {
-        Leaf { pa: PhysAddr(pa), rights, memory: MemoryType::Normal, state }
+        Leaf {
+            pa: PhysAddr(pa),
+            rights,
+            memory: MemoryType::Normal,
+            state,
+        }
     }
 
     #[test]
@@ -233,7 +247,11 @@ mod tests {
     #[test]
     fn ro_normal_page_matches_the_value_verified_on_qemu() {
         let raw = encode_leaf(
-            &normal(0x4020_3000, Rights::READ | Rights::EXECUTE, PageState::SharedBorrowed),
+            &normal(
+                0x4020_3000,
+                Rights::READ | Rights::EXECUTE,
+                PageState::SharedBorrowed,
+            ),
             3,
         );
         assert_eq!(raw & 0xFFF, 0x77F);
@@ -242,7 +260,10 @@ mod tests {
 
     #[test]
     fn fields_sit_where_the_arm_arm_puts_them() {
-        let raw = encode_leaf(&normal(0x8000_0000, Rights::READ_WRITE, PageState::SharedOwned), 3);
+        let raw = encode_leaf(
+            &normal(0x8000_0000, Rights::READ_WRITE, PageState::SharedOwned),
+            3,
+        );
         assert_eq!(raw & 0b11, 0b11, "page descriptor type");
         assert_eq!(raw >> 2 & 0b1111, 0b1111, "MemAttr normal WB");
         assert_eq!(raw >> 6 & 0b11, 0b11, "S2AP RW");
@@ -278,19 +299,37 @@ mod tests {
         assert_eq!(decode(encode_leaf(&block, 2), 2), Descriptor::Leaf(block));
         // A block encoding at level 3 is reserved: the walker faults.
         assert_eq!(decode(encode_leaf(&block, 2), 3), Descriptor::Invalid);
-        assert_eq!(decode(0x4100_2003, 1), Descriptor::Table(PhysAddr(0x4100_2000)));
+        assert_eq!(
+            decode(0x4100_2003, 1),
+            Descriptor::Table(PhysAddr(0x4100_2000))
+        );
         assert_eq!(decode(0x4100_2002, 2), Descriptor::Invalid);
         // AF clear is not something we write.
-        assert!(matches!(decode(0x4000_0000 | 0x3FF, 3), Descriptor::Malformed(_)));
+        assert!(matches!(
+            decode(0x4000_0000 | 0x3FF, 3),
+            Descriptor::Malformed(_)
+        ));
         // State bits 0 are not a state.
-        assert!(matches!(decode(0x4000_0000 | 0x7FF, 3), Descriptor::Malformed(_)));
+        assert!(matches!(
+            decode(0x4000_0000 | 0x7FF, 3),
+            Descriptor::Malformed(_)
+        ));
     }
 
     #[test]
     fn break_before_make_predicate() {
-        let rw = encode_leaf(&normal(0x4000_0000, Rights::READ_WRITE, PageState::Owned), 3);
-        let ro = encode_leaf(&normal(0x4000_0000, Rights::READ, PageState::SharedOwned), 3);
-        let moved = encode_leaf(&normal(0x4000_1000, Rights::READ_WRITE, PageState::Owned), 3);
+        let rw = encode_leaf(
+            &normal(0x4000_0000, Rights::READ_WRITE, PageState::Owned),
+            3,
+        );
+        let ro = encode_leaf(
+            &normal(0x4000_0000, Rights::READ, PageState::SharedOwned),
+            3,
+        );
+        let moved = encode_leaf(
+            &normal(0x4000_1000, Rights::READ_WRITE, PageState::Owned),
+            3,
+        );
         assert!(is_bbm_safe(rw, ro));
         assert!(!is_bbm_safe(rw, moved));
         assert!(is_bbm_safe(0, moved));

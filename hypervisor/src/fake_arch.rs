@@ -185,7 +185,10 @@ impl PhysMemory for FakeArch {
 impl Stage2Arch for FakeArch {
     fn write_descriptor(&mut self, slot: DescriptorSlot, value: u64) {
         if !self.in_table_region(slot.pa) {
-            self.violations.push(format!("descriptor write outside the table pool at {}", slot.pa));
+            self.violations.push(format!(
+                "descriptor write outside the table pool at {}",
+                slot.pa
+            ));
         }
         let old = self.peek(slot.pa);
         let old_valid = old & 1 != 0;
@@ -224,7 +227,14 @@ impl Stage2Arch for FakeArch {
                 Descriptor::Table(_) => (None, true),
                 _ => (Some((PhysAddr(old & 0x0000_FFFF_FFFF_F000), span)), false),
             };
-            self.stale.push(Stale { vmid: slot.vmid, ipa: slot.ipa, span, output, table, narrowed });
+            self.stale.push(Stale {
+                vmid: slot.vmid,
+                ipa: slot.ipa,
+                span,
+                output,
+                table,
+                narrowed,
+            });
         }
         self.poke(slot.pa, value);
     }

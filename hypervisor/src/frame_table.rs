@@ -48,7 +48,8 @@ const _: () = assert!(size_of::<FrameRecord>() <= 8, "frame budget is 8 bytes");
 
 impl FrameRecord {
     /// The record of a frame nobody owns.
-    pub const FREE: Self = Self(NO_DOMAIN | (3 << 6) | (NO_DOMAIN << 20) | ((NO_LINK as u64) << 29));
+    pub const FREE: Self =
+        Self(NO_DOMAIN | (3 << 6) | (NO_DOMAIN << 20) | ((NO_LINK as u64) << 29));
 
     const fn field(self, shift: u32, bits: u32) -> u64 {
         (self.0 >> shift) & ((1 << bits) - 1)
@@ -100,7 +101,10 @@ impl FrameRecord {
     fn first_borrower(self) -> Option<(DomainId, Rights)> {
         let domain = self.field(20, 6);
         (domain != NO_DOMAIN).then(|| {
-            (DomainId(domain as u8), Rights::from_bits_truncate(self.field(26, 3) as u8))
+            (
+                DomainId(domain as u8),
+                Rights::from_bits_truncate(self.field(26, 3) as u8),
+            )
         })
     }
 
@@ -133,7 +137,11 @@ pub struct BorrowerRecord {
 }
 
 impl BorrowerRecord {
-    const UNUSED: Self = Self { domain: u8::MAX, rights: 0, next: NO_LINK };
+    const UNUSED: Self = Self {
+        domain: u8::MAX,
+        rights: 0,
+        next: NO_LINK,
+    };
 }
 
 /// The frame table over `[base, base + frames * 4 KiB)`, with room for `FRAMES` records and
@@ -157,7 +165,11 @@ impl<const FRAMES: usize, const BORROWERS: usize> FrameTable<FRAMES, BORROWERS> 
         let mut borrowers = [BorrowerRecord::UNUSED; BORROWERS];
         let mut index = 0;
         while index < BORROWERS {
-            borrowers[index].next = if index + 1 < BORROWERS { (index + 1) as u16 } else { NO_LINK };
+            borrowers[index].next = if index + 1 < BORROWERS {
+                (index + 1) as u16
+            } else {
+                NO_LINK
+            };
             index += 1;
         }
         Self {
@@ -213,12 +225,16 @@ impl<const FRAMES: usize, const BORROWERS: usize> FrameTable<FRAMES, BORROWERS> 
 
     /// The record of the frame containing `pa`.
     pub fn record(&self, pa: PhysAddr) -> Option<FrameRecord> {
-        self.index(pa).and_then(|index| self.records.get(index).copied())
+        self.index(pa)
+            .and_then(|index| self.records.get(index).copied())
     }
 
     /// The record at `index` ([`FrameRecord::FREE`] when out of range).
     pub fn record_at(&self, index: usize) -> FrameRecord {
-        self.records.get(index).copied().unwrap_or(FrameRecord::FREE)
+        self.records
+            .get(index)
+            .copied()
+            .unwrap_or(FrameRecord::FREE)
     }
 
     /// Free side-table slots.
@@ -261,7 +277,10 @@ impl<const FRAMES: usize, const BORROWERS: usize> FrameTable<FRAMES, BORROWERS> 
             let Some(borrower) = self.borrowers.get(usize::from(link)) else {
                 break;
             };
-            visit(DomainId(borrower.domain), Rights::from_bits_truncate(borrower.rights));
+            visit(
+                DomainId(borrower.domain),
+                Rights::from_bits_truncate(borrower.rights),
+            );
             link = borrower.next;
         }
     }
@@ -329,7 +348,11 @@ impl<const FRAMES: usize, const BORROWERS: usize> FrameTable<FRAMES, BORROWERS> 
             return Err(Error::BorrowerTableFull);
         };
         self.free_borrower_head = entry.next;
-        *entry = BorrowerRecord { domain: domain.0, rights: rights.bits(), next: record.link() };
+        *entry = BorrowerRecord {
+            domain: domain.0,
+            rights: rights.bits(),
+            next: record.link(),
+        };
         self.free_borrowers -= 1;
         self.records[index].set_field(29, 16, u64::from(slot));
         Ok(())
@@ -378,7 +401,10 @@ impl<const FRAMES: usize, const BORROWERS: usize> FrameTable<FRAMES, BORROWERS> 
 
     fn free_slot(&mut self, slot: u16) {
         if let Some(entry) = self.borrowers.get_mut(usize::from(slot)) {
-            *entry = BorrowerRecord { next: self.free_borrower_head, ..BorrowerRecord::UNUSED };
+            *entry = BorrowerRecord {
+                next: self.free_borrower_head,
+                ..BorrowerRecord::UNUSED
+            };
             self.free_borrower_head = slot;
             self.free_borrowers += 1;
         }
@@ -433,8 +459,17 @@ mod tests {
     fn owner_state_and_rights_round_trip() {
         let mut table = Table::empty();
         table.init(PhysAddr(0x4000_0000), 8).unwrap();
-        assert_eq!(table.record(PhysAddr(0x4000_1000)).unwrap().state(), FrameState::Free);
-        table.set_owner(1, DomainId(62), FrameState::SharedOwned, Rights::READ, MemoryType::Device);
+        assert_eq!(
+            table.record(PhysAddr(0x4000_1000)).unwrap().state(),
+            FrameState::Free
+        );
+        table.set_owner(
+            1,
+            DomainId(62),
+            FrameState::SharedOwned,
+            Rights::READ,
+            MemoryType::Device,
+        );
         let record = table.record(PhysAddr(0x4000_1abc)).unwrap();
         assert_eq!(record.owner(), Some(DomainId(62)));
         assert_eq!(record.state(), FrameState::SharedOwned);
@@ -449,16 +484,35 @@ mod tests {
     fn many_borrowers_use_the_side_table_and_overflow_is_an_error() {
         let mut table = Table::empty();
         table.init(PhysAddr(0x4000_0000), 8).unwrap();
-        table.set_owner(0, DomainId(0), FrameState::SharedOwned, Rights::ALL, MemoryType::Normal);
+        table.set_owner(
+            0,
+            DomainId(0),
+            FrameState::SharedOwned,
+            Rights::ALL,
+            MemoryType::Normal,
+        );
         for domain in 1..=5 {
-            table.add_borrower(0, DomainId(domain), Rights::READ).unwrap();
+            table
+                .add_borrower(0, DomainId(domain), Rights::READ)
+                .unwrap();
         }
         assert_eq!(table.free_borrower_slots(), 0);
-        assert_eq!(table.add_borrower(0, DomainId(6), Rights::READ), Err(Error::BorrowerTableFull));
-        assert_eq!(table.add_borrower(0, DomainId(3), Rights::READ), Err(Error::AlreadyBorrowed));
-        assert_eq!(borrowers(&table, 0), [(1, 1), (2, 1), (3, 1), (4, 1), (5, 1)]);
+        assert_eq!(
+            table.add_borrower(0, DomainId(6), Rights::READ),
+            Err(Error::BorrowerTableFull)
+        );
+        assert_eq!(
+            table.add_borrower(0, DomainId(3), Rights::READ),
+            Err(Error::AlreadyBorrowed)
+        );
+        assert_eq!(
+            borrowers(&table, 0),
+            [(1, 1), (2, 1), (3, 1), (4, 1), (5, 1)]
+        );
         // A second frame can still take an inline borrower.
-        table.add_borrower(1, DomainId(9), Rights::READ_WRITE).unwrap();
+        table
+            .add_borrower(1, DomainId(9), Rights::READ_WRITE)
+            .unwrap();
         assert!(table.remove_borrower(0, DomainId(1)));
         assert!(table.remove_borrower(0, DomainId(4)));
         assert!(!table.remove_borrower(0, DomainId(4)));
@@ -477,7 +531,13 @@ mod tests {
         let mut table = Table::empty();
         table.init(PhysAddr(0x4000_0000), 8).unwrap();
         assert_eq!(table.pin(PhysAddr(0x4000_0000)), Err(Error::WrongState));
-        table.set_owner(0, DomainId(0), FrameState::Owned, Rights::ALL, MemoryType::Normal);
+        table.set_owner(
+            0,
+            DomainId(0),
+            FrameState::Owned,
+            Rights::ALL,
+            MemoryType::Normal,
+        );
         table.pin(PhysAddr(0x4000_0000)).unwrap();
         assert_eq!(table.record_at(0).pins(), 1);
         table.unpin(PhysAddr(0x4000_0000)).unwrap();

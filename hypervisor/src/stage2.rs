@@ -189,9 +189,10 @@ impl Stage2Table {
     /// nothing, remove it. Either way the table page goes back to the pool.
     pub fn coalesce(&mut self, arch: &mut impl Stage2Arch, pool: &mut TablePool, ipa: Ipa) {
         let block_ipa = ipa.block_base();
-        let Descriptor::Table(l2_table) =
-            decode(arch.read_u64(descriptor_address(self.root, block_ipa, 1)), 1)
-        else {
+        let Descriptor::Table(l2_table) = decode(
+            arch.read_u64(descriptor_address(self.root, block_ipa, 1)),
+            1,
+        ) else {
             return;
         };
         let slot = self.slot(l2_table, block_ipa, 2);
@@ -210,7 +211,10 @@ impl Stage2Table {
             }
             Descriptor::Leaf(leaf) if leaf.pa.is_block_aligned() => {
                 let uniform = (1..PAGES_PER_BLOCK).all(|index| {
-                    let expected = Leaf { pa: PhysAddr(leaf.pa.0 + index * PAGE_SIZE), ..leaf };
+                    let expected = Leaf {
+                        pa: PhysAddr(leaf.pa.0 + index * PAGE_SIZE),
+                        ..leaf
+                    };
                     arch.read_u64(PhysAddr(l3_table.0 + index * 8)) == encode_leaf(&expected, 3)
                 });
                 if !uniform {
@@ -286,18 +290,25 @@ impl Stage2Table {
             Descriptor::Table(next) => Ok(Some(next)),
             Descriptor::Invalid if new.is_none() => Ok(None),
             Descriptor::Invalid => {
-                let next = pool.take(arch, reservation).ok_or(Error::OutOfTableMemory)?;
+                let next = pool
+                    .take(arch, reservation)
+                    .ok_or(Error::OutOfTableMemory)?;
                 arch.write_descriptor(slot, encode_table(next));
                 Ok(Some(next))
             }
             Descriptor::Leaf(leaf) => {
                 // Split: build the equivalent next-level table while it is unreachable, then
                 // break the block and make the table (Arm ARM D8.16.1).
-                let next = pool.take(arch, reservation).ok_or(Error::OutOfTableMemory)?;
+                let next = pool
+                    .take(arch, reservation)
+                    .ok_or(Error::OutOfTableMemory)?;
                 let child_level = level + 1;
                 let child_span = crate::descriptor::level_span(child_level);
                 for index in 0..512 {
-                    let child = Leaf { pa: PhysAddr(leaf.pa.0 + index * child_span), ..leaf };
+                    let child = Leaf {
+                        pa: PhysAddr(leaf.pa.0 + index * child_span),
+                        ..leaf
+                    };
                     arch.page_mut(next)[index as usize] = encode_leaf(&child, child_level);
                 }
                 arch.write_descriptor(slot, 0);
@@ -346,7 +357,12 @@ mod tests {
     }
 
     fn leaf(pa: u64, rights: Rights) -> Leaf {
-        Leaf { pa: PhysAddr(pa), rights, memory: MemoryType::Normal, state: PageState::Owned }
+        Leaf {
+            pa: PhysAddr(pa),
+            rights,
+            memory: MemoryType::Normal,
+            state: PageState::Owned,
+        }
     }
 
     fn map_page(
@@ -356,8 +372,12 @@ mod tests {
         ipa: u64,
         new: Option<Leaf>,
     ) {
-        let mut reservation = pool.reserve(table.tables_needed(arch, Ipa(ipa), 1)).unwrap();
-        table.set_page(arch, pool, &mut reservation, Ipa(ipa), new).unwrap();
+        let mut reservation = pool
+            .reserve(table.tables_needed(arch, Ipa(ipa), 1))
+            .unwrap();
+        table
+            .set_page(arch, pool, &mut reservation, Ipa(ipa), new)
+            .unwrap();
         pool.release(reservation);
     }
 
@@ -369,14 +389,23 @@ mod tests {
         // IPA[39:30] indexes 1024 entries: the top gigabyte uses the second 4 KiB page.
         let top = descriptor_address(table.root(), Ipa((1 << 40) - PAGE_SIZE), 1);
         assert_eq!(top.get(), table.root().get() + 4096 + 511 * 8);
-        assert!(matches!(table.translate(&arch, Ipa(0)), Walk::Fault { level: 1 }));
+        assert!(matches!(
+            table.translate(&arch, Ipa(0)),
+            Walk::Fault { level: 1 }
+        ));
     }
 
     #[test]
     fn page_mapping_reads_back_bit_by_bit() {
         let (mut arch, mut pool, mut table) = setup();
         let ipa = 0x80_4000_3000 & ((1 << 40) - 1);
-        map_page(&mut arch, &mut pool, &mut table, ipa, Some(leaf(0x4123_4000, Rights::ALL)));
+        map_page(
+            &mut arch,
+            &mut pool,
+            &mut table,
+            ipa,
+            Some(leaf(0x4123_4000, Rights::ALL)),
+        );
         let Walk::Mapped(translation) = table.translate(&arch, Ipa(ipa)) else {
             panic!("not mapped");
         };
@@ -396,11 +425,29 @@ mod tests {
     #[test]
     fn narrowing_and_unmapping_invalidate_widening_does_not() {
         let (mut arch, mut pool, mut table) = setup();
-        map_page(&mut arch, &mut pool, &mut table, 0x1000, Some(leaf(0x4000_0000, Rights::READ)));
+        map_page(
+            &mut arch,
+            &mut pool,
+            &mut table,
+            0x1000,
+            Some(leaf(0x4000_0000, Rights::READ)),
+        );
         arch.end_call();
-        map_page(&mut arch, &mut pool, &mut table, 0x1000, Some(leaf(0x4000_0000, Rights::ALL)));
+        map_page(
+            &mut arch,
+            &mut pool,
+            &mut table,
+            0x1000,
+            Some(leaf(0x4000_0000, Rights::ALL)),
+        );
         assert!(arch.end_call().is_empty(), "widening needs no TLBI");
-        map_page(&mut arch, &mut pool, &mut table, 0x1000, Some(leaf(0x4000_0000, Rights::READ)));
+        map_page(
+            &mut arch,
+            &mut pool,
+            &mut table,
+            0x1000,
+            Some(leaf(0x4000_0000, Rights::READ)),
+        );
         assert_eq!(arch.end_call(), [Invalidation::Ipa(Vmid(5), Ipa(0x1000))]);
         map_page(&mut arch, &mut pool, &mut table, 0x1000, None);
         assert_eq!(arch.end_call(), [Invalidation::Ipa(Vmid(5), Ipa(0x1000))]);
@@ -411,23 +458,48 @@ mod tests {
     #[test]
     fn changing_the_output_address_breaks_first() {
         let (mut arch, mut pool, mut table) = setup();
-        map_page(&mut arch, &mut pool, &mut table, 0x1000, Some(leaf(0x4000_0000, Rights::ALL)));
-        map_page(&mut arch, &mut pool, &mut table, 0x1000, Some(leaf(0x4000_5000, Rights::ALL)));
+        map_page(
+            &mut arch,
+            &mut pool,
+            &mut table,
+            0x1000,
+            Some(leaf(0x4000_0000, Rights::ALL)),
+        );
+        map_page(
+            &mut arch,
+            &mut pool,
+            &mut table,
+            0x1000,
+            Some(leaf(0x4000_5000, Rights::ALL)),
+        );
         assert_eq!(arch.end_call(), [Invalidation::Ipa(Vmid(5), Ipa(0x1000))]);
         assert!(arch.take_violations().is_empty());
-        assert_eq!(table.lookup(&arch, Ipa(0x1000)).unwrap().pa, PhysAddr(0x4000_5000));
+        assert_eq!(
+            table.lookup(&arch, Ipa(0x1000)).unwrap().pa,
+            PhysAddr(0x4000_5000)
+        );
     }
 
     #[test]
     fn fake_catches_a_make_without_break() {
         // The fake itself must be strict: an in-place output change is an I7 violation.
         let (mut arch, mut pool, mut table) = setup();
-        map_page(&mut arch, &mut pool, &mut table, 0x1000, Some(leaf(0x4000_0000, Rights::ALL)));
+        map_page(
+            &mut arch,
+            &mut pool,
+            &mut table,
+            0x1000,
+            Some(leaf(0x4000_0000, Rights::ALL)),
+        );
         let Walk::Mapped(translation) = table.translate(&arch, Ipa(0x1000)) else {
             panic!("not mapped");
         };
-        let slot =
-            DescriptorSlot { pa: translation.descriptor, vmid: Vmid(5), ipa: Ipa(0x1000), level: 3 };
+        let slot = DescriptorSlot {
+            pa: translation.descriptor,
+            vmid: Vmid(5),
+            ipa: Ipa(0x1000),
+            level: 3,
+        };
         arch.write_descriptor(slot, encode_leaf(&leaf(0x4000_7000, Rights::ALL), 3));
         let violations = arch.take_violations();
         assert_eq!(violations.len(), 1);
@@ -440,24 +512,52 @@ mod tests {
     #[test]
     fn block_split_and_coalesce() {
         let (mut arch, mut pool, mut table) = setup();
-        let block = Leaf { pa: PhysAddr(0x4020_0000), ..leaf(0, Rights::ALL) };
-        let mut reservation = pool.reserve(table.tables_needed(&arch, Ipa(0x20_0000), 512)).unwrap();
-        table.set_block(&mut arch, &mut pool, &mut reservation, Ipa(0x20_0000), Some(block)).unwrap();
+        let block = Leaf {
+            pa: PhysAddr(0x4020_0000),
+            ..leaf(0, Rights::ALL)
+        };
+        let mut reservation = pool
+            .reserve(table.tables_needed(&arch, Ipa(0x20_0000), 512))
+            .unwrap();
+        table
+            .set_block(
+                &mut arch,
+                &mut pool,
+                &mut reservation,
+                Ipa(0x20_0000),
+                Some(block),
+            )
+            .unwrap();
         pool.release(reservation);
         let raw_block = arch.read_u64(table.translate_descriptor(&arch, Ipa(0x20_0000)));
         assert_eq!(raw_block & 0b11, 0b01, "a level-2 block descriptor");
         assert_eq!(table.leaf_level(&arch, Ipa(0x21_0000)), Some(2));
-        assert_eq!(table.lookup(&arch, Ipa(0x20_1000)).unwrap().pa, PhysAddr(0x4020_1000));
+        assert_eq!(
+            table.lookup(&arch, Ipa(0x20_1000)).unwrap().pa,
+            PhysAddr(0x4020_1000)
+        );
         let free_before = pool.available();
 
         // Narrowing one page splits the block (one table page) and invalidates the block.
-        let narrowed = Leaf { pa: PhysAddr(0x4020_1000), ..leaf(0, Rights::READ) };
+        let narrowed = Leaf {
+            pa: PhysAddr(0x4020_1000),
+            ..leaf(0, Rights::READ)
+        };
         map_page(&mut arch, &mut pool, &mut table, 0x20_1000, Some(narrowed));
         assert_eq!(pool.available(), free_before - 1);
         assert_eq!(table.leaf_level(&arch, Ipa(0x20_1000)), Some(3));
-        assert_eq!(table.lookup(&arch, Ipa(0x20_1000)).unwrap().rights, Rights::READ);
-        assert_eq!(table.lookup(&arch, Ipa(0x20_2000)).unwrap().rights, Rights::ALL);
-        assert_eq!(table.lookup(&arch, Ipa(0x3F_F000)).unwrap().pa, PhysAddr(0x403F_F000));
+        assert_eq!(
+            table.lookup(&arch, Ipa(0x20_1000)).unwrap().rights,
+            Rights::READ
+        );
+        assert_eq!(
+            table.lookup(&arch, Ipa(0x20_2000)).unwrap().rights,
+            Rights::ALL
+        );
+        assert_eq!(
+            table.lookup(&arch, Ipa(0x3F_F000)).unwrap().pa,
+            PhysAddr(0x403F_F000)
+        );
         let invalidations = arch.end_call();
         assert!(invalidations.contains(&Invalidation::Ipa(Vmid(5), Ipa(0x20_0000))));
         assert!(arch.take_violations().is_empty());
@@ -467,7 +567,10 @@ mod tests {
         assert_eq!(table.leaf_level(&arch, Ipa(0x20_1000)), Some(3));
 
         // Uniform again: one block, the table page back in the pool.
-        let restored = Leaf { pa: PhysAddr(0x4020_1000), ..leaf(0, Rights::ALL) };
+        let restored = Leaf {
+            pa: PhysAddr(0x4020_1000),
+            ..leaf(0, Rights::ALL)
+        };
         map_page(&mut arch, &mut pool, &mut table, 0x20_1000, Some(restored));
         table.coalesce(&mut arch, &mut pool, Ipa(0x20_0000));
         assert_eq!(table.leaf_level(&arch, Ipa(0x20_1000)), Some(2));
@@ -491,6 +594,9 @@ mod tests {
         assert_eq!(result, Err(Error::OutOfTableMemory));
         pool.release(reservation);
         let everything = pool.available();
-        assert_eq!(pool.reserve(everything + 1).err(), Some(Error::OutOfTableMemory));
+        assert_eq!(
+            pool.reserve(everything + 1).err(),
+            Some(Error::OutOfTableMemory)
+        );
     }
 }

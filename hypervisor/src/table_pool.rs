@@ -52,7 +52,14 @@ impl TablePool {
         if base.get() % (2 * PAGE_SIZE) != 0 || base.get() == 0 {
             return Err(Error::Misaligned);
         }
-        Ok(Self { base, end, bump: base, free_head: 0, free_count: 0, reserved: 0 })
+        Ok(Self {
+            base,
+            end,
+            bump: base,
+            free_head: 0,
+            free_count: 0,
+            reserved: 0,
+        })
     }
 
     /// The physical range the pool owns (hypervisor memory for I4).

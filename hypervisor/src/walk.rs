@@ -77,7 +77,11 @@ pub fn translate(memory: &impl PhysMemory, root: PhysAddr, ipa: Ipa) -> Walk {
             Descriptor::Leaf(mut leaf) => {
                 let offset = ipa.0 & (level_span(level) - 1) & !0xFFF;
                 leaf.pa = PhysAddr(leaf.pa.0 + offset);
-                return Walk::Mapped(Translation { leaf, level, descriptor: slot });
+                return Walk::Mapped(Translation {
+                    leaf,
+                    level,
+                    descriptor: slot,
+                });
             }
             Descriptor::Malformed(raw) => return Walk::Malformed { level, raw },
         }
@@ -130,16 +134,35 @@ fn visit_table(
             Descriptor::Invalid => {}
             Descriptor::Table(next) => {
                 if table_ok(next) {
-                    visit_table(memory, next, level + 1, ipa, 512, table_ok, visit, bad_table);
+                    visit_table(
+                        memory,
+                        next,
+                        level + 1,
+                        ipa,
+                        512,
+                        table_ok,
+                        visit,
+                        bad_table,
+                    );
                 } else {
                     bad_table(ipa, level, next);
                 }
             }
             Descriptor::Leaf(leaf) => {
-                visit(LeafEntry { ipa, level, leaf: Ok(leaf), descriptor: slot });
+                visit(LeafEntry {
+                    ipa,
+                    level,
+                    leaf: Ok(leaf),
+                    descriptor: slot,
+                });
             }
             Descriptor::Malformed(raw) => {
-                visit(LeafEntry { ipa, level, leaf: Err(raw), descriptor: slot });
+                visit(LeafEntry {
+                    ipa,
+                    level,
+                    leaf: Err(raw),
+                    descriptor: slot,
+                });
             }
         }
     }

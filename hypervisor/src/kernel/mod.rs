@@ -8,6 +8,7 @@ pub mod domain;
 pub mod fault;
 pub mod registers;
 pub mod system;
+pub mod vspace;
 
 #[cfg(test)]
 #[allow(

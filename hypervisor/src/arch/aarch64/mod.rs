@@ -12,4 +12,5 @@ pub mod gic;
 pub mod global;
 pub mod mmu;
 pub mod psci;
+pub mod stage2;
 pub mod trap;
