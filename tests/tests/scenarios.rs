@@ -22,6 +22,19 @@ fn finished(run: &RunOutcome, domains: &[&str], status: u32) -> Result<HaltLine,
     Ok(halt)
 }
 
+/// The halt line says why the run ended (`reason`, and `by` for a system-off) and counts what
+/// happened; `expected` lists the counters this scenario fixes exactly.
+fn halt_fields(halt: &HaltLine, console: &str, reason: &str, expected: &[(&str, &str)]) {
+    assert_eq!(halt.reason, reason, "{console}");
+    for (key, value) in expected {
+        assert_eq!(
+            halt.field(key),
+            Some(*value),
+            "halt field {key}; console:\n{console}"
+        );
+    }
+}
+
 /// `first` appears, and strictly before `second`.
 fn before(console: &str, first: Option<usize>, second: Option<usize>, what: &str) {
     match (first, second) {
@@ -35,7 +48,13 @@ fn before(console: &str, first: Option<usize>, second: Option<usize>, what: &str
 #[test]
 fn hello_prints_and_the_idle_system_halts_with_status_0() -> Result<(), String> {
     let run = scenario::run("hello")?;
-    finished(&run, &["hello"], 0)?;
+    let halt = finished(&run, &["hello"], 0)?;
+    halt_fields(
+        &halt,
+        &run.console,
+        "idle",
+        &[("faults", "0"), ("calls", "0")],
+    );
     assert_eq!(
         texts(&run.console, "hello"),
         ["hello from hello"],
@@ -48,7 +67,13 @@ fn hello_prints_and_the_idle_system_halts_with_status_0() -> Result<(), String> 
 #[test]
 fn ping_and_pong_exchange_1000_notifications() -> Result<(), String> {
     let run = scenario::run("pingpong")?;
-    finished(&run, &["ping", "pong"], 0)?;
+    let halt = finished(&run, &["ping", "pong"], 0)?;
+    halt_fields(
+        &halt,
+        &run.console,
+        "idle",
+        &[("faults", "0"), ("notifications", "2000")],
+    );
     assert_eq!(
         texts(&run.console, "ping"),
         [
@@ -70,7 +95,13 @@ fn ping_and_pong_exchange_1000_notifications() -> Result<(), String> {
 #[test]
 fn client_calls_the_higher_priority_server_with_message_registers() -> Result<(), String> {
     let run = scenario::run("ppc")?;
-    finished(&run, &["client", "server"], 0)?;
+    let halt = finished(&run, &["client", "server"], 0)?;
+    halt_fields(
+        &halt,
+        &run.console,
+        "idle",
+        &[("faults", "0"), ("calls", "3")],
+    );
     let console = run.console.as_str();
     assert_eq!(
         texts(console, "server"),
@@ -113,7 +144,8 @@ fn client_calls_the_higher_priority_server_with_message_registers() -> Result<()
 fn reads_of_other_domains_and_hypervisor_memory_fault_and_the_survivor_runs_on(
 ) -> Result<(), String> {
     let run = scenario::run("isolation")?;
-    finished(&run, &["survivor", "attacker"], 0)?;
+    let halt = finished(&run, &["survivor", "attacker"], 0)?;
+    halt_fields(&halt, &run.console, "idle", &[("faults", "2")]);
     let console = run.console.as_str();
     assert!(!console.contains("LEAKED"), "{console}");
     assert_eq!(
@@ -181,8 +213,22 @@ fn reads_of_other_domains_and_hypervisor_memory_fault_and_the_survivor_runs_on(
 #[test]
 fn a_spinning_pd_is_preempted_so_the_worker_finishes() -> Result<(), String> {
     let run = scenario::run("preemption")?;
-    finished(&run, &["spinner", "worker"], 0)?;
+    let halt = finished(&run, &["spinner", "worker"], 0)?;
     let console = run.console.as_str();
+    halt_fields(
+        &halt,
+        console,
+        "system-off",
+        &[("by", "worker"), ("faults", "0")],
+    );
+    let preemptions = halt
+        .field("preemptions")
+        .and_then(|count| count.parse::<u64>().ok());
+    // Each move the worker saw needs the CPU taken from the worker and then from the spinner.
+    assert!(
+        preemptions.is_some_and(|count| count >= 3),
+        "too few preemptions: {console}"
+    );
     assert_eq!(texts(console, "spinner"), ["spinner start"], "{console}");
     assert_eq!(
         texts(console, "worker"),
@@ -197,8 +243,14 @@ fn the_default_system_with_a_protected_guest_boots_and_ends_with_status_0() -> R
     let system = frameshift_build::firmware::workspace_root().join("system.xml");
     let image = scenario::build_image(&system, "default-system")?;
     let run = scenario::boot(&image)?;
-    finished(&run, &["vmm", "echo", "guest"], 0)?;
+    let halt = finished(&run, &["vmm", "echo", "guest"], 0)?;
     let console = run.console.as_str();
+    halt_fields(
+        &halt,
+        console,
+        "idle",
+        &[("faults", "0"), ("notifications", "2")],
+    );
     assert_eq!(
         texts(console, "vmm"),
         ["vmm window guest_ram_vaddr=0x20000000", "vmm peer answered"],
