@@ -144,6 +144,11 @@ impl fmt::Display for DomainId {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
 mod tests {
     extern crate std;
     use super::*;

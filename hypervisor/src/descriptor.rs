@@ -13,6 +13,10 @@
 //! | 47:12 | OA    | output address (40 bits used, VTCR_EL2.PS = 40 bits) |
 //! | 54    | XN    | set unless the mapping grants execute |
 //! | 58:55 | software | the ownership [`PageState`] as seen by this domain |
+//!
+//! An owner that lent a frame keeps an *invalid* level-3 descriptor holding the frame's address
+//! and software state 5 ("lent away"), as pKVM annotates invalid host PTEs: the walker ignores
+//! every bit of an invalid descriptor (Arm ARM D8.3.1), and reclaim finds the frame again.
 
 use aarch64_paging::descriptor::Stage2Attributes as Attr;
 use bitflags::bitflags;
@@ -120,6 +124,23 @@ const SOFTWARE_MASK: u64 = 0b1111 << SOFTWARE_SHIFT;
 const VALID: u64 = Attr::VALID.bits() as u64;
 const TABLE_OR_PAGE: u64 = Attr::TABLE_OR_PAGE.bits() as u64;
 
+/// Software state of a lent-away annotation in an invalid descriptor.
+const LENT_AWAY: u64 = 5;
+
+/// Encodes the invalid "lent away" annotation of the owner's slot for frame `pa`.
+pub const fn encode_lent_away(pa: PhysAddr) -> u64 {
+    (pa.0 & OUTPUT_ADDRESS_MASK) | (LENT_AWAY << SOFTWARE_SHIFT)
+}
+
+/// The frame a level-3 "lent away" annotation names, if `raw` is one.
+pub const fn decode_lent_away(raw: u64, level: u8) -> Option<PhysAddr> {
+    if level == 3 && raw & VALID == 0 && (raw & SOFTWARE_MASK) >> SOFTWARE_SHIFT == LENT_AWAY {
+        Some(PhysAddr(raw & OUTPUT_ADDRESS_MASK))
+    } else {
+        None
+    }
+}
+
 /// Size in bytes of what one descriptor maps at `level` (4 KiB granule).
 pub const fn level_span(level: u8) -> u64 {
     match level {
@@ -222,6 +243,11 @@ pub fn is_bbm_safe(old: u64, new: u64) -> bool {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
 mod tests {
     use super::*;
 
@@ -314,6 +340,16 @@ mod tests {
             decode(0x4000_0000 | 0x7FF, 3),
             Descriptor::Malformed(_)
         ));
+    }
+
+    #[test]
+    fn lent_away_annotation_is_invalid_to_the_walker() {
+        let raw = encode_lent_away(PhysAddr(0x4020_3000));
+        assert_eq!(raw & 1, 0);
+        assert_eq!(decode(raw, 3), Descriptor::Invalid);
+        assert_eq!(decode_lent_away(raw, 3), Some(PhysAddr(0x4020_3000)));
+        assert_eq!(decode_lent_away(raw, 2), None);
+        assert_eq!(decode_lent_away(0, 3), None);
     }
 
     #[test]

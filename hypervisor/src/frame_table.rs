@@ -304,6 +304,7 @@ impl<const FRAMES: usize, const BORROWERS: usize> FrameTable<FRAMES, BORROWERS> 
     }
 
     /// Changes the state, keeping owner and borrowers.
+    #[cfg(test)]
     pub(crate) fn set_state(&mut self, index: usize, state: FrameState) {
         if let Some(record) = self.records.get_mut(index) {
             Self::write_state(record, state);
@@ -436,6 +437,11 @@ impl<const FRAMES: usize, const BORROWERS: usize> FrameTable<FRAMES, BORROWERS> 
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
 mod tests {
     extern crate std;
     use super::*;

@@ -9,20 +9,31 @@
 
 pub mod addr;
 pub mod arch;
+pub mod audit;
 pub mod descriptor;
+pub mod engine;
 pub mod error;
 #[cfg(any(test, feature = "std"))]
 pub mod fake_arch;
 pub mod frame_table;
 pub mod kernel;
+pub mod ownership;
+#[cfg(any(test, feature = "std"))]
+pub mod small_system;
 pub mod stage2;
 pub mod table_pool;
 pub mod walk;
 
 pub use addr::{DomainId, Ipa, PhysAddr, Vmid, BLOCK_SIZE, MAX_DOMAINS, PAGE_SIZE};
 pub use arch::{DescriptorSlot, PhysMemory, Stage2Arch};
+pub use audit::{audit, AuditSummary, Invariant, Violation};
 pub use descriptor::{Leaf, MemoryType, PageState, Rights};
+pub use engine::{
+    BootMapping, BootSharing, ConversionMode, Domain, Engine, GuestLink, Request, Window,
+    MAX_RANGE_PAGES,
+};
 pub use error::Error;
 pub use frame_table::{FrameRecord, FrameState, FrameTable};
-pub use stage2::{Stage2Table, VTCR_EL2};
+pub use ownership::{decide, FrameView, Holder, Operation, Side, Transition};
+pub use stage2::{Entry, Stage2Table, VTCR_EL2};
 pub use table_pool::TablePool;

@@ -19,7 +19,10 @@
 
 use crate::addr::{Ipa, PhysAddr, Vmid, BLOCK_SIZE, PAGES_PER_BLOCK, PAGE_SIZE};
 use crate::arch::{DescriptorSlot, PhysMemory, Stage2Arch};
-use crate::descriptor::{decode, encode_leaf, encode_table, is_bbm_safe, Descriptor, Leaf};
+use crate::descriptor::{
+    decode, decode_lent_away, encode_leaf, encode_lent_away, encode_table, is_bbm_safe, Descriptor,
+    Leaf,
+};
 use crate::error::Error;
 use crate::table_pool::{Reservation, TablePool};
 use crate::walk::{descriptor_address, translate, Walk};
@@ -27,6 +30,31 @@ use crate::walk::{descriptor_address, translate, Walk};
 /// VTCR_EL2 for these tables: T0SZ=24, SL0=1 (start level 1), IRGN0/ORGN0 WB-WA, SH0 inner,
 /// TG0 4 KiB, PS 40 bits, RES1 bit 31. Verified on QEMU 7.2 (DESIGN.md 9).
 pub const VTCR_EL2: u64 = 0x8002_3558;
+
+/// What a 4 KiB slot should hold after an update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Entry {
+    /// Nothing (descriptor 0).
+    Empty,
+    /// The owner's invalid "lent away" annotation for this frame.
+    LentAway(PhysAddr),
+    /// A valid page mapping.
+    Mapped(Leaf),
+}
+
+impl Entry {
+    fn encode(self, level: u8) -> u64 {
+        match self {
+            Self::Empty => 0,
+            Self::LentAway(pa) => encode_lent_away(pa),
+            Self::Mapped(leaf) => encode_leaf(&leaf, level),
+        }
+    }
+
+    fn needs_table(self) -> bool {
+        self != Self::Empty
+    }
+}
 
 /// One domain's stage-2 translation table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -88,6 +116,19 @@ impl Stage2Table {
         table
     }
 
+    /// What the 4 KiB slot for `ipa` holds: a mapping (possibly inside a block), a lent-away
+    /// annotation, or nothing.
+    pub fn entry(&self, memory: &impl PhysMemory, ipa: Ipa) -> Entry {
+        match self.translate(memory, ipa) {
+            Walk::Mapped(translation) => Entry::Mapped(translation.leaf),
+            Walk::Fault { level: 3 } => {
+                let raw = memory.read_u64(self.translate_descriptor(memory, ipa));
+                decode_lent_away(raw, 3).map_or(Entry::Empty, Entry::LentAway)
+            }
+            _ => Entry::Empty,
+        }
+    }
+
     /// Level of the leaf mapping `ipa` (2 = inside a block), if mapped.
     pub fn leaf_level(&self, memory: &impl PhysMemory, ipa: Ipa) -> Option<u8> {
         match self.translate(memory, ipa) {
@@ -136,7 +177,7 @@ impl Stage2Table {
         needed
     }
 
-    /// Sets the 4 KiB page at `ipa` to `new` (`None` unmaps), splitting a covering block and
+    /// Sets the 4 KiB page at `ipa` to `new`, splitting a covering block and
     /// creating tables as needed from `reservation`. Returns `Err` only if the reservation was
     /// too small, which [`Self::tables_needed`] rules out.
     pub fn set_page(
@@ -145,7 +186,7 @@ impl Stage2Table {
         pool: &mut TablePool,
         reservation: &mut Reservation,
         ipa: Ipa,
-        new: Option<Leaf>,
+        new: Entry,
     ) -> Result<(), Error> {
         let Some(l2_table) = self.next_table(arch, pool, reservation, self.root, ipa, 1, new)?
         else {
@@ -155,7 +196,7 @@ impl Stage2Table {
         else {
             return Ok(());
         };
-        let value = new.map_or(0, |leaf| encode_leaf(&leaf, 3));
+        let value = new.encode(3);
         self.replace(arch, self.slot(l3_table, ipa, 3), value);
         Ok(())
     }
@@ -170,7 +211,8 @@ impl Stage2Table {
         ipa: Ipa,
         new: Option<Leaf>,
     ) -> Result<(), Error> {
-        let Some(l2_table) = self.next_table(arch, pool, reservation, self.root, ipa, 1, new)?
+        let entry = new.map_or(Entry::Empty, Entry::Mapped);
+        let Some(l2_table) = self.next_table(arch, pool, reservation, self.root, ipa, 1, entry)?
         else {
             return Ok(());
         };
@@ -202,8 +244,9 @@ impl Stage2Table {
         let first = decode(arch.read_u64(l3_table), 3);
         let replacement = match first {
             Descriptor::Invalid => {
+                // Lent-away annotations keep the table alive: they are state, not garbage.
                 let empty = (0..PAGES_PER_BLOCK)
-                    .all(|index| arch.read_u64(PhysAddr(l3_table.0 + index * 8)) & 1 == 0);
+                    .all(|index| arch.read_u64(PhysAddr(l3_table.0 + index * 8)) == 0);
                 if !empty {
                     return;
                 }
@@ -260,7 +303,7 @@ impl Stage2Table {
         if !is_bbm_safe(old, value) || value & 1 == 0 {
             arch.write_descriptor(slot, 0);
             arch.invalidate_ipa(self.vmid, slot.ipa);
-            if value & 1 != 0 {
+            if value != 0 {
                 arch.write_descriptor(slot, value);
             }
             return;
@@ -282,13 +325,13 @@ impl Stage2Table {
         table: PhysAddr,
         ipa: Ipa,
         level: u8,
-        new: Option<Leaf>,
+        new: Entry,
     ) -> Result<Option<PhysAddr>, Error> {
         let slot = self.slot(table, ipa, level);
         let old = arch.read_u64(slot.pa);
         match decode(old, level) {
             Descriptor::Table(next) => Ok(Some(next)),
-            Descriptor::Invalid if new.is_none() => Ok(None),
+            Descriptor::Invalid if !new.needs_table() => Ok(None),
             Descriptor::Invalid => {
                 let next = pool
                     .take(arch, reservation)
@@ -341,6 +384,11 @@ fn narrows(old: u64, new: u64) -> bool {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
 mod tests {
     extern crate std;
     use super::*;
@@ -372,6 +420,7 @@ mod tests {
         ipa: u64,
         new: Option<Leaf>,
     ) {
+        let new = new.map_or(Entry::Empty, Entry::Mapped);
         let mut reservation = pool
             .reserve(table.tables_needed(arch, Ipa(ipa), 1))
             .unwrap();
@@ -589,7 +638,7 @@ mod tests {
             &mut pool,
             &mut reservation,
             Ipa(0x1000),
-            Some(leaf(0x4000_0000, Rights::ALL)),
+            Entry::Mapped(leaf(0x4000_0000, Rights::ALL)),
         );
         assert_eq!(result, Err(Error::OutOfTableMemory));
         pool.release(reservation);

@@ -42,6 +42,18 @@ impl Reservation {
 }
 
 impl TablePool {
+    /// A pool with no pages (a `static` initialiser; replace it with [`TablePool::new`]).
+    pub const fn empty() -> Self {
+        Self {
+            base: PhysAddr(0),
+            end: PhysAddr(0),
+            bump: PhysAddr(0),
+            free_head: 0,
+            free_count: 0,
+            reserved: 0,
+        }
+    }
+
     /// A pool over `[base, base + pages * 4 KiB)`. `base` must be 8 KiB aligned so that stage-2
     /// roots (two concatenated level-1 tables) can be carved from it.
     pub fn new(base: PhysAddr, pages: usize) -> Result<Self, Error> {
@@ -49,7 +61,7 @@ impl TablePool {
             .checked_mul(PAGE_SIZE)
             .and_then(|bytes| base.checked_add(bytes))
             .ok_or(Error::InvalidRange)?;
-        if base.get() % (2 * PAGE_SIZE) != 0 || base.get() == 0 {
+        if !base.get().is_multiple_of(2 * PAGE_SIZE) || base.get() == 0 {
             return Err(Error::Misaligned);
         }
         Ok(Self {
@@ -112,7 +124,7 @@ impl TablePool {
     pub fn take_root(&mut self, memory: &mut impl PhysMemory) -> Result<PhysAddr, Error> {
         let mut start = self.bump;
         let mut skipped = None;
-        if start.get() % (2 * PAGE_SIZE) != 0 {
+        if !start.get().is_multiple_of(2 * PAGE_SIZE) {
             skipped = Some(start);
             start = PhysAddr(start.get() + PAGE_SIZE);
         }

@@ -7,7 +7,7 @@
 
 use crate::addr::{Ipa, PhysAddr, IPA_BITS};
 use crate::arch::PhysMemory;
-use crate::descriptor::{decode, level_span, Descriptor, Leaf, Rights};
+use crate::descriptor::{decode, decode_lent_away, level_span, Descriptor, Leaf, Rights};
 
 /// Index of the descriptor for `ipa` in the table at `level`. Level 1 has 1024 entries because
 /// of the two concatenated tables.
@@ -90,33 +90,47 @@ pub fn translate(memory: &impl PhysMemory, root: PhysAddr, ipa: Ipa) -> Walk {
     Walk::Fault { level: 3 }
 }
 
-/// One valid descriptor found by [`for_each_leaf`].
+/// What a non-empty descriptor found by [`for_each_leaf`] holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeafKind {
+    /// A valid leaf.
+    Mapped(Leaf),
+    /// A valid leaf the core would never write (raw value).
+    Malformed(u64),
+    /// An invalid "lent away" annotation naming this frame (no translation).
+    LentAway(PhysAddr),
+    /// An invalid descriptor with stray bits set (raw value): no translation, but not ours.
+    Stray(u64),
+    /// A table descriptor the caller's `table_ok` refused to follow (the table's address).
+    BadTable(PhysAddr),
+}
+
+/// One non-empty descriptor found by [`for_each_leaf`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LeafEntry {
-    /// First IPA the leaf maps.
+    /// First IPA the descriptor covers.
     pub ipa: Ipa,
-    /// Level (the leaf spans `level_span(level)` bytes).
+    /// Level (the entry spans `level_span(level)` bytes).
     pub level: u8,
-    /// Decoded leaf, or the raw value if malformed.
-    pub leaf: Result<Leaf, u64>,
+    /// What it holds.
+    pub kind: LeafKind,
     /// Physical address of the descriptor.
     pub descriptor: PhysAddr,
 }
 
-/// Visits every valid leaf of the table rooted at `root`, in IPA order. `table_ok` vets every
-/// next-level table address before it is followed (the audit refuses tables outside the pool);
-/// a refused table is reported through `bad_table`.
+/// Visits every valid leaf and every non-zero invalid descriptor of the table rooted at `root`,
+/// in IPA order. `table_ok` vets every next-level table address before it is followed (the
+/// audit refuses tables outside the pool); a refused table is visited as
+/// [`LeafKind::BadTable`].
 pub fn for_each_leaf(
     memory: &impl PhysMemory,
     root: PhysAddr,
     table_ok: &dyn Fn(PhysAddr) -> bool,
     visit: &mut dyn FnMut(LeafEntry),
-    bad_table: &mut dyn FnMut(Ipa, u8, PhysAddr),
 ) {
-    visit_table(memory, root, 1, Ipa(0), 1024, table_ok, visit, bad_table);
+    visit_table(memory, root, 1, Ipa(0), 1024, table_ok, visit);
 }
 
-#[allow(clippy::too_many_arguments)] // Recursive helper; the arguments are the walk state.
 fn visit_table(
     memory: &impl PhysMemory,
     table: PhysAddr,
@@ -125,45 +139,85 @@ fn visit_table(
     entries: u64,
     table_ok: &dyn Fn(PhysAddr) -> bool,
     visit: &mut dyn FnMut(LeafEntry),
-    bad_table: &mut dyn FnMut(Ipa, u8, PhysAddr),
 ) {
     for index in 0..entries {
         let ipa = Ipa(base.0 + index * level_span(level));
         let slot = PhysAddr(table.0 + index * 8);
-        match decode(memory.read_u64(slot), level) {
-            Descriptor::Invalid => {}
+        let raw = memory.read_u64(slot);
+        let kind = match decode(raw, level) {
+            Descriptor::Invalid if raw == 0 => continue,
+            Descriptor::Invalid => match decode_lent_away(raw, level) {
+                Some(pa) => LeafKind::LentAway(pa),
+                None => LeafKind::Stray(raw),
+            },
             Descriptor::Table(next) => {
-                if table_ok(next) {
-                    visit_table(
-                        memory,
-                        next,
-                        level + 1,
+                if !table_ok(next) {
+                    let kind = LeafKind::BadTable(next);
+                    visit(LeafEntry {
                         ipa,
-                        512,
-                        table_ok,
-                        visit,
-                        bad_table,
-                    );
-                } else {
-                    bad_table(ipa, level, next);
+                        level,
+                        kind,
+                        descriptor: slot,
+                    });
+                    continue;
+                }
+                visit_table(memory, next, level + 1, ipa, 512, table_ok, visit);
+                continue;
+            }
+            Descriptor::Leaf(leaf) => LeafKind::Mapped(leaf),
+            Descriptor::Malformed(raw) => LeafKind::Malformed(raw),
+        };
+        visit(LeafEntry {
+            ipa,
+            level,
+            kind,
+            descriptor: slot,
+        });
+    }
+}
+
+/// The first non-empty leaf-level entry (leaf, malformed leaf or annotation) at or after `from`,
+/// in IPA order. Used to iterate over a table while changing it (teardown).
+pub fn next_entry(memory: &impl PhysMemory, root: PhysAddr, from: Ipa) -> Option<LeafEntry> {
+    next_in_table(memory, root, 1, Ipa(0), 1024, from)
+}
+
+fn next_in_table(
+    memory: &impl PhysMemory,
+    table: PhysAddr,
+    level: u8,
+    base: Ipa,
+    entries: u64,
+    from: Ipa,
+) -> Option<LeafEntry> {
+    let span = level_span(level);
+    let first = from.0.saturating_sub(base.0) / span;
+    for index in first..entries {
+        let ipa = Ipa(base.0 + index * span);
+        let slot = PhysAddr(table.0 + index * 8);
+        let raw = memory.read_u64(slot);
+        let kind = match decode(raw, level) {
+            Descriptor::Invalid if raw == 0 => continue,
+            Descriptor::Invalid => match decode_lent_away(raw, level) {
+                Some(pa) => LeafKind::LentAway(pa),
+                None => LeafKind::Stray(raw),
+            },
+            Descriptor::Table(next) => {
+                let start = if from.0 > ipa.0 { from } else { ipa };
+                match next_in_table(memory, next, level + 1, ipa, 512, start) {
+                    Some(entry) => return Some(entry),
+                    None => continue,
                 }
             }
-            Descriptor::Leaf(leaf) => {
-                visit(LeafEntry {
-                    ipa,
-                    level,
-                    leaf: Ok(leaf),
-                    descriptor: slot,
-                });
-            }
-            Descriptor::Malformed(raw) => {
-                visit(LeafEntry {
-                    ipa,
-                    level,
-                    leaf: Err(raw),
-                    descriptor: slot,
-                });
-            }
-        }
+            Descriptor::Leaf(leaf) => LeafKind::Mapped(leaf),
+            Descriptor::Malformed(raw) => LeafKind::Malformed(raw),
+        };
+        return Some(LeafEntry {
+            ipa,
+            level,
+            kind,
+            descriptor: slot,
+        });
     }
+    None
 }
