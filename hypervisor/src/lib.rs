@@ -16,6 +16,7 @@ pub mod error;
 #[cfg(any(test, feature = "std"))]
 pub mod fake_arch;
 pub mod frame_table;
+pub mod kernel;
 pub mod ownership;
 #[cfg(any(test, feature = "std"))]
 pub mod small_system;

@@ -1,0 +1,265 @@
+//! QEMU scenario tests: each boots one system of tests/systems/ (or the top-level system.xml),
+//! reads the console and the halt status, and checks what every domain printed, line by line.
+//! Each run has a 30 s timeout; a timeout fails the test.
+
+use frameshift_build::console::HaltLine;
+use frameshift_build::qemu::RunOutcome;
+use frameshift_tests::protocol::{self, position, position_starting, texts, HYPERVISOR};
+use frameshift_tests::scenario;
+
+/// The run's console must follow the protocol for `domains`, end with `halt status=<status>`,
+/// and QEMU's verdict must agree; returns the halt line.
+fn finished(run: &RunOutcome, domains: &[&str], status: u32) -> Result<HaltLine, String> {
+    let halt = protocol::check(&run.console, domains)
+        .map_err(|error| format!("{error}\nconsole:\n{}", run.console))?;
+    if halt.status != status || run.exit_code() != status as i32 {
+        return Err(format!(
+            "expected halt status {status}, got {halt} (exit code {}); console:\n{}",
+            run.exit_code(),
+            run.console
+        ));
+    }
+    Ok(halt)
+}
+
+/// The halt line says why the run ended (`reason`, and `by` for a system-off) and counts what
+/// happened; `expected` lists the counters this scenario fixes exactly.
+fn halt_fields(halt: &HaltLine, console: &str, reason: &str, expected: &[(&str, &str)]) {
+    assert_eq!(halt.reason, reason, "{console}");
+    for (key, value) in expected {
+        assert_eq!(
+            halt.field(key),
+            Some(*value),
+            "halt field {key}; console:\n{console}"
+        );
+    }
+}
+
+/// `first` appears, and strictly before `second`.
+fn before(console: &str, first: Option<usize>, second: Option<usize>, what: &str) {
+    match (first, second) {
+        (Some(a), Some(b)) if a < b => {}
+        _ => panic!(
+            "{what}: order wrong or line missing ({first:?}, {second:?}); console:\n{console}"
+        ),
+    }
+}
+
+#[test]
+fn hello_prints_and_the_idle_system_halts_with_status_0() -> Result<(), String> {
+    let run = scenario::run("hello")?;
+    let halt = finished(&run, &["hello"], 0)?;
+    halt_fields(
+        &halt,
+        &run.console,
+        "idle",
+        &[("faults", "0"), ("calls", "0")],
+    );
+    assert_eq!(
+        texts(&run.console, "hello"),
+        ["hello from hello"],
+        "{}",
+        run.console
+    );
+    Ok(())
+}
+
+#[test]
+fn ping_and_pong_exchange_1000_notifications() -> Result<(), String> {
+    let run = scenario::run("pingpong")?;
+    let halt = finished(&run, &["ping", "pong"], 0)?;
+    halt_fields(
+        &halt,
+        &run.console,
+        "idle",
+        &[("faults", "0"), ("notifications", "2000")],
+    );
+    assert_eq!(
+        texts(&run.console, "ping"),
+        [
+            "ping start rounds=1000",
+            "ping done sent=1000 received=1000"
+        ],
+        "{}",
+        run.console
+    );
+    assert_eq!(
+        texts(&run.console, "pong"),
+        ["pong done received=1000 sent=1000"],
+        "{}",
+        run.console
+    );
+    Ok(())
+}
+
+#[test]
+fn client_calls_the_higher_priority_server_with_message_registers() -> Result<(), String> {
+    let run = scenario::run("ppc")?;
+    let halt = finished(&run, &["client", "server"], 0)?;
+    halt_fields(
+        &halt,
+        &run.console,
+        "idle",
+        &[("faults", "0"), ("calls", "3")],
+    );
+    let console = run.console.as_str();
+    assert_eq!(
+        texts(console, "server"),
+        [
+            "server ready",
+            "server call=1 count=4 sum=10",
+            "server call=2 count=4 sum=20",
+            "server call=3 count=4 sum=30",
+        ],
+        "{console}"
+    );
+    assert_eq!(
+        texts(console, "client"),
+        [
+            "client call=1 args=[1, 2, 3, 4] reply label=0x6 count=1 sum=10",
+            "client call=2 args=[2, 4, 6, 8] reply label=0x6 count=1 sum=20",
+            "client call=3 args=[3, 6, 9, 12] reply label=0x6 count=1 sum=30",
+            "client done calls=3 correct=3",
+        ],
+        "{console}"
+    );
+    // The server handles each call while the client waits in it.
+    for call in 1..=3 {
+        let sum = 10 * call;
+        before(
+            console,
+            position(
+                console,
+                "server",
+                &format!("server call={call} count=4 sum={sum}"),
+            ),
+            position_starting(console, "client", &format!("client call={call} ")),
+            "server reply before client sees it",
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn reads_of_other_domains_and_hypervisor_memory_fault_and_the_survivor_runs_on(
+) -> Result<(), String> {
+    let run = scenario::run("isolation")?;
+    let halt = finished(&run, &["survivor", "attacker"], 0)?;
+    halt_fields(&halt, &run.console, "idle", &[("faults", "2")]);
+    let console = run.console.as_str();
+    assert!(!console.contains("LEAKED"), "{console}");
+    assert_eq!(
+        texts(console, "attacker"),
+        [
+            "attacker read survivor-secret ipa=0x10000000 faulted ec=0x25 far=0x10000000",
+            "attacker read hypervisor ipa=0x40100000 faulted ec=0x25 far=0x40100000",
+        ],
+        "{console}"
+    );
+    assert_eq!(
+        texts(console, "survivor"),
+        [
+            "survivor secret written at 0x10000000",
+            "survivor alive after attack secret=0x5ec2e75ec2e70001 intact=true",
+        ],
+        "{console}"
+    );
+    let written = position(console, "survivor", "survivor secret written at 0x10000000");
+    let fault_secret = position_starting(console, HYPERVISOR, "fault pd=attacker ipa=0x10000000 ");
+    let seen_secret = position_starting(console, "attacker", "attacker read survivor-secret ");
+    let fault_hypervisor =
+        position_starting(console, HYPERVISOR, "fault pd=attacker ipa=0x40100000 ");
+    let seen_hypervisor = position_starting(console, "attacker", "attacker read hypervisor ");
+    let alive = position_starting(console, "survivor", "survivor alive ");
+    before(
+        console,
+        written,
+        fault_secret,
+        "secret written before the attack",
+    );
+    before(
+        console,
+        fault_secret,
+        seen_secret,
+        "hypervisor reports the fault first",
+    );
+    before(console, seen_secret, fault_hypervisor, "attacks in order");
+    before(
+        console,
+        fault_hypervisor,
+        seen_hypervisor,
+        "hypervisor reports the fault first",
+    );
+    before(
+        console,
+        seen_hypervisor,
+        alive,
+        "survivor runs after the attacks",
+    );
+    // Exactly the two faults, both of the attacker.
+    let faults: Vec<&str> = texts(console, HYPERVISOR)
+        .into_iter()
+        .filter(|text| text.starts_with("fault "))
+        .collect();
+    assert_eq!(faults.len(), 2, "{console}");
+    for fault in faults {
+        for key in ["esr=0x", "pc=0x", "kind="] {
+            assert!(fault.contains(key), "fault line without {key}: {fault}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_spinning_pd_is_preempted_so_the_worker_finishes() -> Result<(), String> {
+    let run = scenario::run("preemption")?;
+    let halt = finished(&run, &["spinner", "worker"], 0)?;
+    let console = run.console.as_str();
+    halt_fields(
+        &halt,
+        console,
+        "system-off",
+        &[("by", "worker"), ("faults", "0")],
+    );
+    let preemptions = halt
+        .field("preemptions")
+        .and_then(|count| count.parse::<u64>().ok());
+    // Each move the worker saw needs the CPU taken from the worker and then from the spinner.
+    assert!(
+        preemptions.is_some_and(|count| count >= 3),
+        "too few preemptions: {console}"
+    );
+    assert_eq!(texts(console, "spinner"), ["spinner start"], "{console}");
+    assert_eq!(
+        texts(console, "worker"),
+        ["worker start", "worker saw spinner run moves=3"],
+        "{console}"
+    );
+    Ok(())
+}
+
+#[test]
+fn the_default_system_with_a_protected_guest_boots_and_ends_with_status_0() -> Result<(), String> {
+    let system = frameshift_build::firmware::workspace_root().join("system.xml");
+    let image = scenario::build_image(&system, "default-system")?;
+    let run = scenario::boot(&image)?;
+    let halt = finished(&run, &["vmm", "echo", "guest"], 0)?;
+    let console = run.console.as_str();
+    halt_fields(
+        &halt,
+        console,
+        "idle",
+        &[("faults", "0"), ("notifications", "2")],
+    );
+    assert_eq!(
+        texts(console, "vmm"),
+        ["vmm window guest_ram_vaddr=0x20000000", "vmm peer answered"],
+        "{console}"
+    );
+    assert_eq!(
+        texts(console, "echo"),
+        ["echo ready", "echo notified by vmm count=1"],
+        "{console}"
+    );
+    Ok(())
+}
