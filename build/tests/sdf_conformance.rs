@@ -8,12 +8,11 @@ use std::path::PathBuf;
 use frameshift_build::sdf::{parse_bytes, SdfErrorKind};
 
 /// What Frameshift refuses by name (docs/SDF.md, "Not supported"); a not-supported answer
-/// that names anything else fails the test.
-const NOT_SUPPORTED: [&str; 5] = [
+/// that names anything else fails the test. (`<io_address_space>`, `<ioport>` and the x86
+/// `<irq>` forms never get here: Microkit itself refuses them on AArch64, with its own messages.)
+const NOT_SUPPORTED: [&str; 3] = [
     "element '<domains>'",
     "element '<cspace>'",
-    "element '<io_address_space>'",
-    "element '<ioport>'",
     "attribute 'prefill_bootinfo' on element '<memory_region>'",
 ];
 
@@ -152,4 +151,13 @@ fn microkit_fixtures() {
         "not-supported answers for supported features"
     );
     assert!(exact >= EXACT_TARGET, "exact={exact} < {EXACT_TARGET}");
+    // Beyond the target: the only accepted differences are files on which Microkit panics.
+    let unexplained: Vec<&String> = mismatches
+        .iter()
+        .filter(|mismatch| !mismatch.contains("the Microkit tool panics"))
+        .collect();
+    assert!(
+        unexplained.is_empty(),
+        "unexplained mismatches: {unexplained:#?}"
+    );
 }

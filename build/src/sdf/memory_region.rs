@@ -52,7 +52,7 @@ fn find_on_search_path(path: &Path, search_paths: &[PathBuf]) -> Option<PathBuf>
     search_paths
         .iter()
         .map(|dir| dir.join(path))
-        .find(|candidate| candidate.is_file())
+        .find(|candidate| candidate.exists())
 }
 
 impl RawMemoryRegion {
@@ -92,8 +92,8 @@ impl RawMemoryRegion {
             };
             // Only the length is needed here; the image builder reads the bytes.
             let len = match std::fs::metadata(&full_path) {
-                Ok(metadata) => metadata.len(),
-                Err(_) => {
+                Ok(metadata) if metadata.is_file() => metadata.len(),
+                _ => {
                     return Err(file.value_error(
                         node,
                         format_args!("failed to read file '{path_text}' at prefill_path"),

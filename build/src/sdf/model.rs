@@ -1,6 +1,6 @@
 //! The parsed system description: what a valid system.xml means, independent of XML.
 //!
-//! The parser (`sdf::parse`) produces a [`SystemDescription`] only after every Microkit check has
+//! The parser (`sdf::parse_file`) produces a [`SystemDescription`] only after every Microkit check has
 //! passed; the image builder consumes it. Field names follow the Microkit SDF attributes.
 
 use std::path::PathBuf;
