@@ -25,6 +25,8 @@ pub const KERNEL_FEATURE: &str = "el2";
 pub const KERNEL_TARGET: &str = "aarch64-unknown-none-softfloat";
 /// The PD crates whose bins become program images, in build order.
 pub const PD_PACKAGES: [&str; 2] = ["frameshift-pd-programs", "frameshift-vmm-pd"];
+/// The directory whose crates are bare-metal guests (firmware only).
+pub const GUEST_IMAGES_DIR: &str = "guest_images";
 /// The PDs' target (PDs may use FP).
 pub const PD_TARGET: &str = "aarch64-unknown-none";
 
@@ -143,16 +145,9 @@ pub struct FirmwarePlan {
     pub kernel: bool,
     /// Each present PD crate with its bin names.
     pub pd_packages: Vec<(String, Vec<String>)>,
-}
-
-impl FirmwarePlan {
-    /// The workspace packages that are firmware only (excluded from host `cargo test`).
-    pub fn firmware_only_packages(&self) -> Vec<&str> {
-        self.pd_packages
-            .iter()
-            .map(|(name, _)| name.as_str())
-            .collect()
-    }
+    /// Workspace packages that only build for AArch64 (the PD crates and everything under
+    /// `guest_images/`): host `cargo test --workspace` excludes them.
+    pub firmware_only: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -164,6 +159,8 @@ struct Metadata {
 struct MetadataPackage {
     name: String,
     targets: Vec<MetadataTarget>,
+    #[serde(default)]
+    manifest_path: PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -197,9 +194,22 @@ pub fn plan_from_metadata(json: &str) -> Result<FirmwarePlan, FirmwareError> {
         .filter_map(|package| bins_of(package).map(|bins| ((*package).to_owned(), bins)))
         .filter(|(_, bins)| !bins.is_empty())
         .collect();
+    let firmware_only = metadata
+        .packages
+        .iter()
+        .filter(|package| {
+            PD_PACKAGES.contains(&package.name.as_str())
+                || package
+                    .manifest_path
+                    .components()
+                    .any(|part| part.as_os_str() == GUEST_IMAGES_DIR)
+        })
+        .map(|package| package.name.clone())
+        .collect();
     Ok(FirmwarePlan {
         kernel,
         pd_packages,
+        firmware_only,
     })
 }
 
@@ -268,7 +278,14 @@ pub fn pd_build_args(workspace_root: &Path, package: &str) -> Vec<String> {
 /// Builds the kernel and every PD program the workspace has, copying each PD bin to
 /// [`programs_dir`]. Progress goes to stderr.
 pub fn build(workspace_root: &Path) -> Result<Firmware, FirmwareError> {
-    let plan = plan(workspace_root)?;
+    build_planned(workspace_root, &plan(workspace_root)?)
+}
+
+/// [`build`] for an already read plan.
+pub fn build_planned(
+    workspace_root: &Path,
+    plan: &FirmwarePlan,
+) -> Result<Firmware, FirmwareError> {
     let kernel = if plan.kernel {
         eprintln!("xtask: building the kernel ({KERNEL_TARGET}, release)");
         cargo_build(workspace_root, &kernel_build_args(workspace_root))?;
@@ -352,7 +369,10 @@ mod tests {
                 {"name": "hello", "kind": ["bin"]},
                 {"name": "attacker", "kind": ["bin"]}
             ]},
-            {"name": "frameshift-build", "targets": [{"name": "xtask", "kind": ["bin"]}]}
+            {"name": "frameshift-build", "targets": [{"name": "xtask", "kind": ["bin"]}],
+             "manifest_path": "/w/build/Cargo.toml"},
+            {"name": "demo-guest", "targets": [{"name": "demo", "kind": ["bin"]}],
+             "manifest_path": "/w/guest_images/demo/Cargo.toml"}
         ],
         "workspace_root": "/w"
     }"#;
@@ -369,8 +389,8 @@ mod tests {
             )]
         );
         assert_eq!(
-            plan.firmware_only_packages(),
-            vec!["frameshift-pd-programs"]
+            plan.firmware_only,
+            vec!["frameshift-pd-programs", "demo-guest"]
         );
     }
 

@@ -80,7 +80,8 @@ pub enum QemuPlan {
     Present,
     /// Install it: `apt-get update` then `apt-get install -y qemu-system-arm`.
     AptInstall,
-    /// This process cannot install it; the user must run this command.
+    /// This process cannot install it; the user must follow this instruction (it names the exact
+    /// command where there is one).
     Manual(String),
 }
 
@@ -90,7 +91,7 @@ pub fn plan_qemu(qemu_found: bool, is_root: bool, has_apt_get: bool) -> QemuPlan
         (true, _, _) => QemuPlan::Present,
         (false, true, true) => QemuPlan::AptInstall,
         (false, false, true) => QemuPlan::Manual(format!(
-            "sudo apt-get update && sudo apt-get install -y {QEMU_APT_PACKAGE}"
+            "run `sudo apt-get update && sudo apt-get install -y {QEMU_APT_PACKAGE}`"
         )),
         (false, _, false) => QemuPlan::Manual(format!(
             "install QEMU >= {MIN_QEMU_VERSION} so that `{QEMU_PROGRAM}` is on PATH \
@@ -127,7 +128,10 @@ impl fmt::Display for InstallError {
         match self {
             InstallError::Command { command, detail } => write!(f, "`{command}` failed: {detail}"),
             InstallError::QemuManual(command) => {
-                write!(f, "{QEMU_PROGRAM} is not installed and cannot be installed from here; run:\n    {command}")
+                write!(
+                    f,
+                    "{QEMU_PROGRAM} is not installed and this process cannot install it: {command}"
+                )
             }
             InstallError::QemuVersion(message) => f.write_str(message),
         }
@@ -372,7 +376,7 @@ mod tests {
             QemuPlan::Manual(command) => {
                 assert_eq!(
                     command,
-                    "sudo apt-get update && sudo apt-get install -y qemu-system-arm"
+                    "run `sudo apt-get update && sudo apt-get install -y qemu-system-arm`"
                 )
             }
             other => panic!("expected a manual command, got {other:?}"),

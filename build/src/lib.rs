@@ -8,3 +8,4 @@ pub mod console;
 pub mod firmware;
 pub mod install;
 pub mod qemu;
+pub mod tasks;
