@@ -25,6 +25,9 @@ enum Task {
         /// The system description (default: system.xml at the workspace root).
         #[arg(long, value_name = "FILE")]
         system: Option<PathBuf>,
+        /// Where to write frameshift.img and report.txt (default: out/ at the workspace root).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
         /// Start QEMU halted with a gdb stub on :1234 and print how to attach.
         #[arg(long)]
         gdb: bool,
@@ -43,6 +46,9 @@ enum Task {
         /// The system description (default: system.xml at the workspace root).
         #[arg(long, value_name = "FILE")]
         system: Option<PathBuf>,
+        /// Where to write frameshift.img and report.txt (default: out/ at the workspace root).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
     /// Validate a system description: print `OK`, or the error message (exit status 1).
     Check {
@@ -81,18 +87,20 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::Run {
             system,
+            out,
             gdb,
             icount,
             timeout,
             cpu,
         } => tasks::run::run(&RunArgs {
             system,
+            out,
             gdb,
             icount,
             timeout_secs: timeout,
             cpu: cpu.into(),
         }),
-        Task::Build { system } => tasks::build::build(system.as_deref()),
+        Task::Build { system, out } => tasks::build::build(system.as_deref(), out.as_deref()),
         Task::Check { file } => tasks::check::check(&file),
         Task::ModelCheck => tasks::model_check::model_check(),
         Task::Test => tasks::test::test(),

@@ -13,7 +13,9 @@ use std::path::PathBuf;
 
 use crate::qemu::Cpu;
 
-pub use system::{build_system, default_system_path, search_paths, BuiltSystem, OUT_DIR_NAME};
+pub use system::{
+    build_system, default_out_dir, default_system_path, search_paths, BuiltSystem, OUT_DIR_NAME,
+};
 
 /// A task failure that stops the task: printed as `xtask: error: <message>`, exit status 1.
 ///
@@ -51,6 +53,8 @@ pub type TaskResult = Result<u8, TaskError>;
 pub struct RunArgs {
     /// The system description (default: [`default_system_path`]).
     pub system: Option<PathBuf>,
+    /// Where the image and report go (default: [`default_out_dir`]).
+    pub out: Option<PathBuf>,
     /// Start halted with a gdb stub and print how to attach.
     pub gdb: bool,
     /// `-icount shift=0,sleep=off`.

@@ -1,10 +1,10 @@
 //! `cargo xtask run`: build everything for a system, boot it in QEMU, and exit with its verdict.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{build_system, default_system_path, RunArgs, TaskResult};
-use crate::firmware::{self, Firmware};
+use super::{build_system, default_out_dir, default_system_path, RunArgs, TaskResult};
+use crate::firmware;
 use crate::install;
 use crate::qemu::{self, QemuOptions, GDB_PORT};
 
@@ -21,8 +21,8 @@ pub fn qemu_options(args: &RunArgs) -> QemuOptions {
     }
 }
 
-/// How to attach a debugger to a QEMU started with `-s -S`.
-pub fn gdb_instructions(kernel_elf: &Path, firmware: &Firmware) -> String {
+/// How to attach a debugger to a QEMU started with `-s -S`; `programs` are the system's PD ELFs.
+pub fn gdb_instructions(kernel_elf: &Path, programs: &[PathBuf]) -> String {
     let kernel = kernel_elf.display();
     let mut text = format!(
         "QEMU is stopped at the first instruction, waiting for a debugger on localhost:{GDB_PORT}.\n\
@@ -31,11 +31,12 @@ pub fn gdb_instructions(kernel_elf: &Path, firmware: &Firmware) -> String {
          (or `gdb` instead of `gdb-multiarch` if your gdb supports aarch64), set breakpoints by\n\
          symbol (`break <function>`), then `continue`.\n"
     );
-    if !firmware.programs.is_empty() {
+    if !programs.is_empty() {
         text.push_str(
-            "PD programs run at their link addresses with stage 1 off; to debug one, add its symbols:\n",
+            "PDs run at their link addresses with stage 1 off, so their symbols overlap; to debug\n\
+             one PD, add its symbols (one at a time):\n",
         );
-        for program in &firmware.programs {
+        for program in programs {
             text.push_str(&format!(
                 "    (gdb) add-symbol-file {}\n",
                 program.display()
@@ -54,7 +55,8 @@ pub fn run(args: &RunArgs) -> TaskResult {
     let firmware = firmware::build(&root)?;
     let kernel = firmware.kernel()?;
     let system = args.system.clone().unwrap_or_else(default_system_path);
-    let built = build_system(&system, &firmware)?;
+    let out = args.out.clone().unwrap_or_else(default_out_dir);
+    let built = build_system(&system, &firmware, &out)?;
     eprintln!(
         "xtask: image {} (report {})",
         built.image.display(),
@@ -63,7 +65,7 @@ pub fn run(args: &RunArgs) -> TaskResult {
 
     let options = qemu_options(args);
     if args.gdb {
-        eprintln!("{}", gdb_instructions(kernel, &firmware));
+        eprintln!("{}", gdb_instructions(kernel, &built.programs));
     }
     eprintln!("xtask: booting {} in QEMU", system.display());
     let outcome = qemu::run(&built.image, &options)?;
@@ -79,14 +81,13 @@ pub fn run(args: &RunArgs) -> TaskResult {
 // A failed expectation in a test is the test failing, which is what panicking reports.
 #[allow(clippy::expect_used, clippy::unwrap_used)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
     use crate::qemu::Cpu;
 
     fn args(gdb: bool) -> RunArgs {
         RunArgs {
             system: None,
+            out: None,
             gdb,
             icount: true,
             timeout_secs: 7,
@@ -107,12 +108,8 @@ mod tests {
 
     #[test]
     fn gdb_instructions_name_the_port_and_the_symbols() {
-        let firmware = Firmware {
-            kernel: Some(PathBuf::from("/w/kernel")),
-            programs_dir: PathBuf::from("/w/programs"),
-            programs: vec![PathBuf::from("/w/programs/hello.elf")],
-        };
-        let text = gdb_instructions(Path::new("/w/kernel"), &firmware);
+        let programs = [PathBuf::from("/w/programs/hello.elf")];
+        let text = gdb_instructions(Path::new("/w/kernel"), &programs);
         assert!(
             text.contains("gdb-multiarch -ex 'target remote :1234' /w/kernel"),
             "{text}"

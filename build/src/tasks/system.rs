@@ -40,16 +40,34 @@ pub struct BuiltSystem {
     pub image: PathBuf,
     /// `out/report.txt`: the human-readable layout report.
     pub report: PathBuf,
+    /// The program ELF of each PD, in document order, as found on the search path (the files
+    /// whose symbols a debugger needs).
+    pub programs: Vec<PathBuf>,
 }
 
-/// `<workspace>/out`.
-pub fn out_dir() -> PathBuf {
+/// The first existing `search_paths[i]/file`, or `file` itself when it is absolute.
+pub fn resolve(file: &Path, search_paths: &[PathBuf]) -> Option<PathBuf> {
+    if file.is_absolute() {
+        return file.is_file().then(|| file.to_owned());
+    }
+    search_paths
+        .iter()
+        .map(|dir| dir.join(file))
+        .find(|candidate| candidate.is_file())
+}
+
+/// `<workspace>/out`: the default output directory.
+pub fn default_out_dir() -> PathBuf {
     firmware::workspace_root().join(OUT_DIR_NAME)
 }
 
 /// Parses `system`, builds its boot image (RAM size = QEMU's `-m 512M`) and writes
-/// `out/frameshift.img` and `out/report.txt`.
-pub fn build_system(system: &Path, firmware: &Firmware) -> Result<BuiltSystem, TaskError> {
+/// `<out_dir>/frameshift.img` and `<out_dir>/report.txt`.
+pub fn build_system(
+    system: &Path,
+    firmware: &Firmware,
+    out_dir: &Path,
+) -> Result<BuiltSystem, TaskError> {
     let description = parse_system(system, &firmware.programs_dir)?;
     for warning in &description.warnings {
         eprintln!("{warning}");
@@ -59,10 +77,22 @@ pub fn build_system(system: &Path, firmware: &Firmware) -> Result<BuiltSystem, T
         search_paths(system, &firmware.programs_dir),
     );
     let built = image::build(&description, &inputs)?;
-    let written = built.write_to(&out_dir())?;
+    let written = built.write_to(out_dir)?;
+    let programs = description
+        .protection_domains
+        .iter()
+        .filter_map(|pd| {
+            let symbols = pd
+                .program_image_for_symbols
+                .as_ref()
+                .unwrap_or(&pd.program_image);
+            resolve(symbols, &inputs.search_paths)
+        })
+        .collect();
     Ok(BuiltSystem {
         image: written.image,
         report: written.report,
+        programs,
     })
 }
 
@@ -90,5 +120,26 @@ mod tests {
             search_paths(Path::new("system.xml"), programs),
             vec![PathBuf::from("."), programs.to_owned()]
         );
+    }
+
+    #[test]
+    fn resolve_takes_the_first_existing_file() {
+        let base = std::env::temp_dir().join(format!("frameshift-resolve-{}", std::process::id()));
+        let (first, second) = (base.join("first"), base.join("second"));
+        std::fs::create_dir_all(&first).unwrap();
+        std::fs::create_dir_all(&second).unwrap();
+        std::fs::write(second.join("hello.elf"), b"x").unwrap();
+        let paths = [first.clone(), second.clone()];
+        assert_eq!(
+            resolve(Path::new("hello.elf"), &paths),
+            Some(second.join("hello.elf"))
+        );
+        std::fs::write(first.join("hello.elf"), b"x").unwrap();
+        assert_eq!(
+            resolve(Path::new("hello.elf"), &paths),
+            Some(first.join("hello.elf"))
+        );
+        assert_eq!(resolve(Path::new("absent.elf"), &paths), None);
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }
