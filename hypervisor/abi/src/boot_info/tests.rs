@@ -1247,7 +1247,7 @@ mod properties {
             tail in proptest::collection::vec(any::<u8>(), 0..512)
         ) {
             let mut blob = Sample::new().encode();
-            let header_size = core::mem::size_of::<BootInfoHeader>();
+            let header_size = size_of::<BootInfoHeader>();
             let end = (header_size + tail.len()).min(blob.len);
             blob.bytes_mut()[header_size..end].copy_from_slice(&tail[..end - header_size]);
             seal(blob.bytes_mut());
