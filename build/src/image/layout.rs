@@ -175,7 +175,10 @@ impl PhysicalAllocator {
 }
 
 #[cfg(test)]
-#[allow(clippy::expect_used, reason = "a test fails loudly on the first unexpected result")]
+#[allow(
+    clippy::expect_used,
+    reason = "a test fails loudly on the first unexpected result"
+)]
 mod tests {
     use super::*;
 

@@ -82,7 +82,10 @@ pub(crate) fn write_elf(
 }
 
 #[cfg(test)]
-#[allow(clippy::expect_used, reason = "a test fails loudly on the first unexpected result")]
+#[allow(
+    clippy::expect_used,
+    reason = "a test fails loudly on the first unexpected result"
+)]
 mod tests {
     use super::*;
 
