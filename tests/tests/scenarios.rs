@@ -263,3 +263,62 @@ fn the_default_system_with_a_protected_guest_boots_and_ends_with_status_0() -> R
     );
     Ok(())
 }
+
+#[test]
+fn a_refused_notify_panics_the_pd_and_the_panic_handler_ends_the_run_with_status_1(
+) -> Result<(), String> {
+    let run = scenario::run("panic")?;
+    let halt = finished(&run, &["panicker"], 1)?;
+    let console = run.console.as_str();
+    halt_fields(
+        &halt,
+        console,
+        "system-off",
+        &[("by", "panicker"), ("faults", "0")],
+    );
+    let lines = texts(console, "panicker");
+    assert_eq!(lines.len(), 2, "{console}");
+    assert_eq!(
+        lines[0],
+        "panicker notifies channel 5, which it does not have"
+    );
+    // `panic at <file>:<line>: notify on channel 5 refused with status -3`
+    assert!(
+        lines[1].starts_with("panic at ")
+            && lines[1].ends_with(": notify on channel 5 refused with status -3"),
+        "{console}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_stray_load_is_reported_and_the_runtime_ends_the_run_with_status_1() -> Result<(), String> {
+    let run = scenario::run("wild")?;
+    let halt = finished(&run, &["wild"], 1)?;
+    let console = run.console.as_str();
+    halt_fields(
+        &halt,
+        console,
+        "system-off",
+        &[("by", "wild"), ("faults", "1")],
+    );
+    let fault = position_starting(console, HYPERVISOR, "fault pd=wild ipa=0x10000000 ");
+    // Vector 4 = synchronous, current EL with SP_ELx; ESR = EC 0x25, IL, FSC 0x10 (external
+    // abort) as injected.
+    let exception = position_starting(
+        console,
+        "wild",
+        "unexpected exception vector=4 esr=0x96000010 elr=0x",
+    );
+    before(
+        console,
+        fault,
+        exception,
+        "hypervisor reports the fault first",
+    );
+    let lines = texts(console, "wild");
+    assert_eq!(lines.len(), 2, "{console}");
+    assert_eq!(lines[0], "wild loads from 0x10000000");
+    assert!(lines[1].ends_with(" far=0x10000000"), "{console}");
+    Ok(())
+}
