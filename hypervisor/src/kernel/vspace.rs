@@ -1,5 +1,10 @@
-//! Building each domain's stage-2 VSpace at boot from the validated boot information, with the
-//! core's [`Stage2Table`] (prepare: reserve the table pages a mapping needs; commit: write it).
+//! Building every domain's stage-2 VSpace at boot from the validated boot information, through
+//! the core's conversion [`Engine`] (so the frame table and the descriptors agree from the first
+//! instruction, I3).
+//!
+//! Mapping order: exclusive and owning mappings first, borrowed ones second, so a Microkit
+//! memory region mapped into several PDs is owned by the PD the image builder named owner
+//! (`MAPPING_STATE_SHARED_OWNED`) whatever the domain order.
 
 use core::fmt;
 
@@ -8,134 +13,98 @@ use frameshift_abi::boot_info::{
     MAPPING_STATE_SHARED_BORROWED, MAPPING_STATE_SHARED_OWNED, MAPPING_STATE_UNTRACKED,
 };
 
-use crate::addr::{Ipa, PhysAddr, Vmid, BLOCK_SIZE, PAGE_SIZE};
+use crate::addr::{DomainId, Ipa, PhysAddr, Vmid, PAGE_SIZE};
 use crate::arch::Stage2Arch;
-use crate::descriptor::{Leaf, MemoryType, PageState, Rights};
+use crate::descriptor::{MemoryType, Rights};
+use crate::engine::{BootMapping, BootSharing, Engine};
 use crate::error::Error;
-use crate::stage2::Stage2Table;
-use crate::table_pool::TablePool;
 
-/// Why a domain's VSpace could not be built.
+/// Why the VSpaces could not be built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct VspaceError {
-    /// Index of the mapping record (in the domain's own list), if one was at fault.
-    pub mapping: Option<usize>,
-    /// What went wrong.
-    pub error: Error,
+pub enum VspaceError {
+    /// Creating domain `index` failed.
+    Domain {
+        /// Domain index.
+        index: usize,
+        /// The core's refusal.
+        error: Error,
+    },
+    /// Mapping record `index` (in the boot-info mapping table) was refused.
+    Mapping {
+        /// Mapping index.
+        index: usize,
+        /// The core's refusal.
+        error: Error,
+    },
 }
 
 impl fmt::Display for VspaceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.mapping {
-            Some(index) => write!(f, "mapping {index}: {}", self.error),
-            None => write!(f, "{}", self.error),
+        match self {
+            Self::Domain { index, error } => write!(f, "domain {index}: stage 2: {error}"),
+            Self::Mapping { index, error } => write!(f, "mapping {index}: {error}"),
         }
     }
 }
 
-/// The physical range no domain may map (I4): the hypervisor's reserved range.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HypervisorRange {
-    /// First byte.
-    pub base: PhysAddr,
-    /// Size in bytes.
-    pub size: u64,
-}
-
-impl HypervisorRange {
-    fn overlaps(&self, pa: u64, size: u64) -> bool {
-        let end = pa.saturating_add(size);
-        pa < self.base.get().saturating_add(self.size) && self.base.get() < end
-    }
-}
-
-/// The leaf a boot mapping asks for, or `None` for a window whose pages appear only when shared.
-fn leaf_for(mapping: &MappingDesc) -> Result<Option<(Rights, MemoryType, PageState)>, Error> {
+/// The core's view of one boot mapping, or `None` for a window (empty until the guest shares).
+fn boot_mapping(mapping: &MappingDesc) -> Result<Option<BootMapping>, Error> {
     let rights = Rights::from_bits(mapping.rights).ok_or(Error::InvalidRights)?;
     let memory = if mapping.kind == MAPPING_KIND_DEVICE {
         MemoryType::Device
     } else {
         MemoryType::Normal
     };
-    let state = match mapping.state {
-        MAPPING_STATE_OWNED => PageState::Owned,
-        MAPPING_STATE_SHARED_OWNED => PageState::SharedOwned,
-        MAPPING_STATE_SHARED_BORROWED => PageState::SharedBorrowed,
-        MAPPING_STATE_UNTRACKED => PageState::Passthrough,
+    let sharing = match mapping.state {
+        MAPPING_STATE_OWNED => BootSharing::Private,
+        MAPPING_STATE_SHARED_OWNED | MAPPING_STATE_SHARED_BORROWED | MAPPING_STATE_UNTRACKED => {
+            BootSharing::Shareable
+        }
         MAPPING_STATE_NO_PAGE => return Ok(None),
         _ => return Err(Error::WrongState),
     };
-    Ok(Some((rights, memory, state)))
+    if mapping.size == 0 || !mapping.size.is_multiple_of(PAGE_SIZE) {
+        return Err(Error::InvalidRange);
+    }
+    let domain = u8::try_from(mapping.domain).map_err(|_| Error::NoSuchDomain)?;
+    Ok(Some(BootMapping {
+        domain: DomainId(domain),
+        ipa: Ipa(mapping.ipa),
+        pa: PhysAddr(mapping.pa),
+        pages: mapping.size / PAGE_SIZE,
+        rights,
+        memory,
+        sharing,
+    }))
 }
 
-/// Builds `vmid`'s stage-2 table holding `mappings`. Every table page comes from `pool`; a
-/// mapping that would reach `hypervisor` memory is refused (I4). Nothing here trusts the
-/// records beyond what [`frameshift_abi::boot_info::BootInfo::parse`] checked, and re-checks
-/// what the table relies on.
-pub fn build_stage2(
+/// Creates `domain_count` domains (domain `i` gets VMID `i + 1`; VMID 0 stays unused) and maps
+/// every boot mapping. The engine must be initialised and the hypervisor's memory protected.
+pub fn build_vspaces<const FRAMES: usize, const BORROWERS: usize>(
+    engine: &mut Engine<FRAMES, BORROWERS>,
     arch: &mut impl Stage2Arch,
-    pool: &mut TablePool,
-    vmid: Vmid,
+    domain_count: usize,
     mappings: &[MappingDesc],
-    hypervisor: HypervisorRange,
-) -> Result<Stage2Table, VspaceError> {
-    let whole = |error| VspaceError {
-        mapping: None,
-        error,
-    };
-    let mut table = Stage2Table::new(arch, pool, vmid).map_err(whole)?;
-    for (index, mapping) in mappings.iter().enumerate() {
-        let at = |error| VspaceError {
-            mapping: Some(index),
-            error,
-        };
-        let Some((rights, memory, state)) = leaf_for(mapping).map_err(at)? else {
-            continue;
-        };
-        if mapping.size == 0 || mapping.size % PAGE_SIZE != 0 {
-            return Err(at(Error::InvalidRange));
-        }
-        if mapping.ipa % PAGE_SIZE != 0 || mapping.pa % PAGE_SIZE != 0 {
-            return Err(at(Error::Misaligned));
-        }
-        if hypervisor.overlaps(mapping.pa, mapping.size) {
-            return Err(at(Error::HypervisorMemory));
-        }
-        let ipa_end = Ipa(mapping.ipa)
-            .checked_add(mapping.size)
-            .ok_or(at(Error::InvalidRange))?;
-        if !Ipa(ipa_end.get() - 1).is_in_ipa_space() {
-            return Err(at(Error::IpaOutOfRange));
-        }
-        let pages = mapping.size / PAGE_SIZE;
-        let needed = table.tables_needed(arch, Ipa(mapping.ipa), pages);
-        let mut reservation = pool.reserve(needed).map_err(at)?;
-        let blocks = mapping.page_shift == 21
-            && mapping.ipa % BLOCK_SIZE == 0
-            && mapping.pa % BLOCK_SIZE == 0
-            && mapping.size % BLOCK_SIZE == 0;
-        let step = if blocks { BLOCK_SIZE } else { PAGE_SIZE };
-        let mut offset = 0;
-        let mut result = Ok(());
-        while offset < mapping.size && result.is_ok() {
-            let leaf = Leaf {
-                pa: PhysAddr(mapping.pa + offset),
-                rights,
-                memory,
-                state,
-            };
-            let ipa = Ipa(mapping.ipa + offset);
-            result = if blocks {
-                table.set_block(arch, pool, &mut reservation, ipa, Some(leaf))
-            } else {
-                table.set_page(arch, pool, &mut reservation, ipa, Some(leaf))
-            };
-            offset += step;
-        }
-        pool.release(reservation);
-        result.map_err(at)?;
+) -> Result<(), VspaceError> {
+    for index in 0..domain_count {
+        let error = |error| VspaceError::Domain { index, error };
+        let id = u8::try_from(index).map_err(|_| error(Error::NoSuchDomain))?;
+        engine
+            .create_domain(arch, DomainId(id), Vmid(u16::from(id) + 1))
+            .map_err(error)?;
     }
-    Ok(table)
+    for borrowed_pass in [false, true] {
+        for (index, record) in mappings.iter().enumerate() {
+            if (record.state == MAPPING_STATE_SHARED_BORROWED) != borrowed_pass {
+                continue;
+            }
+            let error = |error| VspaceError::Mapping { index, error };
+            if let Some(mapping) = boot_mapping(record).map_err(error)? {
+                engine.map_at_boot(arch, &mapping).map_err(error)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -145,115 +114,191 @@ pub fn build_stage2(
 )]
 mod tests {
     extern crate std;
+    use std::boxed::Box;
+
     use super::*;
+    use crate::descriptor::PageState;
     use crate::fake_arch::FakeArch;
+    use crate::table_pool::TablePool;
     use frameshift_abi::boot_info::{MAPPING_KIND_PROGRAM, NONE, RIGHT_READ, RIGHT_WRITE};
 
     const POOL: u64 = 0x4100_0000;
-    const HYPERVISOR: HypervisorRange = HypervisorRange {
-        base: PhysAddr(0x4000_0000),
-        size: 0x200_0000,
-    };
+    const FRAMES_BASE: u64 = 0x4200_0000;
+    type TestEngine = Engine<64, 8>;
 
-    fn mapping(ipa: u64, pa: u64, size: u64, rights: u8) -> MappingDesc {
+    fn mapping(domain: u32, ipa: u64, pa: u64, pages: u64, rights: u8, state: u8) -> MappingDesc {
         MappingDesc {
             ipa,
             pa,
-            size,
-            domain: 0,
+            size: pages * PAGE_SIZE,
+            domain,
             region: NONE,
             rights,
             cached: 1,
             kind: MAPPING_KIND_PROGRAM,
-            state: MAPPING_STATE_OWNED,
+            state,
             page_shift: 12,
         }
     }
 
-    fn setup() -> (FakeArch, TablePool) {
+    fn setup() -> (Box<TestEngine>, FakeArch) {
         let arch = FakeArch::new(PhysAddr(POOL), PhysAddr(POOL + 64 * PAGE_SIZE));
-        let pool = TablePool::new(PhysAddr(POOL), 64).unwrap();
-        (arch, pool)
+        let mut engine = Box::new(TestEngine::empty());
+        engine
+            .init(
+                TablePool::new(PhysAddr(POOL), 64).unwrap(),
+                PhysAddr(FRAMES_BASE),
+                64,
+            )
+            .unwrap();
+        engine
+            .protect(PhysAddr(0x4000_0000), PhysAddr(0x4200_0000))
+            .unwrap();
+        (engine, arch)
     }
 
     #[test]
-    fn mappings_land_with_their_rights() {
-        let (mut arch, mut pool) = setup();
+    fn program_stack_and_shared_region_map_with_their_states() {
+        let (mut engine, mut arch) = setup();
+        let rw = RIGHT_READ | RIGHT_WRITE;
         let mappings = [
-            mapping(0x20_0000, 0x4200_0000, 0x2000, RIGHT_READ),
+            // Domain 0 borrows the region domain 1 owns: listed first, mapped second.
             mapping(
-                0xFF_FFFF_E000,
-                0x4200_2000,
-                0x1000,
-                RIGHT_READ | RIGHT_WRITE,
+                0,
+                0x1000_0000,
+                FRAMES_BASE + 0x8000,
+                1,
+                rw,
+                MAPPING_STATE_SHARED_BORROWED,
+            ),
+            mapping(
+                0,
+                0x20_0000,
+                FRAMES_BASE,
+                2,
+                RIGHT_READ,
+                MAPPING_STATE_OWNED,
+            ),
+            mapping(
+                1,
+                0x1000_0000,
+                FRAMES_BASE + 0x8000,
+                1,
+                rw,
+                MAPPING_STATE_SHARED_OWNED,
+            ),
+            mapping(
+                1,
+                0x20_0000,
+                FRAMES_BASE + 0x2000,
+                1,
+                RIGHT_READ,
+                MAPPING_STATE_OWNED,
             ),
         ];
-        let table = build_stage2(&mut arch, &mut pool, Vmid(1), &mappings, HYPERVISOR).unwrap();
-        let leaf = table.lookup(&arch, Ipa(0x20_1000)).unwrap();
-        assert_eq!(
-            (leaf.pa, leaf.rights),
-            (PhysAddr(0x4200_1000), Rights::READ)
-        );
-        let stack = table.lookup(&arch, Ipa(0xFF_FFFF_E000)).unwrap();
-        assert_eq!(stack.rights, Rights::READ_WRITE);
-        assert_eq!(table.lookup(&arch, Ipa(0x20_2000)), None);
-        assert_eq!(table.vttbr() >> 48, 1);
-        assert!(arch.take_violations().is_empty());
+        build_vspaces(&mut engine, &mut arch, 2, &mappings).unwrap();
+        let state = |domain, ipa| {
+            engine
+                .page_state(&arch, DomainId(domain), Ipa(ipa))
+                .unwrap()
+        };
+        assert_eq!(state(0, 0x20_1000), Some(PageState::Owned));
+        assert_eq!(state(0, 0x20_2000), None);
+        assert_eq!(state(1, 0x1000_0000), Some(PageState::SharedOwned));
+        assert_eq!(state(0, 0x1000_0000), Some(PageState::SharedBorrowed));
+        assert_eq!(engine.vttbr(DomainId(1)).unwrap() >> 48, 2);
     }
 
     #[test]
-    fn hypervisor_memory_is_never_mapped() {
-        let (mut arch, mut pool) = setup();
-        let mappings = [mapping(0x20_0000, 0x41FF_F000, 0x2000, RIGHT_READ)];
-        let error = build_stage2(&mut arch, &mut pool, Vmid(1), &mappings, HYPERVISOR).unwrap_err();
+    fn hypervisor_memory_and_double_owners_are_refused() {
+        let (mut engine, mut arch) = setup();
+        let into_hypervisor = [mapping(
+            0,
+            0x20_0000,
+            0x4010_0000,
+            1,
+            RIGHT_READ,
+            MAPPING_STATE_OWNED,
+        )];
         assert_eq!(
-            error,
-            VspaceError {
-                mapping: Some(0),
+            build_vspaces(&mut engine, &mut arch, 1, &into_hypervisor),
+            Err(VspaceError::Mapping {
+                index: 0,
                 error: Error::HypervisorMemory
-            }
+            })
+        );
+        let (mut engine, mut arch) = setup();
+        let twice = [
+            mapping(
+                0,
+                0x20_0000,
+                FRAMES_BASE,
+                1,
+                RIGHT_READ,
+                MAPPING_STATE_OWNED,
+            ),
+            mapping(
+                1,
+                0x20_0000,
+                FRAMES_BASE,
+                1,
+                RIGHT_READ,
+                MAPPING_STATE_OWNED,
+            ),
+        ];
+        assert_eq!(
+            build_vspaces(&mut engine, &mut arch, 2, &twice),
+            Err(VspaceError::Mapping {
+                index: 1,
+                error: Error::WrongState
+            })
         );
     }
 
     #[test]
-    fn windows_start_empty_and_bad_records_are_refused() {
-        let (mut arch, mut pool) = setup();
-        let mut window = mapping(0x20_0000, 0x4200_0000, 0x1000, RIGHT_READ);
-        window.state = MAPPING_STATE_NO_PAGE;
-        let table = build_stage2(&mut arch, &mut pool, Vmid(2), &[window], HYPERVISOR).unwrap();
-        assert_eq!(table.lookup(&arch, Ipa(0x20_0000)), None);
-        let odd = mapping(0x20_0000, 0x4200_0000, 0x1800, RIGHT_READ);
-        assert_eq!(
-            build_stage2(&mut arch, &mut pool, Vmid(3), &[odd], HYPERVISOR)
-                .unwrap_err()
-                .error,
-            Error::InvalidRange
+    fn windows_start_empty_and_malformed_records_are_refused() {
+        let (mut engine, mut arch) = setup();
+        let window = mapping(
+            0,
+            0x20_0000,
+            FRAMES_BASE,
+            1,
+            RIGHT_READ,
+            MAPPING_STATE_NO_PAGE,
         );
-        let mut rights = mapping(0x20_0000, 0x4200_0000, 0x1000, 0);
+        build_vspaces(&mut engine, &mut arch, 1, &[window]).unwrap();
+        assert_eq!(
+            engine
+                .page_state(&arch, DomainId(0), Ipa(0x20_0000))
+                .unwrap(),
+            None
+        );
+        let (mut engine, mut arch) = setup();
+        let mut odd = mapping(
+            0,
+            0x20_0000,
+            FRAMES_BASE,
+            1,
+            RIGHT_READ,
+            MAPPING_STATE_OWNED,
+        );
+        odd.size = 0x1800;
+        assert_eq!(
+            build_vspaces(&mut engine, &mut arch, 1, &[odd]),
+            Err(VspaceError::Mapping {
+                index: 0,
+                error: Error::InvalidRange
+            })
+        );
+        let mut rights = mapping(0, 0x20_0000, FRAMES_BASE, 1, 0x80, MAPPING_STATE_OWNED);
         rights.rights = 0x80;
+        let (mut engine, mut arch) = setup();
         assert_eq!(
-            build_stage2(&mut arch, &mut pool, Vmid(4), &[rights], HYPERVISOR)
-                .unwrap_err()
-                .error,
-            Error::InvalidRights
-        );
-    }
-
-    #[test]
-    fn large_pages_use_blocks() {
-        let (mut arch, mut pool) = setup();
-        let mut big = mapping(
-            0x4000_0000,
-            0x4400_0000,
-            0x40_0000,
-            RIGHT_READ | RIGHT_WRITE,
-        );
-        big.page_shift = 21;
-        let table = build_stage2(&mut arch, &mut pool, Vmid(5), &[big], HYPERVISOR).unwrap();
-        assert_eq!(table.leaf_level(&arch, Ipa(0x4020_1000)), Some(2));
-        assert_eq!(
-            table.lookup(&arch, Ipa(0x4020_1000)).unwrap().pa,
-            PhysAddr(0x4420_1000)
+            build_vspaces(&mut engine, &mut arch, 1, &[rights]),
+            Err(VspaceError::Mapping {
+                index: 0,
+                error: Error::InvalidRights
+            })
         );
     }
 }

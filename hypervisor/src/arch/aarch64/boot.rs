@@ -4,12 +4,14 @@
 use frameshift_abi::boot_info::BootInfo;
 
 use super::entry::fs_run_first;
+use super::global::GlobalCell;
 use super::stage2::El2Machine;
 use super::trap::{configure_el2, fatal, Hypervisor, ARCH_DOMAINS, HYPERVISOR};
 use super::{gic, mmu};
-use crate::addr::{PhysAddr, Vmid, PAGE_SIZE};
+use crate::addr::{DomainId, PhysAddr, PAGE_SIZE};
+use crate::engine::Engine;
 use crate::hv_line;
-use crate::kernel::vspace::{build_stage2, HypervisorRange};
+use crate::kernel::vspace::build_vspaces;
 use crate::kernel::Kernel;
 use crate::table_pool::TablePool;
 
@@ -23,9 +25,43 @@ pub static FRAMESHIFT_BOOT_INFO: [u64; 2] = [0, 0];
 /// End of the hypervisor's reserved physical range (coordination.md: [0x4000_0000, 0x4200_0000)).
 pub const RESERVED_END: u64 = 0x4200_0000;
 
+/// End of the RAM the EL2 identity map covers (`mmu`).
+pub const RAM_MAPPED_END: u64 = 0x1_0000_0000;
+
+/// Frames the frame table can track: QEMU virt with `-m 512M` has convertible memory
+/// [0x4200_0000, 0x6000_0000) (coordination.md).
+pub const CONVERTIBLE_FRAMES: usize = (0x6000_0000 - 0x4200_0000) / PAGE_SIZE as usize;
+
+/// Extra borrower records for frames shared with more than one domain.
+pub const BORROWER_RECORDS: usize = 1024;
+
+/// The kernel's ownership core.
+pub type KernelEngine = Engine<CONVERTIBLE_FRAMES, BORROWER_RECORDS>;
+
+/// The ownership core: frame table, table pool and every domain's stage-2 table.
+pub static ENGINE: GlobalCell<KernelEngine> = GlobalCell::new(Engine::empty());
+
 extern "C" {
     static __image_start: u8;
     static __image_end: u8;
+    static __stack_bottom: u64;
+}
+
+/// Written at the lowest word of the EL2 stack at boot; a stack that grew past its end
+/// overwrote it (the 1 GiB identity blocks leave no room for a guard page).
+const STACK_CANARY: u64 = 0x5741_434b_4341_4e59;
+
+fn stack_canary() -> *mut u64 {
+    core::ptr::addr_of!(__stack_bottom).cast_mut()
+}
+
+/// Stops with a panic status if the EL2 stack ever overflowed.
+pub fn check_stack() {
+    // SAFETY: __stack_bottom is the first, 16-byte aligned word of the stack section.
+    if unsafe { stack_canary().read_volatile() } != STACK_CANARY {
+        hv_line!("panic EL2 stack overflow");
+        fatal(3, "panic");
+    }
 }
 
 /// Why the boot information was refused (printed after `error boot-info: `).
@@ -39,6 +75,8 @@ pub fn refuse_boot_info(message: core::fmt::Arguments<'_>) -> ! {
 extern "C" fn fs_el2_main() -> ! {
     // SAFETY: first thing at boot, MMU off, single CPU.
     unsafe { mmu::enable() };
+    // SAFETY: the lowest stack word is far below anything the boot path has pushed yet.
+    unsafe { stack_canary().write_volatile(STACK_CANARY) };
     configure_el2();
     let image_start = core::ptr::addr_of!(__image_start) as u64;
     let image_end = core::ptr::addr_of!(__image_end) as u64;
@@ -71,10 +109,6 @@ extern "C" fn fs_el2_main() -> ! {
         Err(error) => refuse_boot_info(format_args!("{error}")),
     };
     let header = info.header();
-    let hypervisor = HypervisorRange {
-        base: PhysAddr(header.hypervisor_base),
-        size: header.hypervisor_size,
-    };
     let hypervisor_end = header
         .hypervisor_base
         .saturating_add(header.hypervisor_size);
@@ -90,29 +124,38 @@ extern "C" fn fs_el2_main() -> ! {
     // Stage-2 roots are 8 KiB aligned, so the pool starts on an 8 KiB boundary.
     let pool_base = heap_start.next_multiple_of(2 * PAGE_SIZE);
     let pool_pages = (heap_start + heap_size).saturating_sub(pool_base) / PAGE_SIZE;
-    let mut pool = match TablePool::new(PhysAddr(pool_base), pool_pages as usize) {
+    let pool = match TablePool::new(PhysAddr(pool_base), pool_pages as usize) {
         Ok(pool) => pool,
         Err(error) => refuse_boot_info(format_args!("table pool: {error}")),
     };
+    let frames = header.convertible_size / PAGE_SIZE;
+    if frames > CONVERTIBLE_FRAMES as u64
+        || header
+            .convertible_base
+            .saturating_add(header.convertible_size)
+            > RAM_MAPPED_END
+    {
+        refuse_boot_info(format_args!(
+            "convertible range {:#x}+{:#x} exceeds what this kernel tracks ({CONVERTIBLE_FRAMES} frames below {RAM_MAPPED_END:#x})",
+            header.convertible_base, header.convertible_size
+        ));
+    }
+    // SAFETY: boot is single-threaded; this is the only reference to the engine.
+    let engine = unsafe { ENGINE.get_mut() };
     let mut machine = El2Machine;
+    let prepared = engine
+        .init(pool, PhysAddr(header.convertible_base), frames as usize)
+        .and_then(|()| engine.protect(PhysAddr(header.hypervisor_base), PhysAddr(hypervisor_end)));
+    if let Err(error) = prepared {
+        refuse_boot_info(format_args!("memory layout: {error}"));
+    }
+    if let Err(error) = build_vspaces(engine, &mut machine, info.domains().len(), info.mappings()) {
+        refuse_boot_info(format_args!("{error}"));
+    }
     // SAFETY: boot is single-threaded; no other reference to the per-domain state exists yet.
     let arch = unsafe { ARCH_DOMAINS.get_mut() };
-    for (index, desc) in info.domains().iter().enumerate() {
-        // VMID 0 is left unused, so domain i gets VMID i + 1 (at most 63).
-        let vmid = Vmid(index as u16 + 1);
-        let mappings = info.domain_mappings(index);
-        match build_stage2(&mut machine, &mut pool, vmid, mappings, hypervisor) {
-            Ok(table) => {
-                if let Some(slot) = arch.get_mut(index) {
-                    slot.vttbr = table.vttbr();
-                }
-            }
-            Err(error) => refuse_boot_info(format_args!(
-                "domain {}: stage 2: {error}",
-                info.domain_name(index)
-            )),
-        }
-        let _ = desc;
+    for (index, slot) in arch.iter_mut().enumerate().take(info.domains().len()) {
+        slot.vttbr = engine.vttbr(DomainId(index as u8)).unwrap_or(0);
     }
     if !info.irqs().is_empty() {
         hv_line!(
@@ -124,12 +167,13 @@ extern "C" fn fs_el2_main() -> ! {
         Ok(kernel) => kernel,
         Err(error) => refuse_boot_info(format_args!("{error}")),
     };
+    check_stack();
     hv_line!(
         "start domains={} mappings={} channels={} table-pages-free={}",
         info.domains().len(),
         info.mappings().len(),
         info.channels().len(),
-        pool.available()
+        engine.pool().available()
     );
     run(kernel)
 }

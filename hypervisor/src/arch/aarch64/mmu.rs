@@ -3,9 +3,9 @@
 //! | VA = PA range               | what                              | attributes          |
 //! |-----------------------------|-----------------------------------|---------------------|
 //! | 0x0000_0000..0x4000_0000    | flash, GIC, PL011, virtio, ...    | Device-nGnRE, XN    |
-//! | 0x4000_0000..0x8000_0000    | RAM (QEMU virt, up to 1 GiB used) | Normal WB, inner sh.|
+//! | 0x4000_0000..0x1_0000_0000  | RAM (QEMU virt, up to 3 GiB)      | Normal WB, inner sh.|
 //!
-//! Two level-1 block descriptors cover it, so this is written by hand: a paging library would be
+//! Four level-1 block descriptors cover it, so this is written by hand: a paging library would be
 //! more code than the table. Hypervisor code and data share the RAM block (no W^X split yet).
 
 use aarch64_cpu::asm::barrier;
@@ -49,7 +49,10 @@ pub unsafe fn enable() {
     // SAFETY: boot is single-threaded and this is the table's only writer (caller's contract).
     let table = unsafe { EL2_LEVEL1.get_mut() };
     table.0[0] = BLOCK | ATTR_DEVICE | AP_RW_EL2 | ACCESS_FLAG | EXECUTE_NEVER;
-    table.0[1] = 0x4000_0000 | BLOCK | ATTR_NORMAL | AP_RW_EL2 | SH_INNER | ACCESS_FLAG;
+    for gigabyte in 1..4u64 {
+        table.0[gigabyte as usize] =
+            (gigabyte << 30) | BLOCK | ATTR_NORMAL | AP_RW_EL2 | SH_INNER | ACCESS_FLAG;
+    }
     MAIR_EL2.set(MAIR_VALUE);
     TCR_EL2.set(TCR_VALUE);
     TTBR0_EL2.set(EL2_LEVEL1.as_ptr() as u64);

@@ -9,6 +9,10 @@ use super::context::ArchDomain;
 use super::entry::{KIND_IRQ, KIND_SYNC};
 use super::global::GlobalCell;
 use super::{gic, psci};
+use crate::kernel::fault::{
+    abort_ipa, classify_abort, el1_sync_vector_offset, EC_DATA_ABORT_LOWER,
+    EC_INSTRUCTION_ABORT_LOWER,
+};
 use crate::kernel::system::MAX_DOMAINS;
 use crate::kernel::{Decision, DomainIndex, Exit, FaultKind, FaultReport, Halt, Kernel, Registers};
 
@@ -22,8 +26,6 @@ const EC_WFX: u64 = 0x01;
 const EC_FP: u64 = 0x07;
 const EC_HVC64: u64 = 0x16;
 const EC_SMC64: u64 = 0x17;
-const EC_INSTRUCTION_ABORT_LOWER: u64 = 0x20;
-const EC_DATA_ABORT_LOWER: u64 = 0x24;
 
 /// The hypervisor's state after boot.
 #[derive(Debug)]
@@ -141,16 +143,11 @@ fn unknown(esr: u64, pc: u64) -> FaultReport {
 /// Decodes a stage-2 abort: the IPA comes from HPFAR_EL2 (page) and FAR_EL2 (offset), as
 /// DESIGN.md 9 verified; the DFSC/IFSC (ESR bits 5:0) says which fault.
 fn stage2_abort(esr: u64, pc: u64) -> FaultReport {
-    let ipa = ((HPFAR_EL2.get() & 0xF_FFFF_FFF0) << 8) | (FAR_EL2.get() & 0xFFF);
-    let kind = match esr & 0x3F {
-        0x04..=0x07 => FaultKind::Translation,
-        0x0D..=0x0F => FaultKind::Permission,
-        _ => FaultKind::OtherAbort,
-    };
+    let ipa = abort_ipa(HPFAR_EL2.get(), FAR_EL2.get());
     // Only a domain that installed an exception vector can take the abort back.
     let injectable = VBAR_EL1.get() != 0;
     FaultReport {
-        kind,
+        kind: classify_abort(esr),
         ipa,
         esr,
         pc,
@@ -194,6 +191,7 @@ fn load_frame(hypervisor: &mut Hypervisor, domain: DomainIndex, frame: &mut Regi
 
 /// Flushes every domain's partial line, prints the final status line and powers off.
 pub fn halt_system(hypervisor: &mut Hypervisor, halt: &Halt) -> ! {
+    super::boot::check_stack();
     hypervisor.kernel.flush_console(&mut Pl011);
     let _ = hypervisor.kernel.write_halt_line(halt, &mut Pl011);
     psci::system_off()
@@ -202,26 +200,14 @@ pub fn halt_system(hypervisor: &mut Hypervisor, halt: &Halt) -> ! {
 /// Gives a domain its stage-2 abort back as a synchronous external abort taken to its own EL1
 /// vector, the way pKVM treats a host access to memory it does not own (DESIGN.md 2).
 fn inject_external_abort(fault: FaultReport, frame: &mut Registers) {
-    // Data abort -> EC 0x25 (data abort, same EL); instruction abort -> EC 0x21. IL = 1,
-    // FSC = 0x10 (synchronous external abort); a data abort keeps its WnR bit.
-    let (class, wnr) = if fault.esr >> 26 == EC_DATA_ABORT_LOWER {
-        (0x25, fault.esr & (1 << 6))
-    } else {
-        (0x21, 0)
-    };
-    ESR_EL1.set((class << 26) | (1 << 25) | wnr | 0x10);
+    ESR_EL1.set(fault.injected_syndrome());
     // Stage 1 is off, so the faulting VA is the IPA.
     FAR_EL1.set(fault.ipa);
     ELR_EL1.set(frame.pc);
     SPSR_EL1.set(frame.pstate);
-    // Vector offset by the mode the abort came from (Arm ARM D1.3.1): EL1h 0x200, EL1t 0x000,
-    // EL0 (AArch64) 0x400.
-    let offset = match frame.pstate & 0xF {
-        0b0101 => 0x200,
-        0b0100 => 0x000,
-        _ => 0x400,
-    };
-    frame.pc = VBAR_EL1.get().wrapping_add(offset);
+    frame.pc = VBAR_EL1
+        .get()
+        .wrapping_add(el1_sync_vector_offset(frame.pstate));
     frame.pstate = crate::kernel::registers::INITIAL_PSTATE;
 }
 
