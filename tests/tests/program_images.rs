@@ -11,7 +11,7 @@ use object::{Endianness, Object, ObjectSection, ObjectSymbol, SectionKind};
 use frameshift_tests::scenario;
 
 /// Programs and the setvar symbols their systems patch.
-const PROGRAMS: [(&str, &[&str]); 13] = [
+const PROGRAMS: [(&str, &[&str]); 14] = [
     ("hello", &[]),
     ("ping", &[]),
     ("pong", &[]),
@@ -24,6 +24,7 @@ const PROGRAMS: [(&str, &[&str]); 13] = [
     ("echo", &[]),
     ("panicker", &[]),
     ("wild", &[]),
+    ("supervisor", &[]),
     ("vmm", &["guest_ram_vaddr"]),
 ];
 

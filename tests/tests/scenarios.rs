@@ -322,3 +322,49 @@ fn a_stray_load_is_reported_and_the_runtime_ends_the_run_with_status_1() -> Resu
     assert!(lines[1].ends_with(" far=0x10000000"), "{console}");
     Ok(())
 }
+
+#[test]
+fn a_child_pd_fault_goes_to_its_parent_fault_handler() -> Result<(), String> {
+    let run = scenario::run("child_fault")?;
+    let halt = finished(&run, &["supervisor", "wild"], 0)?;
+    let console = run.console.as_str();
+    halt_fields(&halt, console, "idle", &[("faults", "1")]);
+    // The child printed only its first line: the fault stopped it, nothing was injected.
+    assert_eq!(
+        texts(console, "wild"),
+        ["wild loads from 0x10000000"],
+        "{console}"
+    );
+    let fault = position_starting(console, HYPERVISOR, "fault pd=wild ipa=0x10000000 ");
+    let fault_line = fault.map(|index| protocol::transcript_lines(console)[index]);
+    assert!(
+        fault_line.is_some_and(|line| line.ends_with(" to=supervisor")),
+        "{console}"
+    );
+    let supervisor = texts(console, "supervisor");
+    assert_eq!(supervisor.len(), 2, "{console}");
+    assert_eq!(supervisor[0], "supervisor ready");
+    // Label 1 = FAULT_STAGE2_ABORT with three registers: IPA, ESR_EL2, PC; the ESR and PC are
+    // the ones the hypervisor reported, and the ESR is a data abort from a lower EL (EC 0x24).
+    let (Some(reported), Some(handled)) = (
+        fault_line,
+        supervisor[1].strip_prefix("supervisor child=1 faulted label=1 count=3 ipa=0x10000000 "),
+    ) else {
+        return Err(format!(
+            "fault line or handler line missing or wrong:\n{console}"
+        ));
+    };
+    assert!(reported.contains(&format!(" {handled} ")), "{console}");
+    let esr = handled
+        .strip_prefix("esr=0x")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok());
+    assert_eq!(esr.map(|esr| esr >> 26), Some(0x24), "{console}");
+    before(
+        console,
+        fault,
+        position_starting(console, "supervisor", "supervisor child=1 "),
+        "hypervisor reports the fault before the parent handles it",
+    );
+    Ok(())
+}
