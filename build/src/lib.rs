@@ -3,3 +3,9 @@
 #![forbid(unsafe_code)]
 pub mod image;
 pub mod sdf;
+
+pub mod console;
+pub mod firmware;
+pub mod install;
+pub mod qemu;
+pub mod tasks;

@@ -1,5 +1,39 @@
 //! Frameshift's hypervisor: the portable ownership core (frame table, stage-2 tables, conversion
 //! engine, audit) and, under `arch/aarch64`, the EL2 kernel.
-#![cfg_attr(not(test), no_std)]
+//!
+//! The core is `no_std`, allocation-free and free of assembly; it reaches the machine only
+//! through [`arch::Stage2Arch`]. Host tests run it against [`fake_arch::FakeArch`].
+#![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
+
+pub mod addr;
+pub mod arch;
+pub mod audit;
+pub mod descriptor;
+pub mod engine;
+pub mod error;
+#[cfg(any(test, feature = "std"))]
+pub mod fake_arch;
+pub mod frame_table;
+pub mod kernel;
+pub mod ownership;
+#[cfg(any(test, feature = "std"))]
+pub mod small_system;
+pub mod stage2;
+pub mod table_pool;
+pub mod walk;
+
+pub use addr::{DomainId, Ipa, PhysAddr, Vmid, BLOCK_SIZE, MAX_DOMAINS, PAGE_SIZE};
+pub use arch::{DescriptorSlot, PhysMemory, Stage2Arch};
+pub use audit::{audit, AuditSummary, Invariant, Violation};
+pub use descriptor::{Leaf, MemoryType, PageState, Rights};
+pub use engine::{
+    BootMapping, BootSharing, ConversionMode, Domain, Engine, GuestLink, Request, Window,
+    MAX_RANGE_PAGES,
+};
+pub use error::Error;
+pub use frame_table::{FrameRecord, FrameState, FrameTable};
+pub use ownership::{decide, FrameView, Holder, Operation, Side, Transition};
+pub use stage2::{Entry, Stage2Table, VTCR_EL2};
+pub use table_pool::TablePool;

@@ -1,0 +1,71 @@
+//! The two small traits through which the portable core touches the machine: physical memory
+//! access and stage-2 descriptor writes with TLB maintenance.
+//!
+//! The EL2 kernel implements them under `arch/aarch64` (identity-mapped memory, `DSB`/`TLBI`);
+//! host tests use [`crate::fake_arch::FakeArch`], an arena that also checks break-before-make
+//! (I7) and that every removed or narrowed translation was invalidated (I6).
+
+use crate::addr::{Ipa, PhysAddr, Vmid};
+
+/// A 4 KiB page seen as 512 64-bit words (a translation table, or a frame being zeroed).
+pub type PageWords = [u64; 512];
+
+/// Access to physical memory: the identity map in the kernel, an arena in host tests.
+pub trait PhysMemory {
+    /// Reads the naturally aligned 64-bit word at `pa` (a stage-2 descriptor).
+    fn read_u64(&self, pa: PhysAddr) -> u64;
+
+    /// The 4 KiB page at `pa` (page aligned) for writing. The core uses it only for pages that
+    /// no domain can reach through a live descriptor: fresh table pages, and frames being
+    /// zeroed after their last mapping was removed and invalidated.
+    fn page_mut(&mut self, pa: PhysAddr) -> &mut PageWords;
+}
+
+/// Where a descriptor write lands, so an implementation can invalidate the right translations
+/// and a checking fake can reason about break-before-make.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DescriptorSlot {
+    /// Physical address of the 64-bit descriptor.
+    pub pa: PhysAddr,
+    /// VMID of the table the descriptor belongs to.
+    pub vmid: Vmid,
+    /// First IPA the descriptor translates.
+    pub ipa: Ipa,
+    /// Translation level (1, 2 or 3).
+    pub level: u8,
+}
+
+impl DescriptorSlot {
+    /// Bytes of IPA space the descriptor covers at its level (4 KiB granule).
+    pub const fn span(&self) -> u64 {
+        match self.level {
+            1 => 1 << 30,
+            2 => 1 << 21,
+            _ => 1 << 12,
+        }
+    }
+}
+
+/// Stage-2 descriptor updates and TLB maintenance (Arm ARM D8.16, "TLB maintenance").
+///
+/// The core calls these in the break-before-make order required by Arm ARM D8.16.1: write an
+/// invalid descriptor, invalidate, then write the new one.
+pub trait Stage2Arch: PhysMemory {
+    /// Writes one descriptor and makes it visible to the table walker (the kernel: store, then
+    /// `DSB ISHST`).
+    fn write_descriptor(&mut self, slot: DescriptorSlot, value: u64);
+
+    /// Removes every cached translation of `ipa` for `vmid`, including the combined
+    /// stage-1+2 entries, and waits for completion. On this QEMU `TLBI IPAS2E1IS` alone is not
+    /// enough (DESIGN.md 9): the kernel issues `TLBI IPAS2E1IS; DSB ISH; TLBI VMALLE1IS;
+    /// DSB ISH; ISB` with `vmid` loaded in VTTBR_EL2.
+    fn invalidate_ipa(&mut self, vmid: Vmid, ipa: Ipa);
+
+    /// Removes every cached stage-1 and stage-2 translation and walk-cache entry for `vmid`
+    /// (`TLBI VMALLS12E1IS; DSB ISH; ISB`). Used when a table descriptor is removed.
+    fn invalidate_vmid(&mut self, vmid: Vmid);
+}
+
+/// The real AArch64 EL2 layer (the kernel binary only).
+#[cfg(all(target_arch = "aarch64", feature = "el2"))]
+pub mod aarch64;

@@ -1,0 +1,553 @@
+//! The frame table: owner, state, borrowers and pin count of every convertible 4 KiB frame.
+//!
+//! Budget (DESIGN.md 4): 8 bytes per frame, asserted at compile time. A [`FrameRecord`] packs
+//!
+//! | bits  | field |
+//! | ----- | ----- |
+//! | 5:0   | owner domain (63 = no owner: the frame is free) |
+//! | 7:6   | frame state: Owned, SharedOwned, Lent |
+//! | 10:8  | the owner's rights |
+//! | 11    | memory type: 1 = Device (a Microkit `cached="false"` region) |
+//! | 19:12 | pin count |
+//! | 25:20 | first borrower (63 = none) |
+//! | 28:26 | first borrower's rights |
+//! | 44:29 | index of the next borrower in the side table (0xFFFF = none) |
+//!
+//! Most shared frames have one borrower (the host VMM, or one guest), which fits inline. Frames
+//! that several Microkit PDs map at boot chain further [`BorrowerRecord`]s from a fixed-capacity
+//! side table; when it is full the request is refused with [`Error::BorrowerTableFull`].
+
+use crate::addr::{DomainId, PhysAddr, MAX_DOMAINS, PAGE_SIZE};
+use crate::descriptor::{MemoryType, Rights};
+use crate::error::Error;
+
+/// A frame's state, from the frame's point of view (each holder's view is a [`PageState`]).
+///
+/// [`PageState`]: crate::descriptor::PageState
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FrameState {
+    /// No owner: not yet given to any domain.
+    Free,
+    /// Mapped only by its owner.
+    Owned,
+    /// Mapped by its owner and by every listed borrower.
+    SharedOwned,
+    /// Not mapped by its owner; the listed borrower (at most one) has exclusive use.
+    Lent,
+}
+
+const NO_DOMAIN: u64 = MAX_DOMAINS as u64;
+const NO_LINK: u16 = u16::MAX;
+
+/// One frame's packed record (8 bytes).
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FrameRecord(u64);
+
+const _: () = assert!(size_of::<FrameRecord>() <= 8, "frame budget is 8 bytes");
+
+impl FrameRecord {
+    /// The record of a frame nobody owns.
+    pub const FREE: Self =
+        Self(NO_DOMAIN | (3 << 6) | (NO_DOMAIN << 20) | ((NO_LINK as u64) << 29));
+
+    const fn field(self, shift: u32, bits: u32) -> u64 {
+        (self.0 >> shift) & ((1 << bits) - 1)
+    }
+
+    fn set_field(&mut self, shift: u32, bits: u32, value: u64) {
+        let mask = ((1u64 << bits) - 1) << shift;
+        self.0 = (self.0 & !mask) | ((value << shift) & mask);
+    }
+
+    /// The owning domain, if any.
+    pub fn owner(self) -> Option<DomainId> {
+        let owner = self.field(0, 6);
+        (owner != NO_DOMAIN).then_some(DomainId(owner as u8))
+    }
+
+    /// The frame's state.
+    pub fn state(self) -> FrameState {
+        if self.owner().is_none() {
+            return FrameState::Free;
+        }
+        match self.field(6, 2) {
+            0 => FrameState::Owned,
+            1 => FrameState::SharedOwned,
+            2 => FrameState::Lent,
+            _ => FrameState::Free,
+        }
+    }
+
+    /// The owner's rights on its own mapping.
+    pub fn owner_rights(self) -> Rights {
+        Rights::from_bits_truncate(self.field(8, 3) as u8)
+    }
+
+    /// Memory type every mapping of this frame uses.
+    pub fn memory(self) -> MemoryType {
+        if self.field(11, 1) == 1 {
+            MemoryType::Device
+        } else {
+            MemoryType::Normal
+        }
+    }
+
+    /// In-flight uses that forbid unsharing.
+    pub fn pins(self) -> u8 {
+        self.field(12, 8) as u8
+    }
+
+    fn first_borrower(self) -> Option<(DomainId, Rights)> {
+        let domain = self.field(20, 6);
+        (domain != NO_DOMAIN).then(|| {
+            (
+                DomainId(domain as u8),
+                Rights::from_bits_truncate(self.field(26, 3) as u8),
+            )
+        })
+    }
+
+    fn link(self) -> u16 {
+        self.field(29, 16) as u16
+    }
+
+    /// The raw 64-bit value (for dumps).
+    pub fn raw(self) -> u64 {
+        self.0
+    }
+}
+
+impl core::fmt::Debug for FrameRecord {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FrameRecord")
+            .field("owner", &self.owner())
+            .field("state", &self.state())
+            .field("pins", &self.pins())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One extra borrower of a frame, chained from its record (4 bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BorrowerRecord {
+    domain: u8,
+    rights: u8,
+    next: u16,
+}
+
+impl BorrowerRecord {
+    const UNUSED: Self = Self {
+        domain: u8::MAX,
+        rights: 0,
+        next: NO_LINK,
+    };
+}
+
+/// The frame table over `[base, base + frames * 4 KiB)`, with room for `FRAMES` records and
+/// `BORROWERS` extra borrower records. Fixed capacity, no heap.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FrameTable<const FRAMES: usize, const BORROWERS: usize> {
+    base: PhysAddr,
+    frames: usize,
+    records: [FrameRecord; FRAMES],
+    borrowers: [BorrowerRecord; BORROWERS],
+    free_borrower_head: u16,
+    free_borrowers: usize,
+}
+
+impl<const FRAMES: usize, const BORROWERS: usize> FrameTable<FRAMES, BORROWERS> {
+    const CAPACITY_FITS: () = assert!(BORROWERS < NO_LINK as usize, "side table index is 16 bits");
+
+    /// An empty table covering no memory, usable as a `static` initialiser.
+    pub const fn empty() -> Self {
+        let () = Self::CAPACITY_FITS;
+        let mut borrowers = [BorrowerRecord::UNUSED; BORROWERS];
+        let mut index = 0;
+        while index < BORROWERS {
+            borrowers[index].next = if index + 1 < BORROWERS {
+                (index + 1) as u16
+            } else {
+                NO_LINK
+            };
+            index += 1;
+        }
+        Self {
+            base: PhysAddr(0),
+            frames: 0,
+            records: [FrameRecord::FREE; FRAMES],
+            borrowers,
+            free_borrower_head: if BORROWERS > 0 { 0 } else { NO_LINK },
+            free_borrowers: BORROWERS,
+        }
+    }
+
+    /// Covers `frames` frames from `base` (page aligned), all free.
+    pub fn init(&mut self, base: PhysAddr, frames: usize) -> Result<(), Error> {
+        if !base.is_page_aligned() {
+            return Err(Error::Misaligned);
+        }
+        if frames > FRAMES || base.checked_add_pages(frames as u64).is_none() {
+            return Err(Error::InvalidRange);
+        }
+        *self = Self::empty();
+        self.base = base;
+        self.frames = frames;
+        Ok(())
+    }
+
+    /// First byte of tracked memory.
+    pub fn base(&self) -> PhysAddr {
+        self.base
+    }
+
+    /// Number of tracked frames.
+    pub fn frames(&self) -> usize {
+        self.frames
+    }
+
+    /// End of tracked memory (exclusive).
+    pub fn end(&self) -> PhysAddr {
+        PhysAddr(self.base.get() + self.frames as u64 * PAGE_SIZE)
+    }
+
+    /// The frame index of `pa`, if tracked.
+    pub fn index(&self, pa: PhysAddr) -> Option<usize> {
+        let offset = pa.get().checked_sub(self.base.get())?;
+        let index = (offset / PAGE_SIZE) as usize;
+        (index < self.frames).then_some(index)
+    }
+
+    /// The frame address of `index`.
+    pub fn frame_address(&self, index: usize) -> PhysAddr {
+        PhysAddr(self.base.get() + index as u64 * PAGE_SIZE)
+    }
+
+    /// The record of the frame containing `pa`.
+    pub fn record(&self, pa: PhysAddr) -> Option<FrameRecord> {
+        self.index(pa)
+            .and_then(|index| self.records.get(index).copied())
+    }
+
+    /// The record at `index` ([`FrameRecord::FREE`] when out of range).
+    pub fn record_at(&self, index: usize) -> FrameRecord {
+        self.records
+            .get(index)
+            .copied()
+            .unwrap_or(FrameRecord::FREE)
+    }
+
+    /// Free side-table slots.
+    pub fn free_borrower_slots(&self) -> usize {
+        self.free_borrowers
+    }
+
+    /// Side-table slots that adding one borrower to the frame at `index` consumes (0 or 1).
+    pub fn borrower_slots_needed(&self, index: usize) -> usize {
+        usize::from(self.record_at(index).first_borrower().is_some())
+    }
+
+    /// The rights `domain` borrows the frame at `index` with, if it is a borrower.
+    pub fn borrower_rights(&self, index: usize, domain: DomainId) -> Option<Rights> {
+        let mut found = None;
+        self.for_each_borrower(index, |borrower, rights| {
+            if borrower == domain {
+                found = Some(rights);
+            }
+        });
+        found
+    }
+
+    /// Number of borrowers of the frame at `index`.
+    pub fn borrower_count(&self, index: usize) -> usize {
+        let mut count = 0;
+        self.for_each_borrower(index, |_, _| count += 1);
+        count
+    }
+
+    /// Calls `visit` for every borrower of the frame at `index`.
+    pub fn for_each_borrower(&self, index: usize, mut visit: impl FnMut(DomainId, Rights)) {
+        let record = self.record_at(index);
+        if let Some((domain, rights)) = record.first_borrower() {
+            visit(domain, rights);
+        }
+        let mut link = record.link();
+        // The chain is acyclic by construction; the bound keeps a corrupted one from hanging.
+        for _ in 0..BORROWERS {
+            let Some(borrower) = self.borrowers.get(usize::from(link)) else {
+                break;
+            };
+            visit(
+                DomainId(borrower.domain),
+                Rights::from_bits_truncate(borrower.rights),
+            );
+            link = borrower.next;
+        }
+    }
+
+    /// Makes `owner` the owner of the free frame at `index`, in `state`.
+    pub(crate) fn set_owner(
+        &mut self,
+        index: usize,
+        owner: DomainId,
+        state: FrameState,
+        rights: Rights,
+        memory: MemoryType,
+    ) {
+        let Some(record) = self.records.get_mut(index) else {
+            return;
+        };
+        record.set_field(0, 6, u64::from(owner.0));
+        record.set_field(8, 3, u64::from(rights.bits()));
+        record.set_field(11, 1, u64::from(memory == MemoryType::Device));
+        Self::write_state(record, state);
+    }
+
+    /// Changes the state, keeping owner and borrowers.
+    #[cfg(test)]
+    pub(crate) fn set_state(&mut self, index: usize, state: FrameState) {
+        if let Some(record) = self.records.get_mut(index) {
+            Self::write_state(record, state);
+        }
+    }
+
+    fn write_state(record: &mut FrameRecord, state: FrameState) {
+        let value = match state {
+            FrameState::Owned => 0,
+            FrameState::SharedOwned => 1,
+            FrameState::Lent => 2,
+            FrameState::Free => 3,
+        };
+        record.set_field(6, 2, value);
+        if state == FrameState::Free {
+            record.set_field(0, 6, NO_DOMAIN);
+        }
+    }
+
+    /// Adds a borrower. Refuses a duplicate or a full side table, changing nothing.
+    pub(crate) fn add_borrower(
+        &mut self,
+        index: usize,
+        domain: DomainId,
+        rights: Rights,
+    ) -> Result<(), Error> {
+        if index >= self.frames || domain.index().is_none() {
+            return Err(Error::InvalidRange);
+        }
+        if self.borrower_rights(index, domain).is_some() {
+            return Err(Error::AlreadyBorrowed);
+        }
+        let record = self.record_at(index);
+        if record.first_borrower().is_none() {
+            let record = &mut self.records[index];
+            record.set_field(20, 6, u64::from(domain.0));
+            record.set_field(26, 3, u64::from(rights.bits()));
+            return Ok(());
+        }
+        let slot = self.free_borrower_head;
+        let Some(entry) = self.borrowers.get_mut(usize::from(slot)) else {
+            return Err(Error::BorrowerTableFull);
+        };
+        self.free_borrower_head = entry.next;
+        *entry = BorrowerRecord {
+            domain: domain.0,
+            rights: rights.bits(),
+            next: record.link(),
+        };
+        self.free_borrowers -= 1;
+        self.records[index].set_field(29, 16, u64::from(slot));
+        Ok(())
+    }
+
+    /// Removes a borrower; returns whether it was one.
+    pub(crate) fn remove_borrower(&mut self, index: usize, domain: DomainId) -> bool {
+        let record = self.record_at(index);
+        if index >= self.frames {
+            return false;
+        }
+        if record.first_borrower().map(|(first, _)| first) == Some(domain) {
+            // Promote the first chained borrower, if any, into the inline slot.
+            let link = record.link();
+            let record = &mut self.records[index];
+            match self.borrowers.get(usize::from(link)).copied() {
+                Some(next) => {
+                    record.set_field(20, 6, u64::from(next.domain));
+                    record.set_field(26, 3, u64::from(next.rights));
+                    record.set_field(29, 16, u64::from(next.next));
+                    self.free_slot(link);
+                }
+                None => record.set_field(20, 6, NO_DOMAIN),
+            }
+            return true;
+        }
+        let mut previous: Option<u16> = None;
+        let mut link = record.link();
+        for _ in 0..BORROWERS {
+            let Some(entry) = self.borrowers.get(usize::from(link)).copied() else {
+                return false;
+            };
+            if entry.domain == domain.0 {
+                match previous {
+                    None => self.records[index].set_field(29, 16, u64::from(entry.next)),
+                    Some(previous) => self.borrowers[usize::from(previous)].next = entry.next,
+                }
+                self.free_slot(link);
+                return true;
+            }
+            previous = Some(link);
+            link = entry.next;
+        }
+        false
+    }
+
+    fn free_slot(&mut self, slot: u16) {
+        if let Some(entry) = self.borrowers.get_mut(usize::from(slot)) {
+            *entry = BorrowerRecord {
+                next: self.free_borrower_head,
+                ..BorrowerRecord::UNUSED
+            };
+            self.free_borrower_head = slot;
+            self.free_borrowers += 1;
+        }
+    }
+
+    /// Takes a pin (an in-flight use such as device DMA); refused at 255.
+    pub fn pin(&mut self, pa: PhysAddr) -> Result<(), Error> {
+        let index = self.index(pa).ok_or(Error::NotTracked)?;
+        let record = &mut self.records[index];
+        let pins = record.pins();
+        if pins == u8::MAX || record.owner().is_none() {
+            return Err(Error::WrongState);
+        }
+        record.set_field(12, 8, u64::from(pins) + 1);
+        Ok(())
+    }
+
+    /// Drops a pin.
+    pub fn unpin(&mut self, pa: PhysAddr) -> Result<(), Error> {
+        let index = self.index(pa).ok_or(Error::NotTracked)?;
+        let record = &mut self.records[index];
+        let pins = record.pins();
+        if pins == 0 {
+            return Err(Error::WrongState);
+        }
+        record.set_field(12, 8, u64::from(pins) - 1);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::vec::Vec;
+
+    type Table = FrameTable<8, 4>;
+
+    fn borrowers(table: &Table, index: usize) -> Vec<(u8, u8)> {
+        let mut list = Vec::new();
+        table.for_each_borrower(index, |domain, rights| list.push((domain.0, rights.bits())));
+        list.sort_unstable();
+        list
+    }
+
+    #[test]
+    fn record_is_eight_bytes() {
+        assert_eq!(size_of::<FrameRecord>(), 8);
+    }
+
+    #[test]
+    fn owner_state_and_rights_round_trip() {
+        let mut table = Table::empty();
+        table.init(PhysAddr(0x4000_0000), 8).unwrap();
+        assert_eq!(
+            table.record(PhysAddr(0x4000_1000)).unwrap().state(),
+            FrameState::Free
+        );
+        table.set_owner(
+            1,
+            DomainId(62),
+            FrameState::SharedOwned,
+            Rights::READ,
+            MemoryType::Device,
+        );
+        let record = table.record(PhysAddr(0x4000_1abc)).unwrap();
+        assert_eq!(record.owner(), Some(DomainId(62)));
+        assert_eq!(record.state(), FrameState::SharedOwned);
+        assert_eq!(record.owner_rights(), Rights::READ);
+        assert_eq!(record.memory(), MemoryType::Device);
+        assert_eq!(table.record(PhysAddr(0x4000_8000)), None);
+        table.set_state(1, FrameState::Free);
+        assert_eq!(table.record_at(1).owner(), None);
+    }
+
+    #[test]
+    fn many_borrowers_use_the_side_table_and_overflow_is_an_error() {
+        let mut table = Table::empty();
+        table.init(PhysAddr(0x4000_0000), 8).unwrap();
+        table.set_owner(
+            0,
+            DomainId(0),
+            FrameState::SharedOwned,
+            Rights::ALL,
+            MemoryType::Normal,
+        );
+        for domain in 1..=5 {
+            table
+                .add_borrower(0, DomainId(domain), Rights::READ)
+                .unwrap();
+        }
+        assert_eq!(table.free_borrower_slots(), 0);
+        assert_eq!(
+            table.add_borrower(0, DomainId(6), Rights::READ),
+            Err(Error::BorrowerTableFull)
+        );
+        assert_eq!(
+            table.add_borrower(0, DomainId(3), Rights::READ),
+            Err(Error::AlreadyBorrowed)
+        );
+        assert_eq!(
+            borrowers(&table, 0),
+            [(1, 1), (2, 1), (3, 1), (4, 1), (5, 1)]
+        );
+        // A second frame can still take an inline borrower.
+        table
+            .add_borrower(1, DomainId(9), Rights::READ_WRITE)
+            .unwrap();
+        assert!(table.remove_borrower(0, DomainId(1)));
+        assert!(table.remove_borrower(0, DomainId(4)));
+        assert!(!table.remove_borrower(0, DomainId(4)));
+        assert_eq!(borrowers(&table, 0), [(2, 1), (3, 1), (5, 1)]);
+        assert_eq!(table.free_borrower_slots(), 2);
+        for domain in [2, 3, 5] {
+            assert!(table.remove_borrower(0, DomainId(domain)));
+        }
+        assert_eq!(table.borrower_count(0), 0);
+        assert_eq!(table.free_borrower_slots(), 4);
+        assert_eq!(borrowers(&table, 1), [(9, 3)]);
+    }
+
+    #[test]
+    fn pins_count_up_and_down() {
+        let mut table = Table::empty();
+        table.init(PhysAddr(0x4000_0000), 8).unwrap();
+        assert_eq!(table.pin(PhysAddr(0x4000_0000)), Err(Error::WrongState));
+        table.set_owner(
+            0,
+            DomainId(0),
+            FrameState::Owned,
+            Rights::ALL,
+            MemoryType::Normal,
+        );
+        table.pin(PhysAddr(0x4000_0000)).unwrap();
+        assert_eq!(table.record_at(0).pins(), 1);
+        table.unpin(PhysAddr(0x4000_0000)).unwrap();
+        assert_eq!(table.unpin(PhysAddr(0x4000_0000)), Err(Error::WrongState));
+        assert_eq!(table.pin(PhysAddr(0x5000_0000)), Err(Error::NotTracked));
+    }
+}
