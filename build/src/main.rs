@@ -11,7 +11,7 @@ use frameshift_build::tasks::{self, RunArgs};
 /// Frameshift's task runner: installs what is missing, builds the firmware and the boot image,
 /// and runs it in QEMU.
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask", version, about)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version)]
 struct Cli {
     #[command(subcommand)]
     task: Task,
