@@ -44,24 +44,6 @@ pub static ENGINE: GlobalCell<KernelEngine> = GlobalCell::new(Engine::empty());
 extern "C" {
     static __image_start: u8;
     static __image_end: u8;
-    static __stack_bottom: u64;
-}
-
-/// Written at the lowest word of the EL2 stack at boot; a stack that grew past its end
-/// overwrote it (the 1 GiB identity blocks leave no room for a guard page).
-const STACK_CANARY: u64 = 0x5741_434b_4341_4e59;
-
-fn stack_canary() -> *mut u64 {
-    core::ptr::addr_of!(__stack_bottom).cast_mut()
-}
-
-/// Stops with a panic status if the EL2 stack ever overflowed.
-pub fn check_stack() {
-    // SAFETY: __stack_bottom is the first, 16-byte aligned word of the stack section.
-    if unsafe { stack_canary().read_volatile() } != STACK_CANARY {
-        hv_line!("panic EL2 stack overflow");
-        fatal(3, "panic");
-    }
 }
 
 /// Why the boot information was refused (printed after `error boot-info: `).
@@ -75,8 +57,6 @@ pub fn refuse_boot_info(message: core::fmt::Arguments<'_>) -> ! {
 extern "C" fn fs_el2_main() -> ! {
     // SAFETY: first thing at boot, MMU off, single CPU.
     unsafe { mmu::enable() };
-    // SAFETY: the lowest stack word is far below anything the boot path has pushed yet.
-    unsafe { stack_canary().write_volatile(STACK_CANARY) };
     configure_el2();
     let image_start = core::ptr::addr_of!(__image_start) as u64;
     let image_end = core::ptr::addr_of!(__image_end) as u64;
@@ -106,6 +86,11 @@ extern "C" fn fs_el2_main() -> ! {
     let blob = unsafe { core::slice::from_raw_parts(address as *const u8, size as usize) };
     let info = match BootInfo::parse(blob) {
         Ok(info) => info,
+        Err(error) => refuse_boot_info(format_args!("{error}")),
+    };
+    // The domain and channel tables first: they bound everything else (at most 63 domains).
+    let kernel = match Kernel::new(info.domains(), info.channels()) {
+        Ok(kernel) => kernel,
         Err(error) => refuse_boot_info(format_args!("{error}")),
     };
     let header = info.header();
@@ -163,11 +148,6 @@ extern "C" fn fs_el2_main() -> ! {
             info.irqs().len()
         );
     }
-    let kernel = match Kernel::new(info.domains(), info.channels()) {
-        Ok(kernel) => kernel,
-        Err(error) => refuse_boot_info(format_args!("{error}")),
-    };
-    check_stack();
     hv_line!(
         "start domains={} mappings={} channels={} table-pages-free={}",
         info.domains().len(),

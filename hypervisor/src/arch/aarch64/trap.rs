@@ -52,6 +52,9 @@ pub fn fatal(status: u8, reason: &str) -> ! {
 /// An exception taken at EL2 itself: a hypervisor bug, never a domain's doing.
 #[no_mangle]
 extern "C" fn fs_trap_current(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
+    if super::mmu::is_stack_guard(far) {
+        crate::hv_line!("panic EL2 stack overflow elr={elr:#x}");
+    }
     crate::hv_line!("panic exception at EL2 kind={kind} esr={esr:#x} elr={elr:#x} far={far:#x}");
     fatal(3, "panic")
 }
@@ -191,7 +194,6 @@ fn load_frame(hypervisor: &mut Hypervisor, domain: DomainIndex, frame: &mut Regi
 
 /// Flushes every domain's partial line, prints the final status line and powers off.
 pub fn halt_system(hypervisor: &mut Hypervisor, halt: &Halt) -> ! {
-    super::boot::check_stack();
     hypervisor.kernel.flush_console(&mut Pl011);
     let _ = hypervisor.kernel.write_halt_line(halt, &mut Pl011);
     psci::system_off()
