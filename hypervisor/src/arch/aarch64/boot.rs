@@ -89,10 +89,15 @@ extern "C" fn fs_el2_main() -> ! {
         Err(error) => refuse_boot_info(format_args!("{error}")),
     };
     // The domain and channel tables first: they bound everything else (at most 63 domains).
-    let kernel = match Kernel::new(info.domains(), info.channels()) {
+    let kernel = match Kernel::new(info.domains(), info.channels(), info.irqs()) {
         Ok(kernel) => kernel,
         Err(error) => refuse_boot_info(format_args!("{error}")),
     };
+    for binding in kernel.irqs() {
+        if let Err(error) = gic::configure_device_interrupt(binding.intid, binding.edge) {
+            refuse_boot_info(format_args!("irq {}: {error}", binding.intid));
+        }
+    }
     let header = info.header();
     let hypervisor_end = header
         .hypervisor_base
@@ -142,17 +147,12 @@ extern "C" fn fs_el2_main() -> ! {
     for (index, slot) in arch.iter_mut().enumerate().take(info.domains().len()) {
         slot.vttbr = engine.vttbr(DomainId(index as u8)).unwrap_or(0);
     }
-    if !info.irqs().is_empty() {
-        hv_line!(
-            "warning irqs={} are not delivered by this version",
-            info.irqs().len()
-        );
-    }
     hv_line!(
-        "start domains={} mappings={} channels={} table-pages-free={}",
+        "start domains={} mappings={} channels={} irqs={} table-pages-free={}",
         info.domains().len(),
         info.mappings().len(),
         info.channels().len(),
+        info.irqs().len(),
         engine.pool().available()
     );
     run(kernel)

@@ -113,12 +113,11 @@ unsafe extern "C" fn fs_trap_lower(frame: *mut Registers, kind: u64) {
                 _ => Exit::Fault(unknown(esr, frame.pc)),
             }
         }
-        KIND_IRQ => {
-            if !gic::take_interrupt() {
-                return;
-            }
-            Exit::TimerTick
-        }
+        KIND_IRQ => match gic::take_interrupt() {
+            Some(gic::Interrupt::TimeSlice) => Exit::TimerTick,
+            Some(gic::Interrupt::Device(intid)) => Exit::Interrupt(intid),
+            None => return,
+        },
         // FIQ, SError, anything from AArch32.
         _ => Exit::Fault(unknown(ESR_EL2.get(), frame.pc)),
     };
@@ -126,6 +125,7 @@ unsafe extern "C" fn fs_trap_lower(frame: *mut Registers, kind: u64) {
         *saved = *frame;
     }
     let decision = hypervisor.kernel.handle(exit, &mut Pl011);
+    unmask_acknowledged(hypervisor);
     let fault = match exit {
         Exit::Fault(report) => Some(report),
         _ => None,
@@ -181,7 +181,35 @@ fn apply(
                 inject_external_abort(fault, frame);
             }
         }
+        Decision::WaitForInterrupt => {
+            let decision = wait_for_interrupt(hypervisor);
+            apply(hypervisor, arch, previous, decision, None, frame);
+        }
         Decision::Halt(halt) => halt_system(hypervisor, &halt),
+    }
+}
+
+/// Idles the CPU until a PD's interrupt makes some domain runnable. EL2 keeps interrupts
+/// masked: `WFI` still wakes on a pending one, which is then taken by hand.
+fn wait_for_interrupt(hypervisor: &mut Hypervisor) -> Decision {
+    gic::stop_slice();
+    loop {
+        aarch64_cpu::asm::wfi();
+        if let Some(gic::Interrupt::Device(intid)) = gic::take_interrupt() {
+            let decision = hypervisor.kernel.handle(Exit::Interrupt(intid), &mut Pl011);
+            unmask_acknowledged(hypervisor);
+            if decision != Decision::WaitForInterrupt {
+                gic::start_slice();
+                return decision;
+            }
+        }
+    }
+}
+
+/// Unmasks every interrupt its PD acknowledged during the last call.
+fn unmask_acknowledged(hypervisor: &mut Hypervisor) {
+    while let Some(intid) = hypervisor.kernel.take_acknowledged_irq() {
+        gic::unmask(intid);
     }
 }
 
