@@ -9,6 +9,7 @@ use super::stage2::El2Machine;
 use super::trap::{configure_el2, fatal, Hypervisor, ARCH_DOMAINS, HYPERVISOR};
 use super::{gic, mmu};
 use crate::addr::{DomainId, PhysAddr, PAGE_SIZE};
+use crate::audit::audit;
 use crate::engine::Engine;
 use crate::hv_line;
 use crate::kernel::vspace::build_vspaces;
@@ -37,6 +38,10 @@ pub const BORROWER_RECORDS: usize = 1024;
 
 /// The kernel's ownership core.
 pub type KernelEngine = Engine<CONVERTIBLE_FRAMES, BORROWER_RECORDS>;
+
+/// One byte per tracked frame for the audit's per-domain mapping counts.
+static AUDIT_SCRATCH: GlobalCell<[u8; CONVERTIBLE_FRAMES]> =
+    GlobalCell::new([0; CONVERTIBLE_FRAMES]);
 
 /// The ownership core: frame table, table pool and every domain's stage-2 table.
 pub static ENGINE: GlobalCell<KernelEngine> = GlobalCell::new(Engine::empty());
@@ -141,6 +146,21 @@ extern "C" fn fs_el2_main() -> ! {
     }
     if let Err(error) = build_vspaces(engine, &mut machine, info.domains().len(), info.mappings()) {
         refuse_boot_info(format_args!("{error}"));
+    }
+    // The tables and the frame table must agree before any domain runs (I1-I4).
+    // SAFETY: boot is single-threaded; the scratch buffer has no other user.
+    let scratch = unsafe { AUDIT_SCRATCH.get_mut() };
+    let summary = audit(engine, &machine, scratch, &mut |violation| {
+        hv_line!("audit violation {violation}");
+    });
+    match summary {
+        Some(summary) if summary.violations == 0 => {
+            hv_line!(
+                "audit boot mapped-pages={} violations=0",
+                summary.mapped_pages
+            );
+        }
+        _ => fatal(3, "panic"),
     }
     // SAFETY: boot is single-threaded; no other reference to the per-domain state exists yet.
     let arch = unsafe { ARCH_DOMAINS.get_mut() };
