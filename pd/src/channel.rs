@@ -28,7 +28,9 @@ impl Channel {
     }
 
     /// Signal the notification at the other end (libmicrokit `microkit_notify`). A refusal means
-    /// the system description has no such notifying channel: that is a bug, so it panics.
+    /// the system description has no such notifying channel: that is a bug, so it panics (at the
+    /// caller's line).
+    #[track_caller]
     pub fn notify(self) {
         if let Err(error) = self.try_notify() {
             panic!("notify on channel {} {error}", self.0);
@@ -54,7 +56,9 @@ impl Channel {
     /// Protected procedure call to the PD at the other end (libmicrokit `microkit_ppcall`): sends
     /// `message` and the message registers, blocks until the callee replies, loads the reply's
     /// message registers and returns its message info. A refusal (no `pp` end, or the callee is
-    /// not of strictly higher priority) is a bug in the system description and panics.
+    /// not of strictly higher priority) is a bug in the system description and panics (at the
+    /// caller's line).
+    #[track_caller]
     pub fn pp_call(self, message: MessageInfo) -> MessageInfo {
         match self.try_pp_call(message) {
             Ok(reply) => reply,

@@ -13,7 +13,7 @@ pub struct AccessFault {
     /// `ESR_EL1` as the hypervisor injected it.
     pub esr: u64,
     /// `FAR_EL1`: the faulting address.
-    pub far: u64,
+    pub far: Ipa,
 }
 
 impl AccessFault {
@@ -48,6 +48,6 @@ pub fn read_u64(address: Ipa) -> Result<u64, AccessFault> {
     if faulted == 0 {
         Ok(value)
     } else {
-        Err(AccessFault { esr, far })
+        Err(AccessFault { esr, far: Ipa(far) })
     }
 }

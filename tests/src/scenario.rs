@@ -8,6 +8,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use frameshift_build::firmware::{self, Firmware};
+use frameshift_build::image::{self, BuiltImage, ImageInputs};
 use frameshift_build::qemu::{self, QemuOptions, RunOutcome};
 
 /// How long a scenario may run before it counts as hung (and fails).
@@ -32,30 +33,32 @@ pub fn firmware() -> Result<&'static Firmware, String> {
         .map_err(Clone::clone)
 }
 
-/// Where this test binary keeps its images: `target/scenario-images/<name>.img`.
-pub fn image_path(name: &str) -> PathBuf {
+/// Where images of scenario `name` are written: `target/scenario-images/<name>/`.
+pub fn image_dir(name: &str) -> PathBuf {
     firmware::workspace_root()
         .join("target")
         .join("scenario-images")
-        .join(format!("{name}.img"))
+        .join(name)
 }
 
-/// Build the boot image of `system` to `image_path(name)`.
-pub fn build_image(system: &Path, name: &str) -> Result<PathBuf, String> {
+/// Parse and validate `system`, then build its boot image with the firmware.
+pub fn build(system: &Path) -> Result<BuiltImage, String> {
     let firmware = firmware()?;
     let kernel = firmware.kernel().map_err(|error| error.to_string())?;
-    let image = image_path(name);
-    if let Some(dir) = image.parent() {
-        std::fs::create_dir_all(dir).map_err(|error| format!("{}: {error}", dir.display()))?;
-    }
-    // The image builder (branch `image`) has not landed on this branch yet: until it is merged,
-    // every QEMU scenario fails here, loudly.
-    Err(format!(
-        "cannot build {} for {} with kernel {}: the image builder is not merged into this branch yet",
-        image.display(),
-        system.display(),
-        kernel.display()
-    ))
+    let search_paths = vec![firmware.programs_dir.clone()];
+    let description = frameshift_build::sdf::parse_file(system, &search_paths)
+        .map_err(|error| error.to_string())?;
+    let inputs = ImageInputs::new(kernel.to_owned(), search_paths);
+    image::build(&description, &inputs).map_err(|error| error.to_string())
+}
+
+/// Build the boot image of `system` into `image_dir(name)`; returns the image file.
+pub fn build_image(system: &Path, name: &str) -> Result<PathBuf, String> {
+    let built = build(system)?;
+    let written = built
+        .write_to(&image_dir(name))
+        .map_err(|error| error.to_string())?;
+    Ok(written.image)
 }
 
 /// Boot `image` in QEMU with the scenario timeout.

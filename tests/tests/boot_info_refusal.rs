@@ -7,17 +7,20 @@ use frameshift_tests::scenario;
 
 /// Build hello.xml, corrupt its blob with `corrupt`, boot it and check the refusal.
 fn refused(name: &str, corrupt: impl FnOnce(&mut [u8])) -> Result<(), String> {
-    let image = scenario::build_image(&scenario::system_path("hello"), name)?;
-    let mut bytes = std::fs::read(&image).map_err(|error| error.to_string())?;
-    let Some(range) = find(&bytes) else {
-        return Err(format!("no valid boot info found in {}", image.display()));
-    };
-    let blob = &mut bytes[range.clone()];
+    let built = scenario::build(&scenario::system_path("hello"))?;
+    let range =
+        built.boot_info_offset_in_image..built.boot_info_offset_in_image + built.boot_info_len;
+    // The builder's word for where the blob is must match what the validator finds.
+    assert_eq!(find(&built.image), Some(range.clone()));
+    let mut bytes = built.image.clone();
+    let blob = &mut bytes[range];
     corrupt(blob);
     let Some(expected) = expected_refusal(blob) else {
         return Err("the corruption left a blob the validator accepts".to_owned());
     };
-    let corrupted = image.with_extension("corrupted.img");
+    let dir = scenario::image_dir(name);
+    std::fs::create_dir_all(&dir).map_err(|error| error.to_string())?;
+    let corrupted = dir.join("corrupted.img");
     std::fs::write(&corrupted, &bytes).map_err(|error| error.to_string())?;
 
     let run = scenario::boot(&corrupted)?;

@@ -27,7 +27,15 @@ fn the_image_build_refuses_a_ppc_to_a_lower_priority_pd() {
 
 #[test]
 fn every_scenario_system_is_valid() {
-    for name in ["hello", "pingpong", "ppc", "isolation", "preemption"] {
+    for name in [
+        "hello",
+        "pingpong",
+        "ppc",
+        "isolation",
+        "preemption",
+        "panic",
+        "wild",
+    ] {
         let system = scenario::system_path(name);
         if let Err(error) = frameshift_build::sdf::parse_file(&system, &[]) {
             panic!("{}: {error}", system.display());

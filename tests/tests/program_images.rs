@@ -11,7 +11,7 @@ use object::{Endianness, Object, ObjectSection, ObjectSymbol, SectionKind};
 use frameshift_tests::scenario;
 
 /// Programs and the setvar symbols their systems patch.
-const PROGRAMS: [(&str, &[&str]); 11] = [
+const PROGRAMS: [(&str, &[&str]); 14] = [
     ("hello", &[]),
     ("ping", &[]),
     ("pong", &[]),
@@ -22,6 +22,9 @@ const PROGRAMS: [(&str, &[&str]); 11] = [
     ("spinner", &["ticks_vaddr"]),
     ("worker", &["ticks_vaddr"]),
     ("echo", &[]),
+    ("panicker", &[]),
+    ("wild", &[]),
+    ("supervisor", &[]),
     ("vmm", &["guest_ram_vaddr"]),
 ];
 

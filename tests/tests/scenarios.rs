@@ -263,3 +263,108 @@ fn the_default_system_with_a_protected_guest_boots_and_ends_with_status_0() -> R
     );
     Ok(())
 }
+
+#[test]
+fn a_refused_notify_panics_the_pd_and_the_panic_handler_ends_the_run_with_status_1(
+) -> Result<(), String> {
+    let run = scenario::run("panic")?;
+    let halt = finished(&run, &["panicker"], 1)?;
+    let console = run.console.as_str();
+    halt_fields(
+        &halt,
+        console,
+        "system-off",
+        &[("by", "panicker"), ("faults", "0")],
+    );
+    let lines = texts(console, "panicker");
+    assert_eq!(lines.len(), 2, "{console}");
+    assert_eq!(
+        lines[0],
+        "panicker notifies channel 5, which it does not have"
+    );
+    // `panic at <file>:<line>: ...`, located at the caller's line, not inside the runtime.
+    assert!(
+        lines[1].starts_with("panic at pd/programs/src/bin/panicker.rs:")
+            && lines[1].ends_with(": notify on channel 5 refused with status -3"),
+        "{console}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_stray_load_is_reported_and_the_runtime_ends_the_run_with_status_1() -> Result<(), String> {
+    let run = scenario::run("wild")?;
+    let halt = finished(&run, &["wild"], 1)?;
+    let console = run.console.as_str();
+    halt_fields(
+        &halt,
+        console,
+        "system-off",
+        &[("by", "wild"), ("faults", "1")],
+    );
+    let fault = position_starting(console, HYPERVISOR, "fault pd=wild ipa=0x10000000 ");
+    // Vector 4 = synchronous, current EL with SP_ELx; ESR = EC 0x25, IL, FSC 0x10 (external
+    // abort) as injected.
+    let exception = position_starting(
+        console,
+        "wild",
+        "unexpected exception vector=4 esr=0x96000010 elr=0x",
+    );
+    before(
+        console,
+        fault,
+        exception,
+        "hypervisor reports the fault first",
+    );
+    let lines = texts(console, "wild");
+    assert_eq!(lines.len(), 2, "{console}");
+    assert_eq!(lines[0], "wild loads from 0x10000000");
+    assert!(lines[1].ends_with(" far=0x10000000"), "{console}");
+    Ok(())
+}
+
+#[test]
+fn a_child_pd_fault_goes_to_its_parent_fault_handler() -> Result<(), String> {
+    let run = scenario::run("child_fault")?;
+    let halt = finished(&run, &["supervisor", "wild"], 0)?;
+    let console = run.console.as_str();
+    halt_fields(&halt, console, "idle", &[("faults", "1")]);
+    // The child printed only its first line: the fault stopped it, nothing was injected.
+    assert_eq!(
+        texts(console, "wild"),
+        ["wild loads from 0x10000000"],
+        "{console}"
+    );
+    let fault = position_starting(console, HYPERVISOR, "fault pd=wild ipa=0x10000000 ");
+    let fault_line = fault.map(|index| protocol::transcript_lines(console)[index]);
+    assert!(
+        fault_line.is_some_and(|line| line.ends_with(" to=supervisor")),
+        "{console}"
+    );
+    let supervisor = texts(console, "supervisor");
+    assert_eq!(supervisor.len(), 2, "{console}");
+    assert_eq!(supervisor[0], "supervisor ready");
+    // Label 1 = FAULT_STAGE2_ABORT with three registers: IPA, ESR_EL2, PC; the ESR and PC are
+    // the ones the hypervisor reported, and the ESR is a data abort from a lower EL (EC 0x24).
+    let (Some(reported), Some(handled)) = (
+        fault_line,
+        supervisor[1].strip_prefix("supervisor child=1 faulted label=1 count=3 ipa=0x10000000 "),
+    ) else {
+        return Err(format!(
+            "fault line or handler line missing or wrong:\n{console}"
+        ));
+    };
+    assert!(reported.contains(&format!(" {handled} ")), "{console}");
+    let esr = handled
+        .strip_prefix("esr=0x")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok());
+    assert_eq!(esr.map(|esr| esr >> 26), Some(0x24), "{console}");
+    before(
+        console,
+        fault,
+        position_starting(console, "supervisor", "supervisor child=1 "),
+        "hypervisor reports the fault before the parent handles it",
+    );
+    Ok(())
+}

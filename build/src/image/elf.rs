@@ -183,6 +183,12 @@ impl ElfImage {
         Ok(())
     }
 
+    /// Takes its symbol table from `other` (Microkit `path_for_symbols`: a stripped image
+    /// loaded, an unstripped one read for symbol addresses).
+    pub(crate) fn use_symbols_of(&mut self, other: ElfImage) {
+        self.symbols = other.symbols;
+    }
+
     /// The symbol `name`, if the ELF defines it.
     pub(crate) fn symbol(&self, name: &str) -> Option<Symbol> {
         self.symbols.get(name).copied()
@@ -218,11 +224,16 @@ impl ElfImage {
             .ok_or_else(outside)?;
         let start = usize::try_from(symbol.address - segment.vaddr).map_err(|_| outside())?;
         let end = start + value.len();
-        if segment.data.len() < end {
-            // A `.bss` symbol: the bytes up to it become file bytes (zero, as `.bss` would be).
-            segment.data.resize(end, 0);
-        }
-        segment.data[start..end].copy_from_slice(value);
+        // A `.bss` symbol would be patched only to be cleared by the runtime's start-up code
+        // (which zeroes `.bss`): refuse it at build time instead of booting with a zero.
+        let Some(target) = segment.data.get_mut(start..end) else {
+            return Err(ImageError::SymbolInBss {
+                path: self.path.clone(),
+                symbol: name.to_string(),
+                address: symbol.address,
+            });
+        };
+        target.copy_from_slice(value);
         Ok(true)
     }
 }

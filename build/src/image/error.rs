@@ -133,6 +133,15 @@ pub enum ImageError {
         /// Its address.
         address: u64,
     },
+    /// A symbol to patch lies in `.bss` (past the segment's file bytes).
+    SymbolInBss {
+        /// The file.
+        path: PathBuf,
+        /// The symbol.
+        symbol: String,
+        /// Its address.
+        address: u64,
+    },
     /// The convertible range has no room left.
     OutOfMemory {
         /// What was being allocated.
@@ -367,6 +376,12 @@ impl fmt::Display for ImageError {
             Self::SymbolOutsideSegments { path, symbol, address } => write!(
                 f,
                 "'{}': symbol `{symbol}` at {address:#x} is not inside a loadable segment",
+                path.display()
+            ),
+            Self::SymbolInBss { path, symbol, address } => write!(
+                f,
+                "'{}': symbol `{symbol}` at {address:#x} is in .bss, which start-up code zeroes; \
+                 place it in .data (e.g. #[link_section = \".data\"])",
                 path.display()
             ),
             Self::OutOfMemory { what, size, align, free } => write!(

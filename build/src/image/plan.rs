@@ -91,22 +91,29 @@ pub(crate) struct Plan {
     pub(crate) convertible_used: u64,
 }
 
-/// Finds `path` directly (absolute) or in the first search path that has it.
+/// Finds `path` in the first search path that has it (as Microkit does), else as given (an
+/// absolute path, or one the SDF parser already resolved against a search path).
 pub(crate) fn resolve(
     path: &Path,
     search_paths: &[PathBuf],
     needed_by: impl FnOnce() -> String,
 ) -> Result<PathBuf, ImageError> {
-    if path.is_absolute() {
-        if path.is_file() {
-            return Ok(path.to_path_buf());
-        }
-    } else if let Some(found) = search_paths
-        .iter()
-        .map(|dir| dir.join(path))
-        .find(|candidate| candidate.is_file())
-    {
+    let in_search_path = || {
+        search_paths
+            .iter()
+            .map(|dir| dir.join(path))
+            .find(|candidate| candidate.is_file())
+    };
+    let found = if path.is_absolute() {
+        None
+    } else {
+        in_search_path()
+    };
+    if let Some(found) = found {
         return Ok(found);
+    }
+    if path.is_file() {
+        return Ok(path.to_path_buf());
     }
     Err(ImageError::FileNotFound {
         path: path.to_path_buf(),
@@ -321,7 +328,12 @@ pub(crate) fn plan(
         };
         let needed_by = || format!("program image of PD `{}`", pd.name);
         let program_path = resolve(&pd.program_image, search_paths, needed_by)?;
-        let elf = ElfImage::load(&program_path, "program image")?;
+        let mut elf = ElfImage::load(&program_path, "program image")?;
+        if let Some(symbols_path) = &pd.program_image_for_symbols {
+            let needed_by = || format!("path_for_symbols of PD `{}`", pd.name);
+            let symbols_path = resolve(symbols_path, search_paths, needed_by)?;
+            elf.use_symbols_of(ElfImage::load(&symbols_path, "program image for symbols")?);
+        }
         elf.check_disjoint(true)?;
         let entry_in_code = elf.segments.iter().any(|segment| {
             segment.rights() & RIGHT_EXECUTE != 0

@@ -137,6 +137,14 @@ pub(crate) fn setvar_patches(
             let reason = format!("setvar_size of the map of `{}`", region.name);
             patches.push(setvar(symbol, region.size, reason));
         }
+        if let Some(symbol) = &map.setvar_prefill_size {
+            let reason = format!("setvar_prefill_size of the map of `{}`", region.name);
+            patches.push(setvar(symbol, region.prefill_len.unwrap_or(0), reason));
+        }
+    }
+    for variable in &pd.id_setvars {
+        let reason = format!("setvar id {}", variable.id);
+        patches.push(setvar(&variable.symbol, variable.id, reason));
     }
     for variable in &pd.setvars {
         let region = system.memory_regions.get(variable.region_paddr);
