@@ -69,7 +69,7 @@ fn regs(kernel: &mut Kernel, domain: DomainIndex) -> Registers {
 fn stage2_fault(injectable: bool) -> Exit {
     Exit::Fault(FaultReport {
         kind: FaultKind::Translation,
-        ipa: 0x1234_5000,
+        ipa: crate::addr::Ipa(0x1234_5000),
         esr: 0x9200_0007,
         pc: 0x20_0040,
         injectable,

@@ -9,6 +9,7 @@ use super::context::ArchDomain;
 use super::entry::{KIND_IRQ, KIND_SYNC};
 use super::global::GlobalCell;
 use super::{gic, psci};
+use crate::addr::Ipa;
 use crate::kernel::fault::{
     abort_ipa, classify_abort, el1_sync_vector_offset, EC_DATA_ABORT_LOWER,
     EC_INSTRUCTION_ABORT_LOWER,
@@ -136,7 +137,7 @@ unsafe extern "C" fn fs_trap_lower(frame: *mut Registers, kind: u64) {
 fn unknown(esr: u64, pc: u64) -> FaultReport {
     FaultReport {
         kind: FaultKind::Unknown,
-        ipa: 0,
+        ipa: Ipa(0),
         esr,
         pc,
         injectable: false,
@@ -232,7 +233,7 @@ pub fn halt_system(hypervisor: &mut Hypervisor, halt: &Halt) -> ! {
 fn inject_external_abort(fault: FaultReport, frame: &mut Registers) {
     ESR_EL1.set(fault.injected_syndrome());
     // Stage 1 is off, so the faulting VA is the IPA.
-    FAR_EL1.set(fault.ipa);
+    FAR_EL1.set(fault.ipa.get());
     ELR_EL1.set(frame.pc);
     SPSR_EL1.set(frame.pstate);
     frame.pc = VBAR_EL1
