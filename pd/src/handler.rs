@@ -145,6 +145,15 @@ macro_rules! protection_domain {
         extern "C" fn frameshift_pd_main() -> ! {
             $crate::handler::run_protection_domain($init)
         }
+
+        /// PD programs run only under Frameshift; a host build (`cargo clippy --workspace`)
+        /// gets this stand-in `main` so that the program still type-checks there.
+        #[cfg(not(target_os = "none"))]
+        fn main() {
+            let _ = frameshift_pd_main as extern "C" fn() -> !;
+            ::std::eprintln!("this is a Frameshift PD program: build it for aarch64-unknown-none");
+            ::std::process::exit(2);
+        }
     };
 }
 

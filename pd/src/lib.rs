@@ -22,7 +22,8 @@
 //! frameshift_pd::protection_domain!(init);
 //! ```
 //!
-//! Only the AArch64 firmware build has `_start`, the vectors, the panic handler and [`probe`];
+//! Only the AArch64 firmware build has `_start`, the vectors, the panic handler and a real
+//! [`probe`];
 //! everything else also builds on the host, where the unit tests drive it through a fake
 //! hypervisor.
 #![no_std]
@@ -41,7 +42,6 @@ mod entry;
 pub mod handler;
 pub mod message;
 mod power;
-#[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod probe;
 pub mod region;
 pub mod symbols;

@@ -5,8 +5,7 @@
 //! does not touch the window: the guest has shared no page yet, so every access would fault.
 //! Starting the guest's vCPU, serving its faults and the donate/share/reclaim flows of DESIGN 4
 //! and 8 are a later issue (the kernel does not run VMs yet).
-#![no_std]
-#![no_main]
+#![cfg_attr(target_os = "none", no_std, no_main)]
 #![deny(unsafe_code)]
 
 use frameshift_pd::{debug_println, memory_region_symbol, Channel, ChannelSet, Handler};

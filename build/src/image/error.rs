@@ -289,7 +289,9 @@ pub enum ImageError {
         /// Its size.
         len: u64,
     },
-    /// The builder's own output failed the hypervisor's boot-info checks.
+    /// The builder's output failed the hypervisor's own boot-info checks (the builder runs
+    /// `BootInfo::parse` on what it wrote, so a rule it does not check itself, such as an IRQ
+    /// that is not an SPI, is still caught at build time).
     BootInfoRefused(BootInfoError),
     /// Two segments of the output image overlap.
     ImageSegmentsOverlap {
@@ -458,7 +460,9 @@ impl fmt::Display for ImageError {
                 f,
                 "boot info ({len:#x} bytes at {pa}) does not fit in the hypervisor's reserved range"
             ),
-            Self::BootInfoRefused(error) => write!(f, "internal error: built {error}"),
+            Self::BootInfoRefused(error) => {
+                write!(f, "the system breaks a rule the hypervisor enforces: {error}")
+            }
             Self::ImageSegmentsOverlap { first, second } => {
                 write!(f, "image segments overlap: {first} and {second}")
             }

@@ -173,3 +173,99 @@ impl PhysicalAllocator {
             .sum()
     }
 }
+
+#[cfg(test)]
+#[allow(
+    clippy::expect_used,
+    reason = "a test fails loudly on the first unexpected result"
+)]
+mod tests {
+    use super::*;
+
+    fn block(pa: u64, size: u64) -> Allocation {
+        Allocation {
+            pa: PhysAddr(pa),
+            size,
+            label: "fixed".to_string(),
+        }
+    }
+
+    #[test]
+    fn allocation_is_aligned_sequential_and_deterministic() {
+        let layout = MemoryLayout::new(DEFAULT_RAM_SIZE).expect("valid size");
+        let run = || {
+            let mut allocator = PhysicalAllocator::new(&layout, Vec::new());
+            let a = allocator
+                .allocate(0x1000, 0x1000, "a".into())
+                .expect("room");
+            let b = allocator
+                .allocate(0x20_0000, 0x20_0000, "b".into())
+                .expect("room");
+            let c = allocator
+                .allocate(0x3000, 0x1000, "c".into())
+                .expect("room");
+            (a, b, c, allocator.used())
+        };
+        let (a, b, c, used) = run();
+        assert_eq!(
+            (a, b, c),
+            (
+                CONVERTIBLE_BASE,
+                PhysAddr(0x4220_0000),
+                PhysAddr(0x4240_0000)
+            )
+        );
+        assert_eq!(used, 0x1000 + 0x20_0000 + 0x3000);
+        assert_eq!(run(), (a, b, c, used));
+    }
+
+    #[test]
+    fn allocation_steps_over_fixed_blocks() {
+        let layout = MemoryLayout::new(DEFAULT_RAM_SIZE).expect("valid size");
+        let fixed = vec![block(0x4200_0000, 0x2000), block(0x4200_3000, 0x1000)];
+        let mut allocator = PhysicalAllocator::new(&layout, fixed);
+        assert_eq!(
+            allocator.allocate(0x1000, 0x1000, "a".into()).ok(),
+            Some(PhysAddr(0x4200_2000))
+        );
+        assert_eq!(
+            allocator.allocate(0x1000, 0x1000, "b".into()).ok(),
+            Some(PhysAddr(0x4200_4000))
+        );
+        let blocks: Vec<u64> = allocator.blocks().iter().map(|b| b.pa.0).collect();
+        assert_eq!(blocks, [0x4200_0000, 0x4200_2000, 0x4200_3000, 0x4200_4000]);
+    }
+
+    #[test]
+    fn exhausting_ram_names_the_request() {
+        let layout = MemoryLayout::new(34 << 20).expect("valid size");
+        let mut allocator = PhysicalAllocator::new(&layout, Vec::new());
+        assert!(allocator
+            .allocate(0x10_0000, 0x1000, "first".into())
+            .is_ok());
+        match allocator.allocate(0x20_0000, 0x1000, "second".into()) {
+            Err(ImageError::OutOfMemory {
+                what, size, free, ..
+            }) => {
+                assert_eq!(
+                    (what.as_str(), size, free),
+                    ("second", 0x20_0000, 0x10_0000)
+                );
+            }
+            other => panic!("expected OutOfMemory, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ram_size_must_leave_convertible_memory() {
+        assert!(MemoryLayout::new(32 << 20).is_err());
+        assert!(MemoryLayout::new((64 << 20) + 0x1000).is_err());
+        assert!(MemoryLayout::new(u64::MAX - 0x1F_FFFF).is_err());
+        let layout = MemoryLayout::new(64 << 20).expect("valid");
+        assert_eq!(layout.convertible_size(), 32 << 20);
+        assert!(layout.outside_ram(PhysAddr(0x0A00_0000), 0x1000));
+        assert!(!layout.outside_ram(PhysAddr(0x3FFF_F000), 0x2000));
+        assert!(layout.in_convertible(PhysAddr(0x4200_0000), 32 << 20));
+        assert!(!layout.in_convertible(PhysAddr(0x41FF_F000), 0x1000));
+    }
+}

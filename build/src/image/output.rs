@@ -80,3 +80,57 @@ pub(crate) fn write_elf(
     }
     Ok((buffer, offsets))
 }
+
+#[cfg(test)]
+#[allow(
+    clippy::expect_used,
+    reason = "a test fails loudly on the first unexpected result"
+)]
+mod tests {
+    use super::*;
+
+    fn segment(pa: u64, len: usize, mem_size: u64) -> OutputSegment {
+        OutputSegment {
+            pa: PhysAddr(pa),
+            data: vec![0xA5; len],
+            mem_size,
+            flags: 4,
+            label: format!("{pa:#x}"),
+        }
+    }
+
+    #[test]
+    fn file_offsets_are_congruent_to_addresses() {
+        let segments = [
+            segment(0x4010_0010, 0x30, 0x30),
+            segment(0x4200_0000, 0x1001, 0x2000),
+            segment(0x4300_0ff8, 8, 8),
+        ];
+        let (bytes, offsets) = write_elf(PhysAddr(0x4010_0010), &segments).expect("written");
+        for (segment, offset) in segments.iter().zip(offsets) {
+            assert_eq!(offset as u64 % SEGMENT_ALIGN, segment.pa.0 % SEGMENT_ALIGN);
+            assert_eq!(
+                &bytes[offset..offset + segment.data.len()],
+                segment.data.as_slice()
+            );
+        }
+    }
+
+    #[test]
+    fn overlapping_segments_are_refused_after_sorting() {
+        let mut segments = vec![
+            segment(0x4200_1000, 0x10, 0x1000),
+            segment(0x4200_0000, 0x10, 0x1001),
+        ];
+        assert!(matches!(
+            sort_and_check(&mut segments),
+            Err(ImageError::ImageSegmentsOverlap { .. })
+        ));
+        let mut segments = vec![
+            segment(0x4200_1000, 0x10, 0x1000),
+            segment(0x4200_0000, 0x10, 0x1000),
+        ];
+        assert!(sort_and_check(&mut segments).is_ok());
+        assert_eq!(segments[0].pa, PhysAddr(0x4200_0000));
+    }
+}

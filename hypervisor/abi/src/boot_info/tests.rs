@@ -1158,3 +1158,102 @@ fn encode_refuses_a_small_buffer() {
         })
     );
 }
+
+#[test]
+fn record_layout_matches_docs_abi_md() {
+    use core::mem::{offset_of, size_of};
+    assert_eq!(size_of::<BootInfoHeader>(), 104);
+    assert_eq!(offset_of!(BootInfoHeader, checksum), 20);
+    assert_eq!(offset_of!(BootInfoHeader, ram_base), 24);
+    assert_eq!(offset_of!(BootInfoHeader, convertible_size), 64);
+    assert_eq!(offset_of!(BootInfoHeader, domain_count), 72);
+    assert_eq!(offset_of!(BootInfoHeader, irqs_offset), 100);
+    assert_eq!(size_of::<DomainDesc>(), 112);
+    assert_eq!(offset_of!(DomainDesc, kind), 64);
+    assert_eq!(offset_of!(DomainDesc, parent), 68);
+    assert_eq!(offset_of!(DomainDesc, reserved1), 84);
+    assert_eq!(offset_of!(DomainDesc, entry), 88);
+    assert_eq!(offset_of!(DomainDesc, ipc_buffer), 104);
+    assert_eq!(size_of::<MappingDesc>(), 40);
+    assert_eq!(offset_of!(MappingDesc, domain), 24);
+    assert_eq!(offset_of!(MappingDesc, rights), 32);
+    assert_eq!(offset_of!(MappingDesc, state), 35);
+    assert_eq!(offset_of!(MappingDesc, page_shift), 36);
+    assert_eq!(size_of::<ChannelDesc>(), 24);
+    assert_eq!(offset_of!(ChannelDesc, flags), 16);
+    assert_eq!(size_of::<IrqDesc>(), 16);
+    assert_eq!(offset_of!(IrqDesc, trigger), 12);
+}
+
+mod properties {
+    //! Random edits of a valid blob, with the CRC recomputed so that the semantic checks are
+    //! what decides: the reader never panics, and whatever it accepts keeps I4 (no mapping of
+    //! hypervisor memory) and I1 (an `OWNED` frame is mapped once, a window onto it aside).
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn check_accepted(info: &BootInfo<'_>) {
+        let header = info.header();
+        let hypervisor_end = header.hypervisor_base + header.hypervisor_size;
+        for (index, mapping) in info.mappings().iter().enumerate() {
+            assert!(
+                mapping.pa + mapping.size <= header.hypervisor_base || mapping.pa >= hypervisor_end,
+                "I4 broken by accepted mapping {index}: {mapping:?}"
+            );
+            if mapping.state != MAPPING_STATE_OWNED {
+                continue;
+            }
+            for (other_index, other) in info.mappings().iter().enumerate() {
+                let overlap = other_index != index
+                    && mapping.pa < other.pa + other.size
+                    && other.pa < mapping.pa + mapping.size;
+                assert!(
+                    !overlap || other.kind == MAPPING_KIND_WINDOW,
+                    "I1 broken: owned mapping {index} overlaps mapping {other_index}"
+                );
+            }
+        }
+        for domain in 0..info.domains().len() {
+            let _ = info.domain_mappings(domain);
+            assert!(!info.domain_name(domain).is_empty());
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn resealed_random_edits_never_panic_and_keep_i1_i4(
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6)
+        ) {
+            let mut blob = Sample::new().encode();
+            for (position, value) in edits {
+                let position = position % blob.len;
+                blob.bytes_mut()[position] = value;
+            }
+            seal(blob.bytes_mut());
+            if let Ok(info) = BootInfo::parse(blob.bytes()) {
+                check_accepted(&info);
+            }
+        }
+
+        #[test]
+        fn random_bytes_are_refused(bytes in proptest::collection::vec(any::<u64>(), 0..64)) {
+            prop_assert!(BootInfo::parse(bytes.as_bytes()).is_err());
+        }
+
+        #[test]
+        fn random_bytes_with_a_valid_header_never_panic(
+            tail in proptest::collection::vec(any::<u8>(), 0..512)
+        ) {
+            let mut blob = Sample::new().encode();
+            let header_size = size_of::<BootInfoHeader>();
+            let end = (header_size + tail.len()).min(blob.len);
+            blob.bytes_mut()[header_size..end].copy_from_slice(&tail[..end - header_size]);
+            seal(blob.bytes_mut());
+            if let Ok(info) = BootInfo::parse(blob.bytes()) {
+                check_accepted(&info);
+            }
+        }
+    }
+}

@@ -2,8 +2,7 @@
 //! survivor maps it (nothing is mapped there for the attacker) and to read hypervisor memory.
 //! Both reads must fault; the hypervisor reports each fault, and the runtime's probe turns the
 //! injected abort into an error printed here (isolation.xml).
-#![no_std]
-#![no_main]
+#![cfg_attr(target_os = "none", no_std, no_main)]
 #![deny(unsafe_code)]
 
 use frameshift_pd::probe::read_u64;

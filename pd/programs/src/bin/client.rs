@@ -1,7 +1,6 @@
 //! Client: makes `PPC_CALLS` protected calls to the higher-priority server, four message
 //! registers each, and checks every reply (ppc.xml).
-#![no_std]
-#![no_main]
+#![cfg_attr(target_os = "none", no_std, no_main)]
 #![deny(unsafe_code)]
 
 use frameshift_pd::{debug_println, get_mr, set_mr, Handler, MessageInfo};

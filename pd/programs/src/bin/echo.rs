@@ -1,6 +1,5 @@
 //! Echo: answers each notification on the VMM channel with one back (the top-level system.xml).
-#![no_std]
-#![no_main]
+#![cfg_attr(target_os = "none", no_std, no_main)]
 #![deny(unsafe_code)]
 
 use frameshift_pd::{debug_println, ChannelSet, Handler};

@@ -1,7 +1,6 @@
 //! The smallest PD: prints one line and returns to the event loop; with nothing else to do the
 //! system goes idle and the hypervisor halts with status 0 (hello.xml).
-#![no_std]
-#![no_main]
+#![cfg_attr(target_os = "none", no_std, no_main)]
 #![deny(unsafe_code)]
 
 use frameshift_pd::{debug_println, pd_name, Handler};

@@ -1,8 +1,7 @@
 //! Panicker: notifies a channel the system does not give it. The hypervisor refuses, the runtime
 //! turns the refusal into a panic, and the panic handler prints it and powers the system off
 //! with status 1 (panic.xml).
-#![no_std]
-#![no_main]
+#![cfg_attr(target_os = "none", no_std, no_main)]
 #![deny(unsafe_code)]
 
 use frameshift_pd::{debug_println, Channel, Handler};

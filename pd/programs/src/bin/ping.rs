@@ -1,7 +1,6 @@
 //! Ping: starts the ping-pong, counts pong's answers and stops after `PING_PONG_ROUNDS`
 //! (pingpong.xml).
-#![no_std]
-#![no_main]
+#![cfg_attr(target_os = "none", no_std, no_main)]
 #![deny(unsafe_code)]
 
 use frameshift_pd::{debug_println, ChannelSet, Handler};

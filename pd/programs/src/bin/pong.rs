@@ -1,7 +1,6 @@
 //! Pong: answers every notification from ping and reports its count after the last round
 //! (pingpong.xml).
-#![no_std]
-#![no_main]
+#![cfg_attr(target_os = "none", no_std, no_main)]
 #![deny(unsafe_code)]
 
 use frameshift_pd::{debug_println, ChannelSet, Handler};

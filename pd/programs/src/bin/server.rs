@@ -1,6 +1,5 @@
 //! Server: answers protected calls with the sum of the caller's message registers (ppc.xml).
-#![no_std]
-#![no_main]
+#![cfg_attr(target_os = "none", no_std, no_main)]
 #![deny(unsafe_code)]
 
 use frameshift_pd::{debug_println, get_mr, set_mr, Channel, Handler, MessageInfo};

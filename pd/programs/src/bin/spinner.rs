@@ -1,7 +1,6 @@
 //! Spinner: never yields; it bumps a counter in a region the worker can read, forever. Only the
 //! hypervisor's timer can take the CPU from it (preemption.xml).
-#![no_std]
-#![no_main]
+#![cfg_attr(target_os = "none", no_std, no_main)]
 #![deny(unsafe_code)]
 
 use frameshift_pd::{debug_println, memory_region_symbol, Handler, Region};

@@ -1,8 +1,7 @@
 //! Supervisor: the parent of the `wild` PD. When its child faults, the hypervisor stops the
 //! child and delivers the fault here as a Microkit fault event instead of injecting it; the
 //! supervisor reports the fault details and leaves the child stopped (child_fault.xml).
-#![no_std]
-#![no_main]
+#![cfg_attr(target_os = "none", no_std, no_main)]
 #![deny(unsafe_code)]
 
 use frameshift_pd::{debug_println, get_mr, Child, Handler, MessageInfo};

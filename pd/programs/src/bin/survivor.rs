@@ -1,7 +1,6 @@
 //! Survivor: keeps a secret in its own memory region, lets the attacker try to read it, and
 //! checks afterwards that it still runs and that the secret is intact (isolation.xml).
-#![no_std]
-#![no_main]
+#![cfg_attr(target_os = "none", no_std, no_main)]
 #![deny(unsafe_code)]
 
 use frameshift_pd::{debug_println, memory_region_symbol, ChannelSet, Handler, Region};

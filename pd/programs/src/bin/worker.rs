@@ -2,8 +2,7 @@
 //! spinner. It waits until it has seen the spinner's counter move `PREEMPTION_ROUNDS` times
 //! (each move means the CPU went to the spinner and came back), then ends the run with status 0
 //! (preemption.xml). A spinning PD means the system never goes idle, so the worker must end it.
-#![no_std]
-#![no_main]
+#![cfg_attr(target_os = "none", no_std, no_main)]
 #![deny(unsafe_code)]
 
 use frameshift_pd::{debug_println, memory_region_symbol, system_off, Handler, Region};
