@@ -9,12 +9,10 @@ use super::stage2::El2Machine;
 use super::trap::{configure_el2, fatal, Hypervisor, ARCH_DOMAINS, HYPERVISOR};
 use super::{gic, mmu};
 use crate::addr::{DomainId, PhysAddr, PAGE_SIZE};
-use crate::audit::audit;
 use crate::engine::Engine;
 use crate::hv_line;
-use crate::kernel::vspace::build_vspaces;
+use crate::kernel::boot::{build_system, BootError};
 use crate::kernel::Kernel;
-use crate::table_pool::TablePool;
 
 /// `[physical address, size]` of the boot information, patched into the ELF by the image builder
 /// (frameshift_abi::boot_info::BOOT_INFO_SYMBOL). It lives in `.data` so that it has file bytes to
@@ -93,16 +91,6 @@ extern "C" fn fs_el2_main() -> ! {
         Ok(info) => info,
         Err(error) => refuse_boot_info(format_args!("{error}")),
     };
-    // The domain and channel tables first: they bound everything else (at most 63 domains).
-    let kernel = match Kernel::new(info.domains(), info.channels(), info.irqs()) {
-        Ok(kernel) => kernel,
-        Err(error) => refuse_boot_info(format_args!("{error}")),
-    };
-    for binding in kernel.irqs() {
-        if let Err(error) = gic::configure_device_interrupt(binding.intid, binding.edge) {
-            refuse_boot_info(format_args!("irq {}: {error}", binding.intid));
-        }
-    }
     let header = info.header();
     let hypervisor_end = header
         .hypervisor_base
@@ -113,54 +101,49 @@ extern "C" fn fs_el2_main() -> ! {
             header.hypervisor_base, header.hypervisor_size
         ));
     }
+    if header
+        .convertible_base
+        .saturating_add(header.convertible_size)
+        > RAM_MAPPED_END
+    {
+        refuse_boot_info(format_args!(
+            "convertible range ends above {RAM_MAPPED_END:#x}, outside the EL2 map"
+        ));
+    }
     let Some((heap_start, heap_size)) = info.hypervisor_heap(address) else {
         refuse_boot_info(format_args!("no hypervisor heap after the blob"));
     };
     // Stage-2 roots are 8 KiB aligned, so the pool starts on an 8 KiB boundary.
     let pool_base = heap_start.next_multiple_of(2 * PAGE_SIZE);
     let pool_pages = (heap_start + heap_size).saturating_sub(pool_base) / PAGE_SIZE;
-    let pool = match TablePool::new(PhysAddr(pool_base), pool_pages as usize) {
-        Ok(pool) => pool,
-        Err(error) => refuse_boot_info(format_args!("table pool: {error}")),
-    };
-    let frames = header.convertible_size / PAGE_SIZE;
-    if frames > CONVERTIBLE_FRAMES as u64
-        || header
-            .convertible_base
-            .saturating_add(header.convertible_size)
-            > RAM_MAPPED_END
-    {
-        refuse_boot_info(format_args!(
-            "convertible range {:#x}+{:#x} exceeds what this kernel tracks ({CONVERTIBLE_FRAMES} frames below {RAM_MAPPED_END:#x})",
-            header.convertible_base, header.convertible_size
-        ));
-    }
-    // SAFETY: boot is single-threaded; this is the only reference to the engine.
-    let engine = unsafe { ENGINE.get_mut() };
+    // SAFETY: boot is single-threaded; these are the only references to the engine and the
+    // audit's scratch buffer.
+    let (engine, scratch) = unsafe { (ENGINE.get_mut(), AUDIT_SCRATCH.get_mut()) };
     let mut machine = El2Machine;
-    let prepared = engine
-        .init(pool, PhysAddr(header.convertible_base), frames as usize)
-        .and_then(|()| engine.protect(PhysAddr(header.hypervisor_base), PhysAddr(hypervisor_end)));
-    if let Err(error) = prepared {
-        refuse_boot_info(format_args!("memory layout: {error}"));
-    }
-    if let Err(error) = build_vspaces(engine, &mut machine, info.domains().len(), info.mappings()) {
-        refuse_boot_info(format_args!("{error}"));
-    }
-    // The tables and the frame table must agree before any domain runs (I1-I4).
-    // SAFETY: boot is single-threaded; the scratch buffer has no other user.
-    let scratch = unsafe { AUDIT_SCRATCH.get_mut() };
-    let summary = audit(engine, &machine, scratch, &mut |violation| {
-        hv_line!("audit violation {violation}");
-    });
-    match summary {
-        Some(summary) if summary.violations == 0 => {
+    let built = build_system(
+        &info,
+        engine,
+        &mut machine,
+        (PhysAddr(pool_base), pool_pages as usize),
+        scratch,
+        &mut |violation| hv_line!("audit violation {violation}"),
+    );
+    let kernel = match built {
+        Ok((kernel, summary)) => {
             hv_line!(
                 "audit boot mapped-pages={} violations=0",
                 summary.mapped_pages
             );
+            kernel
         }
-        _ => fatal(3, "panic"),
+        // The audit checks the hypervisor's own work: a violation is a hypervisor bug.
+        Err(BootError::Audit { .. }) => fatal(3, "panic"),
+        Err(error) => refuse_boot_info(format_args!("{error}")),
+    };
+    for binding in kernel.irqs() {
+        if let Err(error) = gic::configure_device_interrupt(binding.intid, binding.edge) {
+            refuse_boot_info(format_args!("irq {}: {error}", binding.intid));
+        }
     }
     // SAFETY: boot is single-threaded; no other reference to the per-domain state exists yet.
     let arch = unsafe { ARCH_DOMAINS.get_mut() };
