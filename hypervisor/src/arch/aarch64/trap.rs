@@ -196,13 +196,18 @@ fn wait_for_interrupt(hypervisor: &mut Hypervisor) -> Decision {
     gic::stop_slice();
     loop {
         aarch64_cpu::asm::wfi();
-        if let Some(gic::Interrupt::Device(intid)) = gic::take_interrupt() {
-            let decision = hypervisor.kernel.handle(Exit::Interrupt(intid), &mut Pl011);
-            unmask_acknowledged(hypervisor);
-            if decision != Decision::WaitForInterrupt {
-                gic::start_slice();
-                return decision;
+        match gic::take_interrupt() {
+            Some(gic::Interrupt::Device(intid)) => {
+                let decision = hypervisor.kernel.handle(Exit::Interrupt(intid), &mut Pl011);
+                unmask_acknowledged(hypervisor);
+                if decision != Decision::WaitForInterrupt {
+                    gic::start_slice();
+                    return decision;
+                }
             }
+            // A slice that expired just before the CPU went idle: no domain to slice.
+            Some(gic::Interrupt::TimeSlice) => gic::stop_slice(),
+            None => {}
         }
     }
 }
