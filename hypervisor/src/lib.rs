@@ -16,6 +16,8 @@ pub mod error;
 #[cfg(any(test, feature = "std"))]
 pub mod fake_arch;
 pub mod frame_table;
+#[cfg(any(test, feature = "std"))]
+pub mod model_check;
 pub mod ownership;
 #[cfg(any(test, feature = "std"))]
 pub mod small_system;
