@@ -405,7 +405,7 @@ impl Model {
         if !self.alive.get(&guest).copied().unwrap_or(false) && !reclaim {
             return false;
         }
-        if ipa.get() % PAGE_SIZE != 0 || pages == 0 || pages > 512 {
+        if !ipa.get().is_multiple_of(PAGE_SIZE) || pages == 0 || pages > 512 {
             return false;
         }
         let first = if split(guest) {
