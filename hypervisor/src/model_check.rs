@@ -324,6 +324,18 @@ fn apply(
             ));
         }
     }
+    // I5 (confidentiality side): a frame that left the guest for the host is zero.
+    let frames = system.engine.frame_table();
+    for index in 0..frames.frames() {
+        let old_owner = before.engine.frame_table().record_at(index).owner();
+        let new_owner = frames.record_at(index).owner();
+        let frame = frames.frame_address(index);
+        if old_owner == Some(guest) && new_owner == Some(HOST) && !system.arch.is_zero(frame) {
+            problems.push(format!(
+                "I5: frame {frame} left the guest without being zeroed"
+            ));
+        }
+    }
     let seen_after = translations(system, points);
     problems.extend(check_invalidations(
         system,

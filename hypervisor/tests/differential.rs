@@ -264,6 +264,19 @@ fn check_step(system: &mut SmallSystem, model: &mut Model, step: &Step) -> Resul
             return Err(format!("I5: frame {frame} written"));
         }
     }
+    // I5 (confidentiality side): a frame that left the guest for the host is zero.
+    if let (Some(guest), true) = (guest, engine_ok) {
+        let frames = system.engine.frame_table();
+        for index in 0..frames.frames() {
+            let left = before_engine.frame_table().record_at(index).owner() == Some(guest)
+                && frames.record_at(index).owner() == Some(HOST);
+            if left && !system.arch.is_zero(frames.frame_address(index)) {
+                return Err(format!(
+                    "I5: frame {index} left the guest without being zeroed"
+                ));
+            }
+        }
+    }
     // I6: every removed or narrowed translation is covered by a recorded invalidation.
     for ((domain, ipa), (view, span)) in &before_views {
         let View::Mapped(pa, rights, _) = *view else {
