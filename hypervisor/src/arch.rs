@@ -19,6 +19,16 @@ pub trait PhysMemory {
     /// no domain can reach through a live descriptor: fresh table pages, and frames being
     /// zeroed after their last mapping was removed and invalidated.
     fn page_mut(&mut self, pa: PhysAddr) -> &mut PageWords;
+
+    /// Runs `visit` on the 4 KiB page at `pa` (page aligned) for reading a whole table at once.
+    /// The default reads it word by word; implementations with direct access lend the page.
+    fn with_page<R>(&self, pa: PhysAddr, visit: &mut dyn FnMut(&PageWords) -> R) -> R {
+        let mut words = [0u64; 512];
+        for (index, word) in words.iter_mut().enumerate() {
+            *word = self.read_u64(PhysAddr(pa.get() + index as u64 * 8));
+        }
+        visit(&words)
+    }
 }
 
 /// Where a descriptor write lands, so an implementation can invalidate the right translations

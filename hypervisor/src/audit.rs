@@ -308,3 +308,145 @@ fn check_leaf<const FRAMES: usize, const BORROWERS: usize>(
         );
     }
 }
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::arch::{DescriptorSlot, Stage2Arch};
+    use crate::descriptor::{encode_leaf, encode_table, Leaf, MemoryType, Rights};
+    use crate::small_system::*;
+    use crate::walk::descriptor_address;
+    use std::string::String;
+    use std::vec::Vec;
+
+    /// A system where guest 1 owns frame A, so its level-3 table covering A and B exists.
+    fn system() -> SmallSystem {
+        let mut system = SmallSystem::boot().unwrap();
+        let (engine, arch) = (&mut system.engine, &mut system.arch);
+        engine
+            .donate(arch, HOST, GUEST_HISTORY, FRAME_A_IPA, 1)
+            .unwrap();
+        arch.end_call();
+        assert_eq!(system.audit(), Vec::<String>::new());
+        system
+    }
+
+    /// Writes a raw level-3 descriptor into guest 1's table at `ipa` (a slot next to A).
+    fn plant(system: &mut SmallSystem, ipa: Ipa, value: u64) {
+        let table = system.engine.domain(GUEST_HISTORY).unwrap().table;
+        let pa = table.translate_descriptor(&system.arch, ipa);
+        let slot = DescriptorSlot {
+            pa,
+            vmid: table.vmid(),
+            ipa,
+            level: 3,
+        };
+        system.arch.write_descriptor(slot, value);
+    }
+
+    fn leaf(pa: PhysAddr, rights: Rights, state: PageState) -> u64 {
+        encode_leaf(
+            &Leaf {
+                pa,
+                rights,
+                memory: MemoryType::Normal,
+                state,
+            },
+            3,
+        )
+    }
+
+    fn expect(system: &SmallSystem, invariant: &str, fragment: &str) {
+        let found = system.audit();
+        assert!(
+            found
+                .iter()
+                .any(|line| line.starts_with(invariant) && line.contains(fragment)),
+            "expected {invariant} mentioning {fragment}, got {found:?}"
+        );
+    }
+
+    #[test]
+    fn i1_exclusive_frame_mapped_twice() {
+        let mut system = system();
+        // Map the host's own frame B into the guest as if the guest owned it.
+        plant(
+            &mut system,
+            FRAME_B_IPA,
+            leaf(SmallSystem::frame(513), Rights::ALL, PageState::Owned),
+        );
+        expect(&system, "I1", "domain1 ipa 0x40201000 pa 0x40201000");
+    }
+
+    #[test]
+    fn i2_borrower_rights_wider_than_granted() {
+        let mut system = system();
+        let (engine, arch) = (&mut system.engine, &mut system.arch);
+        engine
+            .share_with_guest(arch, HOST, GUEST_HISTORY, FRAME_B_IPA, 1, Rights::READ)
+            .unwrap();
+        arch.end_call();
+        assert_eq!(system.audit(), Vec::<String>::new());
+        let rw = leaf(
+            SmallSystem::frame(513),
+            Rights::READ_WRITE,
+            PageState::SharedBorrowed,
+        );
+        plant(&mut system, FRAME_B_IPA, rw);
+        expect(&system, "I2", "more rights");
+    }
+
+    #[test]
+    fn i3_state_bits_and_missing_descriptor() {
+        let mut system = system();
+        let owned = leaf(SmallSystem::frame(512), Rights::ALL, PageState::SharedOwned);
+        plant(&mut system, FRAME_A_IPA, owned);
+        expect(&system, "I3", "software state bits disagree");
+        plant(&mut system, FRAME_A_IPA, 0);
+        expect(&system, "I3", "holder record without a descriptor");
+    }
+
+    #[test]
+    fn i4_hypervisor_memory_and_foreign_tables() {
+        let mut system = system();
+        plant(
+            &mut system,
+            FRAME_B_IPA,
+            leaf(HYPERVISOR.0, Rights::READ, PageState::Passthrough),
+        );
+        expect(&system, "I4", "hypervisor memory mapped");
+        // A level-2 descriptor pointing at a "table" in guest-reachable memory.
+        let table = system.engine.domain(GUEST_SPLIT).unwrap().table;
+        let l1 = descriptor_address(table.root(), Ipa(0), 1);
+        let slot = DescriptorSlot {
+            pa: l1,
+            vmid: table.vmid(),
+            ipa: Ipa(0),
+            level: 1,
+        };
+        system
+            .arch
+            .write_descriptor(slot, encode_table(SmallSystem::frame(7)));
+        let found = system.audit();
+        assert!(
+            found
+                .iter()
+                .any(|line| line.starts_with("I4 domain2")
+                    && line.contains("outside the table pool")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn scratch_too_small_is_refused_not_a_panic() {
+        let system = system();
+        let mut scratch = [0u8; 4];
+        assert!(audit(&system.engine, &system.arch, &mut scratch, &mut |_| {}).is_none());
+    }
+}

@@ -99,6 +99,17 @@ impl FakeArch {
         core::mem::take(&mut self.frame_writes)
     }
 
+    /// True when both fakes hold the same memory contents (pages never written count as their
+    /// pattern, so a page written back to its pattern still differs: any write is a change).
+    pub fn same_memory(&self, other: &Self) -> bool {
+        self.pages.len() == other.pages.len()
+            && self.pages.iter().zip(&other.pages).all(
+                |((page, words), (other_page, other_words))| {
+                    page == other_page && (Rc::ptr_eq(words, other_words) || words == other_words)
+                },
+            )
+    }
+
     /// A digest of a page's contents (FNV-1a over its words).
     pub fn digest(&self, page: PhysAddr) -> u64 {
         let mut hash = 0xcbf2_9ce4_8422_2325u64;
@@ -161,6 +172,19 @@ impl FakeArch {
 impl PhysMemory for FakeArch {
     fn read_u64(&self, pa: PhysAddr) -> u64 {
         self.peek(pa)
+    }
+
+    fn with_page<R>(&self, pa: PhysAddr, visit: &mut dyn FnMut(&PageWords) -> R) -> R {
+        match self.pages.get(&(pa.get() / PAGE_SIZE)) {
+            Some(words) => visit(words),
+            None => {
+                let mut words = [0u64; 512];
+                for (index, word) in words.iter_mut().enumerate() {
+                    *word = pattern_word(pa.page_base(), index);
+                }
+                visit(&words)
+            }
+        }
     }
 
     fn page_mut(&mut self, pa: PhysAddr) -> &mut PageWords {

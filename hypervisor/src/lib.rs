@@ -17,6 +17,8 @@ pub mod error;
 pub mod fake_arch;
 pub mod frame_table;
 pub mod kernel;
+#[cfg(any(test, feature = "std"))]
+pub mod model_check;
 pub mod ownership;
 #[cfg(any(test, feature = "std"))]
 pub mod small_system;

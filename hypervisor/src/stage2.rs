@@ -17,7 +17,7 @@
 //! Every change to a live descriptor goes through [`Stage2Table::replace`], which applies
 //! break-before-make (Arm ARM D8.16.1) and invalidates after any removal or narrowing (I6, I7).
 
-use crate::addr::{Ipa, PhysAddr, Vmid, BLOCK_SIZE, PAGES_PER_BLOCK, PAGE_SIZE};
+use crate::addr::{Ipa, PhysAddr, Vmid, BLOCK_SIZE, PAGE_SIZE};
 use crate::arch::{DescriptorSlot, PhysMemory, Stage2Arch};
 use crate::descriptor::{
     decode, decode_lent_away, encode_leaf, encode_lent_away, encode_table, is_bbm_safe, Descriptor,
@@ -241,31 +241,20 @@ impl Stage2Table {
         let Descriptor::Table(l3_table) = decode(arch.read_u64(slot.pa), 2) else {
             return;
         };
-        let first = decode(arch.read_u64(l3_table), 3);
-        let replacement = match first {
-            Descriptor::Invalid => {
-                // Lent-away annotations keep the table alive: they are state, not garbage.
-                let empty = (0..PAGES_PER_BLOCK)
-                    .all(|index| arch.read_u64(PhysAddr(l3_table.0 + index * 8)) == 0);
-                if !empty {
-                    return;
-                }
-                0
-            }
+        let replacement = arch.with_page(l3_table, &mut |words| match decode(words[0], 3) {
+            // Lent-away annotations keep the table alive: they are state, not garbage.
+            Descriptor::Invalid => words.iter().all(|&word| word == 0).then_some(0),
             Descriptor::Leaf(leaf) if leaf.pa.is_block_aligned() => {
-                let uniform = (1..PAGES_PER_BLOCK).all(|index| {
-                    let expected = Leaf {
-                        pa: PhysAddr(leaf.pa.0 + index * PAGE_SIZE),
-                        ..leaf
-                    };
-                    arch.read_u64(PhysAddr(l3_table.0 + index * 8)) == encode_leaf(&expected, 3)
+                let uniform = words.iter().enumerate().skip(1).all(|(index, &word)| {
+                    let pa = PhysAddr(leaf.pa.0 + index as u64 * PAGE_SIZE);
+                    word == encode_leaf(&Leaf { pa, ..leaf }, 3)
                 });
-                if !uniform {
-                    return;
-                }
-                encode_leaf(&leaf, 2)
+                uniform.then(|| encode_leaf(&leaf, 2))
             }
-            _ => return,
+            _ => None,
+        });
+        let Some(replacement) = replacement else {
+            return;
         };
         self.unlink_table(arch, pool, slot, l3_table);
         if replacement != 0 {

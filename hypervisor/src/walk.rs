@@ -140,38 +140,46 @@ fn visit_table(
     table_ok: &dyn Fn(PhysAddr) -> bool,
     visit: &mut dyn FnMut(LeafEntry),
 ) {
-    for index in 0..entries {
-        let ipa = Ipa(base.0 + index * level_span(level));
-        let slot = PhysAddr(table.0 + index * 8);
-        let raw = memory.read_u64(slot);
-        let kind = match decode(raw, level) {
-            Descriptor::Invalid if raw == 0 => continue,
-            Descriptor::Invalid => match decode_lent_away(raw, level) {
-                Some(pa) => LeafKind::LentAway(pa),
-                None => LeafKind::Stray(raw),
-            },
-            Descriptor::Table(next) => {
-                if !table_ok(next) {
-                    let kind = LeafKind::BadTable(next);
-                    visit(LeafEntry {
-                        ipa,
-                        level,
-                        kind,
-                        descriptor: slot,
-                    });
+    // Level 1 is two concatenated pages; read each page once.
+    for page in 0..entries.div_ceil(512) {
+        let page_pa = PhysAddr(table.0 + page * 4096);
+        memory.with_page(page_pa, &mut |words| {
+            for (offset, &raw) in words.iter().enumerate() {
+                if raw == 0 {
                     continue;
                 }
-                visit_table(memory, next, level + 1, ipa, 512, table_ok, visit);
-                continue;
+                let index = page * 512 + offset as u64;
+                let ipa = Ipa(base.0 + index * level_span(level));
+                let slot = PhysAddr(table.0 + index * 8);
+                let kind = match decode(raw, level) {
+                    Descriptor::Invalid => match decode_lent_away(raw, level) {
+                        Some(pa) => LeafKind::LentAway(pa),
+                        None => LeafKind::Stray(raw),
+                    },
+                    Descriptor::Table(next) => {
+                        if !table_ok(next) {
+                            let kind = LeafKind::BadTable(next);
+                            visit(LeafEntry {
+                                ipa,
+                                level,
+                                kind,
+                                descriptor: slot,
+                            });
+                            continue;
+                        }
+                        visit_table(memory, next, level + 1, ipa, 512, table_ok, visit);
+                        continue;
+                    }
+                    Descriptor::Leaf(leaf) => LeafKind::Mapped(leaf),
+                    Descriptor::Malformed(raw) => LeafKind::Malformed(raw),
+                };
+                visit(LeafEntry {
+                    ipa,
+                    level,
+                    kind,
+                    descriptor: slot,
+                });
             }
-            Descriptor::Leaf(leaf) => LeafKind::Mapped(leaf),
-            Descriptor::Malformed(raw) => LeafKind::Malformed(raw),
-        };
-        visit(LeafEntry {
-            ipa,
-            level,
-            kind,
-            descriptor: slot,
         });
     }
 }

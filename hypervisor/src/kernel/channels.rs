@@ -109,6 +109,13 @@ impl ChannelTable {
         Ok(table)
     }
 
+    /// Whether `domain` already has a channel with id `channel` (an interrupt may not reuse it).
+    pub fn uses(&self, domain: DomainIndex, channel: u8) -> bool {
+        self.channels
+            .iter()
+            .any(|c| c.end_a == (domain, channel) || c.end_b == (domain, channel))
+    }
+
     /// The far end of `from`'s channel `channel`, if `from` may use it for `usage`.
     pub fn far_end(&self, from: DomainIndex, channel: u64, usage: ChannelUse) -> Option<FarEnd> {
         let channel = u8::try_from(channel).ok()?;

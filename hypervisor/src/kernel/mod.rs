@@ -2,6 +2,7 @@
 //! fault routing and the console line discipline. No hardware access: the arch layer
 //! (`arch::aarch64`) drives it, and host tests drive it directly.
 
+pub mod boot;
 pub mod channels;
 pub mod console;
 pub mod domain;
