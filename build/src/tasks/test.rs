@@ -153,10 +153,9 @@ fn cargo_test_step(root: &Path, plan: &FirmwarePlan, firmware: Option<&Firmware>
 
 fn model_check_step() -> StepResult {
     let step_start = Instant::now();
-    let (passed, detail) = match model_check::run_model_check() {
-        Ok(report) => (report.passed, report.line),
-        Err(error) => (false, error.to_string()),
-    };
+    eprintln!("xtask: model-checking the ownership core");
+    let outcome = model_check::run_model_check();
+    let (passed, detail) = (outcome.passed, outcome.line);
     StepResult {
         name: "model-check",
         passed,
