@@ -309,7 +309,7 @@ pub fn build_planned(
         for bin in bins {
             let from = release_dir.join(bin);
             let to = programs_dir.join(format!("{bin}.elf"));
-            std::fs::copy(&from, &to).map_err(|error| FirmwareError::Io(from.clone(), error))?;
+            install_program(&from, &to)?;
             programs.push(to);
         }
     }
@@ -324,6 +324,14 @@ pub fn build_planned(
         programs_dir,
         programs,
     })
+}
+
+/// Copies a built PD bin into the program directory by copy-then-rename, so a test or image build
+/// reading `to` at the same time (tests build firmware concurrently) never sees a partial file.
+fn install_program(from: &Path, to: &Path) -> Result<(), FirmwareError> {
+    let partial = to.with_extension(format!("elf.partial-{}", std::process::id()));
+    std::fs::copy(from, &partial).map_err(|error| FirmwareError::Io(from.to_owned(), error))?;
+    std::fs::rename(&partial, to).map_err(|error| FirmwareError::Io(to.to_owned(), error))
 }
 
 fn cargo_build(workspace_root: &Path, args: &[String]) -> Result<(), FirmwareError> {
