@@ -186,7 +186,11 @@ impl<const FRAMES: usize, const BORROWERS: usize> Engine<FRAMES, BORROWERS> {
         frame_base: PhysAddr,
         frames: usize,
     ) -> Result<(), Error> {
-        *self = Self::empty();
+        // Reset field by field, in place: `Self::empty()` as a temporary would put the whole
+        // frame table on the kernel stack.
+        self.domains = [None; MAX_DOMAINS];
+        self.protected_count = 0;
+        self.pool = TablePool::empty();
         self.frames.init(frame_base, frames)?;
         let (start, end) = pool.range();
         if start < self.frames.end() && self.frames.base() < end {
