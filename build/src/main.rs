@@ -1,7 +1,108 @@
-//! `cargo xtask`: Frameshift's task runner.
+//! `cargo xtask`: Frameshift's task runner (the tasks themselves live in `frameshift_build::tasks`).
 #![forbid(unsafe_code)]
 
-fn main() {
-    eprintln!("xtask: no tasks yet");
-    std::process::exit(2);
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use frameshift_build::qemu::Cpu;
+use frameshift_build::tasks::{self, RunArgs};
+
+/// Frameshift's task runner: installs what is missing, builds the firmware and the boot image,
+/// and runs it in QEMU.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Build the firmware and the image for a system, boot it in QEMU, stream the console, and
+    /// exit with the status of the final halt line (1 if there is none).
+    Run {
+        /// The system description (default: system.xml at the workspace root).
+        #[arg(long, value_name = "FILE")]
+        system: Option<PathBuf>,
+        /// Start QEMU halted with a gdb stub on :1234 and print how to attach.
+        #[arg(long)]
+        gdb: bool,
+        /// Deterministic time: `-icount shift=0,sleep=off` (one virtual ns per instruction).
+        #[arg(long)]
+        icount: bool,
+        /// Kill QEMU after this many seconds (ignored with --gdb).
+        #[arg(long, value_name = "SECS", default_value_t = 60)]
+        timeout: u64,
+        /// The emulated CPU.
+        #[arg(long, value_enum, default_value_t = CpuArg::CortexA57)]
+        cpu: CpuArg,
+    },
+    /// Build the firmware and write the boot image and its report to out/.
+    Build {
+        /// The system description (default: system.xml at the workspace root).
+        #[arg(long, value_name = "FILE")]
+        system: Option<PathBuf>,
+    },
+    /// Validate a system description: print `OK`, or the error message (exit status 1).
+    Check {
+        /// The system description to check.
+        file: PathBuf,
+    },
+    /// Exhaustively model-check the ownership state machine.
+    ModelCheck,
+    /// Install what is missing, build the firmware, run every host and QEMU test and the model
+    /// checker, and print a summary.
+    Test,
+    /// Benchmarks (none yet).
+    Bench,
+}
+
+/// `--cpu` values.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum CpuArg {
+    /// Cortex-A57 (ARMv8.0).
+    CortexA57,
+    /// QEMU's `max` CPU.
+    Max,
+}
+
+impl From<CpuArg> for Cpu {
+    fn from(cpu: CpuArg) -> Self {
+        match cpu {
+            CpuArg::CortexA57 => Cpu::CortexA57,
+            CpuArg::Max => Cpu::Max,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Run {
+            system,
+            gdb,
+            icount,
+            timeout,
+            cpu,
+        } => tasks::run::run(&RunArgs {
+            system,
+            gdb,
+            icount,
+            timeout_secs: timeout,
+            cpu: cpu.into(),
+        }),
+        Task::Build { system } => tasks::build::build(system.as_deref()),
+        Task::Check { file } => tasks::check::check(&file),
+        Task::ModelCheck => tasks::model_check::model_check(),
+        Task::Test => tasks::test::test(),
+        Task::Bench => tasks::bench::bench(),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("xtask: error: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -75,3 +75,7 @@ pub trait Stage2Arch: PhysMemory {
     /// (`TLBI VMALLS12E1IS; DSB ISH; ISB`). Used when a table descriptor is removed.
     fn invalidate_vmid(&mut self, vmid: Vmid);
 }
+
+/// The real AArch64 EL2 layer (the kernel binary only).
+#[cfg(all(target_arch = "aarch64", feature = "el2"))]
+pub mod aarch64;

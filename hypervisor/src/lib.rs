@@ -16,6 +16,7 @@ pub mod error;
 #[cfg(any(test, feature = "std"))]
 pub mod fake_arch;
 pub mod frame_table;
+pub mod kernel;
 #[cfg(any(test, feature = "std"))]
 pub mod model_check;
 pub mod ownership;

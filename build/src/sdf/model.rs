@@ -1,6 +1,6 @@
 //! The parsed system description: what a valid system.xml means, independent of XML.
 //!
-//! The parser (`sdf::parse`) produces a [`SystemDescription`] only after every Microkit check has
+//! The parser (`sdf::parse_file`) produces a [`SystemDescription`] only after every Microkit check has
 //! passed; the image builder consumes it. Field names follow the Microkit SDF attributes.
 
 use std::path::PathBuf;
@@ -17,6 +17,9 @@ pub struct SystemDescription {
     pub memory_regions: Vec<MemoryRegion>,
     /// Channels in document order.
     pub channels: Vec<Channel>,
+    /// Warnings Microkit prints for a valid file (e.g. `WARNING: unused memory region 'x'`),
+    /// one full line each, in the order Microkit prints them.
+    pub warnings: Vec<String>,
 }
 
 /// Microkit `<protection_domain>`.
@@ -48,6 +51,21 @@ pub struct ProtectionDomain {
     pub setvars: Vec<SetVar>,
     /// The `<virtual_machine>` child, if any.
     pub virtual_machine: Option<VirtualMachine>,
+    /// `fpu` (default true).
+    pub fpu: bool,
+    /// `<program_image path_for_symbols>`: the ELF to read symbols from, if not `program_image`.
+    pub program_image_for_symbols: Option<PathBuf>,
+    /// `setvar_id` symbols: patched with a channel, IRQ, child PD or vCPU id (Microkit 2.x).
+    pub id_setvars: Vec<IdSetVar>,
+}
+
+/// A `setvar_id` attribute: `symbol` is patched with the id `id` this PD sees.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdSetVar {
+    /// The symbol in the PD's program image.
+    pub symbol: String,
+    /// The channel, IRQ, child PD or vCPU id.
+    pub id: u64,
 }
 
 /// Microkit `<map>` (in a PD or a VM).
@@ -65,6 +83,8 @@ pub struct Map {
     pub setvar_vaddr: Option<String>,
     /// `setvar_size`: symbol patched with the region size.
     pub setvar_size: Option<String>,
+    /// `setvar_prefill_size`: symbol patched with the size of the region's prefill file.
+    pub setvar_prefill_size: Option<String>,
 }
 
 /// Access rights of a mapping (`perms="rwx"` subsets).
@@ -89,8 +109,10 @@ pub struct MemoryRegion {
     pub page_size: u64,
     /// `phys_addr`, for device memory or fixed placement.
     pub phys_addr: Option<u64>,
-    /// `prefill_path`: file whose bytes start the region.
+    /// `prefill_path`: file whose bytes start the region, as found on the search path.
     pub prefill_path: Option<PathBuf>,
+    /// Length in bytes of the prefill file when it was validated (non-zero, <= `size`).
+    pub prefill_len: Option<u64>,
 }
 
 /// Microkit `<channel>` with its two `<end>`s.

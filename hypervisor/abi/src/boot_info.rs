@@ -19,9 +19,39 @@
 //!
 //! The hypervisor finds the blob through two `u64` words the build tool patches into the
 //! hypervisor ELF, [`BOOT_INFO_SYMBOL`] (`[physical address, size]`).
-//! It checks the magic, the version, the CRC-32 and then every field before it uses any of them.
+//! It checks the magic, the version, the CRC-32 and then every field before it uses any of them:
+//! [`BootInfo::parse`] is the only way to get typed records out of the bytes, and it refuses a
+//! blob with a [`BootInfoError`] naming the record and field at fault. The build tool writes the
+//! blob with [`encode`]. docs/ABI.md ("Boot information") lists every field and every check.
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+mod encode;
+mod error;
+mod parse;
+
+pub use encode::{encode, encoded_len, seal, EncodeError, Tables};
+pub use error::{BootInfoError, Fault, Record};
+pub use parse::{name_str, BootInfo};
+
+/// The smallest page: every mapping's IPA, PA and size are multiples of it.
+pub const PAGE_SIZE: u64 = 0x1000;
+/// The 2 MiB block size a `page_size="0x200000"` region uses.
+pub const LARGE_PAGE_SIZE: u64 = 0x20_0000;
+/// Domains have a 40-bit IPA space (VTCR_EL2.T0SZ = 24): every mapping ends at or below this.
+pub const IPA_LIMIT: u64 = 1 << 40;
+/// Initial stack pointer of every PD: its stack mapping ends here. The page at and above it is
+/// left unmapped, so nothing sits right above the stack.
+pub const PD_STACK_TOP: u64 = 0x00FF_FFFF_F000;
+/// Highest Microkit channel id (channel ids are bits of a `u64` notification word, 0..=61).
+pub const MAX_CHANNEL_ID: u32 = 61;
+/// Highest Microkit priority.
+pub const MAX_PRIORITY: u8 = 254;
+/// Lowest GIC shared peripheral interrupt id (SPI): PDs may only be given SPIs; SGIs and PPIs
+/// (the EL2 timer is PPI 26) belong to the hypervisor.
+pub const FIRST_SPI: u32 = 32;
+/// Highest GIC SPI id (1020..=1023 are special INTIDs).
+pub const LAST_SPI: u32 = 1019;
 
 /// The symbol in the hypervisor ELF that holds `[boot info physical address, size in bytes]`.
 pub const BOOT_INFO_SYMBOL: &str = "FRAMESHIFT_BOOT_INFO";
@@ -143,6 +173,21 @@ pub const MAPPING_KIND_DEVICE: u8 = 4;
 /// accessible through it).
 pub const MAPPING_KIND_WINDOW: u8 = 5;
 
+/// [`MappingDesc::state`]: the domain owns the frames exclusively (DESIGN 4 `Owned`).
+pub const MAPPING_STATE_OWNED: u8 = 0;
+/// [`MappingDesc::state`]: the domain owns the frames and shares them with the domains holding
+/// `MAPPING_STATE_SHARED_BORROWED` mappings of the same physical range (`SharedOwned`).
+pub const MAPPING_STATE_SHARED_OWNED: u8 = 1;
+/// [`MappingDesc::state`]: the frames belong to the domain holding the `SHARED_OWNED` mapping of
+/// the same physical range; this domain borrows them (`SharedBorrowed`).
+pub const MAPPING_STATE_SHARED_BORROWED: u8 = 2;
+/// [`MappingDesc::state`]: nothing is accessible yet (`NoPage`). Used by a
+/// [`MAPPING_KIND_WINDOW`] mapping: the protected guest owns the frames (guest-private from
+/// boot), and pages appear in the window only when the guest shares them.
+pub const MAPPING_STATE_NO_PAGE: u8 = 3;
+/// [`MappingDesc::state`]: device memory outside RAM; not tracked by the frame table.
+pub const MAPPING_STATE_UNTRACKED: u8 = 4;
+
 /// One stage-2 mapping: `size` bytes at `ipa` in `domain`'s VSpace onto `pa`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
@@ -163,8 +208,8 @@ pub struct MappingDesc {
     pub cached: u8,
     /// `MAPPING_KIND_*`.
     pub kind: u8,
-    /// Reserved, zero.
-    pub reserved0: u8,
+    /// Initial ownership state of the mapped frames as seen by `domain` (`MAPPING_STATE_*`).
+    pub state: u8,
     /// Page size the builder chose: 12 (4 KiB) or 21 (2 MiB), as a shift.
     pub page_shift: u32,
 }
@@ -214,3 +259,6 @@ pub struct IrqDesc {
     /// `IRQ_TRIGGER_*`.
     pub trigger: u32,
 }
+
+#[cfg(test)]
+mod tests;

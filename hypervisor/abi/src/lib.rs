@@ -8,5 +8,6 @@
 #![forbid(unsafe_code)]
 
 pub mod boot_info;
+pub mod crc32;
 pub mod pd_call;
 pub mod smccc;

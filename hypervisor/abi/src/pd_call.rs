@@ -68,7 +68,11 @@ impl MessageInfo {
     /// A message with `label` and `count` message registers (`count` is clamped to
     /// [`MESSAGE_REGISTERS`]).
     pub const fn new(label: u64, count: usize) -> Self {
-        let count = if count > MESSAGE_REGISTERS { MESSAGE_REGISTERS } else { count };
+        let count = if count > MESSAGE_REGISTERS {
+            MESSAGE_REGISTERS
+        } else {
+            count
+        };
         Self(label << 12 | count as u64)
     }
 

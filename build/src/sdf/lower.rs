@@ -1,0 +1,182 @@
+//! Turns a checked description into the model: names become indices, and region page sizes
+//! are raised to 2 MiB where Microkit would raise them.
+
+use super::error::{SdfError, SdfErrorKind, SdfResult};
+use super::memory_region::{RawMap, RawMemoryRegion};
+use super::model::{
+    Channel, ChannelEnd, IdSetVar, Irq, Map, MemoryRegion, ProtectionDomain, SetVar,
+    SystemDescription, VirtualMachine,
+};
+use super::platform::{LARGE_PAGE, SMALL_PAGE};
+use super::protection_domain::SetVarKind;
+use super::system::RawSystem;
+use super::xml::SdfFile;
+
+/// Index of the region named `name`. Every map was checked against the region list, so a
+/// miss here is an internal inconsistency; it is still an error, never a panic.
+fn region_index(regions: &[RawMemoryRegion], name: &str) -> SdfResult<usize> {
+    regions
+        .iter()
+        .position(|region| region.name == name)
+        .ok_or_else(|| {
+            SdfError::new(
+                SdfErrorKind::Frameshift,
+                format!("Error: invalid memory region name '{name}'"),
+            )
+        })
+}
+
+fn lower_maps(regions: &[RawMemoryRegion], maps: &[RawMap]) -> SdfResult<Vec<Map>> {
+    maps.iter()
+        .map(|map| {
+            Ok(Map {
+                memory_region: region_index(regions, &map.mr)?,
+                vaddr: map.vaddr,
+                perms: map.perms,
+                cached: map.cached,
+                setvar_vaddr: map.setvar_vaddr.clone(),
+                setvar_size: map.setvar_size.clone(),
+                setvar_prefill_size: map.setvar_prefill_size.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Microkit's page-size optimisation: a region whose size, physical address and every mapping
+/// address are 2 MiB aligned, and whose page size was not given, uses 2 MiB pages.
+fn optimal_page_size(system: &RawSystem, region: &RawMemoryRegion) -> u64 {
+    if region.page_size_specified
+        || region.page_size != SMALL_PAGE
+        || !region.size.is_multiple_of(LARGE_PAGE)
+    {
+        return region.page_size;
+    }
+    let mut addresses = system.pds.iter().flat_map(|pd| {
+        pd.maps
+            .iter()
+            .chain(pd.virtual_machine.iter().flat_map(|vm| vm.maps.iter()))
+            .filter(|map| map.mr == region.name)
+            .map(|map| map.vaddr)
+    });
+    let maps_aligned = addresses.all(|address| address.is_multiple_of(LARGE_PAGE));
+    let phys_aligned = region
+        .phys_addr
+        .is_none_or(|paddr| paddr.is_multiple_of(LARGE_PAGE));
+    if maps_aligned && phys_aligned {
+        LARGE_PAGE
+    } else {
+        region.page_size
+    }
+}
+
+/// Stage 6 (every `region_paddr` names a region), then the model.
+pub(crate) fn lower(file: &SdfFile<'_>, system: RawSystem) -> SdfResult<SystemDescription> {
+    for pd in &system.pds {
+        for setvar in &pd.setvars {
+            if let SetVarKind::Paddr { region, pos } = &setvar.kind {
+                if !system.regions.iter().any(|r| r.name == *region) {
+                    // Microkit defers this to its build stage; we refuse it here, worded like
+                    // its own map check.
+                    return Err(SdfError::new(
+                        SdfErrorKind::Frameshift,
+                        format!(
+                            "Error: invalid memory region name '{region}' on 'setvar' @ {}",
+                            file.loc(*pos)
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+
+    let memory_regions = system
+        .regions
+        .iter()
+        .map(|region| MemoryRegion {
+            name: region.name.clone(),
+            size: region.size,
+            page_size: optimal_page_size(&system, region),
+            phys_addr: region.phys_addr,
+            prefill_path: region.prefill_path.clone(),
+            prefill_len: region.prefill_len,
+        })
+        .collect();
+
+    let mut protection_domains = Vec::with_capacity(system.pds.len());
+    for pd in &system.pds {
+        let mut setvars = Vec::new();
+        let mut id_setvars = Vec::new();
+        for setvar in &pd.setvars {
+            match &setvar.kind {
+                SetVarKind::Paddr { region, .. } => setvars.push(SetVar {
+                    symbol: setvar.symbol.clone(),
+                    region_paddr: region_index(&system.regions, region)?,
+                }),
+                SetVarKind::Id { id } => id_setvars.push(IdSetVar {
+                    symbol: setvar.symbol.clone(),
+                    id: *id,
+                }),
+                // Kept on their maps in the model.
+                SetVarKind::Vaddr | SetVarKind::Size | SetVarKind::PrefillSize { .. } => {}
+            }
+        }
+        let virtual_machine = match &pd.virtual_machine {
+            Some(vm) => Some(VirtualMachine {
+                name: vm.name.clone(),
+                priority: vm.priority,
+                budget: vm.budget,
+                period: vm.period,
+                vcpus: vm.vcpus.clone(),
+                maps: lower_maps(&system.regions, &vm.maps)?,
+                protected: vm.protected,
+            }),
+            None => None,
+        };
+        protection_domains.push(ProtectionDomain {
+            name: pd.name.clone(),
+            parent: pd.parent,
+            child_id: pd.child_id,
+            priority: pd.priority,
+            budget: pd.budget,
+            period: pd.period,
+            passive: pd.passive,
+            stack_size: pd.stack_size,
+            program_image: pd.program_image.clone(),
+            maps: lower_maps(&system.regions, &pd.maps)?,
+            irqs: pd
+                .irqs
+                .iter()
+                .map(|irq| Irq {
+                    irq: irq.irq,
+                    id: irq.id,
+                    trigger: irq.trigger,
+                })
+                .collect(),
+            setvars,
+            virtual_machine,
+            fpu: pd.fpu,
+            program_image_for_symbols: pd.program_image_for_symbols.clone(),
+            id_setvars,
+        });
+    }
+
+    let channels = system
+        .channels
+        .iter()
+        .map(|channel| Channel {
+            ends: channel.ends.clone().map(|end| ChannelEnd {
+                pd: end.pd,
+                id: end.id,
+                notify: end.notify,
+                pp: end.pp,
+            }),
+        })
+        .collect();
+
+    Ok(SystemDescription {
+        protection_domains,
+        memory_regions,
+        channels,
+        warnings: system.warnings,
+    })
+}

@@ -1,0 +1,192 @@
+//! Reading elements and attributes, with Microkit's error wording and `file:row:column` positions.
+
+use std::fmt::Display;
+use std::num::ParseIntError;
+
+use roxmltree::Node;
+
+use super::error::{SdfError, SdfResult};
+
+/// 1-based row and column of an element's start tag (columns count characters, as roxmltree
+/// and Microkit do).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Pos {
+    pub(crate) row: u32,
+    pub(crate) col: u32,
+}
+
+/// An integer attribute that may be negative (Microkit reads ids with `i64` so that `-1` gets
+/// its own message). Magnitudes fit in `u64`, so `i128` never overflows.
+pub(crate) type SignedValue = i128;
+
+/// The file being parsed: its name (as it appears in messages).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SdfFile<'f> {
+    pub(crate) name: &'f str,
+}
+
+impl SdfFile<'_> {
+    /// Position of `node`'s start tag.
+    pub(crate) fn pos(&self, node: Node<'_, '_>) -> Pos {
+        let text_pos = node.document().text_pos_at(node.range().start);
+        Pos {
+            row: text_pos.row,
+            col: text_pos.col,
+        }
+    }
+
+    /// `file:row:col`.
+    pub(crate) fn loc(&self, pos: Pos) -> String {
+        format!("{}:{}:{}", self.name, pos.row, pos.col)
+    }
+
+    /// Microkit's "value error": `Error: {message} on element '{tag}': {file}:{row}:{col}`.
+    pub(crate) fn value_error(&self, node: Node<'_, '_>, message: impl Display) -> SdfError {
+        SdfError::microkit(format!(
+            "Error: {message} on element '{}': {}",
+            node.tag_name().name(),
+            self.loc(self.pos(node))
+        ))
+    }
+
+    /// Refuses any attribute of `node` not in `allowed`.
+    pub(crate) fn check_attributes(&self, node: Node<'_, '_>, allowed: &[&str]) -> SdfResult<()> {
+        match node
+            .attributes()
+            .find(|attribute| !allowed.contains(&attribute.name()))
+        {
+            Some(attribute) => Err(self.value_error(
+                node,
+                format_args!("invalid attribute '{}'", attribute.name()),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// A required attribute.
+    pub(crate) fn required<'a>(&self, node: Node<'a, '_>, attribute: &str) -> SdfResult<&'a str> {
+        node.attribute(attribute).ok_or_else(|| {
+            SdfError::microkit(format!(
+                "Error: Missing required attribute '{attribute}' on element '{}': {}",
+                node.tag_name().name(),
+                self.loc(self.pos(node))
+            ))
+        })
+    }
+
+    /// Microkit's integer error (it carries no position).
+    fn integer_error(&self, node: Node<'_, '_>, text: &str, error: &ParseIntError) -> SdfError {
+        SdfError::microkit(format!(
+            "Error: failed to parse integer '{text}' on element '{}': {error}",
+            node.tag_name().name()
+        ))
+    }
+
+    /// `text` as an unsigned integer: decimal or `0x` hex, `_` separators ignored.
+    pub(crate) fn number(&self, node: Node<'_, '_>, text: &str) -> SdfResult<u64> {
+        parse_u64(text).map_err(|error| self.integer_error(node, text, &error))
+    }
+
+    /// `text` as a `u8` (Microkit parses a VM's `priority` this way, so 256 is a parse error).
+    pub(crate) fn number_u8(&self, node: Node<'_, '_>, text: &str) -> SdfResult<u8> {
+        parse_u8(text).map_err(|error| self.integer_error(node, text, &error))
+    }
+
+    /// `text` as an integer that may carry a leading `-`.
+    pub(crate) fn signed_number(&self, node: Node<'_, '_>, text: &str) -> SdfResult<SignedValue> {
+        match text.strip_prefix('-') {
+            Some(magnitude) => parse_u64(magnitude)
+                .map(|value| -SignedValue::from(value))
+                .map_err(|error| self.integer_error(node, text, &error)),
+            None => self.number(node, text).map(SignedValue::from),
+        }
+    }
+
+    /// An optional integer attribute.
+    pub(crate) fn opt_number(&self, node: Node<'_, '_>, attribute: &str) -> SdfResult<Option<u64>> {
+        node.attribute(attribute)
+            .map(|text| self.number(node, text))
+            .transpose()
+    }
+
+    /// A required integer attribute.
+    pub(crate) fn required_number(&self, node: Node<'_, '_>, attribute: &str) -> SdfResult<u64> {
+        let text = self.required(node, attribute)?;
+        self.number(node, text)
+    }
+
+    /// An optional boolean attribute, exactly `true` or `false`.
+    pub(crate) fn opt_bool(
+        &self,
+        node: Node<'_, '_>,
+        attribute: &str,
+        default: bool,
+    ) -> SdfResult<bool> {
+        match node.attribute(attribute) {
+            None => Ok(default),
+            Some("true") => Ok(true),
+            Some("false") => Ok(false),
+            Some(_) => {
+                Err(self.value_error(node, format_args!("{attribute} must be 'true' or 'false'")))
+            }
+        }
+    }
+}
+
+/// Element children of `node` (Microkit ignores comments, and text is checked separately).
+pub(crate) fn elements<'a, 'i>(node: Node<'a, 'i>) -> impl Iterator<Item = Node<'a, 'i>> {
+    node.children().filter(|child| child.is_element())
+}
+
+/// The SDF integer syntax: decimal, or hexadecimal after `0x`; `_` may appear anywhere.
+/// Errors are Rust's own `ParseIntError` texts, which is what Microkit prints.
+pub(crate) fn parse_u64(text: &str) -> Result<u64, ParseIntError> {
+    let digits: String = text.chars().filter(|c| *c != '_').collect();
+    match digits.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => digits.parse::<u64>(),
+    }
+}
+
+/// [`parse_u64`] for a `u8`.
+pub(crate) fn parse_u8(text: &str) -> Result<u8, ParseIntError> {
+    let digits: String = text.chars().filter(|c| *c != '_').collect();
+    match digits.strip_prefix("0x") {
+        Some(hex) => u8::from_str_radix(hex, 16),
+        None => digits.parse::<u8>(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_accept_decimal_hex_and_separators() {
+        assert_eq!(parse_u64("4096"), Ok(4096));
+        assert_eq!(parse_u64("0x1_000"), Ok(0x1000));
+        assert_eq!(parse_u64("1_000_000"), Ok(1_000_000));
+        assert_eq!(parse_u64("0xffff_ffff_ffff_ffff"), Ok(u64::MAX));
+    }
+
+    #[test]
+    fn integer_errors_are_rust_texts() {
+        let text = |s: &str| parse_u64(s).err().map(|e| e.to_string());
+        assert_eq!(
+            text("0x200_000sd").as_deref(),
+            Some("invalid digit found in string")
+        );
+        assert_eq!(
+            text("0x1_0000_0000_0000_0000").as_deref(),
+            Some("number too large to fit in target type")
+        );
+        assert_eq!(
+            text("0x").as_deref(),
+            Some("cannot parse integer from empty string")
+        );
+        assert_eq!(
+            parse_u8("256").err().map(|e| e.to_string()).as_deref(),
+            Some("number too large to fit in target type")
+        );
+    }
+}

@@ -1,0 +1,216 @@
+//! `cargo xtask test`: everything CI checks, on a fresh machine, with one summary at the end.
+//!
+//! Steps: make the tools ready (rustup targets, QEMU), build the firmware, run the host and QEMU
+//! tests with `cargo test`, run the ownership model checker. A failing step does not hide the
+//! later ones (except missing tools, which every later step needs); the exit status is 1 if any
+//! step failed.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{model_check, TaskResult};
+use crate::firmware::{self, Firmware, FirmwarePlan};
+use crate::install;
+
+/// One step's result, for the summary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepResult {
+    /// The step's name.
+    pub name: &'static str,
+    /// Whether it passed.
+    pub passed: bool,
+    /// One line of detail.
+    pub detail: String,
+    /// How long it took.
+    pub duration: Duration,
+}
+
+/// The `cargo test` arguments: the whole workspace except the firmware-only crates, which do not
+/// build for the host. `--no-fail-fast` so one failure does not hide the others.
+pub fn cargo_test_args(plan: &FirmwarePlan) -> Vec<String> {
+    let mut args = vec![
+        "test".to_owned(),
+        "--workspace".to_owned(),
+        "--no-fail-fast".to_owned(),
+    ];
+    for package in &plan.firmware_only {
+        args.push("--exclude".to_owned());
+        args.push(package.clone());
+    }
+    args
+}
+
+/// The summary table printed at the end.
+pub fn summary(steps: &[StepResult], total: Duration) -> String {
+    let mut text = String::from("\nxtask test summary:\n");
+    for step in steps {
+        let verdict = if step.passed { "ok" } else { "FAILED" };
+        let _ = writeln!(
+            text,
+            "  {:<12} {:<7} {:>6.1}s  {}",
+            step.name,
+            verdict,
+            step.duration.as_secs_f64(),
+            step.detail
+        );
+    }
+    let passed = steps.iter().all(|step| step.passed);
+    let _ = write!(
+        text,
+        "xtask test: {} in {:.0}s",
+        if passed { "PASSED" } else { "FAILED" },
+        total.as_secs_f64()
+    );
+    text
+}
+
+/// Runs every step and prints the summary.
+pub fn test() -> TaskResult {
+    let start = Instant::now();
+    let root = firmware::workspace_root();
+    let mut steps = Vec::new();
+
+    let step_start = Instant::now();
+    let tools = install::ensure_tools();
+    let tools_ok = tools.is_ok();
+    steps.push(StepResult {
+        name: "tools",
+        passed: tools_ok,
+        detail: match &tools {
+            Ok(tools) => format!("rust targets ready, qemu {}", tools.qemu_version),
+            Err(error) => error.to_string(),
+        },
+        duration: step_start.elapsed(),
+    });
+    if tools_ok {
+        let (firmware, plan) = firmware_step(&root, &mut steps);
+        steps.push(cargo_test_step(&root, &plan, firmware.as_ref()));
+        steps.push(model_check_step());
+    }
+
+    let passed = steps.iter().all(|step| step.passed);
+    println!("{}", summary(&steps, start.elapsed()));
+    Ok(if passed { 0 } else { 1 })
+}
+
+fn firmware_step(root: &Path, steps: &mut Vec<StepResult>) -> (Option<Firmware>, FirmwarePlan) {
+    let step_start = Instant::now();
+    let result = firmware::plan(root).and_then(|plan| {
+        let firmware = firmware::build_planned(root, &plan)?;
+        Ok((firmware, plan))
+    });
+    let (passed, detail, firmware, plan) = match result {
+        Ok((firmware, plan)) => {
+            // The PD programs are still built and passed on without a kernel, so the host tests
+            // run, but no QEMU test can: that is a failure of this step, not a skip.
+            let (passed, kernel) = match firmware.kernel() {
+                Ok(_) => (true, "kernel".to_owned()),
+                Err(error) => (false, error.to_string()),
+            };
+            let detail = format!("{kernel}, {} PD programs", firmware.programs.len());
+            (passed, detail, Some(firmware), plan)
+        }
+        Err(error) => {
+            eprintln!("xtask: firmware: {error}");
+            (false, error.to_string(), None, FirmwarePlan::default())
+        }
+    };
+    steps.push(StepResult {
+        name: "firmware",
+        passed,
+        detail,
+        duration: step_start.elapsed(),
+    });
+    (firmware, plan)
+}
+
+fn cargo_test_step(root: &Path, plan: &FirmwarePlan, firmware: Option<&Firmware>) -> StepResult {
+    let step_start = Instant::now();
+    let args = cargo_test_args(plan);
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.args(&args).current_dir(root).stdin(Stdio::null());
+    for (name, value) in firmware.map(Firmware::env_vars).unwrap_or_default() {
+        command.env(name, value);
+    }
+    let (passed, detail) = match command.status() {
+        Ok(status) if status.success() => (true, "all tests passed".to_owned()),
+        Ok(status) => (
+            false,
+            format!("cargo test failed ({status}); see the output above"),
+        ),
+        Err(error) => (false, format!("cannot run cargo: {error}")),
+    };
+    StepResult {
+        name: "cargo test",
+        passed,
+        detail,
+        duration: step_start.elapsed(),
+    }
+}
+
+fn model_check_step() -> StepResult {
+    let step_start = Instant::now();
+    let (passed, detail) = match model_check::run_model_check() {
+        Ok(report) => (report.passed, report.line),
+        Err(error) => (false, error.to_string()),
+    };
+    StepResult {
+        name: "model-check",
+        passed,
+        detail,
+        duration: step_start.elapsed(),
+    }
+}
+
+#[cfg(test)]
+// A failed expectation in a test is the test failing, which is what panicking reports.
+#[allow(clippy::expect_used, clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excludes_firmware_only_crates() {
+        let plan = FirmwarePlan {
+            firmware_only: vec![
+                "frameshift-pd-programs".to_owned(),
+                "frameshift-vmm-pd".to_owned(),
+            ],
+            ..FirmwarePlan::default()
+        };
+        assert_eq!(
+            cargo_test_args(&plan).join(" "),
+            "test --workspace --no-fail-fast --exclude frameshift-pd-programs --exclude frameshift-vmm-pd"
+        );
+        assert_eq!(
+            cargo_test_args(&FirmwarePlan::default()).join(" "),
+            "test --workspace --no-fail-fast"
+        );
+    }
+
+    #[test]
+    fn summary_fails_if_any_step_failed() {
+        let step = |name, passed| StepResult {
+            name,
+            passed,
+            detail: String::new(),
+            duration: Duration::from_secs(1),
+        };
+        let all_ok = summary(
+            &[step("tools", true), step("cargo test", true)],
+            Duration::from_secs(2),
+        );
+        assert!(all_ok.ends_with("xtask test: PASSED in 2s"), "{all_ok}");
+        let one_failed = summary(
+            &[step("tools", true), step("cargo test", false)],
+            Duration::from_secs(2),
+        );
+        assert!(one_failed.contains("cargo test   FAILED"), "{one_failed}");
+        assert!(
+            one_failed.ends_with("xtask test: FAILED in 2s"),
+            "{one_failed}"
+        );
+    }
+}

@@ -1,0 +1,174 @@
+//! Per-domain architectural state beyond the trap frame: the EL1 system registers, the FP/SIMD
+//! register file, and the stage-2 root (`VTTBR_EL2`), switched when the running domain changes.
+//!
+//! FP/SIMD is switched lazily: entering a domain that does not own the register file sets
+//! `CPTR_EL2.TFP`; its first FP instruction traps (EC 0x07), and only then is the previous
+//! owner's state saved and this domain's loaded. A domain that never uses FP costs nothing.
+
+use aarch64_cpu::registers::*;
+
+use super::entry::{fs_fp_restore, fs_fp_save};
+
+/// `SCTLR_EL1` for a fresh domain: stage 1 off, caches governed by `HCR_EL2.DC`; only RES1 bits.
+const SCTLR_EL1_RESET: u64 = 0x30D0_0800;
+/// `CPACR_EL1.FPEN` = 0b11: EL1 and EL0 may use FP/SIMD (PD programs are built with NEON).
+const CPACR_EL1_FP_ON: u64 = 3 << 20;
+
+/// The EL1 system registers a domain can change; each domain has its own copy.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+pub struct El1Registers {
+    sctlr: u64,
+    ttbr0: u64,
+    ttbr1: u64,
+    tcr: u64,
+    mair: u64,
+    amair: u64,
+    vbar: u64,
+    contextidr: u64,
+    tpidr_el1: u64,
+    tpidr_el0: u64,
+    tpidrro_el0: u64,
+    sp_el0: u64,
+    esr: u64,
+    far: u64,
+    afsr0: u64,
+    afsr1: u64,
+    par: u64,
+    elr: u64,
+    spsr: u64,
+    cpacr: u64,
+    cntkctl: u64,
+    csselr: u64,
+}
+
+impl El1Registers {
+    /// A fresh domain's EL1 state.
+    pub const fn initial() -> Self {
+        Self {
+            sctlr: SCTLR_EL1_RESET,
+            ttbr0: 0,
+            ttbr1: 0,
+            tcr: 0,
+            mair: 0,
+            amair: 0,
+            vbar: 0,
+            contextidr: 0,
+            tpidr_el1: 0,
+            tpidr_el0: 0,
+            tpidrro_el0: 0,
+            sp_el0: 0,
+            esr: 0,
+            far: 0,
+            afsr0: 0,
+            afsr1: 0,
+            par: 0,
+            elr: 0,
+            spsr: 0,
+            cpacr: CPACR_EL1_FP_ON,
+            cntkctl: 0,
+            csselr: 0,
+        }
+    }
+
+    /// Reads the live EL1 registers (the outgoing domain's).
+    pub fn save(&mut self) {
+        self.sctlr = SCTLR_EL1.get();
+        self.ttbr0 = TTBR0_EL1.get();
+        self.ttbr1 = TTBR1_EL1.get();
+        self.tcr = TCR_EL1.get();
+        self.mair = MAIR_EL1.get();
+        self.amair = AMAIR_EL1.get();
+        self.vbar = VBAR_EL1.get();
+        self.contextidr = CONTEXTIDR_EL1.get();
+        self.tpidr_el1 = TPIDR_EL1.get();
+        self.tpidr_el0 = TPIDR_EL0.get();
+        self.tpidrro_el0 = TPIDRRO_EL0.get();
+        self.sp_el0 = SP_EL0.get();
+        self.esr = ESR_EL1.get();
+        self.far = FAR_EL1.get();
+        self.afsr0 = AFSR0_EL1.get();
+        self.afsr1 = AFSR1_EL1.get();
+        self.par = PAR_EL1.get();
+        self.elr = ELR_EL1.get();
+        self.spsr = SPSR_EL1.get();
+        self.cpacr = CPACR_EL1.get();
+        self.cntkctl = CNTKCTL_EL1.get();
+        self.csselr = CSSELR_EL1.get();
+    }
+
+    /// Loads these registers into the CPU (the incoming domain's).
+    pub fn restore(&self) {
+        SCTLR_EL1.set(self.sctlr);
+        TTBR0_EL1.set(self.ttbr0);
+        TTBR1_EL1.set(self.ttbr1);
+        TCR_EL1.set(self.tcr);
+        MAIR_EL1.set(self.mair);
+        AMAIR_EL1.set(self.amair);
+        VBAR_EL1.set(self.vbar);
+        CONTEXTIDR_EL1.set(self.contextidr);
+        TPIDR_EL1.set(self.tpidr_el1);
+        TPIDR_EL0.set(self.tpidr_el0);
+        TPIDRRO_EL0.set(self.tpidrro_el0);
+        SP_EL0.set(self.sp_el0);
+        ESR_EL1.set(self.esr);
+        FAR_EL1.set(self.far);
+        AFSR0_EL1.set(self.afsr0);
+        AFSR1_EL1.set(self.afsr1);
+        PAR_EL1.set(self.par);
+        ELR_EL1.set(self.elr);
+        SPSR_EL1.set(self.spsr);
+        CPACR_EL1.set(self.cpacr);
+        CNTKCTL_EL1.set(self.cntkctl);
+        CSSELR_EL1.set(self.csselr);
+    }
+}
+
+/// A domain's FP/SIMD register file: `q0`-`q31`, then FPSR and FPCR (the layout `fs_fp_save`
+/// uses).
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(16))]
+pub struct FpState([u8; 528]);
+
+impl FpState {
+    /// All zero (the architectural reset state the domain would otherwise see is UNKNOWN).
+    pub const fn zeroed() -> Self {
+        Self([0; 528])
+    }
+
+    /// Saves the live register file here. `CPTR_EL2.TFP` must be clear.
+    pub fn save(&mut self) {
+        // SAFETY: `self.0` is 528 writable bytes, 16-byte aligned, exactly what fs_fp_save stores;
+        // the routine clobbers only x1 and x2 (caller-saved) and is a leaf.
+        unsafe { fs_fp_save(self.0.as_mut_ptr()) }
+    }
+
+    /// Loads the register file from here. `CPTR_EL2.TFP` must be clear.
+    pub fn restore(&self) {
+        // SAFETY: as in `save`, reading instead of writing; the FP registers it overwrites belong
+        // to the domains, never to the (soft-float) hypervisor.
+        unsafe { fs_fp_restore(self.0.as_ptr()) }
+    }
+}
+
+/// Everything the arch layer keeps per domain.
+#[derive(Clone, Copy, Debug)]
+pub struct ArchDomain {
+    /// EL1 system registers while the domain is off the CPU.
+    pub el1: El1Registers,
+    /// FP/SIMD registers while another domain owns the register file.
+    pub fp: FpState,
+    /// `VTTBR_EL2`: VMID in bits 63:48, stage-2 root table address below.
+    pub vttbr: u64,
+}
+
+impl ArchDomain {
+    /// A domain with no stage-2 table yet.
+    pub const fn empty() -> Self {
+        Self {
+            el1: El1Registers::initial(),
+            fp: FpState::zeroed(),
+            vttbr: 0,
+        }
+    }
+}

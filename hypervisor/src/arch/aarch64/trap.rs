@@ -1,0 +1,290 @@
+//! The Rust side of the EL2 exception vectors: decode why a domain left EL1, let the portable
+//! kernel decide, then switch domains (EL1 registers, stage 2, FP/SIMD) and return.
+
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::*;
+
+use super::console::Pl011;
+use super::context::ArchDomain;
+use super::entry::{KIND_IRQ, KIND_SYNC};
+use super::global::GlobalCell;
+use super::{gic, psci};
+use crate::kernel::fault::{
+    abort_ipa, classify_abort, el1_sync_vector_offset, EC_DATA_ABORT_LOWER,
+    EC_INSTRUCTION_ABORT_LOWER,
+};
+use crate::kernel::system::MAX_DOMAINS;
+use crate::kernel::{Decision, DomainIndex, Exit, FaultKind, FaultReport, Halt, Kernel, Registers};
+
+/// CPTR_EL2 (non-VHE): RES1 bits 13:12, 9 and 7:0 (bit 8 is TZ: SVE traps), plus TTA (trace
+/// registers trap). TFP (bit 10) is added while a domain does not own the FP/SIMD registers.
+const CPTR_BASE: u64 = 0x33FF | (1 << 20);
+const CPTR_TFP: u64 = 1 << 10;
+
+/// ESR_EL2 exception classes (Arm ARM D17.2.37).
+const EC_WFX: u64 = 0x01;
+const EC_FP: u64 = 0x07;
+const EC_HVC64: u64 = 0x16;
+const EC_SMC64: u64 = 0x17;
+
+/// The hypervisor's state after boot.
+#[derive(Debug)]
+pub struct Hypervisor {
+    /// The portable kernel.
+    pub kernel: Kernel,
+    /// The domain whose FP/SIMD registers are live in the CPU.
+    pub fp_owner: Option<DomainIndex>,
+}
+
+/// Set once by boot, then used by every exception.
+pub static HYPERVISOR: GlobalCell<Option<Hypervisor>> = GlobalCell::new(None);
+
+/// Per-domain EL1 and FP/SIMD state and stage-2 roots, indexed like the kernel's domains.
+pub static ARCH_DOMAINS: GlobalCell<[ArchDomain; MAX_DOMAINS]> =
+    GlobalCell::new([ArchDomain::empty(); MAX_DOMAINS]);
+
+/// Prints the final status line of a fatal hypervisor error and powers off.
+pub fn fatal(status: u8, reason: &str) -> ! {
+    crate::hv_line!("halt status={status} reason={reason}");
+    psci::system_off()
+}
+
+/// An exception taken at EL2 itself: a hypervisor bug, never a domain's doing.
+#[no_mangle]
+extern "C" fn fs_trap_current(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
+    crate::hv_line!("panic exception at EL2 kind={kind} esr={esr:#x} elr={elr:#x} far={far:#x}");
+    fatal(3, "panic")
+}
+
+/// Fills the first trap frame with the first domain's registers (called by `fs_run_first`).
+///
+/// # Safety
+///
+/// `frame` points to the frame `fs_run_first` reserved; boot has stored [`HYPERVISOR`].
+#[no_mangle]
+unsafe extern "C" fn fs_fill_first_frame(frame: *mut Registers) {
+    // SAFETY: the frame is a live, exclusive stack slot (caller's contract).
+    let frame = unsafe { &mut *frame };
+    // SAFETY: EL2 is not re-entered (global.rs); this is the only live reference.
+    let Some(hypervisor) = (unsafe { HYPERVISOR.get_mut() }).as_mut() else {
+        fatal(3, "panic")
+    };
+    // SAFETY: as above.
+    let arch = unsafe { ARCH_DOMAINS.get_mut() };
+    let decision = hypervisor.kernel.start();
+    apply(hypervisor, arch, None, decision, None, frame);
+}
+
+/// An exception from a domain (EL1).
+///
+/// # Safety
+///
+/// Called only by the vectors with `frame` pointing at the frame they saved.
+#[no_mangle]
+unsafe extern "C" fn fs_trap_lower(frame: *mut Registers, kind: u64) {
+    // SAFETY: the vector passed its own stack frame, exclusively ours until we return.
+    let frame = unsafe { &mut *frame };
+    // SAFETY: EL2 is not re-entered (global.rs); this is the only live reference.
+    let Some(hypervisor) = (unsafe { HYPERVISOR.get_mut() }).as_mut() else {
+        fatal(3, "panic")
+    };
+    // SAFETY: as above.
+    let arch = unsafe { ARCH_DOMAINS.get_mut() };
+    let Some(current) = hypervisor.kernel.current() else {
+        fatal(3, "panic")
+    };
+    let exit = match kind {
+        KIND_SYNC => {
+            let esr = ESR_EL2.get();
+            match esr >> 26 {
+                EC_FP => {
+                    switch_fp(hypervisor, arch, current);
+                    return;
+                }
+                EC_HVC64 => Exit::Hypercall,
+                EC_SMC64 => Exit::SecureMonitorCall,
+                EC_WFX => Exit::WaitForInterrupt,
+                EC_DATA_ABORT_LOWER | EC_INSTRUCTION_ABORT_LOWER => {
+                    Exit::Fault(stage2_abort(esr, frame.pc))
+                }
+                _ => Exit::Fault(unknown(esr, frame.pc)),
+            }
+        }
+        KIND_IRQ => {
+            if !gic::take_interrupt() {
+                return;
+            }
+            Exit::TimerTick
+        }
+        // FIQ, SError, anything from AArch32.
+        _ => Exit::Fault(unknown(ESR_EL2.get(), frame.pc)),
+    };
+    if let Some(saved) = hypervisor.kernel.registers_mut(current) {
+        *saved = *frame;
+    }
+    let decision = hypervisor.kernel.handle(exit, &mut Pl011);
+    let fault = match exit {
+        Exit::Fault(report) => Some(report),
+        _ => None,
+    };
+    apply(hypervisor, arch, Some(current), decision, fault, frame);
+}
+
+fn unknown(esr: u64, pc: u64) -> FaultReport {
+    FaultReport {
+        kind: FaultKind::Unknown,
+        ipa: 0,
+        esr,
+        pc,
+        injectable: false,
+    }
+}
+
+/// Decodes a stage-2 abort: the IPA comes from HPFAR_EL2 (page) and FAR_EL2 (offset), as
+/// DESIGN.md 9 verified; the DFSC/IFSC (ESR bits 5:0) says which fault.
+fn stage2_abort(esr: u64, pc: u64) -> FaultReport {
+    let ipa = abort_ipa(HPFAR_EL2.get(), FAR_EL2.get());
+    // Only a domain that installed an exception vector can take the abort back.
+    let injectable = VBAR_EL1.get() != 0;
+    FaultReport {
+        kind: classify_abort(esr),
+        ipa,
+        esr,
+        pc,
+        injectable,
+    }
+}
+
+/// Carries out the kernel's decision on the trap frame.
+fn apply(
+    hypervisor: &mut Hypervisor,
+    arch: &mut [ArchDomain; MAX_DOMAINS],
+    previous: Option<DomainIndex>,
+    decision: Decision,
+    fault: Option<FaultReport>,
+    frame: &mut Registers,
+) {
+    match decision {
+        Decision::Run(next) => {
+            if previous != Some(next) {
+                switch_domain(hypervisor, arch, previous, next);
+                gic::start_slice();
+            }
+            load_frame(hypervisor, next, frame);
+        }
+        Decision::InjectAbort(domain) => {
+            load_frame(hypervisor, domain, frame);
+            if let Some(fault) = fault {
+                inject_external_abort(fault, frame);
+            }
+        }
+        Decision::Halt(halt) => halt_system(hypervisor, &halt),
+    }
+}
+
+fn load_frame(hypervisor: &mut Hypervisor, domain: DomainIndex, frame: &mut Registers) {
+    match hypervisor.kernel.registers_mut(domain) {
+        Some(registers) => *frame = *registers,
+        None => fatal(3, "panic"),
+    }
+}
+
+/// Flushes every domain's partial line, prints the final status line and powers off.
+pub fn halt_system(hypervisor: &mut Hypervisor, halt: &Halt) -> ! {
+    super::boot::check_stack();
+    hypervisor.kernel.flush_console(&mut Pl011);
+    let _ = hypervisor.kernel.write_halt_line(halt, &mut Pl011);
+    psci::system_off()
+}
+
+/// Gives a domain its stage-2 abort back as a synchronous external abort taken to its own EL1
+/// vector, the way pKVM treats a host access to memory it does not own (DESIGN.md 2).
+fn inject_external_abort(fault: FaultReport, frame: &mut Registers) {
+    ESR_EL1.set(fault.injected_syndrome());
+    // Stage 1 is off, so the faulting VA is the IPA.
+    FAR_EL1.set(fault.ipa);
+    ELR_EL1.set(frame.pc);
+    SPSR_EL1.set(frame.pstate);
+    frame.pc = VBAR_EL1
+        .get()
+        .wrapping_add(el1_sync_vector_offset(frame.pstate));
+    frame.pstate = crate::kernel::registers::INITIAL_PSTATE;
+}
+
+/// Switches the EL1 registers and stage 2 from `previous` to `next`.
+fn switch_domain(
+    hypervisor: &mut Hypervisor,
+    arch: &mut [ArchDomain; MAX_DOMAINS],
+    previous: Option<DomainIndex>,
+    next: DomainIndex,
+) {
+    if let Some(previous) = previous.and_then(|p| arch.get_mut(p.get())) {
+        previous.el1.save();
+    }
+    let Some(incoming) = arch.get(next.get()) else {
+        fatal(3, "panic")
+    };
+    incoming.el1.restore();
+    VTTBR_EL2.set(incoming.vttbr);
+    let fp_trap = if hypervisor.fp_owner == Some(next) {
+        0
+    } else {
+        CPTR_TFP
+    };
+    CPTR_EL2.set(CPTR_BASE | fp_trap);
+    barrier::isb(barrier::SY);
+}
+
+/// Lazy FP/SIMD switch on the first FP instruction of a domain that does not own the registers.
+fn switch_fp(
+    hypervisor: &mut Hypervisor,
+    arch: &mut [ArchDomain; MAX_DOMAINS],
+    current: DomainIndex,
+) {
+    CPTR_EL2.set(CPTR_BASE);
+    barrier::isb(barrier::SY);
+    if let Some(owner) = hypervisor.fp_owner.and_then(|o| arch.get_mut(o.get())) {
+        owner.fp.save();
+    }
+    if let Some(incoming) = arch.get(current.get()) {
+        incoming.fp.restore();
+    }
+    hypervisor.fp_owner = Some(current);
+}
+
+/// EL2 controls for running domains (Arm ARM D13.2.48 `HCR_EL2` and friends).
+pub fn configure_el2() {
+    // VM, SWIO, FMO, IMO, AMO: stage 2 on, interrupts and SErrors to EL2.
+    // DC: stage-1-off PDs get Normal cacheable memory (DESIGN.md 9).
+    // TWI, TWE: WFI/WFE yield the time slice instead of sleeping the CPU.
+    // TSC: SMC traps (no direct PSCI for domains). TIDCP, TACR, TSW: implementation-defined
+    // registers, ACTLR and set/way cache maintenance trap. RW: EL1 is AArch64.
+    let hcr: u64 = (1 << 0)
+        | (1 << 1)
+        | (1 << 3)
+        | (1 << 4)
+        | (1 << 5)
+        | (1 << 12)
+        | (1 << 13)
+        | (1 << 14)
+        | (1 << 19)
+        | (1 << 20)
+        | (1 << 21)
+        | (1 << 22)
+        | (1 << 31);
+    HCR_EL2.set(hcr);
+    // DESIGN.md 9: T0SZ=24, SL0=1, WB-WA, inner shareable, 4 KiB granule, PS=40-bit.
+    VTCR_EL2.set(0x8002_3558);
+    CPTR_EL2.set(CPTR_BASE | CPTR_TFP);
+    // Debug and PMU registers trap (TDRA, TDOSA, TDA, TPM, TPMCR); HPMN is kept.
+    MDCR_EL2.set(MDCR_EL2.get() | (1 << 11) | (1 << 10) | (1 << 9) | (1 << 6) | (1 << 5));
+    // EL1 may read the physical counter (EL1PCTEN) but not program the physical timer (EL1PCEN).
+    CNTHCTL_EL2.set(1);
+    CNTVOFF_EL2.set(0);
+    VMPIDR_EL2.set(MPIDR_EL1.get());
+    // SAFETY: VPIDR_EL2 only sets what EL1 reads as MIDR_EL1; aarch64-cpu has no accessor.
+    unsafe {
+        core::arch::asm!("mrs {v}, midr_el1", "msr vpidr_el2, {v}", v = out(reg) _, options(nostack));
+    }
+    barrier::isb(barrier::SY);
+}

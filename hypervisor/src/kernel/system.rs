@@ -1,0 +1,575 @@
+//! The Microkit kernel state machine: domains, priorities, notifications, protected procedure
+//! calls, fault routing and the console, driven by the exits the arch layer reports.
+//!
+//! ```text
+//!            start / event delivered
+//!   Ready  <------------------------------  Waiting        (PD_REPLY_RECV)
+//!     |  \                                     ^
+//!     |   \ PD_PPCALL                          | PD_REPLY_RECV
+//!     |    v                                   |
+//!     |   Calling{server} --server replies--> Ready
+//!     |
+//!     +-- fault --> Stopped (reported to the parent, or printed)
+//! ```
+//!
+//! Scheduling is Microkit's: the highest-priority domain that has work runs; handlers run to
+//! completion; among equal priorities the EL2 timer rotates round robin, so a spinning PD cannot
+//! starve another. Nothing here touches hardware: the arch layer saves registers into
+//! [`Domain::registers`], calls [`Kernel::handle`], and loads the registers of the domain the
+//! returned [`Decision`] names.
+
+use core::fmt::{self, Write};
+
+use frameshift_abi::boot_info::{ChannelDesc, DomainDesc, DOMAIN_KIND_PD, DOMAIN_KIND_VM, NONE};
+use frameshift_abi::pd_call::{
+    MessageInfo, EVENT_FAULT, EVENT_NOTIFIED, EVENT_PROTECTED, PD_DEBUG_WRITE, PD_IRQ_ACK,
+    PD_NOTIFY, PD_PPCALL, PD_REPLY_RECV, PD_SYSTEM_OFF,
+};
+use frameshift_abi::smccc::{INVALID_PARAMETER, NOT_SUPPORTED, SUCCESS};
+
+use super::channels::{ChannelError, ChannelTable, ChannelUse};
+use super::console::{ConsoleName, LineBuffer};
+use super::domain::{Domain, DomainIndex, DomainKind, RunState};
+use super::fault::FaultReport;
+use super::registers::Registers;
+
+/// Most domains a system may have (Microkit's limit is 63; one bit each in a `u64`).
+pub const MAX_DOMAINS: usize = 63;
+
+/// Highest Microkit priority.
+pub const MAX_PRIORITY: u8 = 254;
+
+/// Most bytes one `PD_DEBUG_WRITE` carries (`x2`-`x7`).
+pub const DEBUG_WRITE_MAX: u64 = 48;
+
+/// How many faults a PD without a parent may have injected back into itself before the kernel
+/// stops it: bounds a PD whose own abort handler keeps faulting.
+pub const MAX_INJECTED_FAULTS: u32 = 64;
+
+/// Why the kernel refused to build the system from the boot information.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BuildError {
+    /// No domains, or more than [`MAX_DOMAINS`].
+    DomainCount(usize),
+    /// Domain `index` has an unknown kind.
+    DomainKind(usize),
+    /// Domain `index` has a priority above [`MAX_PRIORITY`].
+    Priority(usize),
+    /// Domain `index` names a parent that does not exist, is itself, comes later, or is a VM.
+    Parent(usize),
+    /// The channel table is inconsistent.
+    Channel(ChannelError),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::DomainCount(count) => write!(f, "{count} domains (need 1..={MAX_DOMAINS})"),
+            Self::DomainKind(index) => write!(f, "domain {index}: unknown kind"),
+            Self::Priority(index) => write!(f, "domain {index}: priority above {MAX_PRIORITY}"),
+            Self::Parent(index) => write!(f, "domain {index}: invalid parent"),
+            Self::Channel(ChannelError::TooMany) => f.write_str("too many channels"),
+            Self::Channel(ChannelError::BadDomain { index }) => {
+                write!(f, "channel {index}: unknown domain")
+            }
+            Self::Channel(ChannelError::BadId { index }) => {
+                write!(f, "channel {index}: id above 61")
+            }
+            Self::Channel(ChannelError::DuplicateId { index }) => {
+                write!(f, "channel {index}: id already used at one end")
+            }
+        }
+    }
+}
+
+/// What made the CPU leave the running domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// `HVC #0`: a PD call (function id in `x0`). The saved PC is already past the HVC.
+    Hypercall,
+    /// A trapped `SMC` (`HCR_EL2.TSC`): refused; the saved PC still points at the SMC.
+    SecureMonitorCall,
+    /// A trapped `WFI`/`WFE`: the domain yields the rest of its time slice. The saved PC still
+    /// points at the instruction.
+    WaitForInterrupt,
+    /// The EL2 timer expired: the time slice is over.
+    TimerTick,
+    /// The domain faulted.
+    Fault(FaultReport),
+}
+
+/// Why the system stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HaltReason {
+    /// No domain can run and nothing can wake one.
+    Idle,
+    /// A PD called `PD_SYSTEM_OFF`.
+    SystemOff(DomainIndex),
+}
+
+/// The final status of the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Halt {
+    /// The exit status (0 = success), at most 255.
+    pub status: u8,
+    /// Why.
+    pub reason: HaltReason,
+}
+
+/// What the arch layer does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Load this domain's registers and enter it.
+    Run(DomainIndex),
+    /// The running domain (this one) gets its fault back as a synchronous external abort at EL1,
+    /// then resumes at its exception vector.
+    InjectAbort(DomainIndex),
+    /// Print the final status line and power off.
+    Halt(Halt),
+}
+
+/// Event counters printed on the final status line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Faults taken by any domain.
+    pub faults: u64,
+    /// `PD_NOTIFY` calls accepted.
+    pub notifications: u64,
+    /// `PD_PPCALL` calls accepted.
+    pub calls: u64,
+    /// Times the timer switched to another domain.
+    pub preemptions: u64,
+}
+
+/// The kernel's view of the whole system.
+#[derive(Debug)]
+pub struct Kernel {
+    domains: heapless::Vec<Domain, MAX_DOMAINS>,
+    channels: ChannelTable,
+    current: Option<DomainIndex>,
+    counters: Counters,
+}
+
+impl Kernel {
+    /// Builds the system from the (already parsed) boot-information tables. Every index is
+    /// checked; nothing is trusted.
+    pub fn new(domains: &[DomainDesc], channels: &[ChannelDesc]) -> Result<Self, BuildError> {
+        if domains.is_empty() || domains.len() > MAX_DOMAINS {
+            return Err(BuildError::DomainCount(domains.len()));
+        }
+        let mut table = heapless::Vec::new();
+        for (index, desc) in domains.iter().enumerate() {
+            let kind = match desc.kind {
+                DOMAIN_KIND_PD => DomainKind::ProtectionDomain,
+                DOMAIN_KIND_VM => DomainKind::VirtualMachine,
+                _ => return Err(BuildError::DomainKind(index)),
+            };
+            if desc.priority > MAX_PRIORITY {
+                return Err(BuildError::Priority(index));
+            }
+            let parent = if desc.parent == NONE {
+                None
+            } else {
+                let parent = usize::try_from(desc.parent).map_err(|_| BuildError::Parent(index))?;
+                // Parents come first (boot_info.rs), so this also rules out cycles.
+                if parent >= index || domains[parent].kind != DOMAIN_KIND_PD {
+                    return Err(BuildError::Parent(index));
+                }
+                Some(DomainIndex(parent as u8))
+            };
+            let (state, registers) = match kind {
+                DomainKind::ProtectionDomain => (
+                    RunState::Ready,
+                    Registers::initial(desc.entry, desc.stack_top),
+                ),
+                // VMs are started by their VMM in a later issue; until then they never run.
+                DomainKind::VirtualMachine => (RunState::Stopped, Registers::default()),
+            };
+            let domain = Domain {
+                name: ConsoleName::from_padded(&desc.name),
+                kind,
+                priority: desc.priority,
+                parent,
+                child_id: u64::from(desc.child_id),
+                state,
+                registers,
+                pending_notifications: 0,
+                pending_faults: 0,
+                serving: None,
+                handling_fault: None,
+                last_fault: None,
+                faults: 0,
+                line: LineBuffer::new(),
+            };
+            // Cannot fail: the count was checked above.
+            let _ = table.push(domain);
+        }
+        let channels = ChannelTable::new(channels, domains.len()).map_err(BuildError::Channel)?;
+        Ok(Self {
+            domains: table,
+            channels,
+            current: None,
+            counters: Counters::default(),
+        })
+    }
+
+    /// Number of domains.
+    pub fn domain_count(&self) -> usize {
+        self.domains.len()
+    }
+
+    /// A domain's record (`None` for an index out of range).
+    pub fn domain(&self, index: DomainIndex) -> Option<&Domain> {
+        self.domains.get(index.get())
+    }
+
+    /// The domain that is on the CPU (or was, until the last exit).
+    pub fn current(&self) -> Option<DomainIndex> {
+        self.current
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// The saved registers of `index` (the arch layer copies the trap frame in and out).
+    pub fn registers_mut(&mut self, index: DomainIndex) -> Option<&mut Registers> {
+        self.domains.get_mut(index.get()).map(|d| &mut d.registers)
+    }
+
+    /// Chooses the first domain to run.
+    pub fn start(&mut self) -> Decision {
+        self.schedule(false)
+    }
+
+    /// Handles an exit of the current domain, whose registers the arch layer has saved into
+    /// [`Kernel::registers_mut`]. Console output (PD lines, fault lines) goes to `out`.
+    pub fn handle(&mut self, exit: Exit, out: &mut dyn Write) -> Decision {
+        let Some(current) = self.current else {
+            return self.schedule(false);
+        };
+        match exit {
+            Exit::Hypercall => self.hypercall(current, out),
+            Exit::SecureMonitorCall => {
+                let registers = &mut self.domains[current.get()].registers;
+                registers.set_status(NOT_SUPPORTED);
+                registers.pc = registers.pc.wrapping_add(4);
+                self.schedule(false)
+            }
+            Exit::WaitForInterrupt => {
+                let registers = &mut self.domains[current.get()].registers;
+                registers.pc = registers.pc.wrapping_add(4);
+                self.schedule(true)
+            }
+            Exit::TimerTick => {
+                let decision = self.schedule(true);
+                if decision != Decision::Run(current) && matches!(decision, Decision::Run(_)) {
+                    self.counters.preemptions += 1;
+                }
+                decision
+            }
+            Exit::Fault(report) => self.fault(current, report, out),
+        }
+    }
+
+    /// Writes out every domain's partial console line (before the final status line).
+    pub fn flush_console(&mut self, out: &mut dyn Write) {
+        for domain in self.domains.iter_mut() {
+            let _ = domain.line.flush_partial(&domain.name, out);
+        }
+    }
+
+    /// Writes the final status line.
+    pub fn write_halt_line(&self, halt: &Halt, out: &mut dyn Write) -> fmt::Result {
+        write!(out, "FS|hypervisor|halt status={} reason=", halt.status)?;
+        match halt.reason {
+            HaltReason::Idle => out.write_str("idle")?,
+            HaltReason::SystemOff(by) => {
+                let name = self.domain(by).map_or("?", |d| d.name.as_str());
+                write!(out, "system-off by={name}")?;
+            }
+        }
+        let counters = self.counters;
+        writeln!(
+            out,
+            " faults={} notifications={} calls={} preemptions={}",
+            counters.faults, counters.notifications, counters.calls, counters.preemptions
+        )
+    }
+
+    fn hypercall(&mut self, current: DomainIndex, out: &mut dyn Write) -> Decision {
+        let registers = self.domains[current.get()].registers;
+        // SMCCC: the function identifier is W0.
+        match registers.x[0] as u32 {
+            PD_DEBUG_WRITE => self.debug_write(current, out),
+            PD_NOTIFY => self.notify(current),
+            PD_PPCALL => self.call(current),
+            PD_REPLY_RECV => self.reply_recv(current),
+            PD_SYSTEM_OFF => {
+                let status = u8::try_from(registers.x[1]).unwrap_or(u8::MAX);
+                Decision::Halt(Halt {
+                    status,
+                    reason: HaltReason::SystemOff(current),
+                })
+            }
+            // No interrupt is ever delivered to a PD in this version, so there is nothing to
+            // acknowledge on any channel.
+            PD_IRQ_ACK => self.finish(current, INVALID_PARAMETER),
+            _ => self.finish(current, NOT_SUPPORTED),
+        }
+    }
+
+    /// Returns `status` to the caller and lets the scheduler decide (a call may have made a
+    /// higher-priority domain runnable).
+    fn finish(&mut self, current: DomainIndex, status: i64) -> Decision {
+        self.domains[current.get()].registers.set_status(status);
+        self.schedule(false)
+    }
+
+    fn debug_write(&mut self, current: DomainIndex, out: &mut dyn Write) -> Decision {
+        let domain = &mut self.domains[current.get()];
+        let count = domain.registers.x[1];
+        if count > DEBUG_WRITE_MAX {
+            return self.finish(current, INVALID_PARAMETER);
+        }
+        let mut bytes = [0u8; DEBUG_WRITE_MAX as usize];
+        for (chunk, register) in bytes.chunks_exact_mut(8).zip(&domain.registers.x[2..8]) {
+            chunk.copy_from_slice(&register.to_le_bytes());
+        }
+        let _ = domain
+            .line
+            .push_bytes(&domain.name, &bytes[..count as usize], out);
+        self.finish(current, SUCCESS)
+    }
+
+    fn notify(&mut self, current: DomainIndex) -> Decision {
+        let channel = self.domains[current.get()].registers.x[1];
+        let Some(far) = self.channels.far_end(current, channel, ChannelUse::Notify) else {
+            return self.finish(current, INVALID_PARAMETER);
+        };
+        let target = &mut self.domains[far.domain.get()];
+        if target.state != RunState::Stopped {
+            target.pending_notifications |= 1 << far.channel;
+        }
+        self.counters.notifications += 1;
+        self.finish(current, SUCCESS)
+    }
+
+    fn call(&mut self, current: DomainIndex) -> Decision {
+        let channel = self.domains[current.get()].registers.x[1];
+        let Some(far) = self.channels.far_end(current, channel, ChannelUse::Call) else {
+            return self.finish(current, INVALID_PARAMETER);
+        };
+        let server = &self.domains[far.domain.get()];
+        // Microkit: a PPC goes only to a strictly higher priority, so it can never deadlock.
+        if server.priority <= self.domains[current.get()].priority
+            || server.state == RunState::Stopped
+        {
+            return self.finish(current, INVALID_PARAMETER);
+        }
+        self.domains[current.get()].state = RunState::Calling {
+            server: far.domain,
+            server_channel: far.channel,
+            delivered: false,
+        };
+        self.counters.calls += 1;
+        self.schedule(false)
+    }
+
+    fn reply_recv(&mut self, current: DomainIndex) -> Decision {
+        let domain = &mut self.domains[current.get()];
+        let reply = domain.registers;
+        domain.handling_fault = None;
+        domain.state = RunState::Waiting;
+        if let Some(caller) = domain.serving.take() {
+            let caller = &mut self.domains[caller.get()];
+            if matches!(caller.state, RunState::Calling { server, .. } if server == current) {
+                caller.registers.x[2..=10].copy_from_slice(&reply.x[2..=10]);
+                caller.registers.set_status(SUCCESS);
+                caller.state = RunState::Ready;
+            }
+        }
+        self.schedule(false)
+    }
+
+    fn fault(
+        &mut self,
+        current: DomainIndex,
+        report: FaultReport,
+        out: &mut dyn Write,
+    ) -> Decision {
+        self.counters.faults += 1;
+        let domain = &mut self.domains[current.get()];
+        domain.faults = domain.faults.saturating_add(1);
+        let parent = domain.parent;
+        let parent = parent.filter(|&p| self.domains[p.get()].state != RunState::Stopped);
+        let name = self.domains[current.get()].name.clone();
+        if let Some(parent) = parent {
+            let _ = writeln!(
+                out,
+                "FS|hypervisor|fault pd={} {} to={}",
+                name,
+                report,
+                self.domains[parent.get()].name
+            );
+            self.domains[current.get()].last_fault = Some(report);
+            self.domains[parent.get()].pending_faults |= current.bit();
+            self.stop(current);
+            return self.schedule(false);
+        }
+        let _ = writeln!(out, "FS|hypervisor|fault pd={name} {report}");
+        if report.injectable && self.domains[current.get()].faults <= MAX_INJECTED_FAULTS {
+            return Decision::InjectAbort(current);
+        }
+        let _ = writeln!(out, "FS|hypervisor|stopped pd={name}");
+        self.stop(current);
+        self.schedule(false)
+    }
+
+    /// Stops a domain for good. A caller blocked on it gets `INVALID_PARAMETER` back, so no PD
+    /// waits forever for a dead server.
+    fn stop(&mut self, index: DomainIndex) {
+        let domain = &mut self.domains[index.get()];
+        domain.state = RunState::Stopped;
+        domain.serving = None;
+        domain.handling_fault = None;
+        domain.pending_notifications = 0;
+        for caller in self.domains.iter_mut() {
+            if matches!(caller.state, RunState::Calling { server, .. } if server == index) {
+                caller.registers.set_status(INVALID_PARAMETER);
+                caller.state = RunState::Ready;
+            }
+        }
+    }
+
+    /// The undelivered caller of `server` with the highest priority (lowest index on a tie).
+    fn next_caller(&self, server: DomainIndex) -> Option<DomainIndex> {
+        let mut best: Option<(u8, DomainIndex)> = None;
+        for (index, domain) in self.domains.iter().enumerate() {
+            if let RunState::Calling {
+                server: s,
+                delivered: false,
+                ..
+            } = domain.state
+            {
+                if s == server && best.is_none_or(|(priority, _)| domain.priority > priority) {
+                    best = Some((domain.priority, DomainIndex(index as u8)));
+                }
+            }
+        }
+        best.map(|(_, index)| index)
+    }
+
+    fn has_work(&self, index: DomainIndex) -> bool {
+        let domain = &self.domains[index.get()];
+        match domain.state {
+            RunState::Ready => true,
+            RunState::Waiting => {
+                domain.pending_notifications != 0
+                    || domain.pending_faults != 0
+                    || self.next_caller(index).is_some()
+            }
+            RunState::Calling { .. } | RunState::Stopped => false,
+        }
+    }
+
+    /// Picks the next domain: the highest priority with work; the current one keeps the CPU
+    /// among equals unless `rotate` (time slice over), which moves to the next equal in index
+    /// order (round robin).
+    fn schedule(&mut self, rotate: bool) -> Decision {
+        let count = self.domains.len();
+        let Some(best) = (0..count)
+            .map(|i| DomainIndex(i as u8))
+            .filter(|&d| self.has_work(d))
+            .map(|d| self.domains[d.get()].priority)
+            .max()
+        else {
+            return Decision::Halt(Halt {
+                status: 0,
+                reason: HaltReason::Idle,
+            });
+        };
+        let eligible = |kernel: &Self, d: DomainIndex| {
+            kernel.has_work(d) && kernel.domains[d.get()].priority == best
+        };
+        let chosen = match self.current {
+            Some(current) if !rotate && eligible(self, current) => current,
+            _ => {
+                let start = self.current.map_or(0, |c| c.get() + 1);
+                let Some(chosen) = (0..count)
+                    .map(|i| DomainIndex(((start + i) % count) as u8))
+                    .find(|&d| eligible(self, d))
+                else {
+                    return Decision::Halt(Halt {
+                        status: 0,
+                        reason: HaltReason::Idle,
+                    });
+                };
+                chosen
+            }
+        };
+        if self.domains[chosen.get()].state == RunState::Waiting {
+            self.deliver(chosen);
+            if self.domains[chosen.get()].state == RunState::Waiting {
+                // A stale pending bit with nothing behind it was consumed: choose again.
+                return self.schedule(rotate);
+            }
+        }
+        self.current = Some(chosen);
+        Decision::Run(chosen)
+    }
+
+    /// Gives a waiting domain its next event (calls first, then child faults, then
+    /// notifications) in the `PD_REPLY_RECV` result registers.
+    fn deliver(&mut self, index: DomainIndex) {
+        if let Some(caller) = self.next_caller(index) {
+            let (message, server_channel) = match self.domains[caller.get()].state {
+                RunState::Calling { server_channel, .. } => {
+                    let mut message = [0u64; 9];
+                    message.copy_from_slice(&self.domains[caller.get()].registers.x[2..=10]);
+                    (message, server_channel)
+                }
+                _ => return,
+            };
+            if let RunState::Calling { delivered, .. } = &mut self.domains[caller.get()].state {
+                *delivered = true;
+            }
+            let server = &mut self.domains[index.get()];
+            server.registers.set_status(SUCCESS);
+            server.registers.x[1] = EVENT_PROTECTED;
+            server.registers.x[2..=10].copy_from_slice(&message);
+            server.registers.x[11] = u64::from(server_channel);
+            server.serving = Some(caller);
+            server.state = RunState::Ready;
+            return;
+        }
+        let pending_faults = self.domains[index.get()].pending_faults;
+        if pending_faults != 0 {
+            let child = DomainIndex(pending_faults.trailing_zeros() as u8);
+            let child_id = self.domains[child.get()].child_id;
+            let report = self.domains[child.get()].last_fault;
+            let parent = &mut self.domains[index.get()];
+            parent.pending_faults &= !child.bit();
+            if let Some(report) = report {
+                let (details, count) = report.message();
+                parent.registers.set_status(SUCCESS);
+                parent.registers.x[1] = EVENT_FAULT;
+                parent.registers.x[2] = MessageInfo::new(report.kind.label(), count).0;
+                parent.registers.x[3..6].copy_from_slice(&details);
+                parent.registers.x[11] = child_id;
+                parent.handling_fault = Some(child);
+                parent.state = RunState::Ready;
+                return;
+            }
+        }
+        let domain = &mut self.domains[index.get()];
+        if domain.pending_notifications != 0 {
+            domain.registers.set_status(SUCCESS);
+            domain.registers.x[1] = EVENT_NOTIFIED;
+            domain.registers.x[2] = domain.pending_notifications;
+            domain.pending_notifications = 0;
+            domain.state = RunState::Ready;
+        }
+    }
+}

@@ -1,0 +1,467 @@
+//! Host tests of the Microkit state machine: each test plays the PDs' side by setting registers
+//! the way the PD runtime would before an `HVC`, then checks the kernel's decision and what the
+//! PDs see.
+
+extern crate std;
+
+use std::string::String;
+
+use frameshift_abi::boot_info::{
+    ChannelDesc, DomainDesc, CHANNEL_A_CALLS_B, CHANNEL_A_NOTIFIES_B, CHANNEL_B_NOTIFIES_A,
+    DOMAIN_KIND_PD, DOMAIN_KIND_VM, NAME_LEN, NONE,
+};
+use frameshift_abi::pd_call::{
+    MessageInfo, EVENT_FAULT, EVENT_NOTIFIED, EVENT_PROTECTED, FAULT_STAGE2_ABORT, PD_DEBUG_WRITE,
+    PD_NOTIFY, PD_PPCALL, PD_REPLY_RECV, PD_SYSTEM_OFF,
+};
+use frameshift_abi::smccc::{INVALID_PARAMETER, NOT_SUPPORTED, SUCCESS};
+
+use super::system::BuildError;
+use super::*;
+
+fn pd(name: &str, priority: u8, parent: u32) -> DomainDesc {
+    let mut padded = [0u8; NAME_LEN];
+    padded[..name.len()].copy_from_slice(name.as_bytes());
+    DomainDesc {
+        name: padded,
+        kind: DOMAIN_KIND_PD,
+        priority,
+        flags: 0,
+        reserved0: 0,
+        parent,
+        child_id: if parent == NONE { NONE } else { 7 },
+        first_mapping: 0,
+        mapping_count: 0,
+        reserved1: 0,
+        entry: 0x20_0000,
+        stack_top: 0x40_0000,
+        ipc_buffer: 0,
+    }
+}
+
+fn channel(a: u32, id_a: u32, b: u32, id_b: u32, flags: u32) -> ChannelDesc {
+    ChannelDesc {
+        domain_a: a,
+        id_a,
+        domain_b: b,
+        id_b,
+        flags,
+        reserved0: 0,
+    }
+}
+
+const A: DomainIndex = DomainIndex(0);
+const B: DomainIndex = DomainIndex(1);
+const C: DomainIndex = DomainIndex(2);
+
+/// Simulates the running PD issuing `HVC #0` with `args` in x0.. and returns the decision.
+fn hvc(kernel: &mut Kernel, args: &[u64], out: &mut String) -> Decision {
+    let current = kernel.current().unwrap();
+    let registers = kernel.registers_mut(current).unwrap();
+    registers.x[..args.len()].copy_from_slice(args);
+    kernel.handle(Exit::Hypercall, out)
+}
+
+fn regs(kernel: &mut Kernel, domain: DomainIndex) -> Registers {
+    *kernel.registers_mut(domain).unwrap()
+}
+
+fn stage2_fault(injectable: bool) -> Exit {
+    Exit::Fault(FaultReport {
+        kind: FaultKind::Translation,
+        ipa: 0x1234_5000,
+        esr: 0x9200_0007,
+        pc: 0x20_0040,
+        injectable,
+    })
+}
+
+#[test]
+fn the_highest_priority_pd_inits_first_and_idle_halts() {
+    let mut out = String::new();
+    let mut kernel = Kernel::new(&[pd("low", 10, NONE), pd("high", 200, NONE)], &[]).unwrap();
+    assert_eq!(kernel.start(), Decision::Run(B));
+    assert_eq!(regs(&mut kernel, B).pc, 0x20_0000);
+    assert_eq!(regs(&mut kernel, B).sp, 0x40_0000);
+    assert_eq!(regs(&mut kernel, B).pstate, 0x3C5);
+    assert_eq!(
+        hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out),
+        Decision::Run(A)
+    );
+    let decision = hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out);
+    let Decision::Halt(halt) = decision else {
+        panic!("{decision:?}")
+    };
+    assert_eq!(
+        halt,
+        Halt {
+            status: 0,
+            reason: HaltReason::Idle
+        }
+    );
+    kernel.write_halt_line(&halt, &mut out).unwrap();
+    assert_eq!(
+        out,
+        "FS|hypervisor|halt status=0 reason=idle faults=0 notifications=0 calls=0 preemptions=0\n"
+    );
+}
+
+#[test]
+fn a_notification_to_a_higher_priority_pd_preempts_and_carries_its_channel_bit() {
+    let mut out = String::new();
+    let channels = [channel(0, 3, 1, 5, CHANNEL_A_NOTIFIES_B)];
+    let mut kernel =
+        Kernel::new(&[pd("client", 10, NONE), pd("server", 20, NONE)], &channels).unwrap();
+    assert_eq!(kernel.start(), Decision::Run(B));
+    assert_eq!(
+        hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out),
+        Decision::Run(A)
+    );
+    // The client notifies on its channel 3; the server sees its own id, 5.
+    assert_eq!(
+        hvc(&mut kernel, &[PD_NOTIFY.into(), 3], &mut out),
+        Decision::Run(B)
+    );
+    let server = regs(&mut kernel, B);
+    assert_eq!(
+        (server.x[0], server.x[1], server.x[2]),
+        (0, EVENT_NOTIFIED, 1 << 5)
+    );
+    assert_eq!(regs(&mut kernel, A).x[0], SUCCESS as u64);
+    // The server may not notify back: its end has no notify right.
+    assert_eq!(
+        hvc(&mut kernel, &[PD_NOTIFY.into(), 5], &mut out),
+        Decision::Run(B)
+    );
+    assert_eq!(regs(&mut kernel, B).x[0], INVALID_PARAMETER as u64);
+    assert_eq!(
+        hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out),
+        Decision::Run(A)
+    );
+    assert_eq!(kernel.counters().notifications, 1);
+}
+
+#[test]
+fn notifications_to_a_lower_priority_pd_wait_and_coalesce() {
+    let mut out = String::new();
+    let channels = [channel(
+        0,
+        1,
+        1,
+        2,
+        CHANNEL_A_NOTIFIES_B | CHANNEL_B_NOTIFIES_A,
+    )];
+    let mut kernel = Kernel::new(&[pd("high", 100, NONE), pd("low", 1, NONE)], &channels).unwrap();
+    assert_eq!(kernel.start(), Decision::Run(A));
+    assert_eq!(
+        hvc(&mut kernel, &[PD_NOTIFY.into(), 1], &mut out),
+        Decision::Run(A)
+    );
+    assert_eq!(
+        hvc(&mut kernel, &[PD_NOTIFY.into(), 1], &mut out),
+        Decision::Run(A)
+    );
+    // The low PD has not run init yet: it starts at its entry, not with an event.
+    assert_eq!(
+        hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out),
+        Decision::Run(B)
+    );
+    assert_eq!(regs(&mut kernel, B).pc, 0x20_0000);
+    assert_eq!(
+        hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out),
+        Decision::Run(B)
+    );
+    let low = regs(&mut kernel, B);
+    assert_eq!((low.x[1], low.x[2]), (EVENT_NOTIFIED, 1 << 2));
+    assert!(matches!(
+        hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out),
+        Decision::Halt(_)
+    ));
+}
+
+#[test]
+fn a_protected_call_runs_the_server_and_returns_its_reply() {
+    let mut out = String::new();
+    let channels = [channel(0, 4, 1, 9, CHANNEL_A_CALLS_B)];
+    let mut kernel =
+        Kernel::new(&[pd("client", 10, NONE), pd("server", 20, NONE)], &channels).unwrap();
+    assert_eq!(kernel.start(), Decision::Run(B));
+    assert_eq!(
+        hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out),
+        Decision::Run(A)
+    );
+    let message = MessageInfo::new(0x42, 2).0;
+    let decision = hvc(
+        &mut kernel,
+        &[PD_PPCALL.into(), 4, message, 11, 22],
+        &mut out,
+    );
+    assert_eq!(decision, Decision::Run(B));
+    let server = regs(&mut kernel, B);
+    assert_eq!(server.x[1], EVENT_PROTECTED);
+    assert_eq!(
+        (server.x[2], server.x[3], server.x[4], server.x[11]),
+        (message, 11, 22, 9)
+    );
+    let reply = MessageInfo::new(0, 1).0;
+    assert_eq!(
+        hvc(&mut kernel, &[PD_REPLY_RECV.into(), 0, reply, 33], &mut out),
+        Decision::Run(A)
+    );
+    let client = regs(&mut kernel, A);
+    assert_eq!(
+        (client.x[0], client.x[2], client.x[3]),
+        (SUCCESS as u64, reply, 33)
+    );
+    assert_eq!(kernel.counters().calls, 1);
+}
+
+#[test]
+fn protected_calls_only_go_up_through_pp_ends() {
+    let mut out = String::new();
+    let channels = [
+        channel(0, 1, 1, 1, CHANNEL_A_CALLS_B),
+        channel(0, 2, 2, 2, CHANNEL_A_CALLS_B),
+    ];
+    let domains = [
+        pd("caller", 50, NONE),
+        pd("equal", 50, NONE),
+        pd("higher", 60, NONE),
+    ];
+    let mut kernel = Kernel::new(&domains, &channels).unwrap();
+    assert_eq!(kernel.start(), Decision::Run(C));
+    assert_eq!(
+        hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out),
+        Decision::Run(A)
+    );
+    // Equal priority: refused, and the caller keeps running.
+    assert_eq!(
+        hvc(&mut kernel, &[PD_PPCALL.into(), 1, 0], &mut out),
+        Decision::Run(A)
+    );
+    assert_eq!(regs(&mut kernel, A).x[0], INVALID_PARAMETER as u64);
+    // No such channel.
+    assert_eq!(
+        hvc(&mut kernel, &[PD_PPCALL.into(), 3, 0], &mut out),
+        Decision::Run(A)
+    );
+    assert_eq!(regs(&mut kernel, A).x[0], INVALID_PARAMETER as u64);
+    // Strictly higher, pp end: accepted.
+    assert_eq!(
+        hvc(&mut kernel, &[PD_PPCALL.into(), 2, 0], &mut out),
+        Decision::Run(C)
+    );
+}
+
+#[test]
+fn a_fault_without_parent_is_printed_and_the_others_run_on() {
+    let mut out = String::new();
+    let mut kernel = Kernel::new(&[pd("victim", 10, NONE), pd("attacker", 20, NONE)], &[]).unwrap();
+    assert_eq!(kernel.start(), Decision::Run(B));
+    assert_eq!(
+        kernel.handle(stage2_fault(false), &mut out),
+        Decision::Run(A)
+    );
+    assert_eq!(
+        out,
+        "FS|hypervisor|fault pd=attacker ipa=0x12345000 esr=0x92000007 pc=0x200040 kind=translation\n\
+         FS|hypervisor|stopped pd=attacker\n"
+    );
+    assert_eq!(kernel.domain(B).unwrap().state, RunState::Stopped);
+    let Decision::Halt(halt) = hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out) else {
+        panic!()
+    };
+    assert_eq!(halt.status, 0);
+    assert_eq!(kernel.counters().faults, 1);
+}
+
+#[test]
+fn an_injectable_fault_goes_back_to_the_pd_a_bounded_number_of_times() {
+    let mut out = String::new();
+    let mut kernel = Kernel::new(&[pd("prober", 10, NONE)], &[]).unwrap();
+    assert_eq!(kernel.start(), Decision::Run(A));
+    for _ in 0..system::MAX_INJECTED_FAULTS {
+        assert_eq!(
+            kernel.handle(stage2_fault(true), &mut out),
+            Decision::InjectAbort(A)
+        );
+    }
+    assert!(matches!(
+        kernel.handle(stage2_fault(true), &mut out),
+        Decision::Halt(_)
+    ));
+    assert_eq!(kernel.domain(A).unwrap().state, RunState::Stopped);
+}
+
+#[test]
+fn a_childs_fault_goes_to_its_parent() {
+    let mut out = String::new();
+    let mut kernel = Kernel::new(&[pd("parent", 10, NONE), pd("child", 5, 0)], &[]).unwrap();
+    assert_eq!(kernel.start(), Decision::Run(A));
+    assert_eq!(
+        hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out),
+        Decision::Run(B)
+    );
+    assert_eq!(
+        kernel.handle(stage2_fault(true), &mut out),
+        Decision::Run(A)
+    );
+    let parent = regs(&mut kernel, A);
+    assert_eq!(parent.x[1], EVENT_FAULT);
+    assert_eq!(MessageInfo(parent.x[2]).label(), FAULT_STAGE2_ABORT);
+    assert_eq!(MessageInfo(parent.x[2]).count(), 3);
+    assert_eq!(
+        (parent.x[3], parent.x[4], parent.x[5], parent.x[11]),
+        (0x1234_5000, 0x9200_0007, 0x20_0040, 7)
+    );
+    assert!(out.ends_with("to=parent\n"), "{out}");
+    assert_eq!(kernel.domain(B).unwrap().state, RunState::Stopped);
+}
+
+#[test]
+fn a_server_that_faults_releases_its_caller_with_an_error() {
+    let mut out = String::new();
+    let channels = [channel(0, 1, 1, 1, CHANNEL_A_CALLS_B)];
+    let mut kernel =
+        Kernel::new(&[pd("client", 1, NONE), pd("server", 2, NONE)], &channels).unwrap();
+    kernel.start();
+    hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out);
+    assert_eq!(
+        hvc(&mut kernel, &[PD_PPCALL.into(), 1, 0], &mut out),
+        Decision::Run(B)
+    );
+    assert_eq!(
+        kernel.handle(stage2_fault(false), &mut out),
+        Decision::Run(A)
+    );
+    assert_eq!(regs(&mut kernel, A).x[0], INVALID_PARAMETER as u64);
+    // The server is gone: later calls are refused at once.
+    assert_eq!(
+        hvc(&mut kernel, &[PD_PPCALL.into(), 1, 0], &mut out),
+        Decision::Run(A)
+    );
+    assert_eq!(regs(&mut kernel, A).x[0], INVALID_PARAMETER as u64);
+}
+
+#[test]
+fn the_timer_rotates_equal_priorities_but_never_hands_the_cpu_down() {
+    let mut out = String::new();
+    let domains = [
+        pd("spin1", 10, NONE),
+        pd("spin2", 10, NONE),
+        pd("low", 5, NONE),
+    ];
+    let mut kernel = Kernel::new(&domains, &[]).unwrap();
+    assert_eq!(kernel.start(), Decision::Run(A));
+    assert_eq!(kernel.handle(Exit::TimerTick, &mut out), Decision::Run(B));
+    assert_eq!(kernel.handle(Exit::TimerTick, &mut out), Decision::Run(A));
+    assert_eq!(kernel.counters().preemptions, 2);
+    // spin1 finishes; spin2 alone at the top keeps the CPU across ticks.
+    assert_eq!(
+        hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out),
+        Decision::Run(B)
+    );
+    assert_eq!(kernel.handle(Exit::TimerTick, &mut out), Decision::Run(B));
+    assert_eq!(kernel.counters().preemptions, 2);
+}
+
+#[test]
+fn smc_is_refused_and_skipped() {
+    let mut out = String::new();
+    let mut kernel = Kernel::new(&[pd("p", 1, NONE)], &[]).unwrap();
+    kernel.start();
+    kernel.registers_mut(A).unwrap().x[0] = 0x8400_0008;
+    assert_eq!(
+        kernel.handle(Exit::SecureMonitorCall, &mut out),
+        Decision::Run(A)
+    );
+    let registers = regs(&mut kernel, A);
+    assert_eq!(
+        (registers.x[0], registers.pc),
+        (NOT_SUPPORTED as u64, 0x20_0004)
+    );
+}
+
+#[test]
+fn unknown_calls_are_not_supported() {
+    let mut out = String::new();
+    let mut kernel = Kernel::new(&[pd("p", 1, NONE)], &[]).unwrap();
+    kernel.start();
+    assert_eq!(hvc(&mut kernel, &[0xC600_0003], &mut out), Decision::Run(A));
+    assert_eq!(regs(&mut kernel, A).x[0], NOT_SUPPORTED as u64);
+}
+
+#[test]
+fn debug_write_builds_prefixed_lines() {
+    let mut out = String::new();
+    let mut kernel = Kernel::new(&[pd("hello", 1, NONE)], &[]).unwrap();
+    kernel.start();
+    let word = u64::from_le_bytes(*b"hi\nFS|ev");
+    hvc(&mut kernel, &[PD_DEBUG_WRITE.into(), 8, word], &mut out);
+    assert_eq!(out, "FS|hello|hi\n");
+    assert_eq!(
+        hvc(&mut kernel, &[PD_DEBUG_WRITE.into(), 49], &mut out),
+        Decision::Run(A)
+    );
+    assert_eq!(regs(&mut kernel, A).x[0], INVALID_PARAMETER as u64);
+    kernel.flush_console(&mut out);
+    assert_eq!(out, "FS|hello|hi\nFS|hello|FS|ev\n");
+}
+
+#[test]
+fn system_off_names_the_caller() {
+    let mut out = String::new();
+    let mut kernel = Kernel::new(&[pd("boss", 1, NONE)], &[]).unwrap();
+    kernel.start();
+    let Decision::Halt(halt) = hvc(&mut kernel, &[PD_SYSTEM_OFF.into(), 300], &mut out) else {
+        panic!()
+    };
+    assert_eq!(
+        halt,
+        Halt {
+            status: 255,
+            reason: HaltReason::SystemOff(A)
+        }
+    );
+    kernel.write_halt_line(&halt, &mut out).unwrap();
+    assert!(
+        out.starts_with("FS|hypervisor|halt status=255 reason=system-off by=boss "),
+        "{out}"
+    );
+}
+
+#[test]
+fn inconsistent_boot_info_is_refused() {
+    assert_eq!(
+        Kernel::new(&[], &[]).unwrap_err(),
+        BuildError::DomainCount(0)
+    );
+    assert_eq!(
+        Kernel::new(&[pd("a", 255, NONE)], &[]).unwrap_err(),
+        BuildError::Priority(0)
+    );
+    assert_eq!(
+        Kernel::new(&[pd("a", 1, 0)], &[]).unwrap_err(),
+        BuildError::Parent(0)
+    );
+    assert_eq!(
+        Kernel::new(&[pd("a", 1, 1), pd("b", 1, NONE)], &[]).unwrap_err(),
+        BuildError::Parent(0)
+    );
+    let mut vm = pd("vm", 1, NONE);
+    vm.kind = DOMAIN_KIND_VM;
+    assert_eq!(
+        Kernel::new(&[vm, pd("b", 1, 0)], &[]).unwrap_err(),
+        BuildError::Parent(1)
+    );
+    let mut odd = pd("odd", 1, NONE);
+    odd.kind = 9;
+    assert_eq!(
+        Kernel::new(&[odd], &[]).unwrap_err(),
+        BuildError::DomainKind(0)
+    );
+    assert!(matches!(
+        Kernel::new(&[pd("a", 1, NONE)], &[channel(0, 1, 5, 1, 0)]).unwrap_err(),
+        BuildError::Channel(_)
+    ));
+}

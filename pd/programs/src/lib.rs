@@ -1,0 +1,37 @@
+//! What the scenario PD programs agree on: channel ids, labels, round counts and addresses. The
+//! systems in tests/systems/*.xml use the same numbers, and the QEMU tests check the lines the
+//! programs print.
+#![no_std]
+#![forbid(unsafe_code)]
+
+use frameshift_pd::{Channel, Ipa};
+
+/// Notification rounds of the ping-pong scenario.
+pub const PING_PONG_ROUNDS: u64 = 1000;
+/// The channel ping and pong each know the other by (pingpong.xml).
+pub const PING_PONG_CHANNEL: Channel = Channel::new(0);
+
+/// The channel the client calls the server on, and the server sees the client on (ppc.xml).
+pub const PPC_CHANNEL: Channel = Channel::new(0);
+/// Request label: "sum the message registers".
+pub const LABEL_SUM: u64 = 0x5;
+/// Reply label of a sum.
+pub const LABEL_SUM_REPLY: u64 = 0x6;
+/// Protected calls the client makes.
+pub const PPC_CALLS: u64 = 3;
+
+/// The channel between attacker and survivor (isolation.xml).
+pub const ISOLATION_CHANNEL: Channel = Channel::new(0);
+/// Where the survivor maps its secret region; the attacker has nothing mapped there.
+pub const SECRET_IPA: Ipa = Ipa(0x1000_0000);
+/// The value the survivor keeps in its secret region.
+pub const SECRET_VALUE: u64 = 0x5ec2_e75e_c2e7_0001;
+/// An address in the hypervisor's reserved range (its image is linked here): mapped in no
+/// domain (invariant I4).
+pub const HYPERVISOR_IPA: Ipa = Ipa(0x4010_0000);
+
+/// Times the worker must see the spinner's counter move before it ends the run (preemption.xml).
+pub const PREEMPTION_ROUNDS: u64 = 3;
+
+/// The channel the VMM and its peer PD use in the top-level system.xml.
+pub const VMM_PEER_CHANNEL: Channel = Channel::new(1);
