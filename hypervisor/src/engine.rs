@@ -1024,7 +1024,7 @@ impl<const FRAMES: usize, const BORROWERS: usize> Engine<FRAMES, BORROWERS> {
         let transition = plan.transition;
         if transition.zero {
             // Every mapping that leaves with the frame was removed and invalidated already.
-            arch.page_mut(plan.pa).fill(0);
+            arch.zero_page(plan.pa);
         }
         let record = self.frames.record_at(plan.frame);
         let owner = if transition.owner == Holder::Guest {
