@@ -13,13 +13,10 @@ fn fixtures() -> &'static Vec<Vec<u8>> {
     static FIXTURES: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
     FIXTURES.get_or_init(|| {
         let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let mut dirs = vec![
+        let dirs = [
             manifest.join("tests/fixtures"),
-            manifest.join("../../shared/microkit-sdf/sdf"),
+            manifest.join("tests/microkit-sdf/sdf"),
         ];
-        if let Ok(shared) = std::env::var("FRAMESHIFT_SHARED") {
-            dirs.push(PathBuf::from(shared).join("microkit-sdf/sdf"));
-        }
         let mut all = Vec::new();
         for dir in dirs {
             let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -30,13 +27,13 @@ fn fixtures() -> &'static Vec<Vec<u8>> {
             paths.sort();
             all.extend(paths.iter().filter_map(|path| std::fs::read(path).ok()));
         }
-        assert!(all.len() >= 14, "fixtures not found");
+        assert!(all.len() >= 143 + 14, "fixtures not found");
         all
     })
 }
 
 fn search_paths() -> Vec<PathBuf> {
-    vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/microkit-sdf/prefills")]
+    vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/microkit-sdf/prefills")]
 }
 
 /// Values that stress the integer, boolean and name parsers.

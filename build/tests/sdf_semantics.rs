@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use frameshift_build::sdf::{parse_str, SdfError, SystemDescription};
 
 fn parse(xml: &str) -> Result<SystemDescription, SdfError> {
-    let prefills =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/microkit-sdf/prefills");
+    let prefills = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/microkit-sdf/prefills");
     parse_str("t.system", xml, &[prefills])
 }
 
