@@ -62,9 +62,9 @@ extern "C" fn fs_el2_main() -> ! {
     boot_with_mmu()
 }
 
-/// Everything after the MMU is on. A separate, never inlined function, so its (large) stack
-/// frame is allocated only once the guard page under the stack is unmapped: an overflow then
-/// faults instead of silently overwriting `.bss`.
+/// Everything after the MMU is on. A separate, never inlined function, so its stack frame is
+/// allocated only once the guard page under the stack is unmapped: an overflow then faults
+/// instead of silently overwriting `.bss`.
 #[inline(never)]
 fn boot_with_mmu() -> ! {
     configure_el2();
