@@ -1061,7 +1061,7 @@ impl<const FRAMES: usize, const BORROWERS: usize> Engine<FRAMES, BORROWERS> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)] // The commit state of one page.
+    #[allow(clippy::too_many_arguments, reason = "the commit state of one page")]
     fn commit_page(
         &mut self,
         arch: &mut impl Stage2Arch,
