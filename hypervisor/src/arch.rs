@@ -20,6 +20,11 @@ pub trait PhysMemory {
     /// zeroed after their last mapping was removed and invalidated.
     fn page_mut(&mut self, pa: PhysAddr) -> &mut PageWords;
 
+    /// Zeroes the 4 KiB page at `pa` (page aligned); same rules as [`PhysMemory::page_mut`].
+    fn zero_page(&mut self, pa: PhysAddr) {
+        self.page_mut(pa).fill(0);
+    }
+
     /// Runs `visit` on the 4 KiB page at `pa` (page aligned) for reading a whole table at once.
     /// The default reads it word by word; implementations with direct access lend the page.
     fn with_page<R>(&self, pa: PhysAddr, visit: &mut dyn FnMut(&PageWords) -> R) -> R {

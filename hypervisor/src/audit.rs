@@ -205,7 +205,7 @@ pub fn audit<const FRAMES: usize, const BORROWERS: usize>(
 }
 
 /// Descriptor -> record checks for one mapped 4 KiB page.
-#[allow(clippy::too_many_arguments)] // One page's context.
+#[allow(clippy::too_many_arguments, reason = "the context of one audited page")]
 fn check_leaf<const FRAMES: usize, const BORROWERS: usize>(
     engine: &Engine<FRAMES, BORROWERS>,
     domain: DomainId,

@@ -186,7 +186,11 @@ impl<const FRAMES: usize, const BORROWERS: usize> Engine<FRAMES, BORROWERS> {
         frame_base: PhysAddr,
         frames: usize,
     ) -> Result<(), Error> {
-        *self = Self::empty();
+        // Reset field by field, in place: `Self::empty()` as a temporary would put the whole
+        // frame table on the kernel stack.
+        self.domains = [None; MAX_DOMAINS];
+        self.protected_count = 0;
+        self.pool = TablePool::empty();
         self.frames.init(frame_base, frames)?;
         let (start, end) = pool.range();
         if start < self.frames.end() && self.frames.base() < end {
@@ -1020,7 +1024,7 @@ impl<const FRAMES: usize, const BORROWERS: usize> Engine<FRAMES, BORROWERS> {
         let transition = plan.transition;
         if transition.zero {
             // Every mapping that leaves with the frame was removed and invalidated already.
-            arch.page_mut(plan.pa).fill(0);
+            arch.zero_page(plan.pa);
         }
         let record = self.frames.record_at(plan.frame);
         let owner = if transition.owner == Holder::Guest {
@@ -1057,7 +1061,7 @@ impl<const FRAMES: usize, const BORROWERS: usize> Engine<FRAMES, BORROWERS> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)] // The commit state of one page.
+    #[allow(clippy::too_many_arguments, reason = "the commit state of one page")]
     fn commit_page(
         &mut self,
         arch: &mut impl Stage2Arch,
@@ -1472,6 +1476,102 @@ mod tests {
             Some(2),
             "the block coalesced back"
         );
+    }
+
+    #[test]
+    fn microkit_region_shared_by_many_pds_fills_the_side_table_with_an_error() {
+        // A Microkit region mapped into several PDs at boot: the first mapper owns the frames,
+        // the others borrow them; the side table here has room for 3 extra borrowers.
+        let mut pool_arch =
+            crate::fake_arch::FakeArch::new(PhysAddr(0x2000_0000), PhysAddr(0x2010_0000));
+        let mut shared: Engine<4, 3> = Engine::empty();
+        shared
+            .init(
+                TablePool::new(PhysAddr(0x2000_0000), 256).unwrap(),
+                PhysAddr(0x5000_0000),
+                4,
+            )
+            .unwrap();
+        let region = |domain| BootMapping {
+            domain: DomainId(domain),
+            ipa: Ipa(0x1000_0000),
+            pa: PhysAddr(0x5000_0000),
+            pages: 2,
+            rights: Rights::READ,
+            memory: MemoryType::Normal,
+            sharing: BootSharing::Shareable,
+        };
+        for domain in 0..8 {
+            shared
+                .create_domain(
+                    &mut pool_arch,
+                    DomainId(domain),
+                    Vmid(u16::from(domain) + 1),
+                )
+                .unwrap();
+        }
+        // Owner + 1 inline borrower + 3 side-table records per frame: 2 frames need 6 > 3.
+        shared.map_at_boot(&mut pool_arch, &region(0)).unwrap();
+        shared.map_at_boot(&mut pool_arch, &region(1)).unwrap();
+        shared.map_at_boot(&mut pool_arch, &region(2)).unwrap();
+        let before = shared.clone();
+        assert_eq!(
+            shared.map_at_boot(&mut pool_arch, &region(3)),
+            Err(Error::BorrowerTableFull)
+        );
+        assert_eq!(shared, before, "refused, nothing changed");
+        assert_eq!(shared.frame_table().borrower_count(0), 2);
+        assert_eq!(
+            shared.page_state(&pool_arch, DomainId(2), Ipa(0x1000_0000)),
+            Ok(Some(PageState::SharedBorrowed))
+        );
+        assert_eq!(
+            shared.page_state(&pool_arch, DomainId(0), Ipa(0x1000_0000)),
+            Ok(Some(PageState::SharedOwned))
+        );
+    }
+
+    #[test]
+    fn exhausted_table_pool_refuses_and_changes_nothing() {
+        let mut arch =
+            crate::fake_arch::FakeArch::new(PhysAddr(0x2000_0000), PhysAddr(0x2000_4000));
+        let mut engine: Engine<1024, 4> = Engine::empty();
+        engine
+            .init(
+                TablePool::new(PhysAddr(0x2000_0000), 4).unwrap(),
+                PhysAddr(0x4000_0000),
+                1024,
+            )
+            .unwrap();
+        engine
+            .create_domain(&mut arch, DomainId(0), Vmid(1))
+            .unwrap();
+        let mapping = |ipa: u64, pa: u64| BootMapping {
+            domain: DomainId(0),
+            ipa: Ipa(ipa),
+            pa: PhysAddr(pa),
+            pages: 1,
+            rights: Rights::READ_WRITE,
+            memory: MemoryType::Normal,
+            sharing: BootSharing::Private,
+        };
+        // Root (2 pages) + level-2 + level-3 table: the pool is now empty.
+        engine
+            .map_at_boot(&mut arch, &mapping(0x1000, 0x4000_0000))
+            .unwrap();
+        assert_eq!(engine.pool().available(), 0);
+        let before = engine.clone();
+        let arch_before = arch.clone();
+        assert_eq!(
+            engine.map_at_boot(&mut arch, &mapping(0x40_0000_0000 - 0x1000, 0x4000_1000)),
+            Err(Error::OutOfTableMemory)
+        );
+        assert_eq!(engine, before);
+        assert!(arch.same_memory(&arch_before));
+        // Same table, no new table needed: still fine.
+        engine
+            .map_at_boot(&mut arch, &mapping(0x2000, 0x4000_2000))
+            .unwrap();
     }
 
     #[test]

@@ -66,3 +66,38 @@ impl fmt::Display for Error {
         fmt::Debug::fmt(self, f)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_map_to_smccc_codes_and_distinct_details() {
+        assert_eq!(Error::WrongState.smccc_code(), smccc::INVALID_PARAMETER);
+        assert_eq!(Error::Misaligned.smccc_code(), smccc::INVALID_PARAMETER);
+        assert_eq!(Error::OutOfTableMemory.smccc_code(), smccc::NOT_SUPPORTED);
+        let all = [
+            Error::Misaligned,
+            Error::IpaOutOfRange,
+            Error::InvalidRange,
+            Error::NotMapped,
+            Error::AlreadyMapped,
+            Error::NotTracked,
+            Error::HypervisorMemory,
+            Error::WrongState,
+            Error::Pinned,
+            Error::AlreadyBorrowed,
+            Error::BorrowerTableFull,
+            Error::OutOfTableMemory,
+            Error::NoSuchDomain,
+            Error::DomainExists,
+            Error::NotLinked,
+            Error::DomainDead,
+            Error::InvalidRights,
+        ];
+        for (index, error) in all.iter().enumerate() {
+            assert_eq!(error.detail(), index as u64 + 1);
+            assert!(error.smccc_code() < 0);
+        }
+    }
+}

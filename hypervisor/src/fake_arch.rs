@@ -54,6 +54,8 @@ pub struct FakeArch {
     invalidations: Vec<Invalidation>,
     frame_writes: Vec<PhysAddr>,
     violations: Vec<String>,
+    /// One shared zero page: zeroed pages point at it, so clones and comparisons stay cheap.
+    zero: Rc<PageWords>,
 }
 
 /// The contents a never-written page has: distinct per page and per word, never zero.
@@ -71,6 +73,7 @@ impl FakeArch {
             invalidations: Vec::new(),
             frame_writes: Vec::new(),
             violations: Vec::new(),
+            zero: Rc::new([0; 512]),
         }
     }
 
@@ -123,7 +126,7 @@ impl FakeArch {
     /// True when every word of the page is zero.
     pub fn is_zero(&self, page: PhysAddr) -> bool {
         match self.pages.get(&(page.get() / PAGE_SIZE)) {
-            Some(words) => words.iter().all(|&word| word == 0),
+            Some(words) => Rc::ptr_eq(words, &self.zero) || words.iter().all(|&word| word == 0),
             None => false,
         }
     }
@@ -187,8 +190,23 @@ impl PhysMemory for FakeArch {
         }
     }
 
+    fn zero_page(&mut self, pa: PhysAddr) {
+        let page = pa.page_base();
+        self.note_frame_write(page);
+        self.pages
+            .insert(page.get() / PAGE_SIZE, Rc::clone(&self.zero));
+    }
+
     fn page_mut(&mut self, pa: PhysAddr) -> &mut PageWords {
         let page = pa.page_base();
+        self.note_frame_write(page);
+        self.page_entry(page)
+    }
+}
+
+impl FakeArch {
+    /// Logs a write to a frame (not a table page) and checks no stale translation reaches it.
+    fn note_frame_write(&mut self, page: PhysAddr) {
         if !self.in_table_region(page) {
             self.frame_writes.push(page);
             for stale in &self.stale {
@@ -202,7 +220,6 @@ impl PhysMemory for FakeArch {
                 }
             }
         }
-        self.page_entry(page)
     }
 }
 

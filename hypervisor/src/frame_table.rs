@@ -190,7 +190,23 @@ impl<const FRAMES: usize, const BORROWERS: usize> FrameTable<FRAMES, BORROWERS> 
         if frames > FRAMES || base.checked_add_pages(frames as u64).is_none() {
             return Err(Error::InvalidRange);
         }
-        *self = Self::empty();
+        // Reset in place: a kernel's table lives in a large static, and building a temporary
+        // `Self::empty()` would put all of it on the stack.
+        self.records.fill(FrameRecord::FREE);
+        let count = self.borrowers.len();
+        for (index, entry) in self.borrowers.iter_mut().enumerate() {
+            let next = if index + 1 < count {
+                index as u16 + 1
+            } else {
+                NO_LINK
+            };
+            *entry = BorrowerRecord {
+                next,
+                ..BorrowerRecord::UNUSED
+            };
+        }
+        self.free_borrower_head = if BORROWERS > 0 { 0 } else { NO_LINK };
+        self.free_borrowers = BORROWERS;
         self.base = base;
         self.frames = frames;
         Ok(())
@@ -530,6 +546,46 @@ mod tests {
         assert_eq!(table.borrower_count(0), 0);
         assert_eq!(table.free_borrower_slots(), 4);
         assert_eq!(borrowers(&table, 1), [(9, 3)]);
+    }
+
+    #[test]
+    fn init_resets_records_and_the_borrower_chain_in_place() {
+        let mut table = Table::empty();
+        table.init(PhysAddr(0x4000_0000), 8).unwrap();
+        table.set_owner(
+            0,
+            DomainId(0),
+            FrameState::SharedOwned,
+            Rights::ALL,
+            MemoryType::Normal,
+        );
+        for domain in 1..=5 {
+            table
+                .add_borrower(0, DomainId(domain), Rights::READ)
+                .unwrap();
+        }
+        table.init(PhysAddr(0x5000_0000), 4).unwrap();
+        assert_eq!(table.record_at(0), FrameRecord::FREE);
+        assert_eq!(table.free_borrower_slots(), 4);
+        assert_eq!(table.index(PhysAddr(0x5000_3000)), Some(3));
+        assert_eq!(table.index(PhysAddr(0x5000_4000)), None);
+        assert_eq!(
+            table.init(PhysAddr(0x5000_0000), 9),
+            Err(Error::InvalidRange)
+        );
+        table.set_owner(
+            0,
+            DomainId(0),
+            FrameState::SharedOwned,
+            Rights::ALL,
+            MemoryType::Normal,
+        );
+        for domain in 1..=5 {
+            table
+                .add_borrower(0, DomainId(domain), Rights::READ)
+                .unwrap();
+        }
+        assert_eq!(table.borrower_count(0), 5);
     }
 
     #[test]

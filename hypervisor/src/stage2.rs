@@ -305,7 +305,7 @@ impl Stage2Table {
 
     /// Returns the next-level table under `ipa` at `level`, creating it (or splitting a block
     /// into it) when `new` maps something. `Ok(None)` when there is nothing to unmap below.
-    #[allow(clippy::too_many_arguments)] // Internal helper; each argument is needed.
+    #[allow(clippy::too_many_arguments, reason = "the walk state of one level")]
     fn next_table(
         &mut self,
         arch: &mut impl Stage2Arch,

@@ -110,7 +110,7 @@ impl TablePool {
         let page = self.pop(memory)?;
         reservation.pages -= 1;
         self.reserved -= 1;
-        memory.page_mut(page).fill(0);
+        memory.zero_page(page);
         Some(page)
     }
 
@@ -137,8 +137,8 @@ impl TablePool {
         if let Some(page) = skipped {
             self.push(memory, page);
         }
-        memory.page_mut(start).fill(0);
-        memory.page_mut(PhysAddr(start.get() + PAGE_SIZE)).fill(0);
+        memory.zero_page(start);
+        memory.zero_page(PhysAddr(start.get() + PAGE_SIZE));
         Ok(start)
     }
 
@@ -148,9 +148,8 @@ impl TablePool {
     }
 
     fn push(&mut self, memory: &mut impl PhysMemory, page: PhysAddr) {
-        let words = memory.page_mut(page);
-        words.fill(0);
-        words[0] = self.free_head;
+        memory.zero_page(page);
+        memory.page_mut(page)[0] = self.free_head;
         self.free_head = page.get();
         self.free_count += 1;
     }

@@ -184,8 +184,8 @@ fn visit_table(
     }
 }
 
-/// The first non-empty leaf-level entry (leaf, malformed leaf or annotation) at or after `from`,
-/// in IPA order. Used to iterate over a table while changing it (teardown).
+/// The first non-empty leaf-level entry (leaf, malformed leaf or annotation) that covers or
+/// follows `from`, in IPA order. Used to iterate over a table while changing it (teardown).
 pub fn next_entry(memory: &impl PhysMemory, root: PhysAddr, from: Ipa) -> Option<LeafEntry> {
     next_in_table(memory, root, 1, Ipa(0), 1024, from)
 }
@@ -228,4 +228,108 @@ fn next_in_table(
         });
     }
     None
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::arch::PhysMemory;
+    use crate::descriptor::{encode_leaf, encode_lent_away, encode_table, MemoryType, PageState};
+    use crate::fake_arch::FakeArch;
+    use std::vec::Vec;
+
+    const ROOT: PhysAddr = PhysAddr(0x1000_0000);
+    const L2: PhysAddr = PhysAddr(0x1000_2000);
+    const L3: PhysAddr = PhysAddr(0x1000_3000);
+
+    fn leaf(pa: u64) -> Leaf {
+        Leaf {
+            pa: PhysAddr(pa),
+            rights: Rights::READ,
+            memory: MemoryType::Normal,
+            state: PageState::Owned,
+        }
+    }
+
+    /// IPA 0x4000_0000 (L1 index 1) -> L2 -> L3; IPA 0x80_0000_0000 - 1 GiB (index 511 of the
+    /// second concatenated page, i.e. entry 1023) -> a 1 GiB block.
+    fn tables() -> FakeArch {
+        let mut arch = FakeArch::new(ROOT, PhysAddr(0x1001_0000));
+        for page in [ROOT, PhysAddr(ROOT.get() + 4096), L2, L3] {
+            arch.page_mut(page).fill(0);
+        }
+        arch.page_mut(ROOT)[1] = encode_table(L2);
+        arch.page_mut(PhysAddr(ROOT.get() + 4096))[511] = encode_leaf(&leaf(0x80_0000_0000), 1);
+        arch.page_mut(L2)[0] = encode_table(L3);
+        arch.page_mut(L2)[1] = encode_leaf(&leaf(0x4060_0000), 2);
+        arch.page_mut(L3)[5] = encode_leaf(&leaf(0x4123_4000), 3);
+        arch.page_mut(L3)[6] = encode_lent_away(PhysAddr(0x4123_5000));
+        arch
+    }
+
+    #[test]
+    fn walks_pages_blocks_and_concatenated_root_like_the_hardware() {
+        let arch = tables();
+        let Walk::Mapped(page) = translate(&arch, ROOT, Ipa(0x4000_5123)) else {
+            panic!()
+        };
+        assert_eq!((page.leaf.pa, page.level), (PhysAddr(0x4123_4000), 3));
+        let Walk::Mapped(block) = translate(&arch, ROOT, Ipa(0x4027_7000)) else {
+            panic!()
+        };
+        assert_eq!((block.leaf.pa, block.level), (PhysAddr(0x4067_7000), 2));
+        let top = Ipa((1 << 40) - 0x1000);
+        let Walk::Mapped(giant) = translate(&arch, ROOT, top) else {
+            panic!()
+        };
+        assert_eq!((giant.leaf.pa, giant.level), (PhysAddr(0x80_3FFF_F000), 1));
+        assert_eq!(
+            translate(&arch, ROOT, Ipa(0x4000_6000)),
+            Walk::Fault { level: 3 }
+        );
+        assert_eq!(
+            translate(&arch, ROOT, Ipa(0x4040_0000)),
+            Walk::Fault { level: 2 }
+        );
+        assert_eq!(translate(&arch, ROOT, Ipa(0)), Walk::Fault { level: 1 });
+        assert_eq!(
+            translate(&arch, ROOT, Ipa(1 << 40)),
+            Walk::Fault { level: 1 }
+        );
+    }
+
+    #[test]
+    fn enumerates_every_entry_in_ipa_order() {
+        let arch = tables();
+        let mut seen = Vec::new();
+        for_each_leaf(&arch, ROOT, &|_| true, &mut |entry| {
+            seen.push((entry.ipa, entry.level))
+        });
+        let expected = [
+            (Ipa(0x4000_5000), 3),
+            (Ipa(0x4000_6000), 3),
+            (Ipa(0x4020_0000), 2),
+            (Ipa(0xFF_C000_0000), 1),
+        ];
+        assert_eq!(seen, expected);
+        let next = next_entry(&arch, ROOT, Ipa(0x4000_6000)).unwrap();
+        assert_eq!(next.kind, LeafKind::LentAway(PhysAddr(0x4123_5000)));
+        let after = next_entry(&arch, ROOT, Ipa(0x4000_7000)).unwrap();
+        assert_eq!(after.ipa, Ipa(0x4020_0000));
+        // An entry that covers `from` counts.
+        let covering = next_entry(&arch, ROOT, Ipa(0xFF_C000_1000)).unwrap();
+        assert_eq!((covering.ipa, covering.level), (Ipa(0xFF_C000_0000), 1));
+        assert!(next_entry(&arch, ROOT, Ipa(1 << 40)).is_none());
+        let mut refused = Vec::new();
+        for_each_leaf(&arch, ROOT, &|table| table != L3, &mut |entry| {
+            refused.push(entry.kind)
+        });
+        assert!(refused.contains(&LeafKind::BadTable(L3)));
+    }
 }

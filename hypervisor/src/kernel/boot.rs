@@ -55,20 +55,23 @@ impl fmt::Display for BootError {
     }
 }
 
-/// Builds the system described by `info`. Stage-2 tables come from the pool
+/// Builds the system described by `info` into `kernel` and `engine`, both in place (they are
+/// far too big for the hypervisor stack). Stage-2 tables come from the pool
 /// `[pool_base, pool_base + pool_pages * 4 KiB)` (8 KiB aligned); `audit_scratch` needs one byte
 /// per convertible frame; each audit violation is passed to `report`.
 pub fn build_system<const FRAMES: usize, const BORROWERS: usize>(
     info: &BootInfo<'_>,
+    kernel: &mut Kernel,
     engine: &mut Engine<FRAMES, BORROWERS>,
     arch: &mut impl Stage2Arch,
     pool: (PhysAddr, usize),
     audit_scratch: &mut [u8],
     report: &mut dyn FnMut(Violation),
-) -> Result<(Kernel, AuditSummary), BootError> {
+) -> Result<AuditSummary, BootError> {
     // The domain, channel and interrupt tables first: they bound everything else.
-    let kernel =
-        Kernel::new(info.domains(), info.channels(), info.irqs()).map_err(BootError::Kernel)?;
+    kernel
+        .init(info.domains(), info.channels(), info.irqs())
+        .map_err(BootError::Kernel)?;
     let header = info.header();
     let frames = header.convertible_size / PAGE_SIZE;
     if frames > FRAMES as u64 {
@@ -88,7 +91,7 @@ pub fn build_system<const FRAMES: usize, const BORROWERS: usize>(
     build_vspaces(engine, arch, info.domains().len(), info.mappings())
         .map_err(BootError::Vspace)?;
     match audit(engine, arch, audit_scratch, report) {
-        Some(summary) if summary.violations == 0 => Ok((kernel, summary)),
+        Some(summary) if summary.violations == 0 => Ok(summary),
         Some(summary) => Err(BootError::Audit {
             violations: summary.violations,
         }),
@@ -215,14 +218,14 @@ mod tests {
         words
     }
 
-    fn boot(
-        words: &[u64],
-        pool_pages: usize,
-    ) -> (
-        Result<(Kernel, AuditSummary), BootError>,
+    /// What a boot attempt leaves: its result, the engine and the fake machine.
+    type Booted = (
+        Result<(Box<Kernel>, AuditSummary), BootError>,
         Box<Engine<FRAMES, 8>>,
         FakeArch,
-    ) {
+    );
+
+    fn boot(words: &[u64], pool_pages: usize) -> Booted {
         let info = BootInfo::parse(words.as_bytes()).unwrap();
         let mut engine = Box::new(Engine::<FRAMES, 8>::empty());
         let mut arch = FakeArch::new(
@@ -231,8 +234,10 @@ mod tests {
         );
         let mut scratch = [0u8; FRAMES];
         let mut violations = Vec::new();
+        let mut kernel = Box::new(Kernel::empty());
         let result = build_system(
             &info,
+            &mut kernel,
             &mut engine,
             &mut arch,
             (PhysAddr(POOL), pool_pages),
@@ -240,7 +245,7 @@ mod tests {
             &mut |violation| violations.push(violation),
         );
         assert!(violations.is_empty(), "{violations:?}");
-        (result, engine, arch)
+        (result.map(|summary| (kernel, summary)), engine, arch)
     }
 
     #[test]

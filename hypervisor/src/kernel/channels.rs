@@ -68,6 +68,13 @@ pub struct ChannelTable {
 }
 
 impl ChannelTable {
+    /// No channels (a `const` initialiser).
+    pub const fn empty() -> Self {
+        Self {
+            channels: heapless::Vec::new(),
+        }
+    }
+
     /// Checks and copies the boot information's channel records (`domain_count` domains exist).
     pub fn new(records: &[ChannelDesc], domain_count: usize) -> Result<Self, ChannelError> {
         let mut table = Self::default();

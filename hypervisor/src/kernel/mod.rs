@@ -16,6 +16,12 @@ pub mod vspace;
     clippy::unwrap_used,
     reason = "a test fails loudly on an unexpected error"
 )]
+mod system_properties;
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
 mod system_tests;
 
 pub use domain::{DomainIndex, RunState};

@@ -183,17 +183,72 @@ pub struct Kernel {
 }
 
 impl Kernel {
-    /// Builds the system from the (already parsed) boot-information tables. Every index is
-    /// checked; nothing is trusted.
+    /// A kernel with no domains, usable as a `static` initialiser; fill it with [`Kernel::init`].
+    pub const fn empty() -> Self {
+        Self {
+            domains: heapless::Vec::new(),
+            channels: ChannelTable::empty(),
+            irqs: heapless::Vec::new(),
+            acknowledged: 0,
+            current: None,
+            counters: Counters {
+                faults: 0,
+                notifications: 0,
+                calls: 0,
+                preemptions: 0,
+                interrupts: 0,
+            },
+        }
+    }
+
+    /// Builds the system from the (already parsed) boot-information tables, by value (host
+    /// tests). The EL2 kernel uses [`Kernel::init`] on its static instead: a `Kernel` is tens
+    /// of KiB, too big to move around on the hypervisor stack.
     pub fn new(
         domains: &[DomainDesc],
         channels: &[ChannelDesc],
         irqs: &[IrqDesc],
     ) -> Result<Self, BuildError> {
+        let mut kernel = Self::empty();
+        kernel.init(domains, channels, irqs)?;
+        Ok(kernel)
+    }
+
+    /// Replaces this kernel's state, in place, with the system the boot-information tables
+    /// describe. Every index is checked; nothing is trusted. On an error the kernel is left
+    /// empty.
+    pub fn init(
+        &mut self,
+        domains: &[DomainDesc],
+        channels: &[ChannelDesc],
+        irqs: &[IrqDesc],
+    ) -> Result<(), BuildError> {
+        let result = self.fill(domains, channels, irqs);
+        if result.is_err() {
+            self.clear();
+        }
+        result
+    }
+
+    fn clear(&mut self) {
+        self.domains.clear();
+        self.channels = ChannelTable::empty();
+        self.irqs.clear();
+        self.acknowledged = 0;
+        self.current = None;
+        self.counters = Counters::default();
+    }
+
+    fn fill(
+        &mut self,
+        domains: &[DomainDesc],
+        channels: &[ChannelDesc],
+        irqs: &[IrqDesc],
+    ) -> Result<(), BuildError> {
+        self.clear();
         if domains.is_empty() || domains.len() > MAX_DOMAINS {
             return Err(BuildError::DomainCount(domains.len()));
         }
-        let mut table = heapless::Vec::new();
         for (index, desc) in domains.iter().enumerate() {
             let kind = match desc.kind {
                 DOMAIN_KIND_PD => DomainKind::ProtectionDomain,
@@ -238,10 +293,9 @@ impl Kernel {
                 line: LineBuffer::new(),
             };
             // Cannot fail: the count was checked above.
-            let _ = table.push(domain);
+            let _ = self.domains.push(domain);
         }
-        let channels = ChannelTable::new(channels, domains.len()).map_err(BuildError::Channel)?;
-        let mut bindings: heapless::Vec<IrqBinding, MAX_IRQS> = heapless::Vec::new();
+        self.channels = ChannelTable::new(channels, domains.len()).map_err(BuildError::Channel)?;
         for (index, irq) in irqs.iter().enumerate() {
             let domain = usize::try_from(irq.domain)
                 .ok()
@@ -257,12 +311,13 @@ impl Kernel {
                 IRQ_TRIGGER_EDGE => true,
                 _ => return Err(BuildError::Irq(index)),
             };
-            let clash = bindings
+            let clash = self
+                .irqs
                 .iter()
                 .any(|b| b.intid == irq.irq || (b.domain == domain && b.channel == channel));
             // Only shared peripheral interrupts can be given to a PD; SGIs and PPIs belong to
             // the hypervisor (the EL2 timer among them).
-            if !(32..1020).contains(&irq.irq) || clash || channels.uses(domain, channel) {
+            if !(32..1020).contains(&irq.irq) || clash || self.channels.uses(domain, channel) {
                 return Err(BuildError::Irq(index));
             }
             let binding = IrqBinding {
@@ -271,16 +326,11 @@ impl Kernel {
                 channel,
                 edge,
             };
-            bindings.push(binding).map_err(|_| BuildError::Irq(index))?;
+            self.irqs
+                .push(binding)
+                .map_err(|_| BuildError::Irq(index))?;
         }
-        Ok(Self {
-            domains: table,
-            channels,
-            irqs: bindings,
-            acknowledged: 0,
-            current: None,
-            counters: Counters::default(),
-        })
+        Ok(())
     }
 
     /// The hardware interrupts routed to PDs (the arch layer configures and enables them).

@@ -6,13 +6,12 @@ use frameshift_abi::boot_info::BootInfo;
 use super::entry::fs_run_first;
 use super::global::GlobalCell;
 use super::stage2::El2Machine;
-use super::trap::{configure_el2, fatal, Hypervisor, ARCH_DOMAINS, HYPERVISOR};
+use super::trap::{configure_el2, fatal, ARCH_DOMAINS, HYPERVISOR};
 use super::{gic, mmu};
 use crate::addr::{DomainId, PhysAddr, PAGE_SIZE};
 use crate::engine::Engine;
 use crate::hv_line;
 use crate::kernel::boot::{build_system, BootError};
-use crate::kernel::Kernel;
 
 /// `[physical address, size]` of the boot information, patched into the ELF by the image builder
 /// (frameshift_abi::boot_info::BOOT_INFO_SYMBOL). It lives in `.data` so that it has file bytes to
@@ -60,6 +59,14 @@ pub fn refuse_boot_info(message: core::fmt::Arguments<'_>) -> ! {
 extern "C" fn fs_el2_main() -> ! {
     // SAFETY: first thing at boot, MMU off, single CPU.
     unsafe { mmu::enable() };
+    boot_with_mmu()
+}
+
+/// Everything after the MMU is on. A separate, never inlined function, so its stack frame is
+/// allocated only once the guard page under the stack is unmapped: an overflow then faults
+/// instead of silently overwriting `.bss`.
+#[inline(never)]
+fn boot_with_mmu() -> ! {
     configure_el2();
     let image_start = core::ptr::addr_of!(__image_start) as u64;
     let image_end = core::ptr::addr_of!(__image_end) as u64;
@@ -120,26 +127,29 @@ extern "C" fn fs_el2_main() -> ! {
     // audit's scratch buffer.
     let (engine, scratch) = unsafe { (ENGINE.get_mut(), AUDIT_SCRATCH.get_mut()) };
     let mut machine = El2Machine;
+    // SAFETY: boot is single-threaded; nothing else holds the hypervisor state yet.
+    let hypervisor = unsafe { HYPERVISOR.get_mut() };
     let built = build_system(
         &info,
+        &mut hypervisor.kernel,
         engine,
         &mut machine,
         (PhysAddr(pool_base), pool_pages as usize),
         scratch,
         &mut |violation| hv_line!("audit violation {violation}"),
     );
-    let kernel = match built {
-        Ok((kernel, summary)) => {
+    match built {
+        Ok(summary) => {
             hv_line!(
                 "audit boot mapped-pages={} violations=0",
                 summary.mapped_pages
             );
-            kernel
         }
         // The audit checks the hypervisor's own work: a violation is a hypervisor bug.
         Err(BootError::Audit { .. }) => fatal(3, "panic"),
         Err(error) => refuse_boot_info(format_args!("{error}")),
-    };
+    }
+    let kernel = &hypervisor.kernel;
     for binding in kernel.irqs() {
         if let Err(error) = gic::configure_device_interrupt(binding.intid, binding.edge) {
             refuse_boot_info(format_args!("irq {}: {error}", binding.intid));
@@ -158,19 +168,9 @@ extern "C" fn fs_el2_main() -> ! {
         info.irqs().len(),
         engine.pool().available()
     );
-    run(kernel)
-}
-
-/// Installs the kernel and enters the first domain.
-pub fn run(kernel: Kernel) -> ! {
-    // SAFETY: boot is the only user so far; no other reference exists.
-    unsafe {
-        *HYPERVISOR.get_mut() = Some(Hypervisor {
-            kernel,
-            fp_owner: None,
-        })
-    };
-    // SAFETY: HYPERVISOR is set; fs_run_first resets the stack and never returns.
+    hypervisor.running = true;
+    // SAFETY: the kernel is built; fs_run_first resets the stack and never returns, so no
+    // reference taken here survives.
     unsafe { fs_run_first() }
 }
 

@@ -28,17 +28,37 @@ const EC_FP: u64 = 0x07;
 const EC_HVC64: u64 = 0x16;
 const EC_SMC64: u64 = 0x17;
 
-/// The hypervisor's state after boot.
+/// The hypervisor's state.
 #[derive(Debug)]
 pub struct Hypervisor {
-    /// The portable kernel.
+    /// The portable kernel (filled in place by boot).
     pub kernel: Kernel,
     /// The domain whose FP/SIMD registers are live in the CPU.
     pub fp_owner: Option<DomainIndex>,
+    /// Set by boot once the kernel is built; exceptions before that are hypervisor bugs.
+    pub running: bool,
 }
 
-/// Set once by boot, then used by every exception.
-pub static HYPERVISOR: GlobalCell<Option<Hypervisor>> = GlobalCell::new(None);
+/// Built in place by boot, then used by every exception.
+pub static HYPERVISOR: GlobalCell<Hypervisor> = GlobalCell::new(Hypervisor {
+    kernel: Kernel::empty(),
+    fp_owner: None,
+    running: false,
+});
+
+/// The hypervisor state, once boot has built it.
+///
+/// # Safety
+///
+/// No other reference to [`HYPERVISOR`] may be live (each exception takes it once).
+unsafe fn running_hypervisor() -> &'static mut Hypervisor {
+    // SAFETY: the caller guarantees exclusivity (global.rs).
+    let hypervisor = unsafe { HYPERVISOR.get_mut() };
+    if !hypervisor.running {
+        fatal(3, "panic");
+    }
+    hypervisor
+}
 
 /// Per-domain EL1 and FP/SIMD state and stage-2 roots, indexed like the kernel's domains.
 pub static ARCH_DOMAINS: GlobalCell<[ArchDomain; MAX_DOMAINS]> =
@@ -70,9 +90,7 @@ unsafe extern "C" fn fs_fill_first_frame(frame: *mut Registers) {
     // SAFETY: the frame is a live, exclusive stack slot (caller's contract).
     let frame = unsafe { &mut *frame };
     // SAFETY: EL2 is not re-entered (global.rs); this is the only live reference.
-    let Some(hypervisor) = (unsafe { HYPERVISOR.get_mut() }).as_mut() else {
-        fatal(3, "panic")
-    };
+    let hypervisor = unsafe { running_hypervisor() };
     // SAFETY: as above.
     let arch = unsafe { ARCH_DOMAINS.get_mut() };
     let decision = hypervisor.kernel.start();
@@ -89,9 +107,7 @@ unsafe extern "C" fn fs_trap_lower(frame: *mut Registers, kind: u64) {
     // SAFETY: the vector passed its own stack frame, exclusively ours until we return.
     let frame = unsafe { &mut *frame };
     // SAFETY: EL2 is not re-entered (global.rs); this is the only live reference.
-    let Some(hypervisor) = (unsafe { HYPERVISOR.get_mut() }).as_mut() else {
-        fatal(3, "panic")
-    };
+    let hypervisor = unsafe { running_hypervisor() };
     // SAFETY: as above.
     let arch = unsafe { ARCH_DOMAINS.get_mut() };
     let Some(current) = hypervisor.kernel.current() else {
