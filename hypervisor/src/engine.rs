@@ -1471,7 +1471,7 @@ mod tests {
             Err(Error::InvalidRange)
         );
         assert_eq!(
-            engine.share(arch, GUEST_HISTORY, Ipa(u64::MAX & !0xFFF), 2),
+            engine.share(arch, GUEST_HISTORY, Ipa(!0xFFF), 2),
             Err(Error::InvalidRange)
         );
         // Who may ask: the guest's host only.
