@@ -2,7 +2,7 @@
 //! engine, audit) and, under `arch/aarch64`, the EL2 kernel.
 //!
 //! The core is `no_std`, allocation-free and free of assembly; it reaches the machine only
-//! through [`arch::Stage2Arch`]. Host tests run it against [`fake_arch::FakeArch`].
+//! through [`arch::Stage2Arch`]. Host tests run it against `fake_arch::FakeArch`.
 //!
 //! | module | concept |
 //! | --- | --- |
@@ -14,7 +14,7 @@
 //! | [`frame_table`] | per-frame owner, state, borrowers, pins (8 bytes per frame) |
 //! | [`ownership`] | the state machine: one table, one `decide` |
 //! | [`engine`] | prepare/commit conversions, boot mappings, teardown |
-//! | [`audit`] | I1-I4 cross-check of tables against the frame table |
+//! | [`audit`](mod@audit) | I1-I4 cross-check of tables against the frame table |
 //! | `fake_arch`, `small_system`, `model_check` | host only (feature `std`): fake machine, test system, exhaustive model checker |
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
