@@ -134,8 +134,10 @@ pub fn run_protection_domain<H: Handler>(init: impl FnOnce() -> H) -> ! {
 ///     Idle
 /// }
 /// frameshift_pd::protection_domain!(init);
-/// # fn main() {}
 /// ```
+///
+/// On the host (documentation tests, `cargo clippy --workspace`) the macro also defines a
+/// stand-in `main`, so a PD program's file is a complete crate root in both builds.
 #[macro_export]
 macro_rules! protection_domain {
     ($init:expr) => {

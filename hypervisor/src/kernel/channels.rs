@@ -68,6 +68,13 @@ pub struct ChannelTable {
 }
 
 impl ChannelTable {
+    /// No channels (a `const` initialiser).
+    pub const fn empty() -> Self {
+        Self {
+            channels: heapless::Vec::new(),
+        }
+    }
+
     /// Checks and copies the boot information's channel records (`domain_count` domains exist).
     pub fn new(records: &[ChannelDesc], domain_count: usize) -> Result<Self, ChannelError> {
         let mut table = Self::default();
@@ -107,6 +114,13 @@ impl ChannelTable {
                 .map_err(|_| ChannelError::TooMany)?;
         }
         Ok(table)
+    }
+
+    /// Whether `domain` already has a channel with id `channel` (an interrupt may not reuse it).
+    pub fn uses(&self, domain: DomainIndex, channel: u8) -> bool {
+        self.channels
+            .iter()
+            .any(|c| c.end_a == (domain, channel) || c.end_b == (domain, channel))
     }
 
     /// The far end of `from`'s channel `channel`, if `from` may use it for `usage`.

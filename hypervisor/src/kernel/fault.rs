@@ -4,6 +4,8 @@ use core::fmt;
 
 use frameshift_abi::pd_call::{FAULT_STAGE2_ABORT, FAULT_UNKNOWN};
 
+use crate::addr::Ipa;
+
 /// The class of a domain fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultKind {
@@ -43,7 +45,7 @@ pub struct FaultReport {
     /// Class.
     pub kind: FaultKind,
     /// Faulting IPA (stage-2 aborts; zero otherwise).
-    pub ipa: u64,
+    pub ipa: Ipa,
     /// `ESR_EL2`.
     pub esr: u64,
     /// Faulting PC (`ELR_EL2`).
@@ -58,7 +60,7 @@ impl FaultReport {
     pub fn message(&self) -> ([u64; 3], usize) {
         match self.kind {
             FaultKind::Unknown => ([self.esr, self.pc, 0], 2),
-            _ => ([self.ipa, self.esr, self.pc], 3),
+            _ => ([self.ipa.get(), self.esr, self.pc], 3),
         }
     }
 }
@@ -80,8 +82,8 @@ pub const fn classify_abort(esr: u64) -> FaultKind {
 
 /// The faulting IPA of a stage-2 abort: the page from `HPFAR_EL2.FIPA` (bits 39:4 hold IPA
 /// bits 47:12), the offset from `FAR_EL2` (DESIGN.md 9).
-pub const fn abort_ipa(hpfar: u64, far: u64) -> u64 {
-    ((hpfar & 0xF_FFFF_FFF0) << 8) | (far & 0xFFF)
+pub const fn abort_ipa(hpfar: u64, far: u64) -> Ipa {
+    Ipa(((hpfar & 0xF_FFFF_FFF0) << 8) | (far & 0xFFF))
 }
 
 impl FaultReport {
@@ -112,7 +114,7 @@ impl fmt::Display for FaultReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "ipa={:#x} esr={:#x} pc={:#x} kind={}",
+            "ipa={} esr={:#x} pc={:#x} kind={}",
             self.ipa,
             self.esr,
             self.pc,
@@ -128,7 +130,7 @@ mod tests {
     fn report(esr: u64) -> FaultReport {
         FaultReport {
             kind: classify_abort(esr),
-            ipa: 0,
+            ipa: Ipa(0),
             esr,
             pc: 0,
             injectable: true,
@@ -147,7 +149,7 @@ mod tests {
     fn the_ipa_joins_hpfar_page_and_far_offset() {
         // IPA 0x12_3456_7ABC: HPFAR_EL2.FIPA = IPA >> 12 placed at bit 4.
         let hpfar = (0x12_3456_7ABC_u64 >> 12) << 4;
-        assert_eq!(abort_ipa(hpfar, 0xFFFF_0000_0000_0ABC), 0x12_3456_7ABC);
+        assert_eq!(abort_ipa(hpfar, 0xFFFF_0000_0000_0ABC), Ipa(0x12_3456_7ABC));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! fault routing and the console line discipline. No hardware access: the arch layer
 //! (`arch::aarch64`) drives it, and host tests drive it directly.
 
+pub mod boot;
 pub mod channels;
 pub mod console;
 pub mod domain;
@@ -10,6 +11,12 @@ pub mod registers;
 pub mod system;
 pub mod vspace;
 
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
+mod system_properties;
 #[cfg(test)]
 #[allow(
     clippy::unwrap_used,

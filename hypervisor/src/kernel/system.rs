@@ -20,7 +20,10 @@
 
 use core::fmt::{self, Write};
 
-use frameshift_abi::boot_info::{ChannelDesc, DomainDesc, DOMAIN_KIND_PD, DOMAIN_KIND_VM, NONE};
+use frameshift_abi::boot_info::{
+    ChannelDesc, DomainDesc, IrqDesc, DOMAIN_KIND_PD, DOMAIN_KIND_VM, IRQ_TRIGGER_EDGE,
+    IRQ_TRIGGER_LEVEL, NONE,
+};
 use frameshift_abi::pd_call::{
     MessageInfo, EVENT_FAULT, EVENT_NOTIFIED, EVENT_PROTECTED, PD_DEBUG_WRITE, PD_IRQ_ACK,
     PD_NOTIFY, PD_PPCALL, PD_REPLY_RECV, PD_SYSTEM_OFF,
@@ -46,6 +49,22 @@ pub const DEBUG_WRITE_MAX: u64 = 48;
 /// stops it: bounds a PD whose own abort handler keeps faulting.
 pub const MAX_INJECTED_FAULTS: u32 = 64;
 
+/// Most hardware interrupts routed to PDs.
+pub const MAX_IRQS: usize = 64;
+
+/// One hardware interrupt routed to a PD (Microkit `<irq>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IrqBinding {
+    /// The PD that receives it.
+    pub domain: DomainIndex,
+    /// GIC INTID.
+    pub intid: u32,
+    /// The channel id the PD sees it on.
+    pub channel: u8,
+    /// Level (false) or edge (true) triggered.
+    pub edge: bool,
+}
+
 /// Why the kernel refused to build the system from the boot information.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BuildError {
@@ -59,6 +78,8 @@ pub enum BuildError {
     Parent(usize),
     /// The channel table is inconsistent.
     Channel(ChannelError),
+    /// Interrupt record `index` names a bad domain, channel id, trigger or INTID, or repeats one.
+    Irq(usize),
 }
 
 impl fmt::Display for BuildError {
@@ -78,6 +99,7 @@ impl fmt::Display for BuildError {
             Self::Channel(ChannelError::DuplicateId { index }) => {
                 write!(f, "channel {index}: id already used at one end")
             }
+            Self::Irq(index) => write!(f, "irq {index}: invalid or duplicate"),
         }
     }
 }
@@ -96,6 +118,8 @@ pub enum Exit {
     TimerTick,
     /// The domain faulted.
     Fault(FaultReport),
+    /// A hardware interrupt arrived; the arch layer has masked it until the owner acknowledges.
+    Interrupt(u32),
 }
 
 /// Why the system stops.
@@ -124,6 +148,8 @@ pub enum Decision {
     /// The running domain (this one) gets its fault back as a synchronous external abort at EL1,
     /// then resumes at its exception vector.
     InjectAbort(DomainIndex),
+    /// Nothing can run now, but a PD's interrupt can still wake one: wait for it.
+    WaitForInterrupt,
     /// Print the final status line and power off.
     Halt(Halt),
 }
@@ -139,6 +165,8 @@ pub struct Counters {
     pub calls: u64,
     /// Times the timer switched to another domain.
     pub preemptions: u64,
+    /// Hardware interrupts delivered to PDs.
+    pub interrupts: u64,
 }
 
 /// The kernel's view of the whole system.
@@ -146,18 +174,81 @@ pub struct Counters {
 pub struct Kernel {
     domains: heapless::Vec<Domain, MAX_DOMAINS>,
     channels: ChannelTable,
+    irqs: heapless::Vec<IrqBinding, MAX_IRQS>,
+    /// Interrupts acknowledged by their PD since the arch layer last asked (bit = index in
+    /// `irqs`).
+    acknowledged: u64,
     current: Option<DomainIndex>,
     counters: Counters,
 }
 
 impl Kernel {
-    /// Builds the system from the (already parsed) boot-information tables. Every index is
-    /// checked; nothing is trusted.
-    pub fn new(domains: &[DomainDesc], channels: &[ChannelDesc]) -> Result<Self, BuildError> {
+    /// A kernel with no domains, usable as a `static` initialiser; fill it with [`Kernel::init`].
+    pub const fn empty() -> Self {
+        Self {
+            domains: heapless::Vec::new(),
+            channels: ChannelTable::empty(),
+            irqs: heapless::Vec::new(),
+            acknowledged: 0,
+            current: None,
+            counters: Counters {
+                faults: 0,
+                notifications: 0,
+                calls: 0,
+                preemptions: 0,
+                interrupts: 0,
+            },
+        }
+    }
+
+    /// Builds the system from the (already parsed) boot-information tables, by value (host
+    /// tests). The EL2 kernel uses [`Kernel::init`] on its static instead: a `Kernel` is tens
+    /// of KiB, too big to move around on the hypervisor stack.
+    pub fn new(
+        domains: &[DomainDesc],
+        channels: &[ChannelDesc],
+        irqs: &[IrqDesc],
+    ) -> Result<Self, BuildError> {
+        let mut kernel = Self::empty();
+        kernel.init(domains, channels, irqs)?;
+        Ok(kernel)
+    }
+
+    /// Replaces this kernel's state, in place, with the system the boot-information tables
+    /// describe. Every index is checked; nothing is trusted. On an error the kernel is left
+    /// empty.
+    pub fn init(
+        &mut self,
+        domains: &[DomainDesc],
+        channels: &[ChannelDesc],
+        irqs: &[IrqDesc],
+    ) -> Result<(), BuildError> {
+        let result = self.fill(domains, channels, irqs);
+        if result.is_err() {
+            self.clear();
+        }
+        result
+    }
+
+    fn clear(&mut self) {
+        self.domains.clear();
+        self.channels = ChannelTable::empty();
+        self.irqs.clear();
+        self.acknowledged = 0;
+        self.current = None;
+        self.counters = Counters::default();
+    }
+
+    fn fill(
+        &mut self,
+        domains: &[DomainDesc],
+        channels: &[ChannelDesc],
+        irqs: &[IrqDesc],
+    ) -> Result<(), BuildError> {
+        self.clear();
         if domains.is_empty() || domains.len() > MAX_DOMAINS {
             return Err(BuildError::DomainCount(domains.len()));
         }
-        let mut table = heapless::Vec::new();
         for (index, desc) in domains.iter().enumerate() {
             let kind = match desc.kind {
                 DOMAIN_KIND_PD => DomainKind::ProtectionDomain,
@@ -202,15 +293,59 @@ impl Kernel {
                 line: LineBuffer::new(),
             };
             // Cannot fail: the count was checked above.
-            let _ = table.push(domain);
+            let _ = self.domains.push(domain);
         }
-        let channels = ChannelTable::new(channels, domains.len()).map_err(BuildError::Channel)?;
-        Ok(Self {
-            domains: table,
-            channels,
-            current: None,
-            counters: Counters::default(),
-        })
+        self.channels = ChannelTable::new(channels, domains.len()).map_err(BuildError::Channel)?;
+        for (index, irq) in irqs.iter().enumerate() {
+            let domain = usize::try_from(irq.domain)
+                .ok()
+                .filter(|&d| d < domains.len() && domains[d].kind == DOMAIN_KIND_PD)
+                .ok_or(BuildError::Irq(index))?;
+            let domain = DomainIndex(domain as u8);
+            let channel = u8::try_from(irq.channel_id)
+                .ok()
+                .filter(|&c| u32::from(c) <= super::channels::MAX_CHANNEL_ID)
+                .ok_or(BuildError::Irq(index))?;
+            let edge = match irq.trigger {
+                IRQ_TRIGGER_LEVEL => false,
+                IRQ_TRIGGER_EDGE => true,
+                _ => return Err(BuildError::Irq(index)),
+            };
+            let clash = self
+                .irqs
+                .iter()
+                .any(|b| b.intid == irq.irq || (b.domain == domain && b.channel == channel));
+            // Only shared peripheral interrupts can be given to a PD; SGIs and PPIs belong to
+            // the hypervisor (the EL2 timer among them).
+            if !(32..1020).contains(&irq.irq) || clash || self.channels.uses(domain, channel) {
+                return Err(BuildError::Irq(index));
+            }
+            let binding = IrqBinding {
+                domain,
+                intid: irq.irq,
+                channel,
+                edge,
+            };
+            self.irqs
+                .push(binding)
+                .map_err(|_| BuildError::Irq(index))?;
+        }
+        Ok(())
+    }
+
+    /// The hardware interrupts routed to PDs (the arch layer configures and enables them).
+    pub fn irqs(&self) -> &[IrqBinding] {
+        &self.irqs
+    }
+
+    /// The next interrupt its PD has acknowledged since the last call; the arch layer unmasks it.
+    pub fn take_acknowledged_irq(&mut self) -> Option<u32> {
+        if self.acknowledged == 0 {
+            return None;
+        }
+        let index = self.acknowledged.trailing_zeros() as usize;
+        self.acknowledged &= !(1 << index);
+        self.irqs.get(index).map(|binding| binding.intid)
     }
 
     /// Number of domains.
@@ -247,6 +382,9 @@ impl Kernel {
     /// [`Kernel::registers_mut`]. Console output (PD lines, fault lines) goes to `out`.
     pub fn handle(&mut self, exit: Exit, out: &mut dyn Write) -> Decision {
         let Some(current) = self.current else {
+            if let Exit::Interrupt(intid) = exit {
+                return self.interrupt(intid);
+            }
             return self.schedule(false);
         };
         match exit {
@@ -270,7 +408,20 @@ impl Kernel {
                 decision
             }
             Exit::Fault(report) => self.fault(current, report, out),
+            Exit::Interrupt(intid) => self.interrupt(intid),
         }
+    }
+
+    /// A hardware interrupt: a notification on its channel for the PD it belongs to.
+    fn interrupt(&mut self, intid: u32) -> Decision {
+        if let Some(binding) = self.irqs.iter().find(|b| b.intid == intid).copied() {
+            let domain = &mut self.domains[binding.domain.get()];
+            if domain.state != RunState::Stopped {
+                domain.pending_notifications |= 1 << binding.channel;
+                self.counters.interrupts += 1;
+            }
+        }
+        self.schedule(false)
     }
 
     /// Writes out every domain's partial console line (before the final status line).
@@ -291,11 +442,15 @@ impl Kernel {
             }
         }
         let counters = self.counters;
-        writeln!(
+        write!(
             out,
             " faults={} notifications={} calls={} preemptions={}",
             counters.faults, counters.notifications, counters.calls, counters.preemptions
-        )
+        )?;
+        if !self.irqs.is_empty() {
+            write!(out, " interrupts={}", counters.interrupts)?;
+        }
+        writeln!(out)
     }
 
     fn hypercall(&mut self, current: DomainIndex, out: &mut dyn Write) -> Decision {
@@ -313,9 +468,7 @@ impl Kernel {
                     reason: HaltReason::SystemOff(current),
                 })
             }
-            // No interrupt is ever delivered to a PD in this version, so there is nothing to
-            // acknowledge on any channel.
-            PD_IRQ_ACK => self.finish(current, INVALID_PARAMETER),
+            PD_IRQ_ACK => self.irq_ack(current),
             _ => self.finish(current, NOT_SUPPORTED),
         }
     }
@@ -341,6 +494,21 @@ impl Kernel {
             .line
             .push_bytes(&domain.name, &bytes[..count as usize], out);
         self.finish(current, SUCCESS)
+    }
+
+    fn irq_ack(&mut self, current: DomainIndex) -> Decision {
+        let channel = self.domains[current.get()].registers.x[1];
+        let index = self
+            .irqs
+            .iter()
+            .position(|b| b.domain == current && u64::from(b.channel) == channel);
+        match index {
+            Some(index) => {
+                self.acknowledged |= 1 << index;
+                self.finish(current, SUCCESS)
+            }
+            None => self.finish(current, INVALID_PARAMETER),
+        }
     }
 
     fn notify(&mut self, current: DomainIndex) -> Decision {
@@ -485,10 +653,7 @@ impl Kernel {
             .map(|d| self.domains[d.get()].priority)
             .max()
         else {
-            return Decision::Halt(Halt {
-                status: 0,
-                reason: HaltReason::Idle,
-            });
+            return self.idle();
         };
         let eligible = |kernel: &Self, d: DomainIndex| {
             kernel.has_work(d) && kernel.domains[d.get()].priority == best
@@ -501,10 +666,7 @@ impl Kernel {
                     .map(|i| DomainIndex(((start + i) % count) as u8))
                     .find(|&d| eligible(self, d))
                 else {
-                    return Decision::Halt(Halt {
-                        status: 0,
-                        reason: HaltReason::Idle,
-                    });
+                    return self.idle();
                 };
                 chosen
             }
@@ -518,6 +680,22 @@ impl Kernel {
         }
         self.current = Some(chosen);
         Decision::Run(chosen)
+    }
+
+    /// Nothing can run: wait if some live PD can still be woken by its interrupt, else halt.
+    fn idle(&self) -> Decision {
+        let wakeable = self
+            .irqs
+            .iter()
+            .any(|b| self.domains[b.domain.get()].state != RunState::Stopped);
+        if wakeable {
+            Decision::WaitForInterrupt
+        } else {
+            Decision::Halt(Halt {
+                status: 0,
+                reason: HaltReason::Idle,
+            })
+        }
     }
 
     /// Gives a waiting domain its next event (calls first, then child faults, then

@@ -7,12 +7,12 @@ extern crate std;
 use std::string::String;
 
 use frameshift_abi::boot_info::{
-    ChannelDesc, DomainDesc, CHANNEL_A_CALLS_B, CHANNEL_A_NOTIFIES_B, CHANNEL_B_NOTIFIES_A,
-    DOMAIN_KIND_PD, DOMAIN_KIND_VM, NAME_LEN, NONE,
+    ChannelDesc, DomainDesc, IrqDesc, CHANNEL_A_CALLS_B, CHANNEL_A_NOTIFIES_B,
+    CHANNEL_B_NOTIFIES_A, DOMAIN_KIND_PD, DOMAIN_KIND_VM, IRQ_TRIGGER_LEVEL, NAME_LEN, NONE,
 };
 use frameshift_abi::pd_call::{
     MessageInfo, EVENT_FAULT, EVENT_NOTIFIED, EVENT_PROTECTED, FAULT_STAGE2_ABORT, PD_DEBUG_WRITE,
-    PD_NOTIFY, PD_PPCALL, PD_REPLY_RECV, PD_SYSTEM_OFF,
+    PD_IRQ_ACK, PD_NOTIFY, PD_PPCALL, PD_REPLY_RECV, PD_SYSTEM_OFF,
 };
 use frameshift_abi::smccc::{INVALID_PARAMETER, NOT_SUPPORTED, SUCCESS};
 
@@ -69,7 +69,7 @@ fn regs(kernel: &mut Kernel, domain: DomainIndex) -> Registers {
 fn stage2_fault(injectable: bool) -> Exit {
     Exit::Fault(FaultReport {
         kind: FaultKind::Translation,
-        ipa: 0x1234_5000,
+        ipa: crate::addr::Ipa(0x1234_5000),
         esr: 0x9200_0007,
         pc: 0x20_0040,
         injectable,
@@ -79,7 +79,7 @@ fn stage2_fault(injectable: bool) -> Exit {
 #[test]
 fn the_highest_priority_pd_inits_first_and_idle_halts() {
     let mut out = String::new();
-    let mut kernel = Kernel::new(&[pd("low", 10, NONE), pd("high", 200, NONE)], &[]).unwrap();
+    let mut kernel = Kernel::new(&[pd("low", 10, NONE), pd("high", 200, NONE)], &[], &[]).unwrap();
     assert_eq!(kernel.start(), Decision::Run(B));
     assert_eq!(regs(&mut kernel, B).pc, 0x20_0000);
     assert_eq!(regs(&mut kernel, B).sp, 0x40_0000);
@@ -110,8 +110,12 @@ fn the_highest_priority_pd_inits_first_and_idle_halts() {
 fn a_notification_to_a_higher_priority_pd_preempts_and_carries_its_channel_bit() {
     let mut out = String::new();
     let channels = [channel(0, 3, 1, 5, CHANNEL_A_NOTIFIES_B)];
-    let mut kernel =
-        Kernel::new(&[pd("client", 10, NONE), pd("server", 20, NONE)], &channels).unwrap();
+    let mut kernel = Kernel::new(
+        &[pd("client", 10, NONE), pd("server", 20, NONE)],
+        &channels,
+        &[],
+    )
+    .unwrap();
     assert_eq!(kernel.start(), Decision::Run(B));
     assert_eq!(
         hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out),
@@ -151,7 +155,8 @@ fn notifications_to_a_lower_priority_pd_wait_and_coalesce() {
         2,
         CHANNEL_A_NOTIFIES_B | CHANNEL_B_NOTIFIES_A,
     )];
-    let mut kernel = Kernel::new(&[pd("high", 100, NONE), pd("low", 1, NONE)], &channels).unwrap();
+    let mut kernel =
+        Kernel::new(&[pd("high", 100, NONE), pd("low", 1, NONE)], &channels, &[]).unwrap();
     assert_eq!(kernel.start(), Decision::Run(A));
     assert_eq!(
         hvc(&mut kernel, &[PD_NOTIFY.into(), 1], &mut out),
@@ -183,8 +188,12 @@ fn notifications_to_a_lower_priority_pd_wait_and_coalesce() {
 fn a_protected_call_runs_the_server_and_returns_its_reply() {
     let mut out = String::new();
     let channels = [channel(0, 4, 1, 9, CHANNEL_A_CALLS_B)];
-    let mut kernel =
-        Kernel::new(&[pd("client", 10, NONE), pd("server", 20, NONE)], &channels).unwrap();
+    let mut kernel = Kernel::new(
+        &[pd("client", 10, NONE), pd("server", 20, NONE)],
+        &channels,
+        &[],
+    )
+    .unwrap();
     assert_eq!(kernel.start(), Decision::Run(B));
     assert_eq!(
         hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out),
@@ -228,7 +237,7 @@ fn protected_calls_only_go_up_through_pp_ends() {
         pd("equal", 50, NONE),
         pd("higher", 60, NONE),
     ];
-    let mut kernel = Kernel::new(&domains, &channels).unwrap();
+    let mut kernel = Kernel::new(&domains, &channels, &[]).unwrap();
     assert_eq!(kernel.start(), Decision::Run(C));
     assert_eq!(
         hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out),
@@ -256,7 +265,12 @@ fn protected_calls_only_go_up_through_pp_ends() {
 #[test]
 fn a_fault_without_parent_is_printed_and_the_others_run_on() {
     let mut out = String::new();
-    let mut kernel = Kernel::new(&[pd("victim", 10, NONE), pd("attacker", 20, NONE)], &[]).unwrap();
+    let mut kernel = Kernel::new(
+        &[pd("victim", 10, NONE), pd("attacker", 20, NONE)],
+        &[],
+        &[],
+    )
+    .unwrap();
     assert_eq!(kernel.start(), Decision::Run(B));
     assert_eq!(
         kernel.handle(stage2_fault(false), &mut out),
@@ -278,7 +292,7 @@ fn a_fault_without_parent_is_printed_and_the_others_run_on() {
 #[test]
 fn an_injectable_fault_goes_back_to_the_pd_a_bounded_number_of_times() {
     let mut out = String::new();
-    let mut kernel = Kernel::new(&[pd("prober", 10, NONE)], &[]).unwrap();
+    let mut kernel = Kernel::new(&[pd("prober", 10, NONE)], &[], &[]).unwrap();
     assert_eq!(kernel.start(), Decision::Run(A));
     for _ in 0..system::MAX_INJECTED_FAULTS {
         assert_eq!(
@@ -296,7 +310,7 @@ fn an_injectable_fault_goes_back_to_the_pd_a_bounded_number_of_times() {
 #[test]
 fn a_childs_fault_goes_to_its_parent() {
     let mut out = String::new();
-    let mut kernel = Kernel::new(&[pd("parent", 10, NONE), pd("child", 5, 0)], &[]).unwrap();
+    let mut kernel = Kernel::new(&[pd("parent", 10, NONE), pd("child", 5, 0)], &[], &[]).unwrap();
     assert_eq!(kernel.start(), Decision::Run(A));
     assert_eq!(
         hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out),
@@ -322,8 +336,12 @@ fn a_childs_fault_goes_to_its_parent() {
 fn a_server_that_faults_releases_its_caller_with_an_error() {
     let mut out = String::new();
     let channels = [channel(0, 1, 1, 1, CHANNEL_A_CALLS_B)];
-    let mut kernel =
-        Kernel::new(&[pd("client", 1, NONE), pd("server", 2, NONE)], &channels).unwrap();
+    let mut kernel = Kernel::new(
+        &[pd("client", 1, NONE), pd("server", 2, NONE)],
+        &channels,
+        &[],
+    )
+    .unwrap();
     kernel.start();
     hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out);
     assert_eq!(
@@ -351,7 +369,7 @@ fn the_timer_rotates_equal_priorities_but_never_hands_the_cpu_down() {
         pd("spin2", 10, NONE),
         pd("low", 5, NONE),
     ];
-    let mut kernel = Kernel::new(&domains, &[]).unwrap();
+    let mut kernel = Kernel::new(&domains, &[], &[]).unwrap();
     assert_eq!(kernel.start(), Decision::Run(A));
     assert_eq!(kernel.handle(Exit::TimerTick, &mut out), Decision::Run(B));
     assert_eq!(kernel.handle(Exit::TimerTick, &mut out), Decision::Run(A));
@@ -368,7 +386,7 @@ fn the_timer_rotates_equal_priorities_but_never_hands_the_cpu_down() {
 #[test]
 fn smc_is_refused_and_skipped() {
     let mut out = String::new();
-    let mut kernel = Kernel::new(&[pd("p", 1, NONE)], &[]).unwrap();
+    let mut kernel = Kernel::new(&[pd("p", 1, NONE)], &[], &[]).unwrap();
     kernel.start();
     kernel.registers_mut(A).unwrap().x[0] = 0x8400_0008;
     assert_eq!(
@@ -385,7 +403,7 @@ fn smc_is_refused_and_skipped() {
 #[test]
 fn unknown_calls_are_not_supported() {
     let mut out = String::new();
-    let mut kernel = Kernel::new(&[pd("p", 1, NONE)], &[]).unwrap();
+    let mut kernel = Kernel::new(&[pd("p", 1, NONE)], &[], &[]).unwrap();
     kernel.start();
     assert_eq!(hvc(&mut kernel, &[0xC600_0003], &mut out), Decision::Run(A));
     assert_eq!(regs(&mut kernel, A).x[0], NOT_SUPPORTED as u64);
@@ -394,7 +412,7 @@ fn unknown_calls_are_not_supported() {
 #[test]
 fn debug_write_builds_prefixed_lines() {
     let mut out = String::new();
-    let mut kernel = Kernel::new(&[pd("hello", 1, NONE)], &[]).unwrap();
+    let mut kernel = Kernel::new(&[pd("hello", 1, NONE)], &[], &[]).unwrap();
     kernel.start();
     let word = u64::from_le_bytes(*b"hi\nFS|ev");
     hvc(&mut kernel, &[PD_DEBUG_WRITE.into(), 8, word], &mut out);
@@ -411,7 +429,7 @@ fn debug_write_builds_prefixed_lines() {
 #[test]
 fn system_off_names_the_caller() {
     let mut out = String::new();
-    let mut kernel = Kernel::new(&[pd("boss", 1, NONE)], &[]).unwrap();
+    let mut kernel = Kernel::new(&[pd("boss", 1, NONE)], &[], &[]).unwrap();
     kernel.start();
     let Decision::Halt(halt) = hvc(&mut kernel, &[PD_SYSTEM_OFF.into(), 300], &mut out) else {
         panic!()
@@ -433,35 +451,116 @@ fn system_off_names_the_caller() {
 #[test]
 fn inconsistent_boot_info_is_refused() {
     assert_eq!(
-        Kernel::new(&[], &[]).unwrap_err(),
+        Kernel::new(&[], &[], &[]).unwrap_err(),
         BuildError::DomainCount(0)
     );
     assert_eq!(
-        Kernel::new(&[pd("a", 255, NONE)], &[]).unwrap_err(),
+        Kernel::new(&[pd("a", 255, NONE)], &[], &[]).unwrap_err(),
         BuildError::Priority(0)
     );
     assert_eq!(
-        Kernel::new(&[pd("a", 1, 0)], &[]).unwrap_err(),
+        Kernel::new(&[pd("a", 1, 0)], &[], &[]).unwrap_err(),
         BuildError::Parent(0)
     );
     assert_eq!(
-        Kernel::new(&[pd("a", 1, 1), pd("b", 1, NONE)], &[]).unwrap_err(),
+        Kernel::new(&[pd("a", 1, 1), pd("b", 1, NONE)], &[], &[]).unwrap_err(),
         BuildError::Parent(0)
     );
     let mut vm = pd("vm", 1, NONE);
     vm.kind = DOMAIN_KIND_VM;
     assert_eq!(
-        Kernel::new(&[vm, pd("b", 1, 0)], &[]).unwrap_err(),
+        Kernel::new(&[vm, pd("b", 1, 0)], &[], &[]).unwrap_err(),
         BuildError::Parent(1)
     );
     let mut odd = pd("odd", 1, NONE);
     odd.kind = 9;
     assert_eq!(
-        Kernel::new(&[odd], &[]).unwrap_err(),
+        Kernel::new(&[odd], &[], &[]).unwrap_err(),
         BuildError::DomainKind(0)
     );
     assert!(matches!(
-        Kernel::new(&[pd("a", 1, NONE)], &[channel(0, 1, 5, 1, 0)]).unwrap_err(),
+        Kernel::new(&[pd("a", 1, NONE)], &[channel(0, 1, 5, 1, 0)], &[]).unwrap_err(),
         BuildError::Channel(_)
     ));
+}
+
+fn irq(domain: u32, intid: u32, channel_id: u32) -> IrqDesc {
+    IrqDesc {
+        domain,
+        irq: intid,
+        channel_id,
+        trigger: IRQ_TRIGGER_LEVEL,
+    }
+}
+
+#[test]
+fn an_interrupt_wakes_its_pd_and_stays_masked_until_acknowledged() {
+    let mut out = String::new();
+    let mut kernel = Kernel::new(
+        &[pd("driver", 50, NONE), pd("other", 10, NONE)],
+        &[],
+        &[irq(0, 34, 5)],
+    )
+    .unwrap();
+    assert_eq!(kernel.irqs()[0].intid, 34);
+    assert_eq!(kernel.start(), Decision::Run(A));
+    assert_eq!(
+        hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out),
+        Decision::Run(B)
+    );
+    // Nothing runnable, but the driver's interrupt can still wake it: wait, do not halt.
+    assert_eq!(
+        hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out),
+        Decision::WaitForInterrupt
+    );
+    assert_eq!(
+        kernel.handle(Exit::Interrupt(34), &mut out),
+        Decision::Run(A)
+    );
+    let driver = regs(&mut kernel, A);
+    assert_eq!((driver.x[1], driver.x[2]), (EVENT_NOTIFIED, 1 << 5));
+    assert_eq!(kernel.take_acknowledged_irq(), None);
+    // Acknowledging another channel is refused; its own channel unmasks INTID 34.
+    assert_eq!(
+        hvc(&mut kernel, &[PD_IRQ_ACK.into(), 4], &mut out),
+        Decision::Run(A)
+    );
+    assert_eq!(regs(&mut kernel, A).x[0], INVALID_PARAMETER as u64);
+    assert_eq!(
+        hvc(&mut kernel, &[PD_IRQ_ACK.into(), 5], &mut out),
+        Decision::Run(A)
+    );
+    assert_eq!(regs(&mut kernel, A).x[0], SUCCESS as u64);
+    assert_eq!(kernel.take_acknowledged_irq(), Some(34));
+    assert_eq!(kernel.take_acknowledged_irq(), None);
+    // An interrupt nobody owns changes nothing.
+    assert_eq!(
+        kernel.handle(Exit::Interrupt(99), &mut out),
+        Decision::Run(A)
+    );
+    assert_eq!(kernel.counters().interrupts, 1);
+    // Once the driver is stopped nothing can wake anyone: the system halts.
+    let decision = kernel.handle(stage2_fault(false), &mut out);
+    let Decision::Halt(halt) = decision else {
+        panic!("{decision:?}")
+    };
+    let mut line = String::new();
+    kernel.write_halt_line(&halt, &mut line).unwrap();
+    assert!(line.ends_with(" interrupts=1\n"), "{line}");
+}
+
+#[test]
+fn interrupt_records_are_checked() {
+    let domains = [pd("a", 1, NONE), pd("b", 1, NONE)];
+    let bad =
+        |irqs: &[IrqDesc]| Kernel::new(&domains, &[channel(0, 1, 1, 1, 0)], irqs).unwrap_err();
+    assert_eq!(bad(&[irq(2, 40, 3)]), BuildError::Irq(0));
+    assert_eq!(bad(&[irq(0, 27, 3)]), BuildError::Irq(0));
+    assert_eq!(bad(&[irq(0, 40, 62)]), BuildError::Irq(0));
+    assert_eq!(bad(&[irq(0, 40, 1)]), BuildError::Irq(0));
+    assert_eq!(bad(&[irq(0, 40, 3), irq(1, 40, 3)]), BuildError::Irq(1));
+    assert_eq!(bad(&[irq(0, 40, 3), irq(0, 41, 3)]), BuildError::Irq(1));
+    let mut edge = irq(0, 40, 3);
+    edge.trigger = 7;
+    assert_eq!(bad(&[edge]), BuildError::Irq(0));
 }

@@ -6,14 +6,12 @@ use frameshift_abi::boot_info::BootInfo;
 use super::entry::fs_run_first;
 use super::global::GlobalCell;
 use super::stage2::El2Machine;
-use super::trap::{configure_el2, fatal, Hypervisor, ARCH_DOMAINS, HYPERVISOR};
+use super::trap::{configure_el2, fatal, ARCH_DOMAINS, HYPERVISOR};
 use super::{gic, mmu};
 use crate::addr::{DomainId, PhysAddr, PAGE_SIZE};
 use crate::engine::Engine;
 use crate::hv_line;
-use crate::kernel::vspace::build_vspaces;
-use crate::kernel::Kernel;
-use crate::table_pool::TablePool;
+use crate::kernel::boot::{build_system, BootError};
 
 /// `[physical address, size]` of the boot information, patched into the ELF by the image builder
 /// (frameshift_abi::boot_info::BOOT_INFO_SYMBOL). It lives in `.data` so that it has file bytes to
@@ -38,30 +36,16 @@ pub const BORROWER_RECORDS: usize = 1024;
 /// The kernel's ownership core.
 pub type KernelEngine = Engine<CONVERTIBLE_FRAMES, BORROWER_RECORDS>;
 
+/// One byte per tracked frame for the audit's per-domain mapping counts.
+static AUDIT_SCRATCH: GlobalCell<[u8; CONVERTIBLE_FRAMES]> =
+    GlobalCell::new([0; CONVERTIBLE_FRAMES]);
+
 /// The ownership core: frame table, table pool and every domain's stage-2 table.
 pub static ENGINE: GlobalCell<KernelEngine> = GlobalCell::new(Engine::empty());
 
 extern "C" {
     static __image_start: u8;
     static __image_end: u8;
-    static __stack_bottom: u64;
-}
-
-/// Written at the lowest word of the EL2 stack at boot; a stack that grew past its end
-/// overwrote it (the 1 GiB identity blocks leave no room for a guard page).
-const STACK_CANARY: u64 = 0x5741_434b_4341_4e59;
-
-fn stack_canary() -> *mut u64 {
-    core::ptr::addr_of!(__stack_bottom).cast_mut()
-}
-
-/// Stops with a panic status if the EL2 stack ever overflowed.
-pub fn check_stack() {
-    // SAFETY: __stack_bottom is the first, 16-byte aligned word of the stack section.
-    if unsafe { stack_canary().read_volatile() } != STACK_CANARY {
-        hv_line!("panic EL2 stack overflow");
-        fatal(3, "panic");
-    }
 }
 
 /// Why the boot information was refused (printed after `error boot-info: `).
@@ -75,8 +59,14 @@ pub fn refuse_boot_info(message: core::fmt::Arguments<'_>) -> ! {
 extern "C" fn fs_el2_main() -> ! {
     // SAFETY: first thing at boot, MMU off, single CPU.
     unsafe { mmu::enable() };
-    // SAFETY: the lowest stack word is far below anything the boot path has pushed yet.
-    unsafe { stack_canary().write_volatile(STACK_CANARY) };
+    boot_with_mmu()
+}
+
+/// Everything after the MMU is on. A separate, never inlined function, so its stack frame is
+/// allocated only once the guard page under the stack is unmapped: an overflow then faults
+/// instead of silently overwriting `.bss`.
+#[inline(never)]
+fn boot_with_mmu() -> ! {
     configure_el2();
     let image_start = core::ptr::addr_of!(__image_start) as u64;
     let image_end = core::ptr::addr_of!(__image_end) as u64;
@@ -118,76 +108,69 @@ extern "C" fn fs_el2_main() -> ! {
             header.hypervisor_base, header.hypervisor_size
         ));
     }
+    if header
+        .convertible_base
+        .saturating_add(header.convertible_size)
+        > RAM_MAPPED_END
+    {
+        refuse_boot_info(format_args!(
+            "convertible range ends above {RAM_MAPPED_END:#x}, outside the EL2 map"
+        ));
+    }
     let Some((heap_start, heap_size)) = info.hypervisor_heap(address) else {
         refuse_boot_info(format_args!("no hypervisor heap after the blob"));
     };
     // Stage-2 roots are 8 KiB aligned, so the pool starts on an 8 KiB boundary.
     let pool_base = heap_start.next_multiple_of(2 * PAGE_SIZE);
     let pool_pages = (heap_start + heap_size).saturating_sub(pool_base) / PAGE_SIZE;
-    let pool = match TablePool::new(PhysAddr(pool_base), pool_pages as usize) {
-        Ok(pool) => pool,
-        Err(error) => refuse_boot_info(format_args!("table pool: {error}")),
-    };
-    let frames = header.convertible_size / PAGE_SIZE;
-    if frames > CONVERTIBLE_FRAMES as u64
-        || header
-            .convertible_base
-            .saturating_add(header.convertible_size)
-            > RAM_MAPPED_END
-    {
-        refuse_boot_info(format_args!(
-            "convertible range {:#x}+{:#x} exceeds what this kernel tracks ({CONVERTIBLE_FRAMES} frames below {RAM_MAPPED_END:#x})",
-            header.convertible_base, header.convertible_size
-        ));
-    }
-    // SAFETY: boot is single-threaded; this is the only reference to the engine.
-    let engine = unsafe { ENGINE.get_mut() };
+    // SAFETY: boot is single-threaded; these are the only references to the engine and the
+    // audit's scratch buffer.
+    let (engine, scratch) = unsafe { (ENGINE.get_mut(), AUDIT_SCRATCH.get_mut()) };
     let mut machine = El2Machine;
-    let prepared = engine
-        .init(pool, PhysAddr(header.convertible_base), frames as usize)
-        .and_then(|()| engine.protect(PhysAddr(header.hypervisor_base), PhysAddr(hypervisor_end)));
-    if let Err(error) = prepared {
-        refuse_boot_info(format_args!("memory layout: {error}"));
+    // SAFETY: boot is single-threaded; nothing else holds the hypervisor state yet.
+    let hypervisor = unsafe { HYPERVISOR.get_mut() };
+    let built = build_system(
+        &info,
+        &mut hypervisor.kernel,
+        engine,
+        &mut machine,
+        (PhysAddr(pool_base), pool_pages as usize),
+        scratch,
+        &mut |violation| hv_line!("audit violation {violation}"),
+    );
+    match built {
+        Ok(summary) => {
+            hv_line!(
+                "audit boot mapped-pages={} violations=0",
+                summary.mapped_pages
+            );
+        }
+        // The audit checks the hypervisor's own work: a violation is a hypervisor bug.
+        Err(BootError::Audit { .. }) => fatal(3, "panic"),
+        Err(error) => refuse_boot_info(format_args!("{error}")),
     }
-    if let Err(error) = build_vspaces(engine, &mut machine, info.domains().len(), info.mappings()) {
-        refuse_boot_info(format_args!("{error}"));
+    let kernel = &hypervisor.kernel;
+    for binding in kernel.irqs() {
+        if let Err(error) = gic::configure_device_interrupt(binding.intid, binding.edge) {
+            refuse_boot_info(format_args!("irq {}: {error}", binding.intid));
+        }
     }
     // SAFETY: boot is single-threaded; no other reference to the per-domain state exists yet.
     let arch = unsafe { ARCH_DOMAINS.get_mut() };
     for (index, slot) in arch.iter_mut().enumerate().take(info.domains().len()) {
         slot.vttbr = engine.vttbr(DomainId(index as u8)).unwrap_or(0);
     }
-    if !info.irqs().is_empty() {
-        hv_line!(
-            "warning irqs={} are not delivered by this version",
-            info.irqs().len()
-        );
-    }
-    let kernel = match Kernel::new(info.domains(), info.channels()) {
-        Ok(kernel) => kernel,
-        Err(error) => refuse_boot_info(format_args!("{error}")),
-    };
-    check_stack();
     hv_line!(
-        "start domains={} mappings={} channels={} table-pages-free={}",
+        "start domains={} mappings={} channels={} irqs={} table-pages-free={}",
         info.domains().len(),
         info.mappings().len(),
         info.channels().len(),
+        info.irqs().len(),
         engine.pool().available()
     );
-    run(kernel)
-}
-
-/// Installs the kernel and enters the first domain.
-pub fn run(kernel: Kernel) -> ! {
-    // SAFETY: boot is the only user so far; no other reference exists.
-    unsafe {
-        *HYPERVISOR.get_mut() = Some(Hypervisor {
-            kernel,
-            fp_owner: None,
-        })
-    };
-    // SAFETY: HYPERVISOR is set; fs_run_first resets the stack and never returns.
+    hypervisor.running = true;
+    // SAFETY: the kernel is built; fs_run_first resets the stack and never returns, so no
+    // reference taken here survives.
     unsafe { fs_run_first() }
 }
 

@@ -14,7 +14,8 @@ const SCTLR_EL1_RESET: u64 = 0x30D0_0800;
 /// `CPACR_EL1.FPEN` = 0b11: EL1 and EL0 may use FP/SIMD (PD programs are built with NEON).
 const CPACR_EL1_FP_ON: u64 = 3 << 20;
 
-/// The EL1 system registers a domain can change; each domain has its own copy.
+/// The EL1 system registers (and the EL1 virtual timer) a domain can change; each domain has
+/// its own copy.
 #[derive(Clone, Copy, Debug, Default)]
 #[repr(C)]
 pub struct El1Registers {
@@ -40,6 +41,8 @@ pub struct El1Registers {
     cpacr: u64,
     cntkctl: u64,
     csselr: u64,
+    cntv_ctl: u64,
+    cntv_cval: u64,
 }
 
 impl El1Registers {
@@ -68,6 +71,8 @@ impl El1Registers {
             cpacr: CPACR_EL1_FP_ON,
             cntkctl: 0,
             csselr: 0,
+            cntv_ctl: 0,
+            cntv_cval: 0,
         }
     }
 
@@ -95,6 +100,9 @@ impl El1Registers {
         self.cpacr = CPACR_EL1.get();
         self.cntkctl = CNTKCTL_EL1.get();
         self.csselr = CSSELR_EL1.get();
+        // The virtual timer is EL1's own: each domain has its own compare value and control.
+        self.cntv_ctl = CNTV_CTL_EL0.get();
+        self.cntv_cval = CNTV_CVAL_EL0.get();
     }
 
     /// Loads these registers into the CPU (the incoming domain's).
@@ -121,6 +129,8 @@ impl El1Registers {
         CPACR_EL1.set(self.cpacr);
         CNTKCTL_EL1.set(self.cntkctl);
         CSSELR_EL1.set(self.csselr);
+        CNTV_CVAL_EL0.set(self.cntv_cval);
+        CNTV_CTL_EL0.set(self.cntv_ctl);
     }
 }
 

@@ -124,6 +124,11 @@ fs_lower_common:
     b       fs_restore
 
 fs_current_common:
+    // The hypervisor is dying; start from a fresh stack in case this was a stack overflow
+    // into the guard page.
+    adrp    x1, __stack_top
+    add     x1, x1, :lo12:__stack_top
+    mov     sp, x1
     mrs     x1, esr_el2
     mrs     x2, elr_el2
     mrs     x3, far_el2

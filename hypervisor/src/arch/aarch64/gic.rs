@@ -5,8 +5,16 @@ use core::ptr::NonNull;
 
 use aarch64_cpu::registers::*;
 use arm_gic::gicv3::registers::{Gicd, GicrSgi};
-use arm_gic::gicv3::{GicCpuInterface, GicV3};
+use arm_gic::gicv3::{GicCpuInterface, GicError, GicV3};
 use arm_gic::{IntId, InterruptGroup, Trigger, UniqueMmioPointer};
+
+use super::global::GlobalCell;
+
+/// The GIC driver, kept after boot to mask and unmask PDs' interrupts.
+static GIC: GlobalCell<Option<GicV3<'static>>> = GlobalCell::new(None);
+
+/// Priority of PDs' interrupts (below the timer's 0x80, so the time slice always wins).
+const DEVICE_PRIORITY: u8 = 0xA0;
 
 const GICD_BASE: usize = 0x0800_0000;
 const GICR_BASE: usize = 0x080A_0000;
@@ -22,7 +30,7 @@ const SLICES_PER_SECOND: u64 = 200;
 /// # Safety
 ///
 /// Call once, at boot, after [`super::mmu::enable`] mapped the GIC as Device memory.
-pub unsafe fn init() -> Result<(), arm_gic::gicv3::GicError> {
+pub unsafe fn init() -> Result<(), GicError> {
     // EL2 uses the ICC_* system registers; EL1's own accesses to ICC_SRE_EL1 trap to EL2.
     GicCpuInterface::enable_system_register_el2(false);
     // SAFETY: GICD_BASE is QEMU virt's distributor, mapped Device-nGnRE, and this is the only
@@ -42,7 +50,52 @@ pub unsafe fn init() -> Result<(), arm_gic::gicv3::GicError> {
     gic.set_interrupt_priority(EL2_TIMER, Some(0), 0x80)?;
     gic.set_trigger(EL2_TIMER, Some(0), Trigger::Level)?;
     gic.enable_interrupt(EL2_TIMER, Some(0), true)?;
+    // SAFETY: boot is single-threaded; nobody else holds the cell yet.
+    unsafe { *GIC.get_mut() = Some(gic) };
     Ok(())
+}
+
+fn with_gic<T>(
+    body: impl FnOnce(&mut GicV3<'static>) -> Result<T, GicError>,
+) -> Result<T, GicError> {
+    // SAFETY: single CPU, EL2 not re-entered (global.rs); the reference does not escape `body`.
+    match unsafe { GIC.get_mut() } {
+        Some(gic) => body(gic),
+        None => Err(GicError::InvalidGicCpuIntid(EL2_TIMER)),
+    }
+}
+
+/// The INTID of shared peripheral interrupt `intid` (32..1020), or the error for a bad one.
+fn spi(intid: u32) -> Result<IntId, GicError> {
+    match intid.checked_sub(32) {
+        Some(index) if index < IntId::MAX_SPI_COUNT => Ok(IntId::spi(index)),
+        _ => Err(GicError::InvalidGicCpuIntid(EL2_TIMER)),
+    }
+}
+
+/// Sets up a shared peripheral interrupt that belongs to a PD and enables it.
+pub fn configure_device_interrupt(intid: u32, edge: bool) -> Result<(), GicError> {
+    let intid = spi(intid)?;
+    let trigger = if edge { Trigger::Edge } else { Trigger::Level };
+    with_gic(|gic| {
+        gic.set_interrupt_priority(intid, None, DEVICE_PRIORITY)?;
+        gic.set_trigger(intid, None, trigger)?;
+        gic.enable_interrupt(intid, None, true)
+    })
+}
+
+/// Unmasks a PD's interrupt after the PD acknowledged it.
+pub fn unmask(intid: u32) {
+    let _ = with_gic(|gic| gic.enable_interrupt(spi(intid)?, None, true));
+}
+
+/// An interrupt taken at EL2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interrupt {
+    /// The time slice ended (already re-armed).
+    TimeSlice,
+    /// A PD's interrupt, now masked until the PD acknowledges it.
+    Device(u32),
 }
 
 /// Starts a fresh time slice on the EL2 physical timer.
@@ -54,17 +107,26 @@ pub fn start_slice() {
     CNTHP_CTL_EL2.set(1);
 }
 
-/// Acknowledges the pending interrupt. Returns whether it was the time-slice timer; any other
-/// interrupt is ended and ignored (none is routed to domains in this version).
-pub fn take_interrupt() -> bool {
-    let Some(intid) = GicCpuInterface::get_and_acknowledge_interrupt(InterruptGroup::Group1) else {
-        return false;
-    };
-    let timer = intid == EL2_TIMER;
-    if timer {
+/// Stops the time-slice timer (while the CPU waits for a PD's interrupt).
+pub fn stop_slice() {
+    CNTHP_CTL_EL2.set(0);
+}
+
+/// Acknowledges the pending interrupt, if any. A PD's interrupt is masked at the distributor
+/// before the end of interrupt, so it cannot fire again until the PD acknowledges it (Microkit
+/// `irq_ack`); SGIs, other PPIs and spurious interrupts are ended and ignored.
+pub fn take_interrupt() -> Option<Interrupt> {
+    let intid = GicCpuInterface::get_and_acknowledge_interrupt(InterruptGroup::Group1)?;
+    let taken = if intid == EL2_TIMER {
         // Re-arm before EOI so the level-triggered line is low again.
         start_slice();
-    }
+        Some(Interrupt::TimeSlice)
+    } else if let Some(index) = intid.spi_index() {
+        let _ = with_gic(|gic| gic.enable_interrupt(intid, None, false));
+        Some(Interrupt::Device(index as u32 + 32))
+    } else {
+        None
+    };
     GicCpuInterface::end_interrupt(intid, InterruptGroup::Group1);
-    timer
+    taken
 }

@@ -9,6 +9,7 @@ use super::context::ArchDomain;
 use super::entry::{KIND_IRQ, KIND_SYNC};
 use super::global::GlobalCell;
 use super::{gic, psci};
+use crate::addr::Ipa;
 use crate::kernel::fault::{
     abort_ipa, classify_abort, el1_sync_vector_offset, EC_DATA_ABORT_LOWER,
     EC_INSTRUCTION_ABORT_LOWER,
@@ -27,17 +28,37 @@ const EC_FP: u64 = 0x07;
 const EC_HVC64: u64 = 0x16;
 const EC_SMC64: u64 = 0x17;
 
-/// The hypervisor's state after boot.
+/// The hypervisor's state.
 #[derive(Debug)]
 pub struct Hypervisor {
-    /// The portable kernel.
+    /// The portable kernel (filled in place by boot).
     pub kernel: Kernel,
     /// The domain whose FP/SIMD registers are live in the CPU.
     pub fp_owner: Option<DomainIndex>,
+    /// Set by boot once the kernel is built; exceptions before that are hypervisor bugs.
+    pub running: bool,
 }
 
-/// Set once by boot, then used by every exception.
-pub static HYPERVISOR: GlobalCell<Option<Hypervisor>> = GlobalCell::new(None);
+/// Built in place by boot, then used by every exception.
+pub static HYPERVISOR: GlobalCell<Hypervisor> = GlobalCell::new(Hypervisor {
+    kernel: Kernel::empty(),
+    fp_owner: None,
+    running: false,
+});
+
+/// The hypervisor state, once boot has built it.
+///
+/// # Safety
+///
+/// No other reference to [`HYPERVISOR`] may be live (each exception takes it once).
+unsafe fn running_hypervisor() -> &'static mut Hypervisor {
+    // SAFETY: the caller guarantees exclusivity (global.rs).
+    let hypervisor = unsafe { HYPERVISOR.get_mut() };
+    if !hypervisor.running {
+        fatal(3, "panic");
+    }
+    hypervisor
+}
 
 /// Per-domain EL1 and FP/SIMD state and stage-2 roots, indexed like the kernel's domains.
 pub static ARCH_DOMAINS: GlobalCell<[ArchDomain; MAX_DOMAINS]> =
@@ -52,6 +73,9 @@ pub fn fatal(status: u8, reason: &str) -> ! {
 /// An exception taken at EL2 itself: a hypervisor bug, never a domain's doing.
 #[no_mangle]
 extern "C" fn fs_trap_current(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
+    if super::mmu::is_stack_guard(far) {
+        crate::hv_line!("panic EL2 stack overflow elr={elr:#x}");
+    }
     crate::hv_line!("panic exception at EL2 kind={kind} esr={esr:#x} elr={elr:#x} far={far:#x}");
     fatal(3, "panic")
 }
@@ -66,9 +90,7 @@ unsafe extern "C" fn fs_fill_first_frame(frame: *mut Registers) {
     // SAFETY: the frame is a live, exclusive stack slot (caller's contract).
     let frame = unsafe { &mut *frame };
     // SAFETY: EL2 is not re-entered (global.rs); this is the only live reference.
-    let Some(hypervisor) = (unsafe { HYPERVISOR.get_mut() }).as_mut() else {
-        fatal(3, "panic")
-    };
+    let hypervisor = unsafe { running_hypervisor() };
     // SAFETY: as above.
     let arch = unsafe { ARCH_DOMAINS.get_mut() };
     let decision = hypervisor.kernel.start();
@@ -85,9 +107,7 @@ unsafe extern "C" fn fs_trap_lower(frame: *mut Registers, kind: u64) {
     // SAFETY: the vector passed its own stack frame, exclusively ours until we return.
     let frame = unsafe { &mut *frame };
     // SAFETY: EL2 is not re-entered (global.rs); this is the only live reference.
-    let Some(hypervisor) = (unsafe { HYPERVISOR.get_mut() }).as_mut() else {
-        fatal(3, "panic")
-    };
+    let hypervisor = unsafe { running_hypervisor() };
     // SAFETY: as above.
     let arch = unsafe { ARCH_DOMAINS.get_mut() };
     let Some(current) = hypervisor.kernel.current() else {
@@ -110,12 +130,11 @@ unsafe extern "C" fn fs_trap_lower(frame: *mut Registers, kind: u64) {
                 _ => Exit::Fault(unknown(esr, frame.pc)),
             }
         }
-        KIND_IRQ => {
-            if !gic::take_interrupt() {
-                return;
-            }
-            Exit::TimerTick
-        }
+        KIND_IRQ => match gic::take_interrupt() {
+            Some(gic::Interrupt::TimeSlice) => Exit::TimerTick,
+            Some(gic::Interrupt::Device(intid)) => Exit::Interrupt(intid),
+            None => return,
+        },
         // FIQ, SError, anything from AArch32.
         _ => Exit::Fault(unknown(ESR_EL2.get(), frame.pc)),
     };
@@ -123,6 +142,7 @@ unsafe extern "C" fn fs_trap_lower(frame: *mut Registers, kind: u64) {
         *saved = *frame;
     }
     let decision = hypervisor.kernel.handle(exit, &mut Pl011);
+    unmask_acknowledged(hypervisor);
     let fault = match exit {
         Exit::Fault(report) => Some(report),
         _ => None,
@@ -133,7 +153,7 @@ unsafe extern "C" fn fs_trap_lower(frame: *mut Registers, kind: u64) {
 fn unknown(esr: u64, pc: u64) -> FaultReport {
     FaultReport {
         kind: FaultKind::Unknown,
-        ipa: 0,
+        ipa: Ipa(0),
         esr,
         pc,
         injectable: false,
@@ -178,7 +198,40 @@ fn apply(
                 inject_external_abort(fault, frame);
             }
         }
+        Decision::WaitForInterrupt => {
+            let decision = wait_for_interrupt(hypervisor);
+            apply(hypervisor, arch, previous, decision, None, frame);
+        }
         Decision::Halt(halt) => halt_system(hypervisor, &halt),
+    }
+}
+
+/// Idles the CPU until a PD's interrupt makes some domain runnable. EL2 keeps interrupts
+/// masked: `WFI` still wakes on a pending one, which is then taken by hand.
+fn wait_for_interrupt(hypervisor: &mut Hypervisor) -> Decision {
+    gic::stop_slice();
+    loop {
+        aarch64_cpu::asm::wfi();
+        match gic::take_interrupt() {
+            Some(gic::Interrupt::Device(intid)) => {
+                let decision = hypervisor.kernel.handle(Exit::Interrupt(intid), &mut Pl011);
+                unmask_acknowledged(hypervisor);
+                if decision != Decision::WaitForInterrupt {
+                    gic::start_slice();
+                    return decision;
+                }
+            }
+            // A slice that expired just before the CPU went idle: no domain to slice.
+            Some(gic::Interrupt::TimeSlice) => gic::stop_slice(),
+            None => {}
+        }
+    }
+}
+
+/// Unmasks every interrupt its PD acknowledged during the last call.
+fn unmask_acknowledged(hypervisor: &mut Hypervisor) {
+    while let Some(intid) = hypervisor.kernel.take_acknowledged_irq() {
+        gic::unmask(intid);
     }
 }
 
@@ -191,7 +244,6 @@ fn load_frame(hypervisor: &mut Hypervisor, domain: DomainIndex, frame: &mut Regi
 
 /// Flushes every domain's partial line, prints the final status line and powers off.
 pub fn halt_system(hypervisor: &mut Hypervisor, halt: &Halt) -> ! {
-    super::boot::check_stack();
     hypervisor.kernel.flush_console(&mut Pl011);
     let _ = hypervisor.kernel.write_halt_line(halt, &mut Pl011);
     psci::system_off()
@@ -202,7 +254,7 @@ pub fn halt_system(hypervisor: &mut Hypervisor, halt: &Halt) -> ! {
 fn inject_external_abort(fault: FaultReport, frame: &mut Registers) {
     ESR_EL1.set(fault.injected_syndrome());
     // Stage 1 is off, so the faulting VA is the IPA.
-    FAR_EL1.set(fault.ipa);
+    FAR_EL1.set(fault.ipa.get());
     ELR_EL1.set(frame.pc);
     SPSR_EL1.set(frame.pstate);
     frame.pc = VBAR_EL1
