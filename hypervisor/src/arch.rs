@@ -2,7 +2,7 @@
 //! access and stage-2 descriptor writes with TLB maintenance.
 //!
 //! The EL2 kernel implements them under `arch/aarch64` (identity-mapped memory, `DSB`/`TLBI`);
-//! host tests use [`crate::fake_arch::FakeArch`], an arena that also checks break-before-make
+//! host tests use `fake_arch::FakeArch`, an arena that also checks break-before-make
 //! (I7) and that every removed or narrowed translation was invalidated (I6).
 
 use crate::addr::{Ipa, PhysAddr, Vmid};

@@ -4,7 +4,7 @@
 //! would, never through the engine's own bookkeeping, and reports every violation with its
 //! domain, IPA, physical address and invariant. It allocates nothing: the caller lends a
 //! scratch counter per frame. I5-I8 are properties of calls, not of a state; the host fake
-//! ([`crate::fake_arch`]) and the tests check them (docs/ISOLATION.md).
+//! (`fake_arch`) and the tests check them (docs/ISOLATION.md).
 
 use core::fmt;
 

@@ -1402,6 +1402,91 @@ mod tests {
     }
 
     #[test]
+    fn each_refusal_names_its_reason() {
+        let mut system = SmallSystem::boot().unwrap();
+        let (engine, arch) = (&mut system.engine, &mut system.arch);
+        let second = Ipa(BLOCK_IPA.get() + PAGE_SIZE);
+        engine
+            .donate(arch, HOST, GUEST_HISTORY, FRAME_A_IPA, 1)
+            .unwrap();
+        engine
+            .share_with_guest(arch, HOST, GUEST_SPLIT, FRAME_B_IPA, 1, Rights::READ)
+            .unwrap();
+        // The host no longer holds A: nothing to donate there.
+        assert_eq!(
+            engine.donate(arch, HOST, GUEST_SPLIT, FRAME_A_IPA, 1),
+            Err(Error::NotMapped)
+        );
+        // The block's second page goes to guest 2; a second donate finds the host's slot empty.
+        engine.donate(arch, HOST, GUEST_SPLIT, second, 1).unwrap();
+        assert_eq!(
+            engine.donate(arch, HOST, GUEST_SPLIT, second, 1),
+            Err(Error::NotMapped)
+        );
+        // Sharing B with guest 2 twice.
+        assert_eq!(
+            engine.share_with_guest(arch, HOST, GUEST_SPLIT, FRAME_B_IPA, 1, Rights::READ),
+            Err(Error::AlreadyBorrowed)
+        );
+        // Granting more than the owner has.
+        assert_eq!(
+            engine.share_with_guest(arch, HOST, GUEST_HISTORY, FRAME_B_IPA, 1, Rights::ALL),
+            Err(Error::InvalidRights)
+        );
+        // The block's first page is shared with guest 1; lending it as well is refused (the
+        // host no longer holds it exclusively).
+        engine
+            .share_with_guest(arch, HOST, GUEST_HISTORY, BLOCK_IPA, 1, Rights::READ)
+            .unwrap();
+        assert_eq!(
+            engine.lend(arch, HOST, GUEST_HISTORY, BLOCK_IPA, 1, Rights::READ),
+            Err(Error::WrongState)
+        );
+        // Nothing lent: reclaim finds no annotation.
+        assert_eq!(
+            engine.reclaim(arch, HOST, GUEST_HISTORY, FRAME_B_IPA, 1),
+            Err(Error::WrongState)
+        );
+        assert_eq!(
+            engine.reclaim(arch, HOST, GUEST_HISTORY, FRAME_A_IPA, 1),
+            Err(Error::NotMapped)
+        );
+        // Unshare of a page the guest owns but never shared.
+        assert_eq!(
+            engine.unshare(arch, GUEST_HISTORY, FRAME_A_IPA, 1),
+            Err(Error::WrongState)
+        );
+        // A guest cannot relinquish what it merely borrows from a share.
+        assert_eq!(
+            engine.relinquish(arch, GUEST_SPLIT, FRAME_B_IPA, 1),
+            Err(Error::WrongState)
+        );
+        // Ranges: zero pages, more than a block, wrapping.
+        assert_eq!(
+            engine.share(arch, GUEST_HISTORY, FRAME_A_IPA, 0),
+            Err(Error::InvalidRange)
+        );
+        assert_eq!(
+            engine.share(arch, GUEST_HISTORY, FRAME_A_IPA, 513),
+            Err(Error::InvalidRange)
+        );
+        assert_eq!(
+            engine.share(arch, GUEST_HISTORY, Ipa(!0xFFF), 2),
+            Err(Error::InvalidRange)
+        );
+        // Who may ask: the guest's host only.
+        assert_eq!(
+            engine.donate(arch, GUEST_SPLIT, GUEST_HISTORY, FRAME_B_IPA, 1),
+            Err(Error::NotLinked)
+        );
+        assert_eq!(
+            engine.share(arch, HOST, FRAME_A_IPA, 1),
+            Err(Error::NotLinked)
+        );
+        quiet(&mut system);
+    }
+
+    #[test]
     fn pinned_shared_frame_cannot_be_unshared() {
         let mut system = SmallSystem::boot().unwrap();
         let (engine, arch) = (&mut system.engine, &mut system.arch);

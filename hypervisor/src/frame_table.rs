@@ -588,6 +588,52 @@ mod tests {
         assert_eq!(table.borrower_count(0), 5);
     }
 
+    proptest::proptest! {
+        /// Random borrower additions and removals agree with a plain map, never panic, and a
+        /// full side table is an error that changes nothing.
+        #[test]
+        fn borrower_lists_match_a_plain_model(
+            steps in proptest::collection::vec((0usize..8, 0u8..63, 0u8..8, proptest::bool::ANY), 1..200)
+        ) {
+            let mut table = Table::empty();
+            table.init(PhysAddr(0x4000_0000), 8).unwrap();
+            let mut model: std::collections::BTreeMap<(usize, u8), u8> = Default::default();
+            for (frame, domain, rights, add) in steps {
+                let rights = Rights::from_bits_truncate(rights);
+                if add {
+                    let before = table.clone();
+                    match table.add_borrower(frame, DomainId(domain), rights) {
+                        Ok(()) => {
+                            proptest::prop_assert!(model.insert((frame, domain), rights.bits()).is_none());
+                        }
+                        Err(Error::AlreadyBorrowed) => {
+                            proptest::prop_assert!(model.contains_key(&(frame, domain)));
+                            proptest::prop_assert_eq!(&table, &before);
+                        }
+                        Err(Error::BorrowerTableFull) => {
+                            proptest::prop_assert_eq!(table.free_borrower_slots(), 0);
+                            proptest::prop_assert_eq!(&table, &before);
+                        }
+                        Err(other) => proptest::prop_assert!(false, "unexpected {:?}", other),
+                    }
+                } else {
+                    let removed = table.remove_borrower(frame, DomainId(domain));
+                    proptest::prop_assert_eq!(removed, model.remove(&(frame, domain)).is_some());
+                }
+                let used: usize = (0..8).map(|index| table.borrower_count(index).saturating_sub(1)).sum();
+                proptest::prop_assert_eq!(used + table.free_borrower_slots(), 4);
+            }
+            for frame in 0..8 {
+                let expected: Vec<(u8, u8)> = model
+                    .iter()
+                    .filter(|((index, _), _)| *index == frame)
+                    .map(|((_, domain), rights)| (*domain, *rights))
+                    .collect();
+                proptest::prop_assert_eq!(borrowers(&table, frame), expected);
+            }
+        }
+    }
+
     #[test]
     fn pins_count_up_and_down() {
         let mut table = Table::empty();

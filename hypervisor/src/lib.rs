@@ -2,7 +2,20 @@
 //! engine, audit) and, under `arch/aarch64`, the EL2 kernel.
 //!
 //! The core is `no_std`, allocation-free and free of assembly; it reaches the machine only
-//! through [`arch::Stage2Arch`]. Host tests run it against [`fake_arch::FakeArch`].
+//! through [`arch::Stage2Arch`]. Host tests run it against `fake_arch::FakeArch`.
+//!
+//! | module | concept |
+//! | --- | --- |
+//! | [`addr`] | `PhysAddr`, `Ipa`, `Vmid`, `DomainId` |
+//! | [`descriptor`] | stage-2 descriptor encoding, break-before-make predicate |
+//! | [`walk`] | software table walker (as the hardware walks) |
+//! | [`stage2`] | stage-2 tables: map, split, coalesce, BBM + TLB maintenance |
+//! | [`table_pool`] | the fixed pool of table pages, reserve-then-take |
+//! | [`frame_table`] | per-frame owner, state, borrowers, pins (8 bytes per frame) |
+//! | [`ownership`] | the state machine: one table, one `decide` |
+//! | [`engine`] | prepare/commit conversions, boot mappings, teardown |
+//! | [`audit`](mod@audit) | I1-I4 cross-check of tables against the frame table |
+//! | `fake_arch`, `small_system`, `model_check` | host only (feature `std`): fake machine, test system, exhaustive model checker |
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]

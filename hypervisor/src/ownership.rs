@@ -23,7 +23,7 @@
 //! | teardown | hypervisor | owner host: (L, SB) | (L, -) | no |
 //!
 //! Everything else is refused with a precise [`Error`] and changes nothing. Where the guest's
-//! mappings live depends on its [`ConversionMode`]: in history mode always at the IPA; in split
+//! mappings live depends on its [`ConversionMode`](crate::engine::ConversionMode): in history mode always at the IPA; in split
 //! mode private (`Owned`) pages at the IPA and shared ones at its alias `IPA | 1 << 39`. The host
 //! always sees a guest's frame at the window position of the guest's IPA.
 

@@ -14,7 +14,7 @@
 //! - its table allocation is infallible (`Translation::allocate_table`), while ours must come
 //!   from a fixed pool reserved in a prepare step, so a commit never runs out half-way.
 //!
-//! Every change to a live descriptor goes through [`Stage2Table::replace`], which applies
+//! Every change to a live descriptor goes through `Stage2Table::replace`, which applies
 //! break-before-make (Arm ARM D8.16.1) and invalidates after any removal or narrowing (I6, I7).
 
 use crate::addr::{Ipa, PhysAddr, Vmid, BLOCK_SIZE, PAGE_SIZE};

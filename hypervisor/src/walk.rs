@@ -1,7 +1,7 @@
 //! A software stage-2 table walker that reads descriptors the way the hardware does.
 //!
 //! Arm ARM D8.2 (4 KiB granule, T0SZ = 24, start level 1): the walk starts in two concatenated
-//! level-1 tables indexed by IPA[39:30], then level 2 by IPA[29:21] and level 3 by IPA[20:12].
+//! level-1 tables indexed by `IPA[39:30]`, then level 2 by `IPA[29:21]` and level 3 by `IPA[20:12]`.
 //! An invalid descriptor, or 0b01 at level 3, is a translation fault at that level. The audit
 //! and the engine use this walker, never a cached copy of what they think they wrote.
 
