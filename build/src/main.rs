@@ -54,6 +54,11 @@ enum Task {
     Check {
         /// The system description to check.
         file: PathBuf,
+        /// More directories to look in for `prefill_path` files, searched before the default
+        /// ones (the file's own directory, then the built PD programs), as Microkit's
+        /// `--search-path`.
+        #[arg(long = "search-path", value_name = "DIR")]
+        search_paths: Vec<PathBuf>,
     },
     /// Exhaustively model-check the ownership state machine.
     ModelCheck,
@@ -101,7 +106,7 @@ fn main() -> ExitCode {
             cpu: cpu.into(),
         }),
         Task::Build { system, out } => tasks::build::build(system.as_deref(), out.as_deref()),
-        Task::Check { file } => tasks::check::check(&file),
+        Task::Check { file, search_paths } => tasks::check::check(&file, &search_paths),
         Task::ModelCheck => tasks::model_check::model_check(),
         Task::Test => tasks::test::test(),
         Task::Bench => tasks::bench::bench(),

@@ -85,3 +85,43 @@ fn unreadable_file_is_an_error_not_ok() {
     );
     assert_eq!(output.status.code(), Some(1));
 }
+
+/// The CLI and the conformance test agree on every Microkit fixture: `cargo xtask check`, run
+/// beside the fixture with the prefill directory on its search path (as the expected messages
+/// were produced), prints exactly the first line that the library (`sdf::parse_bytes`, which the conformance
+/// test holds to Microkit's messages) gives.
+#[test]
+fn every_microkit_fixture_prints_the_conformance_first_line() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/microkit-sdf");
+    let sdf_dir = fixtures.join("sdf");
+    let prefills = fixtures.join("prefills");
+    let mut names: Vec<String> = std::fs::read_dir(&sdf_dir)
+        .expect("fixture directory")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 143, "the Microkit tool has 143 fixtures");
+    for name in names {
+        let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .current_dir(&sdf_dir)
+            .args(["check", &name, "--search-path"])
+            .arg(&prefills)
+            .output()
+            .expect("run xtask");
+        let bytes = std::fs::read(sdf_dir.join(&name)).expect("read fixture");
+        let library = frameshift_build::sdf::parse_bytes(&name, &bytes, &[prefills.clone()]);
+        let (expected, status) = match library {
+            Ok(_) => ("OK".to_owned(), 0),
+            Err(error) => (error.first_line().to_owned(), 1),
+        };
+        let lines = stdout_lines(&output);
+        assert_eq!(lines.first(), Some(&expected), "{name}: {output:?}");
+        assert_eq!(output.status.code(), Some(status), "{name}");
+    }
+}
