@@ -238,39 +238,28 @@ pub fn plan(workspace_root: &Path) -> Result<FirmwarePlan, FirmwareError> {
 
 /// The `cargo build` arguments for the kernel.
 pub fn kernel_build_args(workspace_root: &Path) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "build",
+    let selection = [
         "-p",
         KERNEL_PACKAGE,
         "--bin",
         KERNEL_BIN,
         "--features",
         KERNEL_FEATURE,
-        "--target",
-        KERNEL_TARGET,
-        "--release",
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    args.push("--target-dir".to_owned());
-    args.push(firmware_dir(workspace_root).display().to_string());
-    args
+    ];
+    release_build_args(workspace_root, &selection, KERNEL_TARGET)
 }
 
 /// The `cargo build` arguments for one PD crate.
 pub fn pd_build_args(workspace_root: &Path, package: &str) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "build",
-        "-p",
-        package,
-        "--bins",
-        "--target",
-        PD_TARGET,
-        "--release",
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    args.push("--target-dir".to_owned());
+    release_build_args(workspace_root, &["-p", package, "--bins"], PD_TARGET)
+}
+
+/// `cargo build <selection> --target <target> --release` into the firmware target directory,
+/// which is separate so that a nested cargo never waits on the outer build's lock.
+fn release_build_args(workspace_root: &Path, selection: &[&str], target: &str) -> Vec<String> {
+    let mut args = vec!["build".to_owned()];
+    args.extend(selection.iter().map(|arg| (*arg).to_owned()));
+    args.extend(["--target", target, "--release", "--target-dir"].map(str::to_owned));
     args.push(firmware_dir(workspace_root).display().to_string());
     args
 }
