@@ -115,7 +115,8 @@ fn every_microkit_fixture_prints_the_conformance_first_line() {
             .output()
             .expect("run xtask");
         let bytes = std::fs::read(sdf_dir.join(&name)).expect("read fixture");
-        let library = frameshift_build::sdf::parse_bytes(&name, &bytes, &[prefills.clone()]);
+        let library =
+            frameshift_build::sdf::parse_bytes(&name, &bytes, std::slice::from_ref(&prefills));
         let (expected, status) = match library {
             Ok(_) => ("OK".to_owned(), 0),
             Err(error) => (error.first_line().to_owned(), 1),
