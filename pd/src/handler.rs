@@ -13,7 +13,9 @@
 use crate::call::{self, CallError, CallRegisters};
 use crate::channel::{Channel, ChannelSet, Child};
 use crate::message::{self, MessageInfo, MESSAGE_REGISTERS};
-use frameshift_abi::pd_call::{EVENT_FAULT, EVENT_NOTIFIED, EVENT_PROTECTED, PD_REPLY_RECV};
+use frameshift_abi::pd_call::{
+    EVENT_FAULT, EVENT_NOTIFIED, EVENT_PROTECTED, PD_REPLY_RECV, REPLY_MESSAGE, REPLY_NONE,
+};
 
 /// What a PD does when events arrive. Every method has a default, as in sel4-microkit: an event
 /// the PD did not expect is a bug in the system description, so the defaults panic (which prints
@@ -35,7 +37,8 @@ pub trait Handler {
     }
 
     /// `child` faulted; the message registers hold the fault details (`FAULT_*` label). Return a
-    /// reply to resume the child, or `None` to leave it stopped.
+    /// reply to restart the child, which retries the faulting instruction (so fix the cause
+    /// first, or bound the retries), or `None` to leave it stopped for good.
     fn fault(&mut self, child: Child, message: MessageInfo) -> Option<MessageInfo> {
         panic!(
             "unexpected fault of child {} label={:#x}",
@@ -94,10 +97,13 @@ pub fn dispatch(handler: &mut impl Handler, event: Event) -> Option<MessageInfo>
     }
 }
 
-/// Send `reply` (if any) and wait for the next event: one `PD_REPLY_RECV`.
+/// Send `reply` (if any) and wait for the next event: one `PD_REPLY_RECV`, with `x1` =
+/// `REPLY_MESSAGE` and the reply in `x2`-`x10`, or `x1` = `REPLY_NONE`.
 pub fn reply_recv(reply: Option<MessageInfo>) -> Result<Event, CallError> {
     let mut registers = CallRegisters::new(PD_REPLY_RECV);
+    registers.0[1] = REPLY_NONE;
     if let Some(reply) = reply {
+        registers.0[1] = REPLY_MESSAGE;
         registers.0[2] = reply.0;
         message::store_to(&mut registers.0[3..3 + MESSAGE_REGISTERS]);
     }
@@ -231,12 +237,44 @@ mod tests {
         let log = log.borrow();
         assert_eq!(log.len(), 4);
         // First wait and the wait after a notification carry no reply.
-        assert_eq!(log[0][2], 0);
-        assert_eq!(log[1][2], 0);
+        assert_eq!((log[0][1], log[0][2]), (REPLY_NONE, 0));
+        assert_eq!((log[1][1], log[1][2]), (REPLY_NONE, 0));
         // The wait after the protected call carries its reply: label 5, one register = 10.
+        assert_eq!(log[2][1], REPLY_MESSAGE);
         assert_eq!(log[2][2], MessageInfo::new(0x5, 1).0);
         assert_eq!(log[2][3], 10);
-        assert_eq!(log[3][2], 0);
+        assert_eq!((log[3][1], log[3][2]), (REPLY_NONE, 0));
+    }
+
+    /// Replies to the first fault of each child, leaves the second unanswered.
+    #[derive(Default)]
+    struct Restarter {
+        faults: usize,
+    }
+
+    impl Handler for Restarter {
+        fn fault(&mut self, _child: Child, _message: MessageInfo) -> Option<MessageInfo> {
+            self.faults += 1;
+            (self.faults == 1).then_some(MessageInfo::new(0, 0))
+        }
+    }
+
+    #[test]
+    fn a_fault_reply_is_flagged_and_no_reply_is_not() {
+        let mut fault = [0u64; 12];
+        fault[1] = EVENT_FAULT;
+        fault[2] = MessageInfo::new(frameshift_abi::pd_call::FAULT_STAGE2_ABORT, 3).0;
+        fault[11] = 1;
+        let log = script(std::vec![fault, fault]);
+        let mut restarter = Restarter::default();
+        event_loop(&mut restarter);
+        assert_eq!(restarter.faults, 2);
+        let log = log.borrow();
+        assert_eq!(log.len(), 3);
+        // init's wait, the reply that restarts the child, and the wait that leaves it stopped.
+        assert_eq!(log[0][1], REPLY_NONE);
+        assert_eq!((log[1][1], log[1][2]), (REPLY_MESSAGE, 0));
+        assert_eq!(log[2][1], REPLY_NONE);
     }
 
     #[test]

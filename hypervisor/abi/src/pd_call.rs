@@ -21,13 +21,23 @@ pub const PD_IRQ_ACK: u32 = 0xC600_0102;
 /// `x3`-`x10`. Returns the reply's [`MessageInfo`] in `x2` and its message registers in
 /// `x3`-`x10`. Only allowed to a PD of strictly higher priority through a `pp="true"` end.
 pub const PD_PPCALL: u32 = 0xC600_0103;
-/// End the current handler and wait for the next event. If the handler was `protected` or
-/// `fault`, `x2`-`x10` are the reply (`MessageInfo` and message registers). Returns the next
-/// event, laid out as [`EventRegisters`] shows.
+/// End the current handler and wait for the next event. `x1` says whether the handler replies:
+/// [`REPLY_NONE`] or [`REPLY_MESSAGE`] (any other value is refused with `INVALID_PARAMETER` and
+/// changes nothing). With [`REPLY_MESSAGE`], `x2`-`x10` are the reply (`MessageInfo` and message
+/// registers): a `protected` handler's reply goes to its caller, and a `fault` handler's reply
+/// restarts the faulting child at the faulting instruction. Returns the next event, laid out as
+/// [`EventRegisters`] shows.
 pub const PD_REPLY_RECV: u32 = 0xC600_0104;
 /// Power the system off: `x1` = status, 0 for success. The hypervisor prints its final status
 /// line naming the caller, then PSCI `SYSTEM_OFF`.
 pub const PD_SYSTEM_OFF: u32 = 0xC600_0105;
+
+/// `PD_REPLY_RECV` `x1`: the handler sends no reply. A child whose fault it handled stays
+/// stopped for good; a caller it served gets `INVALID_PARAMETER` instead of a reply.
+pub const REPLY_NONE: u64 = 0;
+/// `PD_REPLY_RECV` `x1`: `x2`-`x10` are the handler's reply (Microkit `protected` returning, or
+/// `fault` returning `true`).
+pub const REPLY_MESSAGE: u64 = 1;
 
 /// Number of message registers carried in registers (`x3`-`x10`).
 pub const MESSAGE_REGISTERS: usize = 8;

@@ -46,6 +46,10 @@ pub enum RunState {
         /// Whether the server's `protected` handler has been given the call.
         delivered: bool,
     },
+    /// Faulted, and its fault went to its parent: blocked until the parent's `fault` handler
+    /// ends. A reply restarts it at the faulting instruction (Ready); no reply stops it.
+    /// Notifications and calls to it wait meanwhile, as they would for a busy PD.
+    Faulted,
     /// Stopped after a fault (or never started: a VM in this version). Never runs again.
     Stopped,
 }
@@ -68,6 +72,9 @@ pub struct Domain {
     pub kind: DomainKind,
     /// Microkit priority (0..=254; higher runs first).
     pub priority: u8,
+    /// Microkit `passive="true"`: after `init` the PD has no time of its own; it runs only on
+    /// the time of whoever gives it an event (docs/ABI.md, "Passive PDs").
+    pub passive: bool,
     /// The domain its faults are reported to.
     pub parent: Option<DomainIndex>,
     /// Its Microkit child id at the parent (reported with its faults).

@@ -4,13 +4,19 @@
 //! ```text
 //!            start / event delivered
 //!   Ready  <------------------------------  Waiting        (PD_REPLY_RECV)
-//!     |  \                                     ^
-//!     |   \ PD_PPCALL                          | PD_REPLY_RECV
-//!     |    v                                   |
-//!     |   Calling{server} --server replies--> Ready
-//!     |
-//!     +-- fault --> Stopped (reported to the parent, or printed)
+//!    |  ^ \                                    ^
+//!    |  |  \ PD_PPCALL                         | PD_REPLY_RECV
+//!    |  |   v                                  |
+//!    |  |  Calling{server} --server replies--> Ready
+//!    |  |
+//!    |  +-- parent replies (retry at the faulting PC) --+
+//!    |                                                  |
+//!    +-- fault, parent alive --> Faulted ---------------+-- parent does not reply --> Stopped
+//!    +-- fault, no parent (not injected) -------------------------------------------> Stopped
 //! ```
+//!
+//! A passive PD (Microkit `passive="true"`) moves through the same states; it only differs in
+//! whose time it runs on once `init` is done (docs/ABI.md, "Passive PDs").
 //!
 //! Scheduling is Microkit's: the highest-priority domain that has work runs; handlers run to
 //! completion; among equal priorities the EL2 timer rotates round robin, so a spinning PD cannot
@@ -21,12 +27,12 @@
 use core::fmt::{self, Write};
 
 use frameshift_abi::boot_info::{
-    ChannelDesc, DomainDesc, IrqDesc, DOMAIN_KIND_PD, DOMAIN_KIND_VM, IRQ_TRIGGER_EDGE,
-    IRQ_TRIGGER_LEVEL, NONE,
+    ChannelDesc, DomainDesc, IrqDesc, DOMAIN_FLAG_PASSIVE, DOMAIN_KIND_PD, DOMAIN_KIND_VM,
+    IRQ_TRIGGER_EDGE, IRQ_TRIGGER_LEVEL, NONE,
 };
 use frameshift_abi::pd_call::{
     MessageInfo, EVENT_FAULT, EVENT_NOTIFIED, EVENT_PROTECTED, PD_DEBUG_WRITE, PD_IRQ_ACK,
-    PD_NOTIFY, PD_PPCALL, PD_REPLY_RECV, PD_SYSTEM_OFF,
+    PD_NOTIFY, PD_PPCALL, PD_REPLY_RECV, PD_SYSTEM_OFF, REPLY_MESSAGE, REPLY_NONE,
 };
 use frameshift_abi::smccc::{INVALID_PARAMETER, NOT_SUPPORTED, SUCCESS};
 
@@ -280,6 +286,8 @@ impl Kernel {
                 name: ConsoleName::from_padded(&desc.name),
                 kind,
                 priority: desc.priority,
+                passive: kind == DomainKind::ProtectionDomain
+                    && desc.flags & DOMAIN_FLAG_PASSIVE != 0,
                 parent,
                 child_id: u64::from(desc.child_id),
                 state,
@@ -460,7 +468,7 @@ impl Kernel {
             PD_DEBUG_WRITE => self.debug_write(current, out),
             PD_NOTIFY => self.notify(current),
             PD_PPCALL => self.call(current),
-            PD_REPLY_RECV => self.reply_recv(current),
+            PD_REPLY_RECV => self.reply_recv(current, out),
             PD_SYSTEM_OFF => {
                 let status = u8::try_from(registers.x[1]).unwrap_or(u8::MAX);
                 Decision::Halt(Halt {
@@ -545,17 +553,44 @@ impl Kernel {
         self.schedule(false)
     }
 
-    fn reply_recv(&mut self, current: DomainIndex) -> Decision {
+    /// Ends the current handler: sends its reply (`x1` = `REPLY_MESSAGE`) or none
+    /// (`REPLY_NONE`) to the caller it served or the child whose fault it handled, then waits.
+    fn reply_recv(&mut self, current: DomainIndex, out: &mut dyn Write) -> Decision {
         let domain = &mut self.domains[current.get()];
         let reply = domain.registers;
-        domain.handling_fault = None;
+        let replied = match reply.x[1] {
+            REPLY_NONE => false,
+            REPLY_MESSAGE => true,
+            // Refused before anything moves: the handler is still running and still owes.
+            _ => return self.finish(current, INVALID_PARAMETER),
+        };
+        let child = domain.handling_fault.take();
         domain.state = RunState::Waiting;
         if let Some(caller) = domain.serving.take() {
             let caller = &mut self.domains[caller.get()];
             if matches!(caller.state, RunState::Calling { server, .. } if server == current) {
-                caller.registers.x[2..=10].copy_from_slice(&reply.x[2..=10]);
-                caller.registers.set_status(SUCCESS);
+                if replied {
+                    caller.registers.x[2..=10].copy_from_slice(&reply.x[2..=10]);
+                    caller.registers.set_status(SUCCESS);
+                } else {
+                    // No reply: the caller learns it at once instead of waiting forever.
+                    caller.registers.set_status(INVALID_PARAMETER);
+                }
                 caller.state = RunState::Ready;
+            }
+        }
+        if let Some(child) = child.filter(|c| self.domains[c.get()].state == RunState::Faulted) {
+            if replied {
+                // seL4's fault reply: the child retries the faulting instruction with every
+                // register as it was. A parent that fixed nothing sees the same fault again.
+                self.domains[child.get()].state = RunState::Ready;
+            } else {
+                let _ = writeln!(
+                    out,
+                    "FS|hypervisor|stopped pd={}",
+                    self.domains[child.get()].name
+                );
+                self.stop(child);
             }
         }
         self.schedule(false)
@@ -581,9 +616,12 @@ impl Kernel {
                 report,
                 self.domains[parent.get()].name
             );
-            self.domains[current.get()].last_fault = Some(report);
+            // Blocked, not stopped: the parent's reply decides. Its callers and notifications
+            // wait, so a restarted server can still finish the call it was serving.
+            let domain = &mut self.domains[current.get()];
+            domain.last_fault = Some(report);
+            domain.state = RunState::Faulted;
             self.domains[parent.get()].pending_faults |= current.bit();
-            self.stop(current);
             return self.schedule(false);
         }
         let _ = writeln!(out, "FS|hypervisor|fault pd={name} {report}");
@@ -596,17 +634,30 @@ impl Kernel {
     }
 
     /// Stops a domain for good. A caller blocked on it gets `INVALID_PARAMETER` back, so no PD
-    /// waits forever for a dead server.
+    /// waits forever for a dead server; a faulted child waiting for its answer stops too, since
+    /// nobody is left to restart it.
     fn stop(&mut self, index: DomainIndex) {
         let domain = &mut self.domains[index.get()];
         domain.state = RunState::Stopped;
         domain.serving = None;
         domain.handling_fault = None;
         domain.pending_notifications = 0;
+        domain.pending_faults = 0;
         for caller in self.domains.iter_mut() {
             if matches!(caller.state, RunState::Calling { server, .. } if server == index) {
                 caller.registers.set_status(INVALID_PARAMETER);
                 caller.state = RunState::Ready;
+            }
+        }
+        // Children come after their parent (boot_info.rs), so one forward pass also reaches
+        // grandchildren whose parent this loop has just stopped.
+        for child in index.get() + 1..self.domains.len() {
+            let orphaned = self.domains[child].state == RunState::Faulted
+                && self.domains[child]
+                    .parent
+                    .is_some_and(|p| self.domains[p.get()].state == RunState::Stopped);
+            if orphaned {
+                self.stop(DomainIndex(child as u8));
             }
         }
     }
@@ -638,7 +689,7 @@ impl Kernel {
                     || domain.pending_faults != 0
                     || self.next_caller(index).is_some()
             }
-            RunState::Calling { .. } | RunState::Stopped => false,
+            RunState::Calling { .. } | RunState::Faulted | RunState::Stopped => false,
         }
     }
 
@@ -684,10 +735,13 @@ impl Kernel {
 
     /// Nothing can run: wait if some live PD can still be woken by its interrupt, else halt.
     fn idle(&self) -> Decision {
-        let wakeable = self
-            .irqs
-            .iter()
-            .any(|b| self.domains[b.domain.get()].state != RunState::Stopped);
+        // A faulted owner cannot run until its parent answers, and at idle no parent can.
+        let wakeable = self.irqs.iter().any(|b| {
+            !matches!(
+                self.domains[b.domain.get()].state,
+                RunState::Stopped | RunState::Faulted
+            )
+        });
         if wakeable {
             Decision::WaitForInterrupt
         } else {

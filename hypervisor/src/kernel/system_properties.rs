@@ -131,6 +131,18 @@ fn check_decision(kernel: &Kernel, decision: Decision) -> Result<(), TestCaseErr
         }
         Decision::Halt(_) => {}
     }
+    // A faulted domain's parent is alive, so someone can still restart or stop it.
+    for child in 0..count {
+        let domain = kernel.domain(DomainIndex(child as u8));
+        if domain.map(|d| d.state) == Some(RunState::Faulted) {
+            let parent = domain.and_then(|d| d.parent);
+            prop_assert!(parent.is_some());
+            prop_assert_ne!(
+                parent.and_then(|p| kernel.domain(p)).map(|p| p.state),
+                Some(RunState::Stopped)
+            );
+        }
+    }
     // A domain blocked in a call waits on a live, strictly higher-priority server.
     for caller in 0..count {
         if let Some(RunState::Calling { server, .. }) =

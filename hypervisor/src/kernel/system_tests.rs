@@ -8,11 +8,12 @@ use std::string::String;
 
 use frameshift_abi::boot_info::{
     ChannelDesc, DomainDesc, IrqDesc, CHANNEL_A_CALLS_B, CHANNEL_A_NOTIFIES_B,
-    CHANNEL_B_NOTIFIES_A, DOMAIN_KIND_PD, DOMAIN_KIND_VM, IRQ_TRIGGER_LEVEL, NAME_LEN, NONE,
+    CHANNEL_B_NOTIFIES_A, DOMAIN_FLAG_PASSIVE, DOMAIN_KIND_PD, DOMAIN_KIND_VM, IRQ_TRIGGER_LEVEL,
+    NAME_LEN, NONE,
 };
 use frameshift_abi::pd_call::{
     MessageInfo, EVENT_FAULT, EVENT_NOTIFIED, EVENT_PROTECTED, FAULT_STAGE2_ABORT, PD_DEBUG_WRITE,
-    PD_IRQ_ACK, PD_NOTIFY, PD_PPCALL, PD_REPLY_RECV, PD_SYSTEM_OFF,
+    PD_IRQ_ACK, PD_NOTIFY, PD_PPCALL, PD_REPLY_RECV, PD_SYSTEM_OFF, REPLY_MESSAGE, REPLY_NONE,
 };
 use frameshift_abi::smccc::{INVALID_PARAMETER, NOT_SUPPORTED, SUCCESS};
 
@@ -85,10 +86,10 @@ fn the_highest_priority_pd_inits_first_and_idle_halts() {
     assert_eq!(regs(&mut kernel, B).sp, 0x40_0000);
     assert_eq!(regs(&mut kernel, B).pstate, 0x3C5);
     assert_eq!(
-        hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out),
+        hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
         Decision::Run(A)
     );
-    let decision = hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out);
+    let decision = hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out);
     let Decision::Halt(halt) = decision else {
         panic!("{decision:?}")
     };
@@ -118,7 +119,7 @@ fn a_notification_to_a_higher_priority_pd_preempts_and_carries_its_channel_bit()
     .unwrap();
     assert_eq!(kernel.start(), Decision::Run(B));
     assert_eq!(
-        hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out),
+        hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
         Decision::Run(A)
     );
     // The client notifies on its channel 3; the server sees its own id, 5.
@@ -139,7 +140,7 @@ fn a_notification_to_a_higher_priority_pd_preempts_and_carries_its_channel_bit()
     );
     assert_eq!(regs(&mut kernel, B).x[0], INVALID_PARAMETER as u64);
     assert_eq!(
-        hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out),
+        hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
         Decision::Run(A)
     );
     assert_eq!(kernel.counters().notifications, 1);
@@ -168,18 +169,18 @@ fn notifications_to_a_lower_priority_pd_wait_and_coalesce() {
     );
     // The low PD has not run init yet: it starts at its entry, not with an event.
     assert_eq!(
-        hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out),
+        hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
         Decision::Run(B)
     );
     assert_eq!(regs(&mut kernel, B).pc, 0x20_0000);
     assert_eq!(
-        hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out),
+        hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
         Decision::Run(B)
     );
     let low = regs(&mut kernel, B);
     assert_eq!((low.x[1], low.x[2]), (EVENT_NOTIFIED, 1 << 2));
     assert!(matches!(
-        hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out),
+        hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
         Decision::Halt(_)
     ));
 }
@@ -196,7 +197,7 @@ fn a_protected_call_runs_the_server_and_returns_its_reply() {
     .unwrap();
     assert_eq!(kernel.start(), Decision::Run(B));
     assert_eq!(
-        hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out),
+        hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
         Decision::Run(A)
     );
     let message = MessageInfo::new(0x42, 2).0;
@@ -214,7 +215,11 @@ fn a_protected_call_runs_the_server_and_returns_its_reply() {
     );
     let reply = MessageInfo::new(0, 1).0;
     assert_eq!(
-        hvc(&mut kernel, &[PD_REPLY_RECV.into(), 0, reply, 33], &mut out),
+        hvc(
+            &mut kernel,
+            &[PD_REPLY_RECV.into(), REPLY_MESSAGE, reply, 33],
+            &mut out
+        ),
         Decision::Run(A)
     );
     let client = regs(&mut kernel, A);
@@ -240,7 +245,7 @@ fn protected_calls_only_go_up_through_pp_ends() {
     let mut kernel = Kernel::new(&domains, &channels, &[]).unwrap();
     assert_eq!(kernel.start(), Decision::Run(C));
     assert_eq!(
-        hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out),
+        hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
         Decision::Run(A)
     );
     // Equal priority: refused, and the caller keeps running.
@@ -282,7 +287,8 @@ fn a_fault_without_parent_is_printed_and_the_others_run_on() {
          FS|hypervisor|stopped pd=attacker\n"
     );
     assert_eq!(kernel.domain(B).unwrap().state, RunState::Stopped);
-    let Decision::Halt(halt) = hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out) else {
+    let Decision::Halt(halt) = hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out)
+    else {
         panic!()
     };
     assert_eq!(halt.status, 0);
@@ -313,7 +319,7 @@ fn a_childs_fault_goes_to_its_parent() {
     let mut kernel = Kernel::new(&[pd("parent", 10, NONE), pd("child", 5, 0)], &[], &[]).unwrap();
     assert_eq!(kernel.start(), Decision::Run(A));
     assert_eq!(
-        hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out),
+        hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
         Decision::Run(B)
     );
     assert_eq!(
@@ -329,7 +335,271 @@ fn a_childs_fault_goes_to_its_parent() {
         (0x1234_5000, 0x9200_0007, 0x20_0040, 7)
     );
     assert!(out.ends_with("to=parent\n"), "{out}");
+    // Blocked until the parent answers; no answer stops it for good.
+    assert_eq!(kernel.domain(B).unwrap().state, RunState::Faulted);
+    assert!(matches!(
+        hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
+        Decision::Halt(_)
+    ));
     assert_eq!(kernel.domain(B).unwrap().state, RunState::Stopped);
+    assert!(out.ends_with("FS|hypervisor|stopped pd=child\n"), "{out}");
+}
+
+/// Parent at priority 10 (index 0), child at 5 (index 1), the child's fault delivered.
+fn faulted_child(out: &mut String) -> Kernel {
+    let mut kernel = Kernel::new(&[pd("parent", 10, NONE), pd("child", 5, 0)], &[], &[]).unwrap();
+    assert_eq!(kernel.start(), Decision::Run(A));
+    assert_eq!(
+        hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], out),
+        Decision::Run(B)
+    );
+    // The child has run a little: its registers are no longer the initial ones.
+    let child = kernel.registers_mut(B).unwrap();
+    child.pc = 0x20_0040;
+    child.x[7] = 0x77;
+    assert_eq!(kernel.handle(stage2_fault(false), out), Decision::Run(A));
+    assert_eq!(regs(&mut kernel, A).x[1], EVENT_FAULT);
+    kernel
+}
+
+#[test]
+fn a_fault_reply_restarts_the_child_at_the_faulting_instruction() {
+    let mut out = String::new();
+    let mut kernel = faulted_child(&mut out);
+    assert_eq!(
+        hvc(
+            &mut kernel,
+            &[PD_REPLY_RECV.into(), REPLY_MESSAGE, 0],
+            &mut out
+        ),
+        Decision::Run(B)
+    );
+    // Same PC (retry, as seL4 does for a fault reply) and every register as it was.
+    let child = regs(&mut kernel, B);
+    assert_eq!((child.pc, child.x[7]), (0x20_0040, 0x77));
+    assert_eq!(kernel.domain(B).unwrap().state, RunState::Ready);
+    // The retry faults again: a second fault event, and this time no reply.
+    assert_eq!(
+        kernel.handle(stage2_fault(false), &mut out),
+        Decision::Run(A)
+    );
+    assert_eq!(regs(&mut kernel, A).x[1], EVENT_FAULT);
+    assert!(matches!(
+        hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
+        Decision::Halt(_)
+    ));
+    assert_eq!(kernel.domain(B).unwrap().state, RunState::Stopped);
+    assert_eq!(kernel.counters().faults, 2);
+    assert_eq!(out.matches("to=parent").count(), 2, "{out}");
+}
+
+#[test]
+fn an_unknown_reply_flag_is_refused_and_changes_nothing() {
+    let mut out = String::new();
+    let mut kernel = faulted_child(&mut out);
+    assert_eq!(
+        hvc(&mut kernel, &[PD_REPLY_RECV.into(), 2], &mut out),
+        Decision::Run(A)
+    );
+    assert_eq!(regs(&mut kernel, A).x[0], INVALID_PARAMETER as u64);
+    assert_eq!(kernel.domain(A).unwrap().state, RunState::Ready);
+    assert_eq!(kernel.domain(A).unwrap().handling_fault, Some(B));
+    assert_eq!(kernel.domain(B).unwrap().state, RunState::Faulted);
+    // The handler can still answer properly afterwards.
+    assert_eq!(
+        hvc(
+            &mut kernel,
+            &[PD_REPLY_RECV.into(), REPLY_MESSAGE, 0],
+            &mut out
+        ),
+        Decision::Run(B)
+    );
+}
+
+#[test]
+fn a_faulted_child_keeps_its_notifications_until_it_is_restarted() {
+    let mut out = String::new();
+    let channels = [channel(0, 1, 1, 2, CHANNEL_A_NOTIFIES_B)];
+    let mut kernel =
+        Kernel::new(&[pd("parent", 10, NONE), pd("child", 5, 0)], &channels, &[]).unwrap();
+    kernel.start();
+    hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out);
+    assert_eq!(
+        kernel.handle(stage2_fault(false), &mut out),
+        Decision::Run(A)
+    );
+    // The parent notifies the faulted child while handling its fault: the bit waits.
+    assert_eq!(
+        hvc(&mut kernel, &[PD_NOTIFY.into(), 1], &mut out),
+        Decision::Run(A)
+    );
+    assert_eq!(kernel.domain(B).unwrap().pending_notifications, 1 << 2);
+    assert_eq!(
+        hvc(
+            &mut kernel,
+            &[PD_REPLY_RECV.into(), REPLY_MESSAGE, 0],
+            &mut out
+        ),
+        Decision::Run(B)
+    );
+    // The restarted child finishes; its next wait gets the notification.
+    assert_eq!(
+        hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
+        Decision::Run(B)
+    );
+    let child = regs(&mut kernel, B);
+    assert_eq!((child.x[1], child.x[2]), (EVENT_NOTIFIED, 1 << 2));
+}
+
+#[test]
+fn a_restarted_server_still_answers_the_call_it_was_serving() {
+    let mut out = String::new();
+    // supervisor (30) is the parent of server (20); client (10) calls server.
+    let channels = [channel(2, 1, 1, 4, CHANNEL_A_CALLS_B)];
+    let domains = [
+        pd("supervisor", 30, NONE),
+        pd("server", 20, 0),
+        pd("client", 10, NONE),
+    ];
+    let mut kernel = Kernel::new(&domains, &channels, &[]).unwrap();
+    assert_eq!(kernel.start(), Decision::Run(A));
+    hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out);
+    hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out);
+    assert_eq!(kernel.current(), Some(C));
+    assert_eq!(
+        hvc(&mut kernel, &[PD_PPCALL.into(), 1, 0], &mut out),
+        Decision::Run(B)
+    );
+    // The server faults inside its protected handler; the caller keeps waiting.
+    assert_eq!(
+        kernel.handle(stage2_fault(false), &mut out),
+        Decision::Run(A)
+    );
+    assert!(matches!(
+        kernel.domain(C).unwrap().state,
+        RunState::Calling { server: B, .. }
+    ));
+    assert_eq!(
+        hvc(
+            &mut kernel,
+            &[PD_REPLY_RECV.into(), REPLY_MESSAGE, 0],
+            &mut out
+        ),
+        Decision::Run(B)
+    );
+    let reply = MessageInfo::new(3, 1).0;
+    assert_eq!(
+        hvc(
+            &mut kernel,
+            &[PD_REPLY_RECV.into(), REPLY_MESSAGE, reply, 99],
+            &mut out
+        ),
+        Decision::Run(C)
+    );
+    let client = regs(&mut kernel, C);
+    assert_eq!(
+        (client.x[0], client.x[2], client.x[3]),
+        (SUCCESS as u64, reply, 99)
+    );
+}
+
+#[test]
+fn a_server_that_sends_no_reply_releases_its_caller_with_an_error() {
+    let mut out = String::new();
+    let channels = [channel(0, 1, 1, 1, CHANNEL_A_CALLS_B)];
+    let mut kernel = Kernel::new(
+        &[pd("client", 1, NONE), pd("server", 2, NONE)],
+        &channels,
+        &[],
+    )
+    .unwrap();
+    kernel.start();
+    hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out);
+    hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out);
+    assert_eq!(
+        hvc(&mut kernel, &[PD_PPCALL.into(), 1, 0], &mut out),
+        Decision::Run(B)
+    );
+    assert_eq!(
+        hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
+        Decision::Run(A)
+    );
+    assert_eq!(regs(&mut kernel, A).x[0], INVALID_PARAMETER as u64);
+}
+
+#[test]
+fn a_faulted_child_stops_when_its_parent_stops() {
+    let mut out = String::new();
+    // grandparent-less chain: top (30) <- middle (20) <- leaf (10).
+    let domains = [pd("top", 30, NONE), pd("middle", 20, 0), pd("leaf", 10, 1)];
+    let mut kernel = Kernel::new(&domains, &[], &[]).unwrap();
+    kernel.start();
+    hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out);
+    hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out);
+    assert_eq!(kernel.current(), Some(C));
+    // leaf faults to middle; middle faults in its fault handler, to top.
+    assert_eq!(
+        kernel.handle(stage2_fault(false), &mut out),
+        Decision::Run(B)
+    );
+    assert_eq!(
+        kernel.handle(stage2_fault(false), &mut out),
+        Decision::Run(A)
+    );
+    assert_eq!(kernel.domain(C).unwrap().state, RunState::Faulted);
+    // top leaves middle stopped: nobody can answer leaf any more, so it stops too.
+    assert!(matches!(
+        hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
+        Decision::Halt(_)
+    ));
+    assert_eq!(kernel.domain(B).unwrap().state, RunState::Stopped);
+    assert_eq!(kernel.domain(C).unwrap().state, RunState::Stopped);
+}
+
+#[test]
+fn a_passive_server_serves_calls_and_notifications_at_its_own_priority() {
+    let mut out = String::new();
+    let channels = [channel(
+        0,
+        1,
+        1,
+        2,
+        CHANNEL_A_CALLS_B | CHANNEL_A_NOTIFIES_B,
+    )];
+    let mut server = pd("server", 50, NONE);
+    server.flags = DOMAIN_FLAG_PASSIVE;
+    let mut kernel = Kernel::new(&[pd("client", 10, NONE), server], &channels, &[]).unwrap();
+    assert!(kernel.domain(B).unwrap().passive);
+    assert!(!kernel.domain(A).unwrap().passive);
+    // The passive server runs its init first, on its own time.
+    assert_eq!(kernel.start(), Decision::Run(B));
+    assert_eq!(
+        hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
+        Decision::Run(A)
+    );
+    assert_eq!(
+        hvc(&mut kernel, &[PD_PPCALL.into(), 1, 0], &mut out),
+        Decision::Run(B)
+    );
+    assert_eq!(regs(&mut kernel, B).x[1], EVENT_PROTECTED);
+    assert_eq!(
+        hvc(
+            &mut kernel,
+            &[PD_REPLY_RECV.into(), REPLY_MESSAGE, 0],
+            &mut out
+        ),
+        Decision::Run(A)
+    );
+    // Microkit binds a passive PD's scheduling context to its notification object: a
+    // notification still runs it, and at its priority it preempts the notifier.
+    assert_eq!(
+        hvc(&mut kernel, &[PD_NOTIFY.into(), 1], &mut out),
+        Decision::Run(B)
+    );
+    assert_eq!(
+        (regs(&mut kernel, B).x[1], regs(&mut kernel, B).x[2]),
+        (EVENT_NOTIFIED, 1 << 2)
+    );
 }
 
 #[test]
@@ -343,7 +613,7 @@ fn a_server_that_faults_releases_its_caller_with_an_error() {
     )
     .unwrap();
     kernel.start();
-    hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out);
+    hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out);
     assert_eq!(
         hvc(&mut kernel, &[PD_PPCALL.into(), 1, 0], &mut out),
         Decision::Run(B)
@@ -376,7 +646,7 @@ fn the_timer_rotates_equal_priorities_but_never_hands_the_cpu_down() {
     assert_eq!(kernel.counters().preemptions, 2);
     // spin1 finishes; spin2 alone at the top keeps the CPU across ticks.
     assert_eq!(
-        hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out),
+        hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
         Decision::Run(B)
     );
     assert_eq!(kernel.handle(Exit::TimerTick, &mut out), Decision::Run(B));
@@ -505,12 +775,12 @@ fn an_interrupt_wakes_its_pd_and_stays_masked_until_acknowledged() {
     assert_eq!(kernel.irqs()[0].intid, 34);
     assert_eq!(kernel.start(), Decision::Run(A));
     assert_eq!(
-        hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out),
+        hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
         Decision::Run(B)
     );
     // Nothing runnable, but the driver's interrupt can still wake it: wait, do not halt.
     assert_eq!(
-        hvc(&mut kernel, &[PD_REPLY_RECV.into()], &mut out),
+        hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
         Decision::WaitForInterrupt
     );
     assert_eq!(

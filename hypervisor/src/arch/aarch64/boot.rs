@@ -3,6 +3,7 @@
 
 use frameshift_abi::boot_info::BootInfo;
 
+use super::context::ArchDomain;
 use super::entry::fs_run_first;
 use super::global::GlobalCell;
 use super::stage2::El2Machine;
@@ -158,7 +159,7 @@ fn boot_with_mmu() -> ! {
     // SAFETY: boot is single-threaded; no other reference to the per-domain state exists yet.
     let arch = unsafe { ARCH_DOMAINS.get_mut() };
     for (index, slot) in arch.iter_mut().enumerate().take(info.domains().len()) {
-        slot.vttbr = engine.vttbr(DomainId(index as u8)).unwrap_or(0);
+        *slot = ArchDomain::initial(engine.vttbr(DomainId(index as u8)).unwrap_or(0));
     }
     hv_line!(
         "start domains={} mappings={} channels={} irqs={} table-pages-free={}",

@@ -50,6 +50,15 @@ impl El1Registers {
     pub const fn initial() -> Self {
         Self {
             sctlr: SCTLR_EL1_RESET,
+            cpacr: CPACR_EL1_FP_ON,
+            ..Self::zeroed()
+        }
+    }
+
+    /// All zero: the state of an unused slot (never loaded into a CPU).
+    pub const fn zeroed() -> Self {
+        Self {
+            sctlr: 0,
             ttbr0: 0,
             ttbr1: 0,
             tcr: 0,
@@ -68,7 +77,7 @@ impl El1Registers {
             par: 0,
             elr: 0,
             spsr: 0,
-            cpacr: CPACR_EL1_FP_ON,
+            cpacr: 0,
             cntkctl: 0,
             csselr: 0,
             cntv_ctl: 0,
@@ -173,12 +182,22 @@ pub struct ArchDomain {
 }
 
 impl ArchDomain {
-    /// A domain with no stage-2 table yet.
-    pub const fn empty() -> Self {
+    /// An unused slot: every byte zero, so that the static array of slots lands in `.bss`
+    /// instead of the image file. Boot gives each domain's slot [`ArchDomain::initial`].
+    pub const fn zeroed() -> Self {
+        Self {
+            el1: El1Registers::zeroed(),
+            fp: FpState::zeroed(),
+            vttbr: 0,
+        }
+    }
+
+    /// A domain about to run for the first time, on the stage-2 table `vttbr`.
+    pub const fn initial(vttbr: u64) -> Self {
         Self {
             el1: El1Registers::initial(),
             fp: FpState::zeroed(),
-            vttbr: 0,
+            vttbr,
         }
     }
 }

@@ -26,6 +26,15 @@ impl PhysMemory for El2Machine {
         // EL2 thread holds no other reference to them.
         unsafe { &mut *(pa.get() as *mut PageWords) }
     }
+
+    fn with_page<R>(&self, pa: PhysAddr, visit: &mut dyn FnMut(&PageWords) -> R) -> R {
+        // SAFETY: the core passes page-aligned table pages of the pool (arch.rs contract), in
+        // identity-mapped RAM. Only this single EL2 thread writes them, and not while `visit`
+        // runs (it holds `&self`); the walker never writes them either, because VTCR_EL2.HA/HD
+        // are clear (no hardware access-flag or dirty-state updates). So a shared borrow is sound
+        // and saves the default's 4 KiB copy onto the small EL2 stack.
+        visit(unsafe { &*(pa.get() as *const PageWords) })
+    }
 }
 
 /// Runs `body` with `vmid` in VTTBR_EL2 (TLBI by IPA and VMALLE1 act on the current VMID), then

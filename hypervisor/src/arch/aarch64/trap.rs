@@ -61,8 +61,9 @@ unsafe fn running_hypervisor() -> &'static mut Hypervisor {
 }
 
 /// Per-domain EL1 and FP/SIMD state and stage-2 roots, indexed like the kernel's domains.
+/// Zero until boot fills the slots in use, so it costs the image file nothing (`.bss`).
 pub static ARCH_DOMAINS: GlobalCell<[ArchDomain; MAX_DOMAINS]> =
-    GlobalCell::new([ArchDomain::empty(); MAX_DOMAINS]);
+    GlobalCell::new([ArchDomain::zeroed(); MAX_DOMAINS]);
 
 /// Prints the final status line of a fatal hypervisor error and powers off.
 pub fn fatal(status: u8, reason: &str) -> ! {
