@@ -368,3 +368,99 @@ fn a_child_pd_fault_goes_to_its_parent_fault_handler() -> Result<(), String> {
     );
     Ok(())
 }
+
+#[test]
+fn a_fault_reply_restarts_the_child_at_the_faulting_instruction() -> Result<(), String> {
+    let run = scenario::run("restart")?;
+    let halt = finished(&run, &["restarter", "wild"], 0)?;
+    let console = run.console.as_str();
+    // Three replies, each followed by the retried load faulting again, then no reply.
+    halt_fields(&halt, console, "idle", &[("faults", "4")]);
+    // The restarts resumed the load itself, not the program: its first line appears once.
+    assert_eq!(
+        texts(console, "wild"),
+        ["wild loads from 0x10000000"],
+        "{console}"
+    );
+    let lines = protocol::transcript_lines(console);
+    let faults: Vec<&str> = lines
+        .iter()
+        .filter_map(|line| line.strip_prefix("FS|hypervisor|fault pd=wild "))
+        .collect();
+    assert_eq!(faults.len(), 4, "{console}");
+    // Every fault is the same load at the same PC, reported to the restarter.
+    assert!(
+        faults
+            .iter()
+            .all(|line| *line == faults[0] && line.ends_with(" to=restarter")),
+        "{console}"
+    );
+    let pc = faults[0]
+        .split(' ')
+        .find_map(|field| field.strip_prefix("pc="))
+        .ok_or_else(|| format!("no pc in the fault line:\n{console}"))?;
+    let expected: Vec<String> = (1..=4)
+        .map(|fault| {
+            let verdict = if fault <= 3 {
+                "restart"
+            } else {
+                "leave-stopped"
+            };
+            format!("restarter child=1 fault={fault} label=1 ipa=0x10000000 pc={pc} {verdict}")
+        })
+        .collect();
+    let mut restarter = vec!["restarter ready restarts=3".to_owned()];
+    restarter.extend(expected);
+    assert_eq!(texts(console, "restarter"), restarter, "{console}");
+    // No reply: the hypervisor says the child is stopped, after the last handler ran.
+    before(
+        console,
+        position(console, "restarter", &restarter[4]),
+        position(console, HYPERVISOR, "stopped pd=wild"),
+        "the child stops only once the restarter declines to reply",
+    );
+    Ok(())
+}
+
+#[test]
+fn a_passive_server_serves_calls_and_a_notification() -> Result<(), String> {
+    let run = scenario::run("passive")?;
+    let halt = finished(&run, &["passive_client", "passive_server"], 0)?;
+    let console = run.console.as_str();
+    halt_fields(
+        &halt,
+        console,
+        "idle",
+        &[("faults", "0"), ("calls", "2"), ("notifications", "1")],
+    );
+    assert_eq!(
+        texts(console, "passive_server"),
+        [
+            "passive_server ready passive=true",
+            "passive_server call=1 sum=11",
+            "passive_server call=2 sum=22",
+            "passive_server notified channels=0x1 after calls=2",
+        ],
+        "{console}"
+    );
+    // The notification runs the higher-priority server at once, before the client goes on.
+    assert_eq!(
+        texts(console, "passive_client"),
+        [
+            "passive_client calls=2 correct=2",
+            "passive_client notified"
+        ],
+        "{console}"
+    );
+    before(
+        console,
+        position(
+            console,
+            "passive_server",
+            "passive_server notified channels=0x1 after calls=2",
+        ),
+        position(console, "passive_client", "passive_client notified"),
+        "a notification runs the passive server on the notifier's behalf at once",
+    );
+    Ok(())
+}

@@ -35,3 +35,12 @@ pub const PREEMPTION_ROUNDS: u64 = 3;
 
 /// The channel the VMM and its peer PD use in the top-level system.xml.
 pub const VMM_PEER_CHANNEL: Channel = Channel::new(1);
+
+/// Faults of its child the restarter answers with a reply (each restarts the child, which
+/// retries the faulting load); it leaves the next one unanswered (restart.xml).
+pub const RESTARTS: u64 = 3;
+
+/// The channel the passive server and its client share: calls and notifications (passive.xml).
+pub const PASSIVE_CHANNEL: Channel = Channel::new(0);
+/// Protected calls the passive client makes before it notifies the server.
+pub const PASSIVE_CALLS: u64 = 2;

@@ -1,0 +1,46 @@
+//! Passive server: a Microkit `passive="true"` PD. After `init` it runs only when an event
+//! comes: its client's protected calls (answered with the sum of the message registers) and
+//! its client's notification (passive.xml).
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![deny(unsafe_code)]
+
+use frameshift_pd::{
+    debug_println, get_mr, pd_is_passive, set_mr, Channel, ChannelSet, Handler, MessageInfo,
+};
+use frameshift_pd_programs::{LABEL_SUM, LABEL_SUM_REPLY, PASSIVE_CHANNEL};
+
+struct PassiveServer {
+    calls: u64,
+}
+
+impl Handler for PassiveServer {
+    fn protected(&mut self, channel: Channel, message: MessageInfo) -> MessageInfo {
+        if channel != PASSIVE_CHANNEL || message.label() != LABEL_SUM {
+            panic!(
+                "unexpected call on channel {} label={:#x}",
+                channel.index(),
+                message.label()
+            );
+        }
+        self.calls += 1;
+        let sum: u64 = (0..message.count()).map(get_mr).sum();
+        debug_println!("passive_server call={} sum={sum}", self.calls);
+        set_mr(0, sum);
+        MessageInfo::new(LABEL_SUM_REPLY, 1)
+    }
+
+    fn notified(&mut self, channels: ChannelSet) {
+        debug_println!(
+            "passive_server notified channels={:#x} after calls={}",
+            channels.bits(),
+            self.calls
+        );
+    }
+}
+
+fn init() -> PassiveServer {
+    debug_println!("passive_server ready passive={}", pd_is_passive());
+    PassiveServer { calls: 0 }
+}
+
+frameshift_pd::protection_domain!(init);
