@@ -11,7 +11,8 @@
 //!
 //! An exception is expected only at the probe's load (see [`crate::probe`]): the handler then
 //! resumes at the probe's fixup with the syndrome. Any other exception is a bug or an attack by
-//! this PD: it is printed and the system powered off with status 1.
+//! this PD: it is printed and this PD stops (`PD_STOP`), while the other PDs run on. A panic
+//! ends the same way.
 
 core::arch::global_asm!(
     r#"
@@ -93,13 +94,14 @@ frameshift_pd_probe_fixup:
 "#
 );
 
-/// An exception the PD did not expect: print it and end the run with a failure.
+/// An exception the PD did not expect: print it and stop this PD (the halt line then counts it
+/// and the run fails, but the other PDs finish their work first).
 #[no_mangle]
 extern "C" fn frameshift_pd_exception(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
     crate::debug_println!(
         "unexpected exception vector={kind} esr={esr:#x} elr={elr:#x} far={far:#x}"
     );
-    crate::system_off(1)
+    crate::stop_self(crate::StopReason::Exception)
 }
 
 #[panic_handler]
@@ -113,5 +115,5 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         ),
         None => crate::debug_println!("panic: {}", info.message()),
     }
-    crate::system_off(1)
+    crate::stop_self(crate::StopReason::Panic)
 }

@@ -19,7 +19,7 @@ use frameshift_abi::pd_call::{
 
 /// What a PD does when events arrive. Every method has a default, as in sel4-microkit: an event
 /// the PD did not expect is a bug in the system description, so the defaults panic (which prints
-/// the event and powers the system off with a failure status).
+/// the event and stops this PD, which makes the run fail once the others are done).
 pub trait Handler {
     /// Notifications arrived on `channels` (libmicrokit `notified`).
     fn notified(&mut self, channels: ChannelSet) {

@@ -51,6 +51,6 @@ pub use call::CallError;
 pub use channel::{Channel, ChannelSet, Child};
 pub use handler::{Event, Handler};
 pub use message::{get_mr, set_mr, MessageInfo, MESSAGE_REGISTERS};
-pub use power::system_off;
+pub use power::{stop_self, system_off, StopReason};
 pub use region::Region;
 pub use symbols::{pd_is_passive, pd_name};

@@ -264,18 +264,29 @@ fn the_default_system_with_a_protected_guest_boots_and_ends_with_status_0() -> R
     Ok(())
 }
 
+/// The bystander, a lower-priority PD, printed its line after `stopped pd=<crashed>`: one PD's
+/// crash stopped that PD only.
+fn bystander_runs_on(console: &str, crashed: &str, reason: &str) {
+    let stopped = position(
+        console,
+        HYPERVISOR,
+        &format!("stopped pd={crashed} reason={reason}"),
+    );
+    before(
+        console,
+        stopped,
+        position(console, "bystander", "hello from bystander"),
+        "the bystander runs on after the crashed PD is stopped",
+    );
+}
+
 #[test]
-fn a_refused_notify_panics_the_pd_and_the_panic_handler_ends_the_run_with_status_1(
+fn a_refused_notify_panics_the_pd_which_alone_stops_and_the_run_fails_with_status_1(
 ) -> Result<(), String> {
     let run = scenario::run("panic")?;
-    let halt = finished(&run, &["panicker"], 1)?;
+    let halt = finished(&run, &["panicker", "bystander"], 1)?;
     let console = run.console.as_str();
-    halt_fields(
-        &halt,
-        console,
-        "system-off",
-        &[("by", "panicker"), ("faults", "0")],
-    );
+    halt_fields(&halt, console, "idle", &[("faults", "0"), ("stopped", "1")]);
     let lines = texts(console, "panicker");
     assert_eq!(lines.len(), 2, "{console}");
     assert_eq!(
@@ -288,20 +299,16 @@ fn a_refused_notify_panics_the_pd_and_the_panic_handler_ends_the_run_with_status
             && lines[1].ends_with(": notify on channel 5 refused with status -3"),
         "{console}"
     );
+    bystander_runs_on(console, "panicker", "panic");
     Ok(())
 }
 
 #[test]
-fn a_stray_load_is_reported_and_the_runtime_ends_the_run_with_status_1() -> Result<(), String> {
+fn a_stray_load_is_reported_and_the_runtime_stops_only_that_pd() -> Result<(), String> {
     let run = scenario::run("wild")?;
-    let halt = finished(&run, &["wild"], 1)?;
+    let halt = finished(&run, &["wild", "bystander"], 1)?;
     let console = run.console.as_str();
-    halt_fields(
-        &halt,
-        console,
-        "system-off",
-        &[("by", "wild"), ("faults", "1")],
-    );
+    halt_fields(&halt, console, "idle", &[("faults", "1"), ("stopped", "1")]);
     let fault = position_starting(console, HYPERVISOR, "fault pd=wild ipa=0x10000000 ");
     // Vector 4 = synchronous, current EL with SP_ELx; ESR = EC 0x25, IL, FSC 0x10 (external
     // abort) as injected.
@@ -320,6 +327,13 @@ fn a_stray_load_is_reported_and_the_runtime_ends_the_run_with_status_1() -> Resu
     assert_eq!(lines.len(), 2, "{console}");
     assert_eq!(lines[0], "wild loads from 0x10000000");
     assert!(lines[1].ends_with(" far=0x10000000"), "{console}");
+    before(
+        console,
+        exception,
+        position(console, HYPERVISOR, "stopped pd=wild reason=exception"),
+        "the runtime stops the PD after printing the exception",
+    );
+    bystander_runs_on(console, "wild", "exception");
     Ok(())
 }
 
@@ -375,7 +389,7 @@ fn a_fault_reply_restarts_the_child_at_the_faulting_instruction() -> Result<(), 
     let halt = finished(&run, &["restarter", "wild"], 0)?;
     let console = run.console.as_str();
     // Three replies, each followed by the retried load faulting again, then no reply.
-    halt_fields(&halt, console, "idle", &[("faults", "4")]);
+    halt_fields(&halt, console, "idle", &[("faults", "4"), ("stopped", "0")]);
     // The restarts resumed the load itself, not the program: its first line appears once.
     assert_eq!(
         texts(console, "wild"),
@@ -416,7 +430,7 @@ fn a_fault_reply_restarts_the_child_at_the_faulting_instruction() -> Result<(), 
     before(
         console,
         position(console, "restarter", &restarter[4]),
-        position(console, HYPERVISOR, "stopped pd=wild"),
+        position(console, HYPERVISOR, "stopped pd=wild reason=parent"),
         "the child stops only once the restarter declines to reply",
     );
     Ok(())

@@ -31,6 +31,18 @@ pub const PD_REPLY_RECV: u32 = 0xC600_0104;
 /// Power the system off: `x1` = status, 0 for success. The hypervisor prints its final status
 /// line naming the caller, then PSCI `SYSTEM_OFF`.
 pub const PD_SYSTEM_OFF: u32 = 0xC600_0105;
+/// Stop the calling PD for good, because its runtime cannot go on: `x1` = why, [`STOP_PANIC`]
+/// or [`STOP_EXCEPTION`]. The hypervisor prints `stopped pd=<name> reason=<panic|exception>`,
+/// never runs the PD again, and lets every other PD run on; the final halt line counts it
+/// (`stopped=`), and a run that then ends idle has status 1. Does not return; any other `x1`
+/// is refused with `INVALID_PARAMETER` and changes nothing.
+pub const PD_STOP: u32 = 0xC600_0106;
+
+/// `PD_STOP` `x1`: the PD's code panicked.
+pub const STOP_PANIC: u64 = 0;
+/// `PD_STOP` `x1`: the PD took an exception its runtime cannot handle (such as an injected
+/// abort outside the probe).
+pub const STOP_EXCEPTION: u64 = 1;
 
 /// `PD_REPLY_RECV` `x1`: the handler sends no reply. A child whose fault it handled stays
 /// stopped for good; a caller it served gets `INVALID_PARAMETER` instead of a reply.

@@ -27,4 +27,4 @@ mod system_tests;
 pub use domain::{DomainIndex, RunState};
 pub use fault::{FaultKind, FaultReport};
 pub use registers::Registers;
-pub use system::{Decision, Exit, Halt, HaltReason, Kernel};
+pub use system::{Decision, Exit, Halt, HaltReason, Kernel, StopReason};

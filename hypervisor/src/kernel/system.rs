@@ -32,7 +32,8 @@ use frameshift_abi::boot_info::{
 };
 use frameshift_abi::pd_call::{
     MessageInfo, EVENT_FAULT, EVENT_NOTIFIED, EVENT_PROTECTED, PD_DEBUG_WRITE, PD_IRQ_ACK,
-    PD_NOTIFY, PD_PPCALL, PD_REPLY_RECV, PD_SYSTEM_OFF, REPLY_MESSAGE, REPLY_NONE,
+    PD_NOTIFY, PD_PPCALL, PD_REPLY_RECV, PD_STOP, PD_SYSTEM_OFF, REPLY_MESSAGE, REPLY_NONE,
+    STOP_EXCEPTION, STOP_PANIC,
 };
 use frameshift_abi::smccc::{INVALID_PARAMETER, NOT_SUPPORTED, SUCCESS};
 
@@ -128,6 +129,31 @@ pub enum Exit {
     Interrupt(u32),
 }
 
+/// Why the kernel stopped a PD, as `stopped pd=<name> reason=<word>` says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// `PD_STOP` with `STOP_PANIC`.
+    Panic,
+    /// `PD_STOP` with `STOP_EXCEPTION`.
+    Exception,
+    /// A fault with no parent to take it, which could not be given back to the PD.
+    Fault,
+    /// Its parent's `fault` handler ended without a reply.
+    Parent,
+}
+
+impl StopReason {
+    /// The word on the console.
+    pub const fn word(self) -> &'static str {
+        match self {
+            Self::Panic => "panic",
+            Self::Exception => "exception",
+            Self::Fault => "fault",
+            Self::Parent => "parent",
+        }
+    }
+}
+
 /// Why the system stops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HaltReason {
@@ -173,6 +199,10 @@ pub struct Counters {
     pub preemptions: u64,
     /// Hardware interrupts delivered to PDs.
     pub interrupts: u64,
+    /// PDs stopped because they could not go on: `PD_STOP`, or a fault with no parent to take
+    /// it that could not be given back. A child its parent left stopped is not counted: the
+    /// parent handled that fault.
+    pub stopped: u64,
 }
 
 /// The kernel's view of the whole system.
@@ -203,6 +233,7 @@ impl Kernel {
                 calls: 0,
                 preemptions: 0,
                 interrupts: 0,
+                stopped: 0,
             },
         }
     }
@@ -452,8 +483,12 @@ impl Kernel {
         let counters = self.counters;
         write!(
             out,
-            " faults={} notifications={} calls={} preemptions={}",
-            counters.faults, counters.notifications, counters.calls, counters.preemptions
+            " faults={} notifications={} calls={} preemptions={} stopped={}",
+            counters.faults,
+            counters.notifications,
+            counters.calls,
+            counters.preemptions,
+            counters.stopped
         )?;
         if !self.irqs.is_empty() {
             write!(out, " interrupts={}", counters.interrupts)?;
@@ -477,6 +512,7 @@ impl Kernel {
                 })
             }
             PD_IRQ_ACK => self.irq_ack(current),
+            PD_STOP => self.stop_self(current, out),
             _ => self.finish(current, NOT_SUPPORTED),
         }
     }
@@ -502,6 +538,32 @@ impl Kernel {
             .line
             .push_bytes(&domain.name, &bytes[..count as usize], out);
         self.finish(current, SUCCESS)
+    }
+
+    /// `PD_STOP`: the runtime gave up (panic, unexpected exception). Only this PD stops.
+    fn stop_self(&mut self, current: DomainIndex, out: &mut dyn Write) -> Decision {
+        let reason = match self.domains[current.get()].registers.x[1] {
+            STOP_PANIC => StopReason::Panic,
+            STOP_EXCEPTION => StopReason::Exception,
+            _ => return self.finish(current, INVALID_PARAMETER),
+        };
+        self.stop_abnormally(current, reason, out);
+        self.schedule(false)
+    }
+
+    /// Stops a PD that cannot go on, says why on the console, and counts it for the halt line.
+    fn stop_abnormally(&mut self, index: DomainIndex, reason: StopReason, out: &mut dyn Write) {
+        let domain = &mut self.domains[index.get()];
+        // Its last words first: a partial line would otherwise be lost or come after the stop.
+        let _ = domain.line.flush_partial(&domain.name, out);
+        let _ = writeln!(
+            out,
+            "FS|hypervisor|stopped pd={} reason={}",
+            domain.name,
+            reason.word()
+        );
+        self.counters.stopped += 1;
+        self.stop(index);
     }
 
     fn irq_ack(&mut self, current: DomainIndex) -> Decision {
@@ -587,8 +649,9 @@ impl Kernel {
             } else {
                 let _ = writeln!(
                     out,
-                    "FS|hypervisor|stopped pd={}",
-                    self.domains[child.get()].name
+                    "FS|hypervisor|stopped pd={} reason={}",
+                    self.domains[child.get()].name,
+                    StopReason::Parent.word()
                 );
                 self.stop(child);
             }
@@ -628,8 +691,7 @@ impl Kernel {
         if report.injectable && self.domains[current.get()].faults <= MAX_INJECTED_FAULTS {
             return Decision::InjectAbort(current);
         }
-        let _ = writeln!(out, "FS|hypervisor|stopped pd={name}");
-        self.stop(current);
+        self.stop_abnormally(current, StopReason::Fault, out);
         self.schedule(false)
     }
 
@@ -745,8 +807,9 @@ impl Kernel {
         if wakeable {
             Decision::WaitForInterrupt
         } else {
+            // A run in which a PD had to be stopped did not succeed, even if the rest finished.
             Decision::Halt(Halt {
-                status: 0,
+                status: u8::from(self.counters.stopped > 0),
                 reason: HaltReason::Idle,
             })
         }

@@ -11,7 +11,7 @@ use frameshift_abi::boot_info::{
     ChannelDesc, DomainDesc, IrqDesc, DOMAIN_KIND_PD, IRQ_TRIGGER_LEVEL, NAME_LEN, NONE,
 };
 use frameshift_abi::pd_call::{
-    PD_DEBUG_WRITE, PD_IRQ_ACK, PD_NOTIFY, PD_PPCALL, PD_REPLY_RECV, PD_SYSTEM_OFF,
+    PD_DEBUG_WRITE, PD_IRQ_ACK, PD_NOTIFY, PD_PPCALL, PD_REPLY_RECV, PD_STOP, PD_SYSTEM_OFF,
 };
 use proptest::prelude::*;
 
@@ -60,6 +60,7 @@ fn step() -> impl Strategy<Value = Step> {
         Just(PD_REPLY_RECV),
         Just(PD_REPLY_RECV),
         Just(PD_SYSTEM_OFF),
+        Just(PD_STOP),
         any::<u32>(),
     ];
     // Small channel ids hit real channels often; the rest is any 64-bit value.

@@ -13,7 +13,8 @@ use frameshift_abi::boot_info::{
 };
 use frameshift_abi::pd_call::{
     MessageInfo, EVENT_FAULT, EVENT_NOTIFIED, EVENT_PROTECTED, FAULT_STAGE2_ABORT, PD_DEBUG_WRITE,
-    PD_IRQ_ACK, PD_NOTIFY, PD_PPCALL, PD_REPLY_RECV, PD_SYSTEM_OFF, REPLY_MESSAGE, REPLY_NONE,
+    PD_IRQ_ACK, PD_NOTIFY, PD_PPCALL, PD_REPLY_RECV, PD_STOP, PD_SYSTEM_OFF, REPLY_MESSAGE,
+    REPLY_NONE, STOP_EXCEPTION, STOP_PANIC,
 };
 use frameshift_abi::smccc::{INVALID_PARAMETER, NOT_SUPPORTED, SUCCESS};
 
@@ -103,7 +104,7 @@ fn the_highest_priority_pd_inits_first_and_idle_halts() {
     kernel.write_halt_line(&halt, &mut out).unwrap();
     assert_eq!(
         out,
-        "FS|hypervisor|halt status=0 reason=idle faults=0 notifications=0 calls=0 preemptions=0\n"
+        "FS|hypervisor|halt status=0 reason=idle faults=0 notifications=0 calls=0 preemptions=0 stopped=0\n"
     );
 }
 
@@ -284,15 +285,88 @@ fn a_fault_without_parent_is_printed_and_the_others_run_on() {
     assert_eq!(
         out,
         "FS|hypervisor|fault pd=attacker ipa=0x12345000 esr=0x92000007 pc=0x200040 kind=translation\n\
-         FS|hypervisor|stopped pd=attacker\n"
+         FS|hypervisor|stopped pd=attacker reason=fault\n"
     );
     assert_eq!(kernel.domain(B).unwrap().state, RunState::Stopped);
     let Decision::Halt(halt) = hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out)
     else {
         panic!()
     };
-    assert_eq!(halt.status, 0);
+    // The victim finished, but a PD had to be stopped: the run failed.
+    assert_eq!(halt.status, 1);
     assert_eq!(kernel.counters().faults, 1);
+    assert_eq!(kernel.counters().stopped, 1);
+}
+
+#[test]
+fn pd_stop_stops_only_the_caller_and_the_idle_halt_reports_it() {
+    let mut out = String::new();
+    let channels = [channel(0, 1, 1, 2, CHANNEL_A_CALLS_B)];
+    let mut kernel = Kernel::new(
+        &[pd("client", 10, NONE), pd("crasher", 20, NONE)],
+        &channels,
+        &[],
+    )
+    .unwrap();
+    assert_eq!(kernel.start(), Decision::Run(B));
+    // Unknown reason: refused, and the PD is still running.
+    assert_eq!(
+        hvc(&mut kernel, &[PD_STOP.into(), 7], &mut out),
+        Decision::Run(B)
+    );
+    assert_eq!(regs(&mut kernel, B).x[0], INVALID_PARAMETER as u64);
+    assert_eq!(kernel.domain(B).unwrap().state, RunState::Ready);
+    // A partial line is flushed before the stop line.
+    hvc(
+        &mut kernel,
+        &[
+            PD_DEBUG_WRITE.into(),
+            4,
+            u64::from_le_bytes(*b"oops\0\0\0\0"),
+        ],
+        &mut out,
+    );
+    assert_eq!(
+        hvc(&mut kernel, &[PD_STOP.into(), STOP_PANIC], &mut out),
+        Decision::Run(A)
+    );
+    assert_eq!(
+        out,
+        "FS|crasher|oops\nFS|hypervisor|stopped pd=crasher reason=panic\n"
+    );
+    assert_eq!(kernel.domain(B).unwrap().state, RunState::Stopped);
+    // The rest runs on; calls to the stopped PD are refused.
+    assert_eq!(
+        hvc(&mut kernel, &[PD_PPCALL.into(), 1, 0], &mut out),
+        Decision::Run(A)
+    );
+    assert_eq!(regs(&mut kernel, A).x[0], INVALID_PARAMETER as u64);
+    let Decision::Halt(halt) = hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out)
+    else {
+        panic!()
+    };
+    assert_eq!(
+        halt,
+        Halt {
+            status: 1,
+            reason: HaltReason::Idle
+        }
+    );
+    let mut line = String::new();
+    kernel.write_halt_line(&halt, &mut line).unwrap();
+    assert!(line.ends_with(" preemptions=0 stopped=1\n"), "{line}");
+}
+
+#[test]
+fn pd_stop_for_an_exception_says_so() {
+    let mut out = String::new();
+    let mut kernel = Kernel::new(&[pd("wild", 10, NONE)], &[], &[]).unwrap();
+    kernel.start();
+    assert!(matches!(
+        hvc(&mut kernel, &[PD_STOP.into(), STOP_EXCEPTION], &mut out),
+        Decision::Halt(Halt { status: 1, .. })
+    ));
+    assert_eq!(out, "FS|hypervisor|stopped pd=wild reason=exception\n");
 }
 
 #[test]
@@ -342,7 +416,10 @@ fn a_childs_fault_goes_to_its_parent() {
         Decision::Halt(_)
     ));
     assert_eq!(kernel.domain(B).unwrap().state, RunState::Stopped);
-    assert!(out.ends_with("FS|hypervisor|stopped pd=child\n"), "{out}");
+    assert!(
+        out.ends_with("FS|hypervisor|stopped pd=child reason=parent\n"),
+        "{out}"
+    );
 }
 
 /// Parent at priority 10 (index 0), child at 5 (index 1), the child's fault delivered.

@@ -1,6 +1,6 @@
 //! Panicker: notifies a channel the system does not give it. The hypervisor refuses, the runtime
-//! turns the refusal into a panic, and the panic handler prints it and powers the system off
-//! with status 1 (panic.xml).
+//! turns the refusal into a panic, and the panic handler prints it and stops this PD; the other
+//! PDs run on, and the run ends with status 1 (panic.xml).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![deny(unsafe_code)]
 

@@ -1,7 +1,8 @@
 //! Wild: loads from an address it has nothing mapped at, without the runtime's probe. The
 //! hypervisor reports the fault and injects an abort; the runtime's vector finds no probe to
-//! resume, prints the exception and powers the system off with status 1 (wild.xml). As a child
-//! (child_fault.xml, restart.xml) its fault goes to its parent instead.
+//! resume, prints the exception and stops this PD; the others run on and the run ends with
+//! status 1 (wild.xml). As a child (child_fault.xml, restart.xml) its fault goes to its parent
+//! instead.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 use frameshift_pd::{debug_println, Handler};
