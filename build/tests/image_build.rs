@@ -322,7 +322,7 @@ fn fixed_ram_region_is_placed_at_its_phys_addr_and_allocation_steps_over_it() {
     let inputs = write_fixtures(&dir);
     let mut system = system();
     // Where the allocator would otherwise put the first region.
-    system.memory_regions[SHARED].phys_addr = Some(0x4200_0000);
+    system.memory_regions[SHARED].phys_addr = Some(PhysAddr(0x4200_0000));
     let image = build(&system, &inputs).expect("build");
     let words = aligned(image.boot_info());
     let info = BootInfo::parse(&words.as_bytes()[..image.boot_info_len]).expect("valid");

@@ -9,6 +9,7 @@ mod image_support;
 
 use std::path::PathBuf;
 
+use frameshift_abi::addr::{Ipa, PhysAddr};
 use frameshift_build::image::{build, ImageError, ImageInputs};
 use frameshift_build::sdf::model::SystemDescription;
 use image_support::*;
@@ -76,8 +77,8 @@ fn invalid_ram_size() {
 #[test]
 fn overlapping_fixed_regions() {
     let (error, message) = refused("overlap-regions", |_, _, system| {
-        system.memory_regions[SHARED].phys_addr = Some(0x4300_0000);
-        system.memory_regions[BLOB].phys_addr = Some(0x4300_0000);
+        system.memory_regions[SHARED].phys_addr = Some(PhysAddr(0x4300_0000));
+        system.memory_regions[BLOB].phys_addr = Some(PhysAddr(0x4300_0000));
         system.memory_regions[BLOB].prefill_path = None;
     });
     assert!(
@@ -90,7 +91,7 @@ fn overlapping_fixed_regions() {
 #[test]
 fn overlapping_device_regions() {
     let (error, message) = refused("overlap-devices", |_, _, system| {
-        system.memory_regions[SHARED].phys_addr = Some(VIRTIO_PA);
+        system.memory_regions[SHARED].phys_addr = Some(PhysAddr(VIRTIO_PA));
     });
     assert!(
         matches!(error, ImageError::RegionsOverlap { .. }),
@@ -102,7 +103,7 @@ fn overlapping_device_regions() {
 #[test]
 fn region_in_hypervisor_memory() {
     let (error, message) = refused("region-in-hypervisor", |_, _, system| {
-        system.memory_regions[SHARED].phys_addr = Some(0x4100_0000);
+        system.memory_regions[SHARED].phys_addr = Some(PhysAddr(0x4100_0000));
     });
     assert!(
         matches!(error, ImageError::RegionInHypervisorMemory { .. }),
@@ -118,7 +119,7 @@ fn region_in_hypervisor_memory() {
 fn region_on_the_hypervisors_gic_or_uart() {
     for (address, device) in [(0x0800_0000, "GIC"), (0x0900_0000, "PL011")] {
         let (error, message) = refused("region-on-device", |_, _, system| {
-            system.memory_regions[SHARED].phys_addr = Some(address);
+            system.memory_regions[SHARED].phys_addr = Some(PhysAddr(address));
         });
         assert!(
             matches!(error, ImageError::RegionOnHypervisorDevice { .. }),
@@ -131,7 +132,7 @@ fn region_on_the_hypervisors_gic_or_uart() {
 #[test]
 fn region_straddling_the_end_of_ram() {
     let (error, message) = refused("straddle", |_, _, system| {
-        system.memory_regions[SHARED].phys_addr = Some(0x5FFF_F000);
+        system.memory_regions[SHARED].phys_addr = Some(PhysAddr(0x5FFF_F000));
         system.memory_regions[SHARED].size = 0x2000;
     });
     assert!(
@@ -144,7 +145,7 @@ fn region_straddling_the_end_of_ram() {
 #[test]
 fn misaligned_phys_addr() {
     let (error, message) = refused("misaligned-phys", |_, _, system| {
-        system.memory_regions[GUEST_RAM].phys_addr = Some(0x4300_1000);
+        system.memory_regions[GUEST_RAM].phys_addr = Some(PhysAddr(0x4300_1000));
     });
     assert!(
         matches!(error, ImageError::RegionMisaligned { .. }),
@@ -324,7 +325,7 @@ fn program_segments_sharing_a_page() {
 #[test]
 fn map_overlapping_a_program_segment() {
     let (error, message) = refused("map-over-program", |_, _, system| {
-        system.protection_domains[1].maps[1].vaddr = 0x20_0000;
+        system.protection_domains[1].maps[1].vaddr = Ipa(0x20_0000);
     });
     assert!(
         matches!(error, ImageError::MappingsOverlap { .. }),
@@ -343,7 +344,7 @@ fn map_overlapping_a_program_segment() {
 #[test]
 fn map_overlapping_the_stack() {
     let (error, message) = refused("map-over-stack", |_, _, system| {
-        system.protection_domains[1].maps[1].vaddr = 0xFF_FFFF_E000;
+        system.protection_domains[1].maps[1].vaddr = Ipa(0xFF_FFFF_E000);
     });
     assert!(
         matches!(error, ImageError::MappingsOverlap { .. }),
@@ -355,7 +356,7 @@ fn map_overlapping_the_stack() {
 #[test]
 fn map_beyond_the_ipa_space() {
     let (error, message) = refused("map-beyond-ipa", |_, _, system| {
-        system.protection_domains[1].maps[1].vaddr = 0x100_0000_0000;
+        system.protection_domains[1].maps[1].vaddr = Ipa(0x100_0000_0000);
     });
     assert!(
         matches!(error, ImageError::BeyondIpaSpace { .. }),
@@ -368,7 +369,7 @@ fn map_beyond_the_ipa_space() {
 fn map_misaligned_for_a_large_page_region() {
     let (error, message) = refused("map-misaligned", |_, _, system| {
         if let Some(vm) = &mut system.protection_domains[0].virtual_machine {
-            vm.maps[0].vaddr = 0x4000_1000;
+            vm.maps[0].vaddr = Ipa(0x4000_1000);
         }
     });
     assert!(

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use frameshift_abi::addr::{Ipa, PhysAddr};
 use frameshift_build::sdf::{parse_bytes, SdfError, SdfErrorKind, SystemDescription};
 
 fn parse_fixture(name: &str) -> Result<SystemDescription, SdfError> {
@@ -120,7 +121,7 @@ fn sample_system_with_protected_guest_parses() {
     assert_eq!(vmm.stack_size, 0x2000);
     assert_eq!(vmm.maps.len(), 1);
     assert_eq!(vmm.maps[0].memory_region, 0);
-    assert_eq!(vmm.maps[0].vaddr, 0x2000_0000);
+    assert_eq!(vmm.maps[0].vaddr, Ipa(0x2000_0000));
     assert!(vmm.maps[0].perms.read && vmm.maps[0].perms.write && !vmm.maps[0].perms.execute);
     assert_eq!(vmm.maps[0].setvar_vaddr.as_deref(), Some("guest_ram_vaddr"));
 
@@ -132,11 +133,14 @@ fn sample_system_with_protected_guest_parses() {
     assert_eq!(guest.vcpus, [0]);
     assert_eq!(guest.maps.len(), 1);
     assert_eq!(guest.maps[0].memory_region, 0);
-    assert_eq!(guest.maps[0].vaddr, 0x4000_0000);
+    assert_eq!(guest.maps[0].vaddr, Ipa(0x4000_0000));
     assert!(guest.maps[0].perms.execute);
 
     assert_eq!(system.memory_regions[0].page_size, 0x20_0000);
-    assert_eq!(system.memory_regions[1].phys_addr, Some(0x900_0000));
+    assert_eq!(
+        system.memory_regions[1].phys_addr,
+        Some(PhysAddr(0x900_0000))
+    );
     assert_eq!(serial.irqs.len(), 1);
     assert_eq!((serial.irqs[0].irq, serial.irqs[0].id), (33, 1));
     assert!(!serial.maps[0].cached);

@@ -87,16 +87,7 @@ pub enum Step {
     Teardown(DomainId),
 }
 
-const EVERY: [Operation; 8] = [
-    Operation::Donate,
-    Operation::Share,
-    Operation::Unshare,
-    Operation::Relinquish,
-    Operation::ShareWithGuest,
-    Operation::UnshareFromGuest,
-    Operation::Lend,
-    Operation::Reclaim,
-];
+const EVERY: [Operation; 8] = Operation::REQUESTS;
 const GUEST_CYCLE: [Operation; 4] = [
     Operation::Donate,
     Operation::Share,

@@ -54,6 +54,21 @@ pub enum Operation {
     Teardown,
 }
 
+impl Operation {
+    /// Every request a domain can make (all but [`Operation::Teardown`], which only the
+    /// hypervisor starts), in the order of DESIGN.md 4.
+    pub const REQUESTS: [Self; 8] = [
+        Self::Donate,
+        Self::Share,
+        Self::Unshare,
+        Self::Relinquish,
+        Self::ShareWithGuest,
+        Self::UnshareFromGuest,
+        Self::Lend,
+        Self::Reclaim,
+    ];
+}
+
 /// Who holds a role, relative to the (host, guest) pair a request is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Holder {
@@ -277,17 +292,8 @@ mod tests {
 
     #[test]
     fn only_relinquish_and_teardown_zero() {
-        let operations = [
-            Operation::Donate,
-            Operation::Share,
-            Operation::Unshare,
-            Operation::Relinquish,
-            Operation::ShareWithGuest,
-            Operation::UnshareFromGuest,
-            Operation::Lend,
-            Operation::Reclaim,
-            Operation::Teardown,
-        ];
+        let mut operations = Operation::REQUESTS.to_vec();
+        operations.push(Operation::Teardown);
         let owners = [Holder::Nobody, Holder::Host, Holder::Guest, Holder::Other];
         let states = [
             FrameState::Free,

@@ -1,28 +1,7 @@
-//! Address newtypes: a physical address and an intermediate physical address never mix.
+//! Addresses in the image builder: the shared `PhysAddr`/`Ipa` newtypes and the alignment and
+//! overlap arithmetic the planner does on them.
 
-use core::fmt;
-
-/// A physical address (what QEMU loads the image at and what stage 2 maps to).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-#[repr(transparent)]
-pub struct PhysAddr(pub u64);
-
-/// An intermediate physical address: a domain's view (for a PD with stage 1 off, its vaddr).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-#[repr(transparent)]
-pub struct Ipa(pub u64);
-
-impl fmt::Display for PhysAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#x}", self.0)
-    }
-}
-
-impl fmt::Display for Ipa {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#x}", self.0)
-    }
-}
+pub use frameshift_abi::addr::{Ipa, PhysAddr};
 
 /// `value` rounded up to a multiple of `align` (a power of two), or `None` on overflow.
 pub(crate) fn align_up(value: u64, align: u64) -> Option<u64> {

@@ -186,18 +186,18 @@ fn place_fixed_regions(
                 page_size: region.page_size,
             });
         }
-        let Some(phys_addr) = region.phys_addr.map(PhysAddr) else {
+        let Some(phys_addr) = region.phys_addr else {
             placements.push(None);
             continue;
         };
-        if !phys_addr.0.is_multiple_of(region.page_size) {
+        if !phys_addr.is_aligned_to(region.page_size) {
             return Err(ImageError::RegionMisaligned {
                 region: name(),
                 phys_addr,
                 page_size: region.page_size,
             });
         }
-        if phys_addr.0.checked_add(region.size).is_none() {
+        if phys_addr.checked_add(region.size).is_none() {
             return Err(ImageError::RegionStraddlesRam {
                 region: name(),
                 phys_addr,
@@ -498,7 +498,7 @@ pub(crate) fn plan(
             continue;
         };
         let mut patches = symbols::setvar_patches(system, pd, |region| {
-            placements.get(region).map(|placement| placement.pa.0)
+            placements.get(region).map(|placement| placement.pa)
         })?;
         patches.extend(symbols::runtime_patches(system, pd_index));
         symbols::apply(&mut elf, &patches)?;
@@ -583,11 +583,11 @@ fn add_maps(
             .get(map.memory_region)
             .ok_or_else(reference)?;
         let placement = placements.get(map.memory_region).ok_or_else(reference)?;
-        if !map.vaddr.is_multiple_of(region.page_size) {
+        if !map.vaddr.is_aligned_to(region.page_size) {
             return Err(ImageError::MapMisaligned {
                 domain: domain.name.clone(),
                 region: region.name.clone(),
-                vaddr: Ipa(map.vaddr),
+                vaddr: map.vaddr,
                 page_size: region.page_size,
             });
         }
@@ -608,7 +608,7 @@ fn add_maps(
         }
         domain.mappings.push(PlannedMapping {
             desc: MappingDesc {
-                ipa: map.vaddr,
+                ipa: map.vaddr.get(),
                 pa: placement.pa.0,
                 size: region.size,
                 domain: index as u32,

@@ -6,6 +6,7 @@
 
 use crate::sdf::model::{ProtectionDomain, SystemDescription};
 
+use super::address::PhysAddr;
 use super::elf::ElfImage;
 use super::error::ImageError;
 
@@ -119,7 +120,7 @@ pub(crate) fn setvar(symbol: &str, value: u64, reason: String) -> Patch {
 pub(crate) fn setvar_patches(
     system: &SystemDescription,
     pd: &ProtectionDomain,
-    region_pa: impl Fn(usize) -> Option<u64>,
+    region_pa: impl Fn(usize) -> Option<PhysAddr>,
 ) -> Result<Vec<Patch>, ImageError> {
     let mut patches = Vec::new();
     for map in &pd.maps {
@@ -131,7 +132,7 @@ pub(crate) fn setvar_patches(
             })?;
         if let Some(symbol) = &map.setvar_vaddr {
             let reason = format!("setvar_vaddr of the map of `{}`", region.name);
-            patches.push(setvar(symbol, map.vaddr, reason));
+            patches.push(setvar(symbol, map.vaddr.get(), reason));
         }
         if let Some(symbol) = &map.setvar_size {
             let reason = format!("setvar_size of the map of `{}`", region.name);
@@ -155,7 +156,7 @@ pub(crate) fn setvar_patches(
             });
         };
         let reason = format!("setvar region_paddr=\"{}\"", region.name);
-        patches.push(setvar(&variable.symbol, pa, reason));
+        patches.push(setvar(&variable.symbol, pa.get(), reason));
     }
     Ok(patches)
 }

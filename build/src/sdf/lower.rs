@@ -58,10 +58,10 @@ fn optimal_page_size(system: &RawSystem, region: &RawMemoryRegion) -> u64 {
             .filter(|map| map.mr == region.name)
             .map(|map| map.vaddr)
     });
-    let maps_aligned = addresses.all(|address| address.is_multiple_of(LARGE_PAGE));
+    let maps_aligned = addresses.all(|address| address.is_aligned_to(LARGE_PAGE));
     let phys_aligned = region
         .phys_addr
-        .is_none_or(|paddr| paddr.is_multiple_of(LARGE_PAGE));
+        .is_none_or(|paddr| paddr.is_aligned_to(LARGE_PAGE));
     if maps_aligned && phys_aligned {
         LARGE_PAGE
     } else {

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use frameshift_abi::addr::{Ipa, PhysAddr};
 use roxmltree::Node;
 
 use super::error::{SdfError, SdfResult};
@@ -16,7 +17,7 @@ pub(crate) struct RawMemoryRegion {
     pub(crate) size: u64,
     pub(crate) page_size: u64,
     pub(crate) page_size_specified: bool,
-    pub(crate) phys_addr: Option<u64>,
+    pub(crate) phys_addr: Option<PhysAddr>,
     pub(crate) prefill_path: Option<PathBuf>,
     pub(crate) prefill_len: Option<u64>,
     /// `prefill_bootinfo` was given (Frameshift does not support it).
@@ -28,7 +29,7 @@ pub(crate) struct RawMemoryRegion {
 #[derive(Clone, Debug)]
 pub(crate) struct RawMap {
     pub(crate) mr: String,
-    pub(crate) vaddr: u64,
+    pub(crate) vaddr: Ipa,
     pub(crate) perms: Perms,
     pub(crate) cached: bool,
     pub(crate) setvar_vaddr: Option<String>,
@@ -154,9 +155,9 @@ impl RawMemoryRegion {
             },
         };
 
-        let phys_addr = file.opt_number(node, "phys_addr")?;
+        let phys_addr = file.opt_number(node, "phys_addr")?.map(PhysAddr);
         if let Some(phys_addr) = phys_addr {
-            if !phys_addr.is_multiple_of(page_size) {
+            if !phys_addr.is_aligned_to(page_size) {
                 return Err(file.value_error(node, "phys_addr is not aligned to the page size"));
             }
         }
@@ -202,8 +203,8 @@ impl RawMap {
         file.check_attributes(node, &allowed)?;
 
         let mr = file.required(node, "mr")?;
-        let vaddr = file.required_number(node, "vaddr")?;
-        if vaddr >= max_vaddr {
+        let vaddr = Ipa(file.required_number(node, "vaddr")?);
+        if vaddr.get() >= max_vaddr {
             return Err(file.value_error(
                 node,
                 format_args!("vaddr ({vaddr:#x}) must be less than {max_vaddr:#x}"),
@@ -275,12 +276,12 @@ pub(crate) fn check_maps(
                 map.mr
             )));
         };
-        if !map.vaddr.is_multiple_of(region.page_size) {
+        if !map.vaddr.is_aligned_to(region.page_size) {
             return Err(SdfError::microkit(format!(
                 "Error: invalid vaddr alignment on 'map' {at}"
             )));
         }
-        let start = map.vaddr;
+        let start = map.vaddr.get();
         let Some(end) = start.checked_add(region.size) else {
             return Err(SdfError::microkit(format!(
                 "Error: map for '{}' has address range that overflows {at}",

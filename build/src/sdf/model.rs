@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+use frameshift_abi::addr::{Ipa, PhysAddr};
+
 /// Page sizes the AArch64 configuration supports (Microkit `page_size`).
 pub const PAGE_SIZES: [u64; 2] = [0x1000, 0x20_0000];
 
@@ -74,7 +76,7 @@ pub struct Map {
     /// `mr`: index into [`SystemDescription::memory_regions`].
     pub memory_region: usize,
     /// `vaddr` (the IPA, for PDs with stage 1 off and for VMs).
-    pub vaddr: u64,
+    pub vaddr: Ipa,
     /// `perms`: any of read, write, execute.
     pub perms: Perms,
     /// `cached` (default true).
@@ -108,7 +110,7 @@ pub struct MemoryRegion {
     /// `page_size` (default 0x1000).
     pub page_size: u64,
     /// `phys_addr`, for device memory or fixed placement.
-    pub phys_addr: Option<u64>,
+    pub phys_addr: Option<PhysAddr>,
     /// `prefill_path`: file whose bytes start the region, as found on the search path.
     pub prefill_path: Option<PathBuf>,
     /// Length in bytes of the prefill file when it was validated (non-zero, <= `size`).

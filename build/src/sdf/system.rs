@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use frameshift_abi::addr::PhysAddr;
 use roxmltree::Node;
 
 use super::channel::RawChannel;
@@ -413,7 +414,7 @@ fn check_cap_slots(file: &SdfFile<'_>, pds: &[RawPd]) -> SdfResult<()> {
 fn check_physical_overlaps(file: &SdfFile<'_>, regions: &[RawMemoryRegion]) -> SdfResult<()> {
     let mut checked: Vec<(&str, u64, u64)> = Vec::new();
     for region in regions {
-        let Some(start) = region.phys_addr else {
+        let Some(start) = region.phys_addr.map(PhysAddr::get) else {
             continue;
         };
         let Some(end) = start.checked_add(region.size) else {

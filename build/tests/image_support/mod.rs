@@ -15,6 +15,7 @@
 
 use std::path::{Path, PathBuf};
 
+use frameshift_abi::addr::{Ipa, PhysAddr};
 use frameshift_build::image::{ImageInputs, DEFAULT_RAM_SIZE};
 use frameshift_build::sdf::model::{
     Channel, ChannelEnd, IdSetVar, Irq, IrqTrigger, Map, MemoryRegion, Perms, ProtectionDomain,
@@ -259,7 +260,7 @@ pub const RWX: Perms = Perms {
 pub fn map(memory_region: usize, vaddr: u64, perms: Perms) -> Map {
     Map {
         memory_region,
-        vaddr,
+        vaddr: Ipa(vaddr),
         perms,
         cached: true,
         setvar_vaddr: None,
@@ -319,7 +320,7 @@ pub fn system() -> SystemDescription {
     let mut guest_ram = region("guest_ram", 0x40_0000);
     guest_ram.page_size = 0x20_0000;
     let mut virtio = region("virtio", 0x1000);
-    virtio.phys_addr = Some(VIRTIO_PA);
+    virtio.phys_addr = Some(PhysAddr(VIRTIO_PA));
     let mut blob = region("blob", 0x2000);
     blob.prefill_path = Some(PathBuf::from("blob.bin"));
     blob.prefill_len = Some(PREFILL.len() as u64);

@@ -35,11 +35,11 @@ pub use error::{BootInfoError, Fault, Record};
 pub use parse::{name_str, BootInfo};
 
 /// The smallest page: every mapping's IPA, PA and size are multiples of it.
-pub const PAGE_SIZE: u64 = 0x1000;
+pub const PAGE_SIZE: u64 = crate::addr::PAGE_SIZE;
 /// The 2 MiB block size a `page_size="0x200000"` region uses.
-pub const LARGE_PAGE_SIZE: u64 = 0x20_0000;
+pub const LARGE_PAGE_SIZE: u64 = crate::addr::BLOCK_SIZE;
 /// Domains have a 40-bit IPA space (VTCR_EL2.T0SZ = 24): every mapping ends at or below this.
-pub const IPA_LIMIT: u64 = 1 << 40;
+pub const IPA_LIMIT: u64 = 1 << crate::addr::IPA_BITS;
 /// Initial stack pointer of every PD: its stack mapping ends here. The page at and above it is
 /// left unmapped, so nothing sits right above the stack.
 pub const PD_STACK_TOP: u64 = 0x00FF_FFFF_F000;
