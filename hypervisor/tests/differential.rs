@@ -20,7 +20,9 @@ use frameshift_hypervisor::small_system::{
     SmallSystem, BLOCK_IPA, FRAMES, GUEST_HISTORY, GUEST_SPLIT, HOST,
 };
 use frameshift_hypervisor::walk::{for_each_leaf, LeafKind};
-use frameshift_hypervisor::{descriptor::level_span, DomainId, Ipa, Operation, Request, Rights};
+use frameshift_hypervisor::{
+    descriptor::level_span, DomainId, Error, Ipa, Operation, Request, Rights,
+};
 use proptest::prelude::*;
 use reference_model::{Model, Op, View};
 
@@ -174,9 +176,28 @@ fn check_step(system: &mut SmallSystem, model: &mut Model, step: &Step) -> Resul
                 pages,
                 rights,
             };
-            let engine_ok = system.engine.convert(&mut system.arch, request).is_ok();
-            let model_ok = model.request(op, guest, ipa, pages, rights);
-            (engine_ok, model_ok, op == Op::Relinquish, Some(guest))
+            let engine_result = system.engine.convert(&mut system.arch, request);
+            let before_model = model.clone();
+            let mut model_ok = model.request(op, guest, ipa, pages, rights);
+            // The reference model has no capacity limits. The engine's fixed borrower side
+            // table and table pool may run out (e.g. a 512-page range shared with a second
+            // guest needs 512 side records): that refusal is allowed, and like every refusal it
+            // must change nothing (the I8 check below), so the model step is undone.
+            if model_ok
+                && matches!(
+                    engine_result,
+                    Err(Error::BorrowerTableFull | Error::OutOfTableMemory)
+                )
+            {
+                *model = before_model;
+                model_ok = false;
+            }
+            (
+                engine_result.is_ok(),
+                model_ok,
+                op == Op::Relinquish,
+                Some(guest),
+            )
         }
         Step::Teardown(guest) => {
             let engine_ok = system.engine.teardown(&mut system.arch, guest).is_ok();
