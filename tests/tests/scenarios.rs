@@ -239,6 +239,40 @@ fn a_spinning_pd_is_preempted_so_the_worker_finishes() -> Result<(), String> {
 }
 
 #[test]
+fn fp_simd_registers_survive_preemption_by_other_domains() -> Result<(), String> {
+    let run = scenario::run("fp")?;
+    let domains = ["fpa", "fpb", "fpc"];
+    let halt = finished(&run, &domains, 0)?;
+    let console = run.console.as_str();
+    halt_fields(&halt, console, "idle", &[("faults", "0"), ("stopped", "0")]);
+    // The check means something only if the three loops were interleaved: each time slice ends
+    // with another domain's FP/SIMD values loaded in the same registers.
+    let preemptions = halt
+        .field("preemptions")
+        .and_then(|count| count.parse::<u64>().ok());
+    assert!(
+        preemptions.is_some_and(|count| count >= 3),
+        "too few preemptions to interleave the checks: {console}"
+    );
+    let mut patterns = Vec::new();
+    for domain in domains {
+        let lines = texts(console, domain);
+        assert_eq!(lines.len(), 1, "{domain}: {console}");
+        let line = lines[0];
+        assert!(
+            line.starts_with("fpcheck done pattern=0x") && line.ends_with(" mismatches=0"),
+            "{domain}: {line}"
+        );
+        patterns.push(line.to_owned());
+    }
+    // Distinct names give distinct patterns, so a leaked register would have been seen.
+    patterns.sort();
+    patterns.dedup();
+    assert_eq!(patterns.len(), domains.len(), "{console}");
+    Ok(())
+}
+
+#[test]
 fn the_default_system_with_a_protected_guest_boots_and_ends_with_status_0() -> Result<(), String> {
     let system = frameshift_build::firmware::workspace_root().join("system.xml");
     let image = scenario::build_image(&system, "default-system")?;
