@@ -11,13 +11,12 @@ struct FpCheck;
 
 impl Handler for FpCheck {}
 
-/// Loop iterations: a few tens of millions of instructions, many 5 ms time slices under TCG.
-const ITERATIONS: u64 = 3_000_000;
-
 /// Fills v0-v31 with `pattern` and counts, over `ITERATIONS` rounds, how often any of d0, d9,
 /// d17 or d31 no longer holds it.
 #[cfg(target_arch = "aarch64")]
 fn count_mismatches(pattern: u64) -> u64 {
+    /// Loop iterations: tens of millions of instructions, many 5 ms time slices under TCG.
+    const ITERATIONS: u64 = 3_000_000;
     let mut mismatches = 0u64;
     // SAFETY: the asm only touches the registers it declares (every v register is declared
     // clobbered) and no memory; it ends after ITERATIONS rounds.
