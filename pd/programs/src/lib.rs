@@ -4,7 +4,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
-use frameshift_pd::{Channel, Ipa};
+use frameshift_pd::{get_mr, set_mr, Channel, Ipa, MessageInfo};
 
 /// Notification rounds of the ping-pong scenario.
 pub const PING_PONG_ROUNDS: u64 = 1000;
@@ -19,6 +19,22 @@ pub const LABEL_SUM: u64 = 0x5;
 pub const LABEL_SUM_REPLY: u64 = 0x6;
 /// Protected calls the client makes.
 pub const PPC_CALLS: u64 = 3;
+
+/// The servers' `protected` body: checks that the call is a [`LABEL_SUM`] request on
+/// `expected`, sums its message registers into MR0 and returns the sum with the reply's
+/// [`MessageInfo`]. Any other call is a bug in the scenario: the PD panics (and is stopped).
+pub fn serve_sum(expected: Channel, channel: Channel, message: MessageInfo) -> (u64, MessageInfo) {
+    if channel != expected || message.label() != LABEL_SUM {
+        panic!(
+            "unexpected call on channel {} label={:#x}",
+            channel.index(),
+            message.label()
+        );
+    }
+    let sum: u64 = (0..message.count()).map(get_mr).sum();
+    set_mr(0, sum);
+    (sum, MessageInfo::new(LABEL_SUM_REPLY, 1))
+}
 
 /// The channel between attacker and survivor (isolation.xml).
 pub const ISOLATION_CHANNEL: Channel = Channel::new(0);

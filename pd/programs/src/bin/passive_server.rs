@@ -4,10 +4,8 @@
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![deny(unsafe_code)]
 
-use frameshift_pd::{
-    debug_println, get_mr, pd_is_passive, set_mr, Channel, ChannelSet, Handler, MessageInfo,
-};
-use frameshift_pd_programs::{LABEL_SUM, LABEL_SUM_REPLY, PASSIVE_CHANNEL};
+use frameshift_pd::{debug_println, pd_is_passive, Channel, ChannelSet, Handler, MessageInfo};
+use frameshift_pd_programs::{serve_sum, PASSIVE_CHANNEL};
 
 struct PassiveServer {
     calls: u64,
@@ -15,18 +13,10 @@ struct PassiveServer {
 
 impl Handler for PassiveServer {
     fn protected(&mut self, channel: Channel, message: MessageInfo) -> MessageInfo {
-        if channel != PASSIVE_CHANNEL || message.label() != LABEL_SUM {
-            panic!(
-                "unexpected call on channel {} label={:#x}",
-                channel.index(),
-                message.label()
-            );
-        }
+        let (sum, reply) = serve_sum(PASSIVE_CHANNEL, channel, message);
         self.calls += 1;
-        let sum: u64 = (0..message.count()).map(get_mr).sum();
         debug_println!("passive_server call={} sum={sum}", self.calls);
-        set_mr(0, sum);
-        MessageInfo::new(LABEL_SUM_REPLY, 1)
+        reply
     }
 
     fn notified(&mut self, channels: ChannelSet) {
