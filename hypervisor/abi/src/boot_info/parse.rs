@@ -251,33 +251,26 @@ impl<'a> BootInfo<'a> {
             check_page_range(Record::Header, base_name, size_name, base, size, PAGE_SIZE)?;
         }
         let (ram, ram_size) = (header.ram_base, header.ram_size);
-        if !inside(
-            header.hypervisor_base,
-            header.hypervisor_size,
-            ram,
-            ram_size,
-        ) {
-            let fault = Fault::OutOfBounds {
-                found: header
-                    .hypervisor_base
-                    .saturating_add(header.hypervisor_size),
-                limit: ram + ram_size,
-            };
-            return Err(refuse(Record::Header, "hypervisor_size", fault));
-        }
-        if !inside(
-            header.convertible_base,
-            header.convertible_size,
-            ram,
-            ram_size,
-        ) {
-            let fault = Fault::OutOfBounds {
-                found: header
-                    .convertible_base
-                    .saturating_add(header.convertible_size),
-                limit: ram + ram_size,
-            };
-            return Err(refuse(Record::Header, "convertible_size", fault));
+        let inside_ram = [
+            (
+                "hypervisor_size",
+                header.hypervisor_base,
+                header.hypervisor_size,
+            ),
+            (
+                "convertible_size",
+                header.convertible_base,
+                header.convertible_size,
+            ),
+        ];
+        for (size_name, base, size) in inside_ram {
+            if !inside(base, size, ram, ram_size) {
+                let fault = Fault::OutOfBounds {
+                    found: base.saturating_add(size),
+                    limit: ram + ram_size,
+                };
+                return Err(refuse(Record::Header, size_name, fault));
+            }
         }
         if overlaps(
             header.convertible_base,
