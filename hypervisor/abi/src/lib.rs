@@ -5,7 +5,9 @@
 //! - [`boot_info`]: build tool to hypervisor (family 3).
 //! - [`domain_name`]: the rule every domain name obeys, so console prefixes are unforgeable.
 //! - [`pd_call`]: PD to hypervisor (family 2).
-//! - [`smccc`]: SMCCC function identifiers and return codes (families 1 and 2).
+//! - [`guest_call`]: guest to hypervisor calls, pKVM compatible (family 1).
+//! - [`vcpu`]: vCPU register numbers and VM fault encodings shared by the VMM and the hypervisor.
+//! - [`smccc`]: SMCCC return codes.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -13,5 +15,7 @@ pub mod addr;
 pub mod boot_info;
 pub mod crc32;
 pub mod domain_name;
+pub mod guest_call;
 pub mod pd_call;
 pub mod smccc;
+pub mod vcpu;

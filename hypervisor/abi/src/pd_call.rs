@@ -38,6 +38,70 @@ pub const PD_SYSTEM_OFF: u32 = 0xC600_0105;
 /// is refused with `INVALID_PARAMETER` and changes nothing.
 pub const PD_STOP: u32 = 0xC600_0106;
 
+// ------------------------------------------------------------------ VMM calls --
+//
+// A PD that is the parent of a `<virtual_machine>` controls its vCPUs and converts memory with its
+// guest through these calls (Microkit's `microkit_vcpu_*` plus the host side of DESIGN.md 4). A
+// vCPU is named by its Microkit `<vcpu id>` (the child id its faults arrive with); a VM is named
+// by the id of any of its vCPUs. docs/ABI.md, "VMM calls", documents each one. A call naming a
+// vCPU that is not the caller's child is refused with `INVALID_PARAMETER` and changes nothing.
+
+/// Start or restart a vCPU: `x1` = vCPU id, `x2` = entry PC. Microkit's `microkit_vcpu_restart`.
+/// A protected VM's vCPU can only be started while it is fresh (never run since the VM's memory
+/// was last populated): the VMM never steers a running protected guest.
+pub const PD_VCPU_RESTART: u32 = 0xC600_0107;
+/// Stop a vCPU: `x1` = vCPU id. Microkit's `microkit_vcpu_stop`.
+pub const PD_VCPU_STOP: u32 = 0xC600_0108;
+/// Read a vCPU register: `x1` = vCPU id, `x2` = register number (`vcpu::REG_*`). Returns the
+/// value in `x1`. Refused for a protected VM's vCPU unless it is fresh.
+pub const PD_VCPU_READ_REG: u32 = 0xC600_0109;
+/// Write a vCPU register: `x1` = vCPU id, `x2` = register number, `x3` = value. Only while the
+/// vCPU is not running; refused for a protected VM's vCPU unless it is fresh.
+pub const PD_VCPU_WRITE_REG: u32 = 0xC600_010A;
+/// Inject a virtual interrupt through a GICv3 list register: `x1` = vCPU id, `x2` = INTID,
+/// `x3` = priority (0-255, the top bits the list register keeps), `x4` = group (0 or 1).
+/// Microkit's `microkit_vcpu_arm_inject_irq`.
+pub const PD_VCPU_INJECT_IRQ: u32 = 0xC600_010B;
+/// Acknowledge a virtual PPI delivered as a `FAULT_VM_VPPI` event: `x1` = vCPU id, `x2` = INTID.
+/// The PPI can fire again. Microkit's `microkit_vcpu_arm_ack_vppi`.
+pub const PD_VCPU_ACK_VPPI: u32 = 0xC600_010C;
+
+/// Donate pages to the guest, contents kept: `x1` = VM, `x2` = guest IPA, `x3` = pages. The
+/// frames are the ones at the window position of that IPA, which the VMM must own.
+pub const PD_MEM_DONATE: u32 = 0xC600_0110;
+/// Share the VMM's pages with the guest: `x1` = VM, `x2` = guest IPA, `x3` = pages, `x4` =
+/// rights (`RIGHT_*`).
+pub const PD_MEM_SHARE_WITH_GUEST: u32 = 0xC600_0111;
+/// Take pages shared with the guest back: `x1` = VM, `x2` = guest IPA, `x3` = pages.
+pub const PD_MEM_UNSHARE_FROM_GUEST: u32 = 0xC600_0112;
+/// Lend pages for the guest's exclusive use: `x1` = VM, `x2` = guest IPA, `x3` = pages, `x4` =
+/// rights.
+pub const PD_MEM_LEND: u32 = 0xC600_0113;
+/// Reclaim lent pages the guest relinquished (or a dead guest held): `x1` = VM, `x2` = guest
+/// IPA, `x3` = pages.
+pub const PD_MEM_RECLAIM: u32 = 0xC600_0114;
+/// Tear the VM down: `x1` = VM. Every vCPU stops and is reset to fresh; the guest's own frames
+/// come back to the VMM zeroed, in its window; frames the VMM shared stay intact.
+pub const PD_VM_TEARDOWN: u32 = 0xC600_0115;
+/// List the caller's frame capabilities: `x1` = IPA to start from. Returns the first capability
+/// run at or above it: `x1` = IPA, `x2` = PA, `x3` = pages in the run, `x4` = how it is held
+/// (`CAP_*`), `x5` = rights, `x6` = the peer's domain index or `NONE`; `x0` = `NOT_REQUIRED`
+/// when there is none.
+pub const PD_FRAME_CAPS: u32 = 0xC600_0116;
+/// Run the I1-I4 audit now: returns `x1` = violations, `x2` = mapped pages, `x3` = audits run
+/// since boot.
+pub const PD_AUDIT: u32 = 0xC600_0117;
+/// Print bytes as a line of the VM's own console (the emulated UART): `x1` = VM, `x2` = byte
+/// count (0..=40), `x3`-`x7` = the bytes. The hypervisor prefixes them with the VM's name.
+pub const PD_VM_CONSOLE_WRITE: u32 = 0xC600_0118;
+
+/// `PD_FRAME_CAPS` `x4`: the original capability (the caller owns the frame).
+pub const CAP_ORIGINAL: u64 = 0;
+/// `PD_FRAME_CAPS` `x4`: a derived capability (the caller borrows the frame).
+pub const CAP_DERIVED: u64 = 1;
+/// `PD_FRAME_CAPS` `x4`: the original capability of a frame lent away (no access now).
+pub const CAP_LENT_AWAY: u64 = 2;
+
 /// `PD_STOP` `x1`: the PD's code panicked.
 pub const STOP_PANIC: u64 = 0;
 /// `PD_STOP` `x1`: the PD took an exception its runtime cannot handle (such as an injected
@@ -79,6 +143,7 @@ pub enum EventRegisters {}
 pub const FAULT_STAGE2_ABORT: u64 = 1;
 /// Fault label: an unknown or illegal exception from EL1. MR0 = ESR_EL2, MR1 = faulting PC.
 pub const FAULT_UNKNOWN: u64 = 2;
+// Labels 3 and up are a virtual machine's faults: `vcpu::FAULT_VM_*`.
 
 /// A Microkit message-info word: `label << 12 | count`, as seL4's `seL4_MessageInfo` with the
 /// capability fields left zero.
