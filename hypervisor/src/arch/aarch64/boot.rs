@@ -70,7 +70,7 @@ extern "C" fn fs_el2_main() -> ! {
 #[inline(never)]
 fn boot_with_mmu() -> ! {
     let id_registers = IdRegisters::read();
-    let features = id_registers.features();
+    let mut features = id_registers.features();
     configure_el2(&features);
     let image_start = core::ptr::addr_of!(__image_start) as u64;
     let image_end = core::ptr::addr_of!(__image_end) as u64;
@@ -81,7 +81,7 @@ fn boot_with_mmu() -> ! {
         fatal(3, "unsupported-cpu");
     }
     // SAFETY: called once, after the MMU mapped the GIC.
-    if let Err(error) = unsafe { gic::init(&features) } {
+    if let Err(error) = unsafe { gic::init(&mut features) } {
         hv_line!("error gic: {error}");
         fatal(3, "panic");
     }

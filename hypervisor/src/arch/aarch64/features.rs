@@ -9,7 +9,7 @@
 //! | FEAT_LOR (`ID_AA64MMFR1_EL1.LO`) | `LORSA/LOREA/LORN/LORC_EL1` | `HCR_EL2.TLOR` |
 //! | FEAT_HCX (`ID_AA64MMFR1_EL1.HCX`) | enables of later features | `HCRX_EL2` = 0 |
 //! | FEAT_AMUv1 (`ID_AA64PFR0_EL1.AMU`) | `AMCNTEN*`, `AMUSERENR_EL0` | `CPTR_EL2.TAM` |
-//! | GICv3 virtual interface (`ICH_VTR_EL2`) | `ICV_*` | `ICH_VMCR_EL2`, `ICH_AP{0,1}R<n>_EL2` switched |
+//! | GICv3 virtual interface (`ICH_VTR_EL2`, read by gic.rs) | `ICV_*` | `ICH_VMCR_EL2`, `ICH_AP{0,1}R<n>_EL2` switched |
 //!
 //! Features whose EL1 state needs fine-grained traps this hypervisor does not program are
 //! refused at boot by [`IdRegisters::unhandled_feature`]: no QEMU 7.2 CPU has them.
@@ -29,8 +29,6 @@ pub struct IdRegisters {
     pub mmfr3: u64,
     /// `ID_AA64DFR0_EL1`.
     pub dfr0: u64,
-    /// `ICH_VTR_EL2`.
-    pub ich_vtr: u64,
 }
 
 /// The 4-bit ID field at `shift` (every AArch64 ID field is 4 bits wide).
@@ -55,7 +53,6 @@ impl IdRegisters {
             mmfr1: ID_AA64MMFR1_EL1.get(),
             mmfr3,
             dfr0: ID_AA64DFR0_EL1.get(),
-            ich_vtr: ICH_VTR_EL2.get(),
         }
     }
 
@@ -82,26 +79,16 @@ impl IdRegisters {
         }
     }
 
-    /// What the EL2 code must switch, trap or avoid on this CPU.
+    /// What the EL2 code must switch, trap or avoid on this CPU; the GIC virtual interface's
+    /// size is [`CpuFeatures::MINIMAL`]'s until [`CpuFeatures::with_virtual_interface`].
     pub const fn features(&self) -> CpuFeatures {
-        // ICH_VTR_EL2.PRIbits (31:29) is the number of virtual priority bits minus one: 5 bits
-        // need one active-priority register per group, 6 need two, 7 need four (GICv3
-        // architecture specification, ICH_AP0R<n>_EL2).
-        let priority_bits = ((self.ich_vtr >> 29) & 0x7) + 1;
-        let active_priority_registers = match priority_bits {
-            0..=5 => 1,
-            6 => 2,
-            _ => 4,
-        };
         CpuFeatures {
             ras: field(self.pfr0, 28) != 0,
             sme: field(self.pfr1, 24) != 0,
             lor: field(self.mmfr1, 16) != 0,
             hcx: field(self.mmfr1, 40) != 0,
             amu: field(self.pfr0, 44) != 0,
-            active_priority_registers,
-            // ICH_VTR_EL2.ListRegs (4:0) is the number of list registers minus one.
-            list_registers: (self.ich_vtr & 0x1F) as usize + 1,
+            ..CpuFeatures::MINIMAL
         }
     }
 }
@@ -137,4 +124,23 @@ impl CpuFeatures {
         active_priority_registers: 1,
         list_registers: 1,
     };
+
+    /// These features with the GIC virtual interface's size from `ICH_VTR_EL2` (readable only
+    /// once `ICC_SRE_EL2.SRE` is set: gic.rs reads it).
+    pub const fn with_virtual_interface(self, ich_vtr: u64) -> Self {
+        // ICH_VTR_EL2.PRIbits (31:29) is the number of virtual priority bits minus one: 5 bits
+        // need one active-priority register per group, 6 need two, 7 need four (GICv3
+        // architecture specification, ICH_AP0R<n>_EL2).
+        let active_priority_registers = match ((ich_vtr >> 29) & 0x7) + 1 {
+            0..=5 => 1,
+            6 => 2,
+            _ => 4,
+        };
+        Self {
+            active_priority_registers,
+            // ICH_VTR_EL2.ListRegs (4:0) is the number of list registers minus one.
+            list_registers: (ich_vtr & 0x1F) as usize + 1,
+            ..self
+        }
+    }
 }

@@ -27,15 +27,17 @@ pub const EL2_TIMER: IntId = IntId::ppi(10);
 /// Length of a time slice: 1/200 s = 5 ms.
 const SLICES_PER_SECOND: u64 = 200;
 
-/// Brings up the GIC for CPU 0 and enables the EL2 timer interrupt.
+/// Brings up the GIC for CPU 0 and enables the EL2 timer interrupt; completes `features` with
+/// the size of the virtual CPU interface and puts that interface in its boot state.
 ///
 /// # Safety
 ///
 /// Call once, at boot, after [`super::mmu::enable`] mapped the GIC as Device memory.
-pub unsafe fn init(features: &CpuFeatures) -> Result<(), GicError> {
+pub unsafe fn init(features: &mut CpuFeatures) -> Result<(), GicError> {
     // EL2 uses the ICC_* system registers; EL1's own accesses to ICC_SRE_EL1 trap to EL2.
     GicCpuInterface::enable_system_register_el2(false);
     // The ICH_* registers are reachable now that ICC_SRE_EL2.SRE is set.
+    *features = features.with_virtual_interface(ICH_VTR_EL2.get());
     reset_virtual_interface(features);
     // SAFETY: GICD_BASE is QEMU virt's distributor, mapped Device-nGnRE, and this is the only
     // pointer to it (caller's contract: called once).
