@@ -3,7 +3,7 @@
 //! every EL1/EL0 register that holds data with a pattern and check it after other domains ran
 //! (a notification to a higher-priority reader, and time-slice preemption between two equal
 //! spinners). Every register the hypervisor refuses must be refused as UNDEFINED, with the PD
-//! running on. Each run prints `register channel cpu=<cpu> registers=<held> leaks=<n>`.
+//! running on, from AArch64 EL1 and from AArch32 EL0. Each run prints `register channel cpu=<cpu> registers=<held> leaks=<n>`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -170,7 +170,12 @@ fn summary(console: &str, domain: &str, prefix: &str) -> Option<BTreeMap<String,
 fn check(cpu: Cpu) -> Result<(), String> {
     let run = boot(cpu)?;
     let console = run.console.as_str();
-    let held = HELD_EVERYWHERE.len() + if cpu == Cpu::Max { HELD_ON_MAX.len() } else { 0 };
+    let held = HELD_EVERYWHERE.len()
+        + if cpu == Cpu::Max {
+            HELD_ON_MAX.len()
+        } else {
+            0
+        };
 
     let summaries = [
         summary(console, "reader", "reader "),
@@ -203,7 +208,10 @@ fn check(cpu: Cpu) -> Result<(), String> {
         .flat_map(|domain| texts(console, domain))
         .filter(|text| text.starts_with("leak "))
         .collect();
-    assert!(leak_lines.is_empty(), "leaks: {leak_lines:#?}\nconsole:\n{console}");
+    assert!(
+        leak_lines.is_empty(),
+        "leaks: {leak_lines:#?}\nconsole:\n{console}"
+    );
     assert_eq!(leaks, 0, "{console}");
 
     // Every copy checked every register that holds data on this CPU, and each one's value
@@ -215,7 +223,10 @@ fn check(cpu: Cpu) -> Result<(), String> {
     for fields in [spin_a, spin_b] {
         assert_eq!(fields.get("checked"), Some(&held), "{console}");
         // The other spinner ran while this one was between two checks.
-        assert!(fields.get("interleavings").is_some_and(|&n| n >= 1), "{console}");
+        assert!(
+            fields.get("interleavings").is_some_and(|&n| n >= 1),
+            "{console}"
+        );
     }
 
     // The writer's outcome for every register, as documented in docs/ISOLATION.md (I9).
@@ -243,6 +254,19 @@ fn check(cpu: Cpu) -> Result<(), String> {
         }
     }
     assert!(wrong.is_empty(), "{wrong:#?}\nconsole:\n{console}");
+
+    // AArch32 EL0: TPIDRURW is TPIDR_EL0's low half (so switching TPIDR_EL0 covers it), and a
+    // refused AArch32 access (CNTP_CTL, EC 0x03 at EL2) comes back as UNDEFINED (EC 0, IL 1)
+    // at the AArch32 vector, VBAR_EL1 + 0x600.
+    for line in [
+        "aarch32 TPIDRURW wrote=0x13579bdf read=0x13579bdf ec=0x11 TPIDR_EL0=0x13579bdf",
+        "aarch32 CNTP_CTL undef esr=0x2000000",
+    ] {
+        assert!(
+            protocol::position(console, "writer", line).is_some(),
+            "missing `{line}`; console:\n{console}"
+        );
+    }
 
     // Refused accesses left every PD running: nobody faulted or was stopped, and the run
     // ended idle with status 0 after time-slice preemptions.

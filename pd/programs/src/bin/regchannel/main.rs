@@ -23,7 +23,7 @@ mod registers;
 use frameshift_pd::{
     debug_println, memory_region_symbol, pd_name, Channel, ChannelSet, Handler, Region,
 };
-use registers::{Access, Phase, REGISTERS};
+use registers::{A32Code, Access, Phase, REGISTERS};
 
 /// The writer's pattern; the reader's is its complement.
 const PATTERN: u64 = 0xA5A5_A5A5_A5A5_A5A5;
@@ -144,10 +144,8 @@ impl Registers {
         for index in 0..COUNT {
             if self.outcomes[index] == Outcome::Held {
                 let mask = REGISTERS[index].mask;
-                let _ = registers::write(
-                    index,
-                    (self.before[index] & !mask) | (self.pattern & mask),
-                );
+                let _ =
+                    registers::write(index, (self.before[index] & !mask) | (self.pattern & mask));
             }
         }
         for index in 0..COUNT {
@@ -272,6 +270,7 @@ fn writer() -> RegChannel {
     registers.restore_vectors();
     registers.classify(Phase::Refused);
     registers.print_outcomes();
+    aarch32_el0_checks();
     registers.print_leaks();
     debug_println!(
         "writer checked={} leaks={}",
@@ -279,6 +278,38 @@ fn writer() -> RegChannel {
         registers.leaks
     );
     RegChannel::Idle
+}
+
+/// AArch32 EL0 (every supported CPU has it: `ID_AA64PFR0_EL1.EL0` = 2) sees AArch64 registers
+/// under AArch32 names: its TPIDRURW must be TPIDR_EL0's low half, which the hypervisor
+/// switches. An AArch32 access the hypervisor refuses (CNTP_CTL, with EL0 access opened by
+/// `CNTKCTL_EL1.EL0PTEN` so the access reaches EL2) must come back as UNDEFINED at the
+/// AArch32 vector (`VBAR_EL1` + 0x600).
+fn aarch32_el0_checks() {
+    const VALUE: u64 = 0x1357_9BDF;
+    const EC_SVC32: u64 = 0x11;
+    let index = |name: &str| REGISTERS.iter().position(|register| register.name == name);
+    let (Some(tpidr_el0), Some(cntkctl)) = (index("TPIDR_EL0"), index("CNTKCTL_EL1")) else {
+        panic!("TPIDR_EL0 and CNTKCTL_EL1 are in the register table");
+    };
+    let (read_back, syndrome) = registers::aarch32_el0(A32Code::Tpidrurw, VALUE);
+    let aarch64 = registers::read(tpidr_el0).value().unwrap_or(0);
+    debug_println!(
+        "aarch32 TPIDRURW wrote={VALUE:#x} read={:#x} ec={:#x} TPIDR_EL0={:#x}",
+        read_back & 0xFFFF_FFFF,
+        syndrome >> 26,
+        aarch64 & 0xFFFF_FFFF
+    );
+    let old = registers::read(cntkctl).value().unwrap_or(0);
+    let _ = registers::write(cntkctl, old | (1 << 9));
+    let (_, syndrome) = registers::aarch32_el0(A32Code::CntpCtl, 0);
+    let _ = registers::write(cntkctl, old);
+    let outcome = match syndrome >> 26 {
+        0 => "undef",
+        EC_SVC32 => "completed",
+        _ => "other",
+    };
+    debug_println!("aarch32 CNTP_CTL {outcome} esr={syndrome:#x}");
 }
 
 fn reader() -> RegChannel {

@@ -39,9 +39,16 @@ const ALL: u64 = u64::MAX;
 const LOW32: u64 = 0xFFFF_FFFF;
 /// SCTLR_EL1 bits that only concern EL0 or AArch32 EL0: SA0, CP15BEN, ITD, SED, UMA, DZE, UCT,
 /// nTWI, nTWE, UCI.
-const SCTLR_EL0_BITS: u64 =
-    (1 << 4) | (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 14) | (1 << 15) | (1 << 16)
-        | (1 << 18) | (1 << 26);
+const SCTLR_EL0_BITS: u64 = (1 << 4)
+    | (1 << 5)
+    | (1 << 7)
+    | (1 << 8)
+    | (1 << 9)
+    | (1 << 14)
+    | (1 << 15)
+    | (1 << 16)
+    | (1 << 18)
+    | (1 << 26);
 /// CPACR_EL1 ZEN (17:16), SMEN (25:24), TTA (28); FPEN stays on.
 const CPACR_TRAP_BITS: u64 = (3 << 16) | (3 << 24) | (1 << 28);
 /// FPCR: Len, FZ16, Stride, RMode, FZ, DN, AHP.
@@ -293,6 +300,39 @@ regchan_write:
     mov     x1, #0
     br      x9
 
+    // regchan_aarch32(entry: x0, r0: x1) -> (r0: x0, ESR_EL1: x1): runs the A32 code at
+    // `entry` in AArch32 User mode with R0 = r0, until its first exception returns here through
+    // the vector at 0x600 (lower EL, AArch32). AArch32 User mode uses X0-X14 only (R13_usr is
+    // X13), so SP_EL1 still points at the frame pushed here.
+    .global regchan_aarch32
+regchan_aarch32:
+    stp     x29, x30, [sp, #-32]!
+    stp     x19, x20, [sp, #16]
+    msr     elr_el1, x0
+    // SPSR: AArch32 User mode (M = 0b10000), A32, little-endian, A, I and F masked.
+    mov     x2, #0x1d0
+    msr     spsr_el1, x2
+    mov     x0, x1
+    eret
+regchan_aarch32_return:
+    mrs     x1, esr_el1
+    ldp     x19, x20, [sp, #16]
+    ldp     x29, x30, [sp], #32
+    ret
+
+    // A32 code (little-endian words): each sequence ends with SVC #0.
+    .balign 4
+    .global regchan_a32_tpidrurw
+regchan_a32_tpidrurw:
+    .word   0xee0d0f50      // MCR p15, 0, r0, c13, c0, 2: TPIDRURW = r0
+    .word   0xe3a00000      // MOV r0, #0
+    .word   0xee1d0f50      // MRC p15, 0, r0, c13, c0, 2: r0 = TPIDRURW
+    .word   0xef000000      // SVC #0
+    .global regchan_a32_cntp_ctl
+regchan_a32_cntp_ctl:
+    .word   0xee1e0f32      // MRC p15, 0, r0, c14, c2, 1: r0 = CNTP_CTL
+    .word   0xef000000      // SVC #0
+
     .section .text.regchan_vectors, "ax"
     .balign 2048
     .global regchan_vectors
@@ -304,7 +344,14 @@ regchan_vectors:
     .endr
     .balign 0x80
     b       regchan_sync_current
-    .irp kind, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
+    .irp kind, 5, 6, 7, 8, 9, 10, 11
+    .balign 0x80
+    mov     x0, #\kind
+    b       regchan_vector_unexpected
+    .endr
+    .balign 0x80
+    b       regchan_aarch32_return
+    .irp kind, 13, 14, 15
     .balign 0x80
     mov     x0, #\kind
     b       regchan_vector_unexpected
@@ -344,7 +391,51 @@ regchan_vector_unexpected:
     extern "C" {
         fn regchan_read();
         fn regchan_write();
+        fn regchan_aarch32();
         static regchan_vectors: u8;
+        static regchan_a32_tpidrurw: u8;
+        static regchan_a32_cntp_ctl: u8;
+    }
+
+    /// A32 code run at AArch32 EL0 by [`aarch32_el0`].
+    #[derive(Clone, Copy, Debug)]
+    pub(crate) enum A32Code {
+        /// Writes R0 to TPIDRURW, clears R0, reads TPIDRURW back into R0.
+        Tpidrurw,
+        /// Reads CNTP_CTL (the EL1 physical timer, which EL2 keeps from EL1 and EL0).
+        CntpCtl,
+    }
+
+    /// Runs `code` in AArch32 User mode with R0 = `r0`; returns R0 and `ESR_EL1` of the
+    /// exception that ended it (an SVC, or the refusal of its access).
+    pub(crate) fn aarch32_el0(code: A32Code, r0: u64) -> (u64, u64) {
+        let entry = match code {
+            A32Code::Tpidrurw => core::ptr::addr_of!(regchan_a32_tpidrurw),
+            A32Code::CntpCtl => core::ptr::addr_of!(regchan_a32_cntp_ctl),
+        } as u64;
+        let result: u64;
+        let syndrome: u64;
+        // SAFETY: `regchan_aarch32` saves x19, x20, x29 and x30 on this stack (the compiler may
+        // not be told they change), drops to AArch32 EL0 at `entry` (A32 code of this image,
+        // which touches only R0, i.e. x0) and returns through the 0x600 vector on its first
+        // exception, restoring what it saved. The Arm ARM leaves the upper halves of the
+        // general registers UNKNOWN across AArch32 execution, so every other one is declared
+        // clobbered; memory is not touched outside the 32 bytes it pushes below SP.
+        unsafe {
+            core::arch::asm!(
+                "blr {entry}",
+                entry = in(reg) regchan_aarch32 as *const () as usize,
+                inout("x0") entry => result,
+                inout("x1") r0 => syndrome,
+                out("x2") _, out("x3") _, out("x4") _, out("x5") _, out("x6") _,
+                out("x7") _, out("x8") _, out("x9") _, out("x10") _, out("x11") _,
+                out("x12") _, out("x13") _, out("x14") _, out("x15") _, out("x16") _,
+                out("x17") _, out("x18") _, out("x21") _, out("x22") _, out("x23") _,
+                out("x24") _, out("x25") _, out("x26") _, out("x27") _, out("x28") _,
+                out("x30") _,
+            );
+        }
+        (result, syndrome)
     }
 
     /// An exception no probe raised: print it and stop this PD.
@@ -416,7 +507,7 @@ regchan_vector_unexpected:
 }
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
-pub(crate) use probe::{install_vectors, read, write};
+pub(crate) use probe::{aarch32_el0, install_vectors, read, write, A32Code};
 
 /// A host build (clippy) has no registers: every access is refused.
 #[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
@@ -424,6 +515,16 @@ mod host {
     use super::Access;
 
     pub(crate) fn install_vectors() {}
+
+    #[derive(Clone, Copy, Debug)]
+    pub(crate) enum A32Code {
+        Tpidrurw,
+        CntpCtl,
+    }
+
+    pub(crate) fn aarch32_el0(_code: A32Code, _r0: u64) -> (u64, u64) {
+        (0, 0)
+    }
 
     pub(crate) fn read(_index: usize) -> Access {
         Access::Undefined
@@ -435,4 +536,4 @@ mod host {
 }
 
 #[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
-pub(crate) use host::{install_vectors, read, write};
+pub(crate) use host::{aarch32_el0, install_vectors, read, write, A32Code};
