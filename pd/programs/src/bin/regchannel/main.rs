@@ -141,9 +141,9 @@ impl Registers {
     /// and `VBAR_EL1` come last), then records what each reads back. From here until
     /// [`Registers::restore_vectors`] this PD must take no exception.
     fn set_pattern(&mut self) {
-        for index in 0..COUNT {
+        for (index, register) in REGISTERS.iter().enumerate() {
             if self.outcomes[index] == Outcome::Held {
-                let mask = REGISTERS[index].mask;
+                let mask = register.mask;
                 let _ =
                     registers::write(index, (self.before[index] & !mask) | (self.pattern & mask));
             }
@@ -157,11 +157,11 @@ impl Registers {
 
     /// Reads every held register back; a value that is not this PD's own is a leak.
     fn check(&mut self) {
-        for index in 0..COUNT {
+        for (index, register) in REGISTERS.iter().enumerate() {
             if self.outcomes[index] != Outcome::Held {
                 continue;
             }
-            let mask = REGISTERS[index].mask;
+            let mask = register.mask;
             let own = self.own[index];
             let found = match registers::read(index) {
                 Access::Done(value) => value,
@@ -222,14 +222,14 @@ fn spin() -> Region {
     }
 }
 
-enum RegChannel {
-    Reader(Registers),
-    Idle,
+/// The handler: only the reader has work left after `init`.
+struct RegChannel {
+    reader: Option<Registers>,
 }
 
 impl Handler for RegChannel {
     fn notified(&mut self, channels: ChannelSet) {
-        let RegChannel::Reader(registers) = self else {
+        let Some(registers) = self.reader.as_mut() else {
             panic!("unexpected notification on channels {:#x}", channels.bits())
         };
         registers.check();
@@ -277,7 +277,7 @@ fn writer() -> RegChannel {
         registers.checked(),
         registers.leaks
     );
-    RegChannel::Idle
+    RegChannel { reader: None }
 }
 
 /// AArch32 EL0 (every supported CPU has it: `ID_AA64PFR0_EL1.EL0` = 2) sees AArch64 registers
@@ -317,7 +317,9 @@ fn reader() -> RegChannel {
     registers.classify(Phase::Data);
     // Kept until the notification: the writer runs in between.
     registers.set_pattern();
-    RegChannel::Reader(registers)
+    RegChannel {
+        reader: Some(registers),
+    }
 }
 
 fn spinner(me: u64, pattern: u64) -> RegChannel {
@@ -349,7 +351,7 @@ fn spinner(me: u64, pattern: u64) -> RegChannel {
         registers.checked(),
         registers.leaks
     );
-    RegChannel::Idle
+    RegChannel { reader: None }
 }
 
 fn init() -> RegChannel {
