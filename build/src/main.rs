@@ -74,6 +74,8 @@ enum Task {
 enum CpuArg {
     /// Cortex-A57 (ARMv8.0).
     CortexA57,
+    /// Cortex-A53 (ARMv8.0).
+    CortexA53,
     /// QEMU's `max` CPU.
     Max,
 }
@@ -82,6 +84,7 @@ impl From<CpuArg> for Cpu {
     fn from(cpu: CpuArg) -> Self {
         match cpu {
             CpuArg::CortexA57 => Cpu::CortexA57,
+            CpuArg::CortexA53 => Cpu::CortexA53,
             CpuArg::Max => Cpu::Max,
         }
     }

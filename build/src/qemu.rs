@@ -40,6 +40,8 @@ pub enum Cpu {
     /// Cortex-A57 (ARMv8.0): the default, closest to the hardware the design targets.
     #[default]
     CortexA57,
+    /// Cortex-A53 (ARMv8.0, in-order): the other ARMv8.0 core the hypervisor supports.
+    CortexA53,
     /// QEMU's `max` CPU (every feature QEMU implements).
     Max,
 }
@@ -49,6 +51,7 @@ impl Cpu {
     pub fn qemu_name(self) -> &'static str {
         match self {
             Cpu::CortexA57 => "cortex-a57",
+            Cpu::CortexA53 => "cortex-a53",
             Cpu::Max => "max",
         }
     }

@@ -101,8 +101,12 @@ impl FaultReport {
 }
 
 /// Offset from `VBAR_EL1` of the synchronous exception vector for an exception taken to EL1
-/// from the mode in `pstate` (Arm ARM D1.3.1): EL1h 0x200, EL1t 0x000, EL0 (AArch64) 0x400.
+/// from the mode in `pstate` (Arm ARM D1.3.1): EL1h 0x200, EL1t 0x000, EL0 (AArch64) 0x400,
+/// EL0 in AArch32 (`M[4]` set; EL1 itself is always AArch64, `HCR_EL2.RW`) 0x600.
 pub const fn el1_sync_vector_offset(pstate: u64) -> u64 {
+    if pstate & 0x10 != 0 {
+        return 0x600;
+    }
     match pstate & 0xF {
         0b0101 => 0x200,
         0b0100 => 0x000,
@@ -169,5 +173,8 @@ mod tests {
         assert_eq!(el1_sync_vector_offset(0x3C5), 0x200);
         assert_eq!(el1_sync_vector_offset(0x3C4), 0x000);
         assert_eq!(el1_sync_vector_offset(0x3C0), 0x400);
+        // AArch32 User mode (M = 0b10000), A32 or T32.
+        assert_eq!(el1_sync_vector_offset(0x1D0), 0x600);
+        assert_eq!(el1_sync_vector_offset(0x1F0), 0x600);
     }
 }

@@ -5,6 +5,7 @@ use frameshift_abi::boot_info::BootInfo;
 
 use super::context::ArchDomain;
 use super::entry::fs_run_first;
+use super::features::IdRegisters;
 use super::global::GlobalCell;
 use super::stage2::El2Machine;
 use super::trap::{configure_el2, fatal, ARCH_DOMAINS, HYPERVISOR};
@@ -68,12 +69,19 @@ extern "C" fn fs_el2_main() -> ! {
 /// instead of silently overwriting `.bss`.
 #[inline(never)]
 fn boot_with_mmu() -> ! {
-    configure_el2();
+    let id_registers = IdRegisters::read();
+    let mut features = id_registers.features();
+    configure_el2(&features);
     let image_start = core::ptr::addr_of!(__image_start) as u64;
     let image_end = core::ptr::addr_of!(__image_end) as u64;
     hv_line!("boot frameshift el2 image={image_start:#x}..{image_end:#x}");
+    if let Some(feature) = id_registers.unhandled_feature() {
+        // Domains would share that feature's EL1 registers (docs/ISOLATION.md, I9).
+        hv_line!("error cpu: {feature} is neither switched nor trapped by this hypervisor");
+        fatal(3, "unsupported-cpu");
+    }
     // SAFETY: called once, after the MMU mapped the GIC.
-    if let Err(error) = unsafe { gic::init() } {
+    if let Err(error) = unsafe { gic::init(&mut features) } {
         hv_line!("error gic: {error}");
         fatal(3, "panic");
     }
@@ -130,6 +138,7 @@ fn boot_with_mmu() -> ! {
     let mut machine = El2Machine;
     // SAFETY: boot is single-threaded; nothing else holds the hypervisor state yet.
     let hypervisor = unsafe { HYPERVISOR.get_mut() };
+    hypervisor.features = features;
     let built = build_system(
         &info,
         &mut hypervisor.kernel,

@@ -1,5 +1,7 @@
-//! Per-domain architectural state beyond the trap frame: the EL1 system registers, the FP/SIMD
-//! register file, and the stage-2 root (`VTTBR_EL2`), switched when the running domain changes.
+//! Per-domain architectural state beyond the trap frame: the EL1 system registers, the GIC
+//! virtual CPU interface, the FP/SIMD register file, and the stage-2 root (`VTTBR_EL2`),
+//! switched when the running domain changes. docs/ISOLATION.md (I9) lists every register EL1
+//! and EL0 can write on the supported CPUs and whether it is switched here, trapped or disabled.
 //!
 //! FP/SIMD is switched lazily: entering a domain that does not own the register file sets
 //! `CPTR_EL2.TFP`; its first FP instruction traps (EC 0x07), and only then is the previous
@@ -8,6 +10,8 @@
 use aarch64_cpu::registers::*;
 
 use super::entry::{fs_fp_restore, fs_fp_save};
+use super::features::CpuFeatures;
+use super::gic::VirtualInterface;
 
 /// `SCTLR_EL1` for a fresh domain: stage 1 off, caches governed by `HCR_EL2.DC`; only RES1 bits.
 const SCTLR_EL1_RESET: u64 = 0x30D0_0800;
@@ -15,7 +19,8 @@ const SCTLR_EL1_RESET: u64 = 0x30D0_0800;
 const CPACR_EL1_FP_ON: u64 = 3 << 20;
 
 /// The EL1 system registers (and the EL1 virtual timer) a domain can change; each domain has
-/// its own copy.
+/// its own copy. The last two exist only with the CPU feature named; the others on every
+/// ARMv8.0 CPU.
 #[derive(Clone, Copy, Debug, Default)]
 #[repr(C)]
 pub struct El1Registers {
@@ -43,6 +48,12 @@ pub struct El1Registers {
     csselr: u64,
     cntv_ctl: u64,
     cntv_cval: u64,
+    /// FEAT_SME's `TPIDR2_EL0`: only FEAT_FGT could trap it, so it is switched.
+    tpidr2_el0: u64,
+    /// FEAT_RAS's `DISR_EL1` as EL1 sees it: with `HCR_EL2.AMO` set, EL1's `DISR_EL1` accesses
+    /// reach `VDISR_EL2` (Arm ARM, the `DISR_EL1` description), so that is what each domain
+    /// owns.
+    vdisr_el2: u64,
 }
 
 impl El1Registers {
@@ -82,11 +93,13 @@ impl El1Registers {
             csselr: 0,
             cntv_ctl: 0,
             cntv_cval: 0,
+            tpidr2_el0: 0,
+            vdisr_el2: 0,
         }
     }
 
     /// Reads the live EL1 registers (the outgoing domain's).
-    pub fn save(&mut self) {
+    pub fn save(&mut self, features: &CpuFeatures) {
         self.sctlr = SCTLR_EL1.get();
         self.ttbr0 = TTBR0_EL1.get();
         self.ttbr1 = TTBR1_EL1.get();
@@ -112,10 +125,16 @@ impl El1Registers {
         // The virtual timer is EL1's own: each domain has its own compare value and control.
         self.cntv_ctl = CNTV_CTL_EL0.get();
         self.cntv_cval = CNTV_CVAL_EL0.get();
+        if features.sme {
+            self.tpidr2_el0 = read_tpidr2_el0();
+        }
+        if features.ras {
+            self.vdisr_el2 = read_vdisr_el2();
+        }
     }
 
     /// Loads these registers into the CPU (the incoming domain's).
-    pub fn restore(&self) {
+    pub fn restore(&self, features: &CpuFeatures) {
         SCTLR_EL1.set(self.sctlr);
         TTBR0_EL1.set(self.ttbr0);
         TTBR1_EL1.set(self.ttbr1);
@@ -140,7 +159,43 @@ impl El1Registers {
         CSSELR_EL1.set(self.csselr);
         CNTV_CVAL_EL0.set(self.cntv_cval);
         CNTV_CTL_EL0.set(self.cntv_ctl);
+        if features.sme {
+            write_tpidr2_el0(self.tpidr2_el0);
+        }
+        if features.ras {
+            write_vdisr_el2(self.vdisr_el2);
+        }
     }
+}
+
+// aarch64-cpu has no accessors for the next two registers. Encodings from the Arm ARM (DDI 0487)
+// register descriptions, the same in QEMU 7.2's target/arm/helper.c: TPIDR2_EL0 is op0=3,
+// op1=3, CRn=13, CRm=0, op2=5; VDISR_EL2 is op0=3, op1=4, CRn=12, CRm=1, op2=1. Callers check
+// the feature first: on a CPU without it the access is UNDEFINED at EL2.
+
+fn read_tpidr2_el0() -> u64 {
+    let value: u64;
+    // SAFETY: reads a thread-ID register of the outgoing domain; no memory, no side effect.
+    unsafe { core::arch::asm!("mrs {}, s3_3_c13_c0_5", out(reg) value, options(nomem, nostack)) };
+    value
+}
+
+fn write_tpidr2_el0(value: u64) {
+    // SAFETY: TPIDR2_EL0 is scratch state of the domain about to run; EL2 does not use it.
+    unsafe { core::arch::asm!("msr s3_3_c13_c0_5, {}", in(reg) value, options(nomem, nostack)) };
+}
+
+fn read_vdisr_el2() -> u64 {
+    let value: u64;
+    // SAFETY: reads the deferred virtual SError status of the outgoing domain; no side effect.
+    unsafe { core::arch::asm!("mrs {}, s3_4_c12_c1_1", out(reg) value, options(nomem, nostack)) };
+    value
+}
+
+fn write_vdisr_el2(value: u64) {
+    // SAFETY: VDISR_EL2 only holds what the incoming domain reads as DISR_EL1; the hypervisor
+    // never raises a virtual SError (HCR_EL2.VSE stays clear), so nothing else depends on it.
+    unsafe { core::arch::asm!("msr s3_4_c12_c1_1, {}", in(reg) value, options(nomem, nostack)) };
 }
 
 /// A domain's FP/SIMD register file: `q0`-`q31`, then FPSR and FPCR (the layout `fs_fp_save`
@@ -175,6 +230,8 @@ impl FpState {
 pub struct ArchDomain {
     /// EL1 system registers while the domain is off the CPU.
     pub el1: El1Registers,
+    /// The GIC virtual CPU interface while the domain is off the CPU.
+    pub gic: VirtualInterface,
     /// FP/SIMD registers while another domain owns the register file.
     pub fp: FpState,
     /// `VTTBR_EL2`: VMID in bits 63:48, stage-2 root table address below.
@@ -187,6 +244,7 @@ impl ArchDomain {
     pub const fn zeroed() -> Self {
         Self {
             el1: El1Registers::zeroed(),
+            gic: VirtualInterface::initial(),
             fp: FpState::zeroed(),
             vttbr: 0,
         }
@@ -196,6 +254,7 @@ impl ArchDomain {
     pub const fn initial(vttbr: u64) -> Self {
         Self {
             el1: El1Registers::initial(),
+            gic: VirtualInterface::initial(),
             fp: FpState::zeroed(),
             vttbr,
         }
