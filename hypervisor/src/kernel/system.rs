@@ -30,6 +30,7 @@ use frameshift_abi::boot_info::{
     ChannelDesc, DomainDesc, IrqDesc, DOMAIN_FLAG_PASSIVE, DOMAIN_KIND_PD, DOMAIN_KIND_VM,
     IRQ_TRIGGER_EDGE, IRQ_TRIGGER_LEVEL, NONE,
 };
+use frameshift_abi::domain_name::DomainNameError;
 use frameshift_abi::pd_call::{
     MessageInfo, EVENT_FAULT, EVENT_NOTIFIED, EVENT_PROTECTED, PD_DEBUG_WRITE, PD_IRQ_ACK,
     PD_NOTIFY, PD_PPCALL, PD_REPLY_RECV, PD_STOP, PD_SYSTEM_OFF, REPLY_MESSAGE, REPLY_NONE,
@@ -87,6 +88,25 @@ pub enum BuildError {
     Channel(ChannelError),
     /// Interrupt record `index` names a bad domain, channel id, trigger or INTID, or repeats one.
     Irq(usize),
+    /// More interrupt records than [`MAX_IRQS`].
+    TooManyIrqs {
+        /// How many records the boot information has.
+        count: usize,
+    },
+    /// Domain `index` has a name that breaks the domain-name rule (`domain_name::check`).
+    Name {
+        /// The domain.
+        index: usize,
+        /// What is wrong with its name.
+        error: DomainNameError,
+    },
+    /// Domain `index` has the same name as the earlier domain `other`.
+    DuplicateName {
+        /// The domain.
+        index: usize,
+        /// The earlier domain with that name.
+        other: usize,
+    },
 }
 
 impl fmt::Display for BuildError {
@@ -107,6 +127,11 @@ impl fmt::Display for BuildError {
                 write!(f, "channel {index}: id already used at one end")
             }
             Self::Irq(index) => write!(f, "irq {index}: invalid or duplicate"),
+            Self::TooManyIrqs { count } => write!(f, "{count} irqs (at most {MAX_IRQS})"),
+            Self::Name { index, error } => write!(f, "domain {index}: {error}"),
+            Self::DuplicateName { index, other } => {
+                write!(f, "domain {index}: name already used by domain {other}")
+            }
         }
     }
 }
@@ -313,8 +338,15 @@ impl Kernel {
                 // VMs are started by their VMM in a later issue; until then they never run.
                 DomainKind::VirtualMachine => (RunState::Stopped, Registers::default()),
             };
+            // Every console line of this domain starts with its name: it must print as itself
+            // and differ from every other (the boot-info reader checked this too).
+            let name = ConsoleName::from_padded(&desc.name)
+                .map_err(|error| BuildError::Name { index, error })?;
+            if let Some(other) = self.domains.iter().position(|d| d.name == name) {
+                return Err(BuildError::DuplicateName { index, other });
+            }
             let domain = Domain {
-                name: ConsoleName::from_padded(&desc.name),
+                name,
                 kind,
                 priority: desc.priority,
                 passive: kind == DomainKind::ProtectionDomain
@@ -335,6 +367,9 @@ impl Kernel {
             let _ = self.domains.push(domain);
         }
         self.channels = ChannelTable::new(channels, domains.len()).map_err(BuildError::Channel)?;
+        if irqs.len() > MAX_IRQS {
+            return Err(BuildError::TooManyIrqs { count: irqs.len() });
+        }
         for (index, irq) in irqs.iter().enumerate() {
             let domain = usize::try_from(irq.domain)
                 .ok()

@@ -911,3 +911,58 @@ fn interrupt_records_are_checked() {
     edge.trigger = 7;
     assert_eq!(bad(&[edge]), BuildError::Irq(0));
 }
+
+#[test]
+fn more_interrupts_than_the_kernel_holds_are_refused_as_too_many() {
+    // 65 valid records: distinct SPIs, and channel ids 0..=40 on one PD and 0..=23 on the other.
+    let irqs: std::vec::Vec<IrqDesc> = (0..65u32)
+        .map(|k| {
+            let (domain, channel) = if k < 41 { (0, k) } else { (1, k - 41) };
+            irq(domain, 32 + k, channel)
+        })
+        .collect();
+    let domains = [pd("a", 1, NONE), pd("b", 1, NONE)];
+    let error = Kernel::new(&domains, &[], &irqs).unwrap_err();
+    assert_eq!(error, BuildError::TooManyIrqs { count: 65 });
+    assert_eq!(
+        std::string::ToString::to_string(&error),
+        "65 irqs (at most 64)"
+    );
+    // Exactly the capacity is accepted.
+    assert!(Kernel::new(&domains, &[], &irqs[..64]).is_ok());
+}
+
+#[test]
+fn names_that_break_the_console_rule_or_repeat_are_refused() {
+    use frameshift_abi::domain_name::DomainNameError;
+    assert_eq!(
+        Kernel::new(&[pd("ok", 1, NONE), pd("hypervisor", 1, NONE)], &[], &[]).unwrap_err(),
+        BuildError::Name {
+            index: 1,
+            error: DomainNameError::Reserved
+        }
+    );
+    assert_eq!(
+        Kernel::new(&[pd("a|b", 1, NONE)], &[], &[]).unwrap_err(),
+        BuildError::Name {
+            index: 0,
+            error: DomainNameError::BadByte {
+                byte: b'|',
+                position: 1
+            }
+        }
+    );
+    let error = Kernel::new(&[pd("twin", 1, NONE), pd("twin", 2, NONE)], &[], &[]).unwrap_err();
+    assert_eq!(error, BuildError::DuplicateName { index: 1, other: 0 });
+    assert_eq!(
+        std::string::ToString::to_string(&error),
+        "domain 1: name already used by domain 0"
+    );
+    // `a?b` is a name of its own, printed as itself.
+    let mut out = String::new();
+    let mut kernel = Kernel::new(&[pd("a?b", 1, NONE)], &[], &[]).unwrap();
+    kernel.start();
+    let word = u64::from_le_bytes(*b"hi\n\0\0\0\0\0");
+    hvc(&mut kernel, &[PD_DEBUG_WRITE.into(), 3, word], &mut out);
+    assert_eq!(out, "FS|a?b|hi\n");
+}
