@@ -69,7 +69,9 @@ fn rename_domain(blob: &mut [u8], index: usize, name: &str) -> Option<()> {
         + offset_of!(DomainDesc, name);
     let field = blob.get_mut(at..at + NAME_LEN)?;
     field.fill(0);
-    field.get_mut(..name.len())?.copy_from_slice(name.as_bytes());
+    field
+        .get_mut(..name.len())?
+        .copy_from_slice(name.as_bytes());
     seal(blob);
     Some(())
 }

@@ -805,7 +805,8 @@ impl Kernel {
             return self.finish(current, INVALID_PARAMETER);
         };
         let server = &self.domains[far.domain.get()];
-        // Microkit: a PPC goes only to a strictly higher priority, so it can never deadlock.
+        // Microkit: a PPC goes only to a strictly higher priority, so calls never form a cycle
+        // (a parent calling a child that faults still blocks both: `idle` reports it).
         if server.priority <= self.domains[current.get()].priority
             || server.state == RunState::Stopped
         {
