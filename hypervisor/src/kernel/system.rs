@@ -578,7 +578,7 @@ impl Kernel {
         }
     }
 
-    /// Charges the domain that ran for the ticks up to `now` ([`Kernel::schedule`] acts on a
+    /// Charges the domain that ran for the ticks up to `now` (`schedule` acts on a
     /// budget that ran out).
     fn charge(&mut self, now: u64) {
         let elapsed = now.saturating_sub(self.slice_start);
@@ -590,7 +590,7 @@ impl Kernel {
 
     /// A domain whose budget is used up goes to the tail of its queue with a full one: its peers
     /// of equal priority each get their slice before it runs again. One that blocked at that
-    /// moment keeps its empty budget until it is queued again ([`Kernel::enqueue`]).
+    /// moment keeps its empty budget until it is queued again (`enqueue`).
     fn expire(&mut self) {
         let Some(charged) = self.charged else {
             return;
