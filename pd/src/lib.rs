@@ -5,7 +5,8 @@
 //! [`protection_domain!`]. The runtime's `_start` sets up EL1, runs `init`, then serves events
 //! (notifications, protected procedure calls, child faults) with the handler until the system
 //! ends. Peers are reached through [`Channel`]s; console output goes through [`debug_println!`];
-//! addresses the build tool patches are read with [`memory_region_symbol!`].
+//! addresses the build tool patches are read with [`memory_region_symbol!`]; [`time`] reads the
+//! generic timer's counter.
 //!
 //! ```text
 //! #![no_std]
@@ -45,6 +46,7 @@ mod power;
 pub mod probe;
 pub mod region;
 pub mod symbols;
+pub mod time;
 
 pub use address::Ipa;
 pub use call::CallError;

@@ -263,7 +263,10 @@ mod tests {
         assert_eq!(state(1, PD_STACK_TOP - PAGE_SIZE), Some(PageState::Owned));
         assert_eq!(state(0, 0x20_1000), None);
         // Priority 20 inits first.
-        assert_eq!(kernel.start(), Decision::Run(crate::kernel::DomainIndex(1)));
+        assert_eq!(
+            kernel.start(0),
+            Decision::Run(crate::kernel::DomainIndex(1))
+        );
     }
 
     #[test]

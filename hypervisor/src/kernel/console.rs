@@ -8,6 +8,8 @@
 
 use core::fmt::{self, Write};
 
+use frameshift_abi::domain_name::{self, DomainNameError};
+
 /// Longest line body (after escaping) a domain can build; a longer line is split, and the
 /// continuation gets its own prefix.
 pub const LINE_CAPACITY: usize = 160;
@@ -15,33 +17,38 @@ pub const LINE_CAPACITY: usize = 160;
 /// Longest domain name printed in a prefix.
 pub const NAME_CAPACITY: usize = frameshift_abi::boot_info::NAME_LEN;
 
-/// A domain name made safe for a console prefix: printable ASCII other than `|`; anything else
-/// becomes `?`, so a name from the (untrusted) boot information cannot break the protocol.
+/// A domain name that passed [`domain_name::check`], so it prints as itself: the prefix
+/// `FS|<name>|` is never the hypervisor's, and two different names never print the same prefix.
+/// Nothing is ever substituted; a name that breaks the rule is refused instead.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConsoleName {
     bytes: heapless::Vec<u8, NAME_CAPACITY>,
 }
 
 impl ConsoleName {
-    /// Builds the name from NUL-padded bytes (the boot-info `name` field).
-    pub fn from_padded(raw: &[u8]) -> Self {
-        let mut bytes = heapless::Vec::new();
-        for &byte in raw.iter().take(NAME_CAPACITY).take_while(|&&b| b != 0) {
-            let safe = if byte.is_ascii_graphic() && byte != b'|' {
-                byte
-            } else {
-                b'?'
-            };
-            // Cannot fail: at most NAME_CAPACITY bytes are taken.
-            let _ = bytes.push(safe);
+    /// Builds the name from NUL-padded bytes (the boot-info `name` field): the bytes up to the
+    /// first NUL must obey the domain-name rule, and only NULs may follow them.
+    pub fn from_padded(raw: &[u8]) -> Result<Self, DomainNameError> {
+        let len = raw.iter().position(|&byte| byte == 0).unwrap_or(raw.len());
+        let (name, padding) = raw.split_at(len);
+        domain_name::check(name)?;
+        if let Some(offset) = padding.iter().position(|&byte| byte != 0) {
+            // Bytes hidden after the NUL would make two different fields print one prefix.
+            return Err(DomainNameError::BadByte {
+                byte: padding[offset],
+                position: len + offset,
+            });
         }
-        Self { bytes }
+        let mut bytes = heapless::Vec::new();
+        // Cannot fail: `check` refused anything longer than NAME_CAPACITY.
+        let _ = bytes.extend_from_slice(name);
+        Ok(Self { bytes })
     }
 
     /// The name as text.
     pub fn as_str(&self) -> &str {
-        // Every byte is printable ASCII by construction.
-        core::str::from_utf8(&self.bytes).unwrap_or("?")
+        // Every byte is printable ASCII (domain_name::check), so this never fails.
+        core::str::from_utf8(&self.bytes).unwrap_or_default()
     }
 }
 
@@ -144,7 +151,7 @@ mod tests {
     use std::vec::Vec;
 
     fn name(text: &str) -> ConsoleName {
-        ConsoleName::from_padded(text.as_bytes())
+        ConsoleName::from_padded(text.as_bytes()).unwrap()
     }
 
     #[test]
@@ -208,9 +215,43 @@ mod tests {
     }
 
     #[test]
-    fn names_are_sanitised() {
-        assert_eq!(name("a|b\ncd").as_str(), "a?b?cd");
-        assert_eq!(ConsoleName::from_padded(b"pd\0\0\0junk").as_str(), "pd");
+    fn names_print_as_themselves_or_are_refused() {
+        assert_eq!(name("a.b_c-1").as_str(), "a.b_c-1");
+        assert_eq!(
+            ConsoleName::from_padded(b"pd\0\0\0").unwrap().as_str(),
+            "pd"
+        );
+        // Two names that once printed the same prefix (`a?b`): one is refused, never rewritten.
+        assert_eq!(name("a?b").as_str(), "a?b");
+        assert_eq!(
+            ConsoleName::from_padded(b"a|b"),
+            Err(DomainNameError::BadByte {
+                byte: b'|',
+                position: 1
+            })
+        );
+        assert_eq!(
+            ConsoleName::from_padded(b"a\nb"),
+            Err(DomainNameError::BadByte {
+                byte: b'\n',
+                position: 1
+            })
+        );
+        assert_eq!(
+            ConsoleName::from_padded(b"hypervisor\0\0"),
+            Err(DomainNameError::Reserved)
+        );
+        assert_eq!(
+            ConsoleName::from_padded(b"pd\0junk"),
+            Err(DomainNameError::BadByte {
+                byte: b'j',
+                position: 3
+            })
+        );
+        assert_eq!(
+            ConsoleName::from_padded(b"\0\0"),
+            Err(DomainNameError::Empty)
+        );
     }
 
     #[test]

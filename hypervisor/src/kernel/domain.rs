@@ -87,6 +87,12 @@ pub struct Domain {
     pub pending_notifications: u64,
     /// Children (bit per domain index) whose faults are not yet delivered.
     pub pending_faults: u64,
+    /// Callers (bit per domain index) blocked in a call to this PD that it has not yet been
+    /// given (`RunState::Calling` with `delivered: false`).
+    pub pending_callers: u64,
+    /// What is left of this domain's time slice, in counter ticks. Spent only while it runs;
+    /// refilled only when it reaches zero or the domain yields (system.rs, "Scheduling").
+    pub budget: u64,
     /// The caller whose protected procedure call this PD's current handler is serving.
     pub serving: Option<DomainIndex>,
     /// The child whose fault this PD's current handler is handling.

@@ -65,6 +65,38 @@ impl FaultReport {
     }
 }
 
+/// The length of the instruction a trap was taken on, from `ESR_EL2.IL` (bit 25; Arm ARM
+/// D17.2.37): 0 for a 16-bit T32 instruction, 1 for a 32-bit one (every A64 instruction). A
+/// trap that resumes past the instruction (a refused `SMC`, a yielding `WFI`) must skip exactly
+/// this much: a T32 `WFI` from an AArch32 EL0 is 2 bytes, and skipping 4 would jump over the
+/// instruction after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InstructionLength {
+    /// A 16-bit T32 instruction (`ESR_EL2.IL` = 0).
+    Narrow,
+    /// A 32-bit instruction (`ESR_EL2.IL` = 1).
+    Wide,
+}
+
+impl InstructionLength {
+    /// `ESR_EL2.IL` as a length.
+    pub const fn from_esr(esr: u64) -> Self {
+        if esr & (1 << 25) == 0 {
+            Self::Narrow
+        } else {
+            Self::Wide
+        }
+    }
+
+    /// The length in bytes.
+    pub const fn bytes(self) -> u64 {
+        match self {
+            Self::Narrow => 2,
+            Self::Wide => 4,
+        }
+    }
+}
+
 /// ESR_EL2 exception class of a data abort from a lower EL.
 pub const EC_DATA_ABORT_LOWER: u64 = 0x24;
 /// ESR_EL2 exception class of an instruction abort from a lower EL.
@@ -166,6 +198,19 @@ mod tests {
         );
         let fetch = report((0x20 << 26) | (1 << 25) | 0x0F);
         assert_eq!(fetch.injected_syndrome(), (0x21 << 26) | (1 << 25) | 0x10);
+    }
+
+    #[test]
+    fn the_instruction_length_comes_from_esr_il() {
+        // A T32 WFI trapped from EL0: EC 0x01, IL = 0, CV = 1, COND = 0xE.
+        let t32_wfi = (0x01 << 26) | (1 << 24) | (0xE << 20);
+        assert_eq!(InstructionLength::from_esr(t32_wfi).bytes(), 2);
+        // An A64 WFI and SMC: IL = 1.
+        assert_eq!(
+            InstructionLength::from_esr((0x01 << 26) | (1 << 25)).bytes(),
+            4
+        );
+        assert_eq!(InstructionLength::from_esr(0x5E00_0000).bytes(), 4);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod channels;
 pub mod console;
 pub mod domain;
 pub mod fault;
+pub mod ready_queues;
 pub mod registers;
 pub mod system;
 pub mod vspace;
@@ -25,6 +26,6 @@ mod system_properties;
 mod system_tests;
 
 pub use domain::{DomainIndex, RunState};
-pub use fault::{FaultKind, FaultReport};
+pub use fault::{FaultKind, FaultReport, InstructionLength};
 pub use registers::Registers;
 pub use system::{Decision, Exit, Halt, HaltReason, Kernel, StopReason};

@@ -18,11 +18,38 @@
 //! A passive PD (Microkit `passive="true"`) moves through the same states; it only differs in
 //! whose time it runs on once `init` is done (docs/ABI.md, "Passive PDs").
 //!
-//! Scheduling is Microkit's: the highest-priority domain that has work runs; handlers run to
-//! completion; among equal priorities the EL2 timer rotates round robin, so a spinning PD cannot
-//! starve another. Nothing here touches hardware: the arch layer saves registers into
-//! [`Domain::registers`], calls [`Kernel::handle`], and loads the registers of the domain the
-//! returned [`Decision`] names.
+//! # Scheduling
+//!
+//! Microkit's fixed priorities, with seL4's round robin among equals. Every domain that has work
+//! sits in the FIFO ready queue of its priority ([`ReadyQueues`]); the head of the highest
+//! non-empty queue runs. Each domain has a budget (what is left of its time slice), charged only
+//! for the time it runs:
+//!
+//! | event | where the domain goes | its budget |
+//! | --- | --- | --- |
+//! | a higher priority becomes runnable | stays at the head of its queue | kept, not refilled |
+//! | its budget reaches zero | tail of its queue | refilled |
+//! | it yields (`WFI`/`WFE`) | tail of its queue | refilled |
+//! | it blocks (`PD_REPLY_RECV` with nothing pending, a fault to its parent) | out of the queues | kept |
+//! | it wakes (an event arrives, its parent restarts it) | tail of its queue | kept |
+//! | its protected call returns (or the server stopped) | head of its queue | kept |
+//!
+//! A domain that blocked just as its budget ran out is refilled only when it is queued again,
+//! and then at the tail: a refilled budget never goes ahead of a peer.
+//!
+//! So each runnable domain gets a full slice per round of its queue whatever the others do:
+//! being preempted, or waking a higher priority, never moves anyone ahead of a peer. A call
+//! returns to the head because Microkit calls go only to higher priorities: at the caller's
+//! priority it is a preemption, and the caller was charged nothing meanwhile.
+//!
+//! Time is the arch layer's counter (ticks), passed with every exit: the kernel charges the
+//! running domain for the ticks since it last decided, and [`Kernel::slice_end`] says when the
+//! running domain's budget runs out, which the arch layer programs into the EL2 timer. Host
+//! tests pass time explicitly.
+//!
+//! Nothing here touches hardware: the arch layer saves registers into [`Domain::registers`],
+//! calls [`Kernel::handle`], and loads the registers of the domain the returned [`Decision`]
+//! names.
 
 use core::fmt::{self, Write};
 
@@ -30,6 +57,7 @@ use frameshift_abi::boot_info::{
     ChannelDesc, DomainDesc, IrqDesc, DOMAIN_FLAG_PASSIVE, DOMAIN_KIND_PD, DOMAIN_KIND_VM,
     IRQ_TRIGGER_EDGE, IRQ_TRIGGER_LEVEL, NONE,
 };
+use frameshift_abi::domain_name::DomainNameError;
 use frameshift_abi::pd_call::{
     MessageInfo, EVENT_FAULT, EVENT_NOTIFIED, EVENT_PROTECTED, PD_DEBUG_WRITE, PD_IRQ_ACK,
     PD_NOTIFY, PD_PPCALL, PD_REPLY_RECV, PD_STOP, PD_SYSTEM_OFF, REPLY_MESSAGE, REPLY_NONE,
@@ -40,7 +68,8 @@ use frameshift_abi::smccc::{INVALID_PARAMETER, NOT_SUPPORTED, SUCCESS};
 use super::channels::{ChannelError, ChannelTable, ChannelUse};
 use super::console::{ConsoleName, LineBuffer};
 use super::domain::{Domain, DomainIndex, DomainKind, RunState};
-use super::fault::FaultReport;
+use super::fault::{FaultReport, InstructionLength};
+use super::ready_queues::ReadyQueues;
 use super::registers::Registers;
 
 /// Most domains a system may have (Microkit's limit is 63; one bit each in a `u64`).
@@ -58,6 +87,10 @@ pub const MAX_INJECTED_FAULTS: u32 = 64;
 
 /// Most hardware interrupts routed to PDs.
 pub const MAX_IRQS: usize = 64;
+
+/// The time slice until the arch layer sets its own ([`Kernel::set_time_slice`]): 5 ms of QEMU
+/// `virt`'s 62.5 MHz counter.
+pub const DEFAULT_TIME_SLICE: u64 = 312_500;
 
 /// One hardware interrupt routed to a PD (Microkit `<irq>`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +120,25 @@ pub enum BuildError {
     Channel(ChannelError),
     /// Interrupt record `index` names a bad domain, channel id, trigger or INTID, or repeats one.
     Irq(usize),
+    /// More interrupt records than [`MAX_IRQS`].
+    TooManyIrqs {
+        /// How many records the boot information has.
+        count: usize,
+    },
+    /// Domain `index` has a name that breaks the domain-name rule (`domain_name::check`).
+    Name {
+        /// The domain.
+        index: usize,
+        /// What is wrong with its name.
+        error: DomainNameError,
+    },
+    /// Domain `index` has the same name as the earlier domain `other`.
+    DuplicateName {
+        /// The domain.
+        index: usize,
+        /// The earlier domain with that name.
+        other: usize,
+    },
 }
 
 impl fmt::Display for BuildError {
@@ -107,6 +159,11 @@ impl fmt::Display for BuildError {
                 write!(f, "channel {index}: id already used at one end")
             }
             Self::Irq(index) => write!(f, "irq {index}: invalid or duplicate"),
+            Self::TooManyIrqs { count } => write!(f, "{count} irqs (at most {MAX_IRQS})"),
+            Self::Name { index, error } => write!(f, "domain {index}: {error}"),
+            Self::DuplicateName { index, other } => {
+                write!(f, "domain {index}: name already used by domain {other}")
+            }
         }
     }
 }
@@ -116,12 +173,14 @@ impl fmt::Display for BuildError {
 pub enum Exit {
     /// `HVC #0`: a PD call (function id in `x0`). The saved PC is already past the HVC.
     Hypercall,
-    /// A trapped `SMC` (`HCR_EL2.TSC`): refused; the saved PC still points at the SMC.
-    SecureMonitorCall,
+    /// A trapped `SMC` (`HCR_EL2.TSC`): refused; the saved PC still points at the SMC, whose
+    /// length (from `ESR_EL2.IL`) is given.
+    SecureMonitorCall(InstructionLength),
     /// A trapped `WFI`/`WFE`: the domain yields the rest of its time slice. The saved PC still
-    /// points at the instruction.
-    WaitForInterrupt,
-    /// The EL2 timer expired: the time slice is over.
+    /// points at the instruction, whose length (from `ESR_EL2.IL`: a T32 `WFI` at EL0 is 16
+    /// bits) is given.
+    WaitForInterrupt(InstructionLength),
+    /// The EL2 timer expired: the running domain's budget is (normally) used up.
     TimerTick,
     /// The domain faulted.
     Fault(FaultReport),
@@ -161,6 +220,10 @@ pub enum HaltReason {
     Idle,
     /// A PD called `PD_SYSTEM_OFF`.
     SystemOff(DomainIndex),
+    /// Nothing can run, and some domain is blocked for ever: in a call whose server can never
+    /// reply, or faulted with a parent that can never answer. A run that stops like this did
+    /// not finish its work.
+    Deadlock,
 }
 
 /// The final status of the run.
@@ -216,6 +279,14 @@ pub struct Kernel {
     acknowledged: u64,
     current: Option<DomainIndex>,
     counters: Counters,
+    /// Runnable domains by priority ("Scheduling" above).
+    ready: ReadyQueues,
+    /// A full budget, in counter ticks.
+    time_slice: u64,
+    /// The counter value at the last exit (or start): time since then is charged to `charged`.
+    slice_start: u64,
+    /// The domain on the CPU since `slice_start`, whose budget pays for it; `None` while idle.
+    charged: Option<DomainIndex>,
 }
 
 impl Kernel {
@@ -235,6 +306,10 @@ impl Kernel {
                 interrupts: 0,
                 stopped: 0,
             },
+            ready: ReadyQueues::new(),
+            time_slice: DEFAULT_TIME_SLICE,
+            slice_start: 0,
+            charged: None,
         }
     }
 
@@ -274,6 +349,9 @@ impl Kernel {
         self.acknowledged = 0;
         self.current = None;
         self.counters = Counters::default();
+        self.ready = ReadyQueues::new();
+        self.slice_start = 0;
+        self.charged = None;
     }
 
     fn fill(
@@ -313,8 +391,15 @@ impl Kernel {
                 // VMs are started by their VMM in a later issue; until then they never run.
                 DomainKind::VirtualMachine => (RunState::Stopped, Registers::default()),
             };
+            // Every console line of this domain starts with its name: it must print as itself
+            // and differ from every other (the boot-info reader checked this too).
+            let name = ConsoleName::from_padded(&desc.name)
+                .map_err(|error| BuildError::Name { index, error })?;
+            if let Some(other) = self.domains.iter().position(|d| d.name == name) {
+                return Err(BuildError::DuplicateName { index, other });
+            }
             let domain = Domain {
-                name: ConsoleName::from_padded(&desc.name),
+                name,
                 kind,
                 priority: desc.priority,
                 passive: kind == DomainKind::ProtectionDomain
@@ -325,6 +410,8 @@ impl Kernel {
                 registers,
                 pending_notifications: 0,
                 pending_faults: 0,
+                pending_callers: 0,
+                budget: self.time_slice,
                 serving: None,
                 handling_fault: None,
                 last_fault: None,
@@ -333,8 +420,13 @@ impl Kernel {
             };
             // Cannot fail: the count was checked above.
             let _ = self.domains.push(domain);
+            // Every PD starts runnable (its `init`), queued in table order.
+            self.sync(DomainIndex(index as u8));
         }
         self.channels = ChannelTable::new(channels, domains.len()).map_err(BuildError::Channel)?;
+        if irqs.len() > MAX_IRQS {
+            return Err(BuildError::TooManyIrqs { count: irqs.len() });
+        }
         for (index, irq) in irqs.iter().enumerate() {
             let domain = usize::try_from(irq.domain)
                 .ok()
@@ -412,35 +504,70 @@ impl Kernel {
         self.domains.get_mut(index.get()).map(|d| &mut d.registers)
     }
 
-    /// Chooses the first domain to run.
-    pub fn start(&mut self) -> Decision {
-        self.schedule(false)
+    /// Sets the length of a full time slice in counter ticks (at least 1) and gives every
+    /// domain a full budget. The arch layer calls it once, before [`Kernel::start`].
+    pub fn set_time_slice(&mut self, ticks: u64) {
+        self.time_slice = ticks.max(1);
+        for domain in self.domains.iter_mut() {
+            domain.budget = self.time_slice;
+        }
+    }
+
+    /// A full time slice, in counter ticks.
+    pub fn time_slice(&self) -> u64 {
+        self.time_slice
+    }
+
+    /// The counter value at which the running domain's budget runs out: the arch layer arms the
+    /// EL2 timer for it after every decision that runs a domain. `None` while nothing runs.
+    pub fn slice_end(&self) -> Option<u64> {
+        let domain = self.domains.get(self.charged?.get())?;
+        Some(self.slice_start.saturating_add(domain.budget))
+    }
+
+    /// The domains queued at `priority`, head first: the order they will run in.
+    pub fn ready_queue(&self, priority: u8) -> impl Iterator<Item = DomainIndex> + '_ {
+        self.ready.queue(priority)
+    }
+
+    /// Chooses the first domain to run; `now` is the counter value.
+    pub fn start(&mut self, now: u64) -> Decision {
+        self.slice_start = now;
+        self.schedule()
     }
 
     /// Handles an exit of the current domain, whose registers the arch layer has saved into
-    /// [`Kernel::registers_mut`]. Console output (PD lines, fault lines) goes to `out`.
-    pub fn handle(&mut self, exit: Exit, out: &mut dyn Write) -> Decision {
+    /// [`Kernel::registers_mut`], at counter value `now`. Console output (PD lines, fault lines)
+    /// goes to `out`.
+    pub fn handle(&mut self, exit: Exit, now: u64, out: &mut dyn Write) -> Decision {
+        self.charge(now);
         let Some(current) = self.current else {
             if let Exit::Interrupt(intid) = exit {
                 return self.interrupt(intid);
             }
-            return self.schedule(false);
+            return self.schedule();
         };
         match exit {
             Exit::Hypercall => self.hypercall(current, out),
-            Exit::SecureMonitorCall => {
+            Exit::SecureMonitorCall(length) => {
                 let registers = &mut self.domains[current.get()].registers;
                 registers.set_status(NOT_SUPPORTED);
-                registers.pc = registers.pc.wrapping_add(4);
-                self.schedule(false)
+                registers.pc = registers.pc.wrapping_add(length.bytes());
+                self.schedule()
             }
-            Exit::WaitForInterrupt => {
-                let registers = &mut self.domains[current.get()].registers;
-                registers.pc = registers.pc.wrapping_add(4);
-                self.schedule(true)
+            Exit::WaitForInterrupt(length) => {
+                let domain = &mut self.domains[current.get()];
+                domain.registers.pc = domain.registers.pc.wrapping_add(length.bytes());
+                // A yield: the rest of the slice goes to the peers, and the domain waits its turn
+                // at the tail with a full one.
+                domain.budget = self.time_slice;
+                self.ready.move_to_back(current);
+                self.schedule()
             }
             Exit::TimerTick => {
-                let decision = self.schedule(true);
+                // `schedule` moves a domain whose budget ran out to the tail; a tick that came
+                // early changes nothing and the domain runs on with what it has left.
+                let decision = self.schedule();
                 if decision != Decision::Run(current) && matches!(decision, Decision::Run(_)) {
                     self.counters.preemptions += 1;
                 }
@@ -451,6 +578,50 @@ impl Kernel {
         }
     }
 
+    /// Charges the domain that ran for the ticks up to `now` (`schedule` acts on a
+    /// budget that ran out).
+    fn charge(&mut self, now: u64) {
+        let elapsed = now.saturating_sub(self.slice_start);
+        self.slice_start = self.slice_start.max(now);
+        if let Some(domain) = self.charged.and_then(|c| self.domains.get_mut(c.get())) {
+            domain.budget = domain.budget.saturating_sub(elapsed);
+        }
+    }
+
+    /// A domain whose budget is used up goes to the tail of its queue with a full one: its peers
+    /// of equal priority each get their slice before it runs again. One that blocked at that
+    /// moment keeps its empty budget until it is queued again (`enqueue`).
+    fn expire(&mut self) {
+        let Some(charged) = self.charged else {
+            return;
+        };
+        let spent = self
+            .domains
+            .get(charged.get())
+            .is_some_and(|d| d.budget == 0);
+        if spent && self.ready.contains(charged) {
+            self.domains[charged.get()].budget = self.time_slice;
+            self.ready.move_to_back(charged);
+        }
+    }
+
+    /// Queues a domain that has just become runnable: at the head of its queue if `at_head`
+    /// (a caller whose call ended), else at the tail. A domain whose budget ran out goes to the
+    /// tail with a full one, wherever it would have gone: nothing ever jumps ahead of a peer
+    /// with a refilled budget.
+    fn enqueue(&mut self, index: DomainIndex, at_head: bool) {
+        let domain = &mut self.domains[index.get()];
+        let priority = domain.priority;
+        if domain.budget == 0 {
+            domain.budget = self.time_slice;
+            self.ready.push_back(index, priority);
+        } else if at_head {
+            self.ready.push_front(index, priority);
+        } else {
+            self.ready.push_back(index, priority);
+        }
+    }
+
     /// A hardware interrupt: a notification on its channel for the PD it belongs to.
     fn interrupt(&mut self, intid: u32) -> Decision {
         if let Some(binding) = self.irqs.iter().find(|b| b.intid == intid).copied() {
@@ -458,9 +629,10 @@ impl Kernel {
             if domain.state != RunState::Stopped {
                 domain.pending_notifications |= 1 << binding.channel;
                 self.counters.interrupts += 1;
+                self.sync(binding.domain);
             }
         }
-        self.schedule(false)
+        self.schedule()
     }
 
     /// Writes out every domain's partial console line (before the final status line).
@@ -470,8 +642,12 @@ impl Kernel {
         }
     }
 
-    /// Writes the final status line.
+    /// Writes the final status line. For a deadlock, one line per blocked domain comes first,
+    /// naming whom it waits for: `blocked pd=<name> waits-for=<name> in=<call|fault>`.
     pub fn write_halt_line(&self, halt: &Halt, out: &mut dyn Write) -> fmt::Result {
+        if halt.reason == HaltReason::Deadlock {
+            self.write_blocked_lines(out)?;
+        }
         write!(out, "FS|hypervisor|halt status={} reason=", halt.status)?;
         match halt.reason {
             HaltReason::Idle => out.write_str("idle")?,
@@ -479,6 +655,7 @@ impl Kernel {
                 let name = self.domain(by).map_or("?", |d| d.name.as_str());
                 write!(out, "system-off by={name}")?;
             }
+            HaltReason::Deadlock => out.write_str("deadlock")?,
         }
         let counters = self.counters;
         write!(
@@ -494,6 +671,32 @@ impl Kernel {
             write!(out, " interrupts={}", counters.interrupts)?;
         }
         writeln!(out)
+    }
+
+    /// The domain `index` waits for, and in what, if it is blocked on another domain.
+    fn blocked_on(&self, index: DomainIndex) -> Option<(DomainIndex, &'static str)> {
+        let domain = self.domains.get(index.get())?;
+        match domain.state {
+            RunState::Calling { server, .. } => Some((server, "call")),
+            RunState::Faulted => domain.parent.map(|parent| (parent, "fault")),
+            _ => None,
+        }
+    }
+
+    fn write_blocked_lines(&self, out: &mut dyn Write) -> fmt::Result {
+        for index in 0..self.domains.len() {
+            let index = DomainIndex(index as u8);
+            if let Some((on, what)) = self.blocked_on(index) {
+                let name = |d: DomainIndex| self.domain(d).map_or("?", |d| d.name.as_str());
+                writeln!(
+                    out,
+                    "FS|hypervisor|blocked pd={} waits-for={} in={what}",
+                    name(index),
+                    name(on)
+                )?;
+            }
+        }
+        Ok(())
     }
 
     fn hypercall(&mut self, current: DomainIndex, out: &mut dyn Write) -> Decision {
@@ -521,7 +724,7 @@ impl Kernel {
     /// higher-priority domain runnable).
     fn finish(&mut self, current: DomainIndex, status: i64) -> Decision {
         self.domains[current.get()].registers.set_status(status);
-        self.schedule(false)
+        self.schedule()
     }
 
     fn debug_write(&mut self, current: DomainIndex, out: &mut dyn Write) -> Decision {
@@ -548,7 +751,7 @@ impl Kernel {
             _ => return self.finish(current, INVALID_PARAMETER),
         };
         self.stop_abnormally(current, reason, out);
-        self.schedule(false)
+        self.schedule()
     }
 
     /// Stops a PD that cannot go on, says why on the console, and counts it for the halt line.
@@ -589,6 +792,8 @@ impl Kernel {
         let target = &mut self.domains[far.domain.get()];
         if target.state != RunState::Stopped {
             target.pending_notifications |= 1 << far.channel;
+            // A waiting receiver wakes at the tail of its queue; the notifier keeps its place.
+            self.sync(far.domain);
         }
         self.counters.notifications += 1;
         self.finish(current, SUCCESS)
@@ -600,7 +805,8 @@ impl Kernel {
             return self.finish(current, INVALID_PARAMETER);
         };
         let server = &self.domains[far.domain.get()];
-        // Microkit: a PPC goes only to a strictly higher priority, so it can never deadlock.
+        // Microkit: a PPC goes only to a strictly higher priority, so calls never form a cycle
+        // (a parent calling a child that faults still blocks both: `idle` reports it).
         if server.priority <= self.domains[current.get()].priority
             || server.state == RunState::Stopped
         {
@@ -611,8 +817,11 @@ impl Kernel {
             server_channel: far.channel,
             delivered: false,
         };
+        self.domains[far.domain.get()].pending_callers |= current.bit();
+        self.sync(current);
+        self.sync(far.domain);
         self.counters.calls += 1;
-        self.schedule(false)
+        self.schedule()
     }
 
     /// Ends the current handler: sends its reply (`x1` = `REPLY_MESSAGE`) or none
@@ -628,17 +837,21 @@ impl Kernel {
         };
         let child = domain.handling_fault.take();
         domain.state = RunState::Waiting;
-        if let Some(caller) = domain.serving.take() {
-            let caller = &mut self.domains[caller.get()];
-            if matches!(caller.state, RunState::Calling { server, .. } if server == current) {
+        // With another event already pending it stays runnable, and keeps its place.
+        self.sync(current);
+        if let Some(caller) = self.domains[current.get()].serving.take() {
+            let caller_domain = &mut self.domains[caller.get()];
+            if matches!(caller_domain.state, RunState::Calling { server, .. } if server == current)
+            {
                 if replied {
-                    caller.registers.x[2..=10].copy_from_slice(&reply.x[2..=10]);
-                    caller.registers.set_status(SUCCESS);
+                    caller_domain.registers.x[2..=10].copy_from_slice(&reply.x[2..=10]);
+                    caller_domain.registers.set_status(SUCCESS);
                 } else {
                     // No reply: the caller learns it at once instead of waiting forever.
-                    caller.registers.set_status(INVALID_PARAMETER);
+                    caller_domain.registers.set_status(INVALID_PARAMETER);
                 }
-                caller.state = RunState::Ready;
+                caller_domain.state = RunState::Ready;
+                self.resume_caller(caller);
             }
         }
         if let Some(child) = child.filter(|c| self.domains[c.get()].state == RunState::Faulted) {
@@ -646,6 +859,7 @@ impl Kernel {
                 // seL4's fault reply: the child retries the faulting instruction with every
                 // register as it was. A parent that fixed nothing sees the same fault again.
                 self.domains[child.get()].state = RunState::Ready;
+                self.sync(child);
             } else {
                 let _ = writeln!(
                     out,
@@ -656,7 +870,7 @@ impl Kernel {
                 self.stop(child);
             }
         }
-        self.schedule(false)
+        self.schedule()
     }
 
     fn fault(
@@ -685,14 +899,16 @@ impl Kernel {
             domain.last_fault = Some(report);
             domain.state = RunState::Faulted;
             self.domains[parent.get()].pending_faults |= current.bit();
-            return self.schedule(false);
+            self.sync(current);
+            self.sync(parent);
+            return self.schedule();
         }
         let _ = writeln!(out, "FS|hypervisor|fault pd={name} {report}");
         if report.injectable && self.domains[current.get()].faults <= MAX_INJECTED_FAULTS {
             return Decision::InjectAbort(current);
         }
         self.stop_abnormally(current, StopReason::Fault, out);
-        self.schedule(false)
+        self.schedule()
     }
 
     /// Stops a domain for good. A caller blocked on it gets `INVALID_PARAMETER` back, so no PD
@@ -700,15 +916,31 @@ impl Kernel {
     /// nobody is left to restart it.
     fn stop(&mut self, index: DomainIndex) {
         let domain = &mut self.domains[index.get()];
+        let was = domain.state;
         domain.state = RunState::Stopped;
         domain.serving = None;
         domain.handling_fault = None;
         domain.pending_notifications = 0;
         domain.pending_faults = 0;
-        for caller in self.domains.iter_mut() {
-            if matches!(caller.state, RunState::Calling { server, .. } if server == index) {
-                caller.registers.set_status(INVALID_PARAMETER);
-                caller.state = RunState::Ready;
+        domain.pending_callers = 0;
+        let parent = domain.parent;
+        self.ready.remove(index);
+        // Take back what it was owed or owing elsewhere, so no stale bit makes a PD runnable.
+        if let RunState::Calling { server, .. } = was {
+            self.domains[server.get()].pending_callers &= !index.bit();
+            self.sync(server);
+        }
+        if let Some(parent) = parent {
+            self.domains[parent.get()].pending_faults &= !index.bit();
+            self.sync(parent);
+        }
+        for caller in 0..self.domains.len() {
+            let caller = DomainIndex(caller as u8);
+            let domain = &mut self.domains[caller.get()];
+            if matches!(domain.state, RunState::Calling { server, .. } if server == index) {
+                domain.registers.set_status(INVALID_PARAMETER);
+                domain.state = RunState::Ready;
+                self.resume_caller(caller);
             }
         }
         // Children come after their parent (boot_info.rs), so one forward pass also reaches
@@ -724,79 +956,83 @@ impl Kernel {
         }
     }
 
+    /// A caller whose protected call ended runs next at its priority, with the budget it had:
+    /// calls go only to higher priorities, so at its own priority the call was a preemption.
+    fn resume_caller(&mut self, caller: DomainIndex) {
+        if !self.ready.contains(caller) {
+            self.enqueue(caller, true);
+        }
+    }
+
+    /// Makes `index`'s place in the ready queues agree with whether it has work: a domain that
+    /// just got work joins the tail of its queue; one that has none left leaves it. A domain
+    /// already queued keeps its place.
+    fn sync(&mut self, index: DomainIndex) {
+        if self.has_work(index) {
+            if !self.ready.contains(index) {
+                self.enqueue(index, false);
+            }
+        } else {
+            self.ready.remove(index);
+        }
+    }
+
     /// The undelivered caller of `server` with the highest priority (lowest index on a tie).
     fn next_caller(&self, server: DomainIndex) -> Option<DomainIndex> {
+        let mut callers = self.domains.get(server.get())?.pending_callers;
         let mut best: Option<(u8, DomainIndex)> = None;
-        for (index, domain) in self.domains.iter().enumerate() {
-            if let RunState::Calling {
-                server: s,
-                delivered: false,
-                ..
-            } = domain.state
-            {
-                if s == server && best.is_none_or(|(priority, _)| domain.priority > priority) {
-                    best = Some((domain.priority, DomainIndex(index as u8)));
-                }
+        while callers != 0 {
+            let caller = DomainIndex(callers.trailing_zeros() as u8);
+            callers &= callers - 1;
+            let priority = self.domains.get(caller.get()).map_or(0, |d| d.priority);
+            if best.is_none_or(|(best_priority, _)| priority > best_priority) {
+                best = Some((priority, caller));
             }
         }
-        best.map(|(_, index)| index)
+        best.map(|(_, caller)| caller)
     }
 
     fn has_work(&self, index: DomainIndex) -> bool {
-        let domain = &self.domains[index.get()];
+        let Some(domain) = self.domains.get(index.get()) else {
+            return false;
+        };
         match domain.state {
             RunState::Ready => true,
             RunState::Waiting => {
                 domain.pending_notifications != 0
                     || domain.pending_faults != 0
-                    || self.next_caller(index).is_some()
+                    || domain.pending_callers != 0
             }
             RunState::Calling { .. } | RunState::Faulted | RunState::Stopped => false,
         }
     }
 
-    /// Picks the next domain: the highest priority with work; the current one keeps the CPU
-    /// among equals unless `rotate` (time slice over), which moves to the next equal in index
-    /// order (round robin).
-    fn schedule(&mut self, rotate: bool) -> Decision {
-        let count = self.domains.len();
-        let Some(best) = (0..count)
-            .map(|i| DomainIndex(i as u8))
-            .filter(|&d| self.has_work(d))
-            .map(|d| self.domains[d.get()].priority)
-            .max()
-        else {
-            return self.idle();
-        };
-        let eligible = |kernel: &Self, d: DomainIndex| {
-            kernel.has_work(d) && kernel.domains[d.get()].priority == best
-        };
-        let chosen = match self.current {
-            Some(current) if !rotate && eligible(self, current) => current,
-            _ => {
-                let start = self.current.map_or(0, |c| c.get() + 1);
-                let Some(chosen) = (0..count)
-                    .map(|i| DomainIndex(((start + i) % count) as u8))
-                    .find(|&d| eligible(self, d))
-                else {
-                    return self.idle();
-                };
-                chosen
-            }
-        };
-        if self.domains[chosen.get()].state == RunState::Waiting {
-            self.deliver(chosen);
+    /// Runs the head of the highest non-empty ready queue ("Scheduling" above).
+    fn schedule(&mut self) -> Decision {
+        self.expire();
+        // Each pass either returns or takes a stale event (or the domain) out: bounded.
+        loop {
+            let Some(chosen) = self.ready.first() else {
+                return self.idle();
+            };
             if self.domains[chosen.get()].state == RunState::Waiting {
-                // A stale pending bit with nothing behind it was consumed: choose again.
-                return self.schedule(rotate);
+                self.deliver(chosen);
+                if self.domains[chosen.get()].state == RunState::Waiting {
+                    // A stale pending bit with nothing behind it was consumed: choose again.
+                    self.sync(chosen);
+                    continue;
+                }
             }
+            self.current = Some(chosen);
+            self.charged = Some(chosen);
+            return Decision::Run(chosen);
         }
-        self.current = Some(chosen);
-        Decision::Run(chosen)
     }
 
     /// Nothing can run: wait if some live PD can still be woken by its interrupt, else halt.
-    fn idle(&self) -> Decision {
+    fn idle(&mut self) -> Decision {
+        // Nobody's budget pays for the time the CPU waits.
+        self.charged = None;
         // A faulted owner cannot run until its parent answers, and at idle no parent can.
         let wakeable = self.irqs.iter().any(|b| {
             !matches!(
@@ -805,26 +1041,37 @@ impl Kernel {
             )
         });
         if wakeable {
-            Decision::WaitForInterrupt
-        } else {
-            // A run in which a PD had to be stopped did not succeed, even if the rest finished.
-            Decision::Halt(Halt {
-                status: u8::from(self.counters.stopped > 0),
-                reason: HaltReason::Idle,
-            })
+            return Decision::WaitForInterrupt;
         }
+        // Nothing runs and nothing can wake anyone: a domain still blocked on another (a call,
+        // a fault for its parent) waits for ever, and the work it was doing is lost.
+        let deadlocked =
+            (0..self.domains.len()).any(|d| self.blocked_on(DomainIndex(d as u8)).is_some());
+        if deadlocked {
+            return Decision::Halt(Halt {
+                status: 1,
+                reason: HaltReason::Deadlock,
+            });
+        }
+        // A run in which a PD had to be stopped did not succeed, even if the rest finished.
+        Decision::Halt(Halt {
+            status: u8::from(self.counters.stopped > 0),
+            reason: HaltReason::Idle,
+        })
     }
 
     /// Gives a waiting domain its next event (calls first, then child faults, then
     /// notifications) in the `PD_REPLY_RECV` result registers.
     fn deliver(&mut self, index: DomainIndex) {
         if let Some(caller) = self.next_caller(index) {
+            self.domains[index.get()].pending_callers &= !caller.bit();
             let (message, server_channel) = match self.domains[caller.get()].state {
                 RunState::Calling { server_channel, .. } => {
                     let mut message = [0u64; 9];
                     message.copy_from_slice(&self.domains[caller.get()].registers.x[2..=10]);
                     (message, server_channel)
                 }
+                // A stale bit (never set without the caller's state): consumed above.
                 _ => return,
             };
             if let RunState::Calling { delivered, .. } = &mut self.domains[caller.get()].state {

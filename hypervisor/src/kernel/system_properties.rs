@@ -1,6 +1,7 @@
-//! Property test of the Microkit state machine: random systems driven by random PD behaviour
-//! (any function id and arguments, timer ticks, faults, interrupts) never panic, and every
-//! decision obeys the scheduling rules.
+//! Property tests of the Microkit state machine: random systems driven by random PD behaviour
+//! (any function id and arguments, timer ticks, faults, interrupts, time passing) never panic,
+//! every decision obeys the scheduling rules, and round robin gives an always-runnable PD its
+//! share whatever an equal-priority peer does.
 
 extern crate std;
 
@@ -38,16 +39,19 @@ fn pd(index: usize, priority: u8, parent: u32) -> DomainDesc {
     }
 }
 
-/// One step of PD (or hardware) behaviour.
+/// One step of PD (or hardware) behaviour, taken after `elapsed` ticks of the running domain.
 #[derive(Clone, Debug)]
 enum Step {
     Call { function: u32, args: [u64; 11] },
     Tick,
-    Wait,
+    Wait { narrow: bool },
     Smc,
     Fault { injectable: bool },
     Interrupt(u32),
 }
+
+/// The time slice of the property tests, in ticks.
+const SLICE: u64 = 1000;
 
 fn step() -> impl Strategy<Value = Step> {
     let function = prop_oneof![
@@ -69,7 +73,7 @@ fn step() -> impl Strategy<Value = Step> {
         8 => (function, proptest::array::uniform11(argument))
             .prop_map(|(function, args)| Step::Call { function, args }),
         1 => Just(Step::Tick),
-        1 => Just(Step::Wait),
+        1 => any::<bool>().prop_map(|narrow| Step::Wait { narrow }),
         1 => Just(Step::Smc),
         1 => any::<bool>().prop_map(|injectable| Step::Fault { injectable }),
         1 => prop_oneof![Just(40u32), Just(41), any::<u32>()].prop_map(Step::Interrupt),
@@ -100,6 +104,39 @@ fn has_work(kernel: &Kernel, index: DomainIndex) -> bool {
 
 fn check_decision(kernel: &Kernel, decision: Decision) -> Result<(), TestCaseError> {
     let count = kernel.domain_count();
+    // The ready queues hold exactly the domains with work, each once, at its own priority, and
+    // every budget is between 1 tick and a full slice.
+    for index in 0..count {
+        let index = DomainIndex(index as u8);
+        let domain = kernel.domain(index).unwrap();
+        let places = (0..=u8::MAX)
+            .map(|p| kernel.ready_queue(p).filter(|&d| d == index).count())
+            .sum::<usize>();
+        prop_assert_eq!(
+            places,
+            usize::from(has_work(kernel, index)),
+            "domain {}",
+            index
+        );
+        prop_assert_eq!(
+            kernel
+                .ready_queue(domain.priority)
+                .filter(|&d| d == index)
+                .count(),
+            places
+        );
+        // A queued domain has budget left. Only a domain given its fault back may go on with
+        // nothing (the timer then ends its slice at once); after a halt nothing runs again; a
+        // domain that blocked as its budget ran out gets a full one when it is queued again.
+        let may_be_spent = decision == Decision::InjectAbort(index)
+            || matches!(decision, Decision::Halt(_))
+            || places == 0;
+        prop_assert!(
+            (1..=SLICE).contains(&domain.budget) || (may_be_spent && domain.budget == 0),
+            "budget {}",
+            domain.budget
+        );
+    }
     let priority = |d: usize| {
         kernel
             .domain(DomainIndex(d as u8))
@@ -110,6 +147,13 @@ fn check_decision(kernel: &Kernel, decision: Decision) -> Result<(), TestCaseErr
             let state = kernel.domain(chosen).map(|d| d.state);
             prop_assert_eq!(state, Some(RunState::Ready));
             prop_assert_eq!(kernel.current(), Some(chosen));
+            // The chosen domain heads its queue (an injected abort goes to the domain that
+            // faulted, whose slice may have just run out).
+            let chosen_priority = priority(chosen.get());
+            if matches!(decision, Decision::Run(_)) {
+                prop_assert_eq!(kernel.ready_queue(chosen_priority).next(), Some(chosen));
+            }
+            prop_assert!(kernel.slice_end().is_some());
             for other in 0..count {
                 if priority(other) > priority(chosen.get()) {
                     prop_assert!(
@@ -123,11 +167,25 @@ fn check_decision(kernel: &Kernel, decision: Decision) -> Result<(), TestCaseErr
         }
         Decision::WaitForInterrupt
         | Decision::Halt(Halt {
-            reason: HaltReason::Idle,
+            reason: HaltReason::Idle | HaltReason::Deadlock,
             ..
         }) => {
             for other in 0..count {
                 prop_assert!(!has_work(kernel, DomainIndex(other as u8)));
+            }
+            prop_assert_eq!(kernel.slice_end(), None);
+            // A halt says deadlock exactly when some domain is still blocked on another.
+            let blocked = (0..count).any(|d| {
+                matches!(
+                    kernel.domain(DomainIndex(d as u8)).map(|d| d.state),
+                    Some(RunState::Calling { .. } | RunState::Faulted)
+                )
+            });
+            if let Decision::Halt(halt) = decision {
+                prop_assert_eq!(halt.reason == HaltReason::Deadlock, blocked);
+                if blocked {
+                    prop_assert_ne!(halt.status, 0, "a halt with blocked domains must fail");
+                }
             }
         }
         Decision::Halt(_) => {}
@@ -168,7 +226,7 @@ proptest! {
         priorities in proptest::collection::vec(prop_oneof![Just(10u8), Just(20), Just(30), 0u8..=254], 2..6),
         parent_of_last in any::<bool>(),
         channel_flags in proptest::collection::vec(0u32..16, 0..6),
-        steps in proptest::collection::vec(step(), 1..120),
+        steps in proptest::collection::vec((step(), 0..2 * SLICE), 1..120),
     ) {
         let count = priorities.len();
         let domains: Vec<DomainDesc> = priorities
@@ -195,13 +253,23 @@ proptest! {
             .collect();
         let irqs = [IrqDesc { domain: 0, irq: 40, channel_id: 20, trigger: IRQ_TRIGGER_LEVEL }];
         let mut kernel = Kernel::new(&domains, &channels, &irqs).unwrap();
+        kernel.set_time_slice(SLICE);
         let mut out = String::new();
-        let mut decision = kernel.start();
+        let mut now = 0;
+        let mut decision = kernel.start(now);
         check_decision(&kernel, decision)?;
-        for step in steps {
-            if let Decision::Halt(_) = decision {
+        for (step, elapsed) in steps {
+            if let Decision::Halt(halt) = decision {
+                kernel.write_halt_line(&halt, &mut out).unwrap();
                 break;
             }
+            // The timer fires at the end of the slice, a little late; any other exit may come
+            // at any time, even after the slice ran out (the tick not yet taken).
+            now = match (&step, kernel.slice_end()) {
+                (Step::Tick, Some(end)) => end.max(now) + elapsed % 50,
+                _ => now + elapsed,
+            };
+            let trapped = kernel.current().map(|c| (c, kernel.domain(c).unwrap().registers.pc));
             let exit = match step {
                 Step::Call { function, args } => {
                     if let Some(current) = kernel.current() {
@@ -212,8 +280,9 @@ proptest! {
                     Exit::Hypercall
                 }
                 Step::Tick => Exit::TimerTick,
-                Step::Wait => Exit::WaitForInterrupt,
-                Step::Smc => Exit::SecureMonitorCall,
+                Step::Wait { narrow: true } => Exit::WaitForInterrupt(InstructionLength::Narrow),
+                Step::Wait { narrow: false } => Exit::WaitForInterrupt(InstructionLength::Wide),
+                Step::Smc => Exit::SecureMonitorCall(InstructionLength::Wide),
                 Step::Fault { injectable } => Exit::Fault(FaultReport {
                     kind: FaultKind::Translation,
                     ipa: Ipa(0x1000),
@@ -227,13 +296,138 @@ proptest! {
             if decision == Decision::WaitForInterrupt && !matches!(exit, Exit::Interrupt(_)) {
                 continue;
             }
-            decision = kernel.handle(exit, &mut out);
+            decision = kernel.handle(exit, now, &mut out);
             check_decision(&kernel, decision)?;
+            // A yield or a refused SMC resumes right after the trapped instruction, by its length.
+            if let (Some((domain, pc)), Exit::WaitForInterrupt(length) | Exit::SecureMonitorCall(length)) = (trapped, exit) {
+                prop_assert_eq!(kernel.domain(domain).unwrap().registers.pc, pc + length.bytes());
+            }
             while kernel.take_acknowledged_irq().is_some() {}
         }
         kernel.flush_console(&mut out);
         for line in out.lines() {
             prop_assert!(line.starts_with("FS|"), "{}", line);
+        }
+    }
+}
+
+/// What the kicker does next, after running `run` ticks of its own time.
+#[derive(Clone, Copy, Debug)]
+enum KickerAction {
+    /// `PD_NOTIFY` to the higher-priority PD.
+    Notify,
+    /// `PD_PPCALL` to the higher-priority PD (which replies when its handler ends).
+    Call,
+    /// `WFI`: yield the rest of the slice.
+    Yield,
+    /// `PD_REPLY_RECV` with nothing pending: block until its interrupt, `wake_after` ticks on.
+    Block { wake_after: u64 },
+}
+
+fn kicker_action() -> impl Strategy<Value = KickerAction> {
+    prop_oneof![
+        4 => Just(KickerAction::Notify),
+        2 => Just(KickerAction::Call),
+        1 => Just(KickerAction::Yield),
+        1 => (0..3 * SLICE).prop_map(|wake_after| KickerAction::Block { wake_after }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// K and P share priority 10, H has 20. K does anything a PD can (runs, kicks or calls H,
+    /// yields, blocks until its interrupt); H's handlers take any time; P is always runnable and
+    /// never gives up the CPU. Whatever K does, P is never behind K by more than one slice
+    /// (plus the timer's lateness): round robin gives it a full slice every round.
+    #[test]
+    fn an_always_runnable_peer_gets_its_share_whatever_its_equal_does(
+        plan in proptest::collection::vec((1..2 * SLICE, kicker_action(), 0..SLICE), 1..150),
+        lateness in 0..SLICE / 10,
+    ) {
+        const K: DomainIndex = DomainIndex(0);
+        const P: DomainIndex = DomainIndex(1);
+        const H: DomainIndex = DomainIndex(2);
+        const KICKER_IRQ: u32 = 40;
+        let channels = [ChannelDesc {
+            domain_a: 0,
+            id_a: 0,
+            domain_b: 2,
+            id_b: 0,
+            flags: frameshift_abi::boot_info::CHANNEL_A_NOTIFIES_B
+                | frameshift_abi::boot_info::CHANNEL_A_CALLS_B,
+            reserved0: 0,
+        }];
+        let irqs = [IrqDesc { domain: 0, irq: KICKER_IRQ, channel_id: 1, trigger: IRQ_TRIGGER_LEVEL }];
+        let domains = [pd(0, 10, NONE), pd(1, 10, NONE), pd(2, 20, NONE)];
+        let mut kernel = Kernel::new(&domains, &channels, &irqs).unwrap();
+        kernel.set_time_slice(SLICE);
+        let mut out = String::new();
+        let mut now = 0;
+        let mut decision = kernel.start(now);
+        let mut ran = [0u64; 3];
+        // H's init ends at once; then each of H's handlers runs for the plan's time.
+        let mut high_work = 0;
+        let mut plan = plan.into_iter();
+        let mut step = plan.next();
+        let mut kicker_ran = 0;
+        let mut wake_at: Option<u64> = None;
+        let hvc = |kernel: &mut Kernel, args: &[u64], now: u64, out: &mut String| {
+            let current = kernel.current().unwrap();
+            kernel.registers_mut(current).unwrap().x[..args.len()].copy_from_slice(args);
+            kernel.handle(Exit::Hypercall, now, out)
+        };
+        while let Some((run, action, high_time)) = step {
+            let Decision::Run(running) = decision else {
+                prop_assert!(false, "P is always runnable, yet {:?}", decision);
+                break;
+            };
+            // The next exit: the timer (late by `lateness`), K's interrupt, or what the running
+            // domain does next.
+            let timer = kernel.slice_end().unwrap() + lateness;
+            let own = match running {
+                H => Some(now + high_work),
+                K => Some(now + (run - kicker_ran)),
+                _ => None,
+            };
+            let at = [Some(timer), own, wake_at].into_iter().flatten().min().unwrap();
+            ran[running.get()] += at - now;
+            if running == K {
+                kicker_ran += at - now;
+            }
+            now = at;
+            decision = if wake_at == Some(now) {
+                wake_at = None;
+                kernel.handle(Exit::Interrupt(KICKER_IRQ), now, &mut out)
+            } else if own == Some(now) && running == H {
+                high_work = high_time;
+                hvc(&mut kernel, &[PD_REPLY_RECV.into(), 1, 0], now, &mut out)
+            } else if own == Some(now) && running == K {
+                kicker_ran = 0;
+                step = plan.next();
+                match action {
+                    KickerAction::Notify => hvc(&mut kernel, &[PD_NOTIFY.into(), 0], now, &mut out),
+                    KickerAction::Call => hvc(&mut kernel, &[PD_PPCALL.into(), 0, 0], now, &mut out),
+                    KickerAction::Yield => {
+                        kernel.handle(Exit::WaitForInterrupt(InstructionLength::Wide), now, &mut out)
+                    }
+                    KickerAction::Block { wake_after } => {
+                        wake_at = Some(now + wake_after);
+                        while kernel.take_acknowledged_irq().is_some() {}
+                        hvc(&mut kernel, &[PD_REPLY_RECV.into(), 0], now, &mut out)
+                    }
+                }
+            } else {
+                kernel.handle(Exit::TimerTick, now, &mut out)
+            };
+            let (kicker, peer) = (ran[K.get()], ran[P.get()]);
+            prop_assert!(
+                kicker <= peer + SLICE + lateness,
+                "at {}: kicker ran {} ticks, the peer only {}",
+                now,
+                kicker,
+                peer
+            );
         }
     }
 }

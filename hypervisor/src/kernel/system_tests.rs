@@ -4,7 +4,8 @@
 
 extern crate std;
 
-use std::string::String;
+use std::string::{String, ToString};
+use std::vec::Vec;
 
 use frameshift_abi::boot_info::{
     ChannelDesc, DomainDesc, IrqDesc, CHANNEL_A_CALLS_B, CHANNEL_A_NOTIFIES_B,
@@ -61,7 +62,21 @@ fn hvc(kernel: &mut Kernel, args: &[u64], out: &mut String) -> Decision {
     let current = kernel.current().unwrap();
     let registers = kernel.registers_mut(current).unwrap();
     registers.x[..args.len()].copy_from_slice(args);
-    kernel.handle(Exit::Hypercall, out)
+    kernel.handle(Exit::Hypercall, 0, out)
+}
+
+/// `hvc` at counter value `now`.
+trait HvcAt {
+    fn handle_hvc_at(&mut self, now: u64, args: &[u64], out: &mut String) -> Decision;
+}
+
+impl HvcAt for Kernel {
+    fn handle_hvc_at(&mut self, now: u64, args: &[u64], out: &mut String) -> Decision {
+        let current = self.current().unwrap();
+        let registers = self.registers_mut(current).unwrap();
+        registers.x[..args.len()].copy_from_slice(args);
+        self.handle(Exit::Hypercall, now, out)
+    }
 }
 
 fn regs(kernel: &mut Kernel, domain: DomainIndex) -> Registers {
@@ -82,7 +97,7 @@ fn stage2_fault(injectable: bool) -> Exit {
 fn the_highest_priority_pd_inits_first_and_idle_halts() {
     let mut out = String::new();
     let mut kernel = Kernel::new(&[pd("low", 10, NONE), pd("high", 200, NONE)], &[], &[]).unwrap();
-    assert_eq!(kernel.start(), Decision::Run(B));
+    assert_eq!(kernel.start(0), Decision::Run(B));
     assert_eq!(regs(&mut kernel, B).pc, 0x20_0000);
     assert_eq!(regs(&mut kernel, B).sp, 0x40_0000);
     assert_eq!(regs(&mut kernel, B).pstate, 0x3C5);
@@ -118,7 +133,7 @@ fn a_notification_to_a_higher_priority_pd_preempts_and_carries_its_channel_bit()
         &[],
     )
     .unwrap();
-    assert_eq!(kernel.start(), Decision::Run(B));
+    assert_eq!(kernel.start(0), Decision::Run(B));
     assert_eq!(
         hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
         Decision::Run(A)
@@ -159,7 +174,7 @@ fn notifications_to_a_lower_priority_pd_wait_and_coalesce() {
     )];
     let mut kernel =
         Kernel::new(&[pd("high", 100, NONE), pd("low", 1, NONE)], &channels, &[]).unwrap();
-    assert_eq!(kernel.start(), Decision::Run(A));
+    assert_eq!(kernel.start(0), Decision::Run(A));
     assert_eq!(
         hvc(&mut kernel, &[PD_NOTIFY.into(), 1], &mut out),
         Decision::Run(A)
@@ -196,7 +211,7 @@ fn a_protected_call_runs_the_server_and_returns_its_reply() {
         &[],
     )
     .unwrap();
-    assert_eq!(kernel.start(), Decision::Run(B));
+    assert_eq!(kernel.start(0), Decision::Run(B));
     assert_eq!(
         hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
         Decision::Run(A)
@@ -244,7 +259,7 @@ fn protected_calls_only_go_up_through_pp_ends() {
         pd("higher", 60, NONE),
     ];
     let mut kernel = Kernel::new(&domains, &channels, &[]).unwrap();
-    assert_eq!(kernel.start(), Decision::Run(C));
+    assert_eq!(kernel.start(0), Decision::Run(C));
     assert_eq!(
         hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
         Decision::Run(A)
@@ -277,9 +292,9 @@ fn a_fault_without_parent_is_printed_and_the_others_run_on() {
         &[],
     )
     .unwrap();
-    assert_eq!(kernel.start(), Decision::Run(B));
+    assert_eq!(kernel.start(0), Decision::Run(B));
     assert_eq!(
-        kernel.handle(stage2_fault(false), &mut out),
+        kernel.handle(stage2_fault(false), 0, &mut out),
         Decision::Run(A)
     );
     assert_eq!(
@@ -308,7 +323,7 @@ fn pd_stop_stops_only_the_caller_and_the_idle_halt_reports_it() {
         &[],
     )
     .unwrap();
-    assert_eq!(kernel.start(), Decision::Run(B));
+    assert_eq!(kernel.start(0), Decision::Run(B));
     // Unknown reason: refused, and the PD is still running.
     assert_eq!(
         hvc(&mut kernel, &[PD_STOP.into(), 7], &mut out),
@@ -361,7 +376,7 @@ fn pd_stop_stops_only_the_caller_and_the_idle_halt_reports_it() {
 fn pd_stop_for_an_exception_says_so() {
     let mut out = String::new();
     let mut kernel = Kernel::new(&[pd("wild", 10, NONE)], &[], &[]).unwrap();
-    kernel.start();
+    kernel.start(0);
     assert!(matches!(
         hvc(&mut kernel, &[PD_STOP.into(), STOP_EXCEPTION], &mut out),
         Decision::Halt(Halt { status: 1, .. })
@@ -373,15 +388,15 @@ fn pd_stop_for_an_exception_says_so() {
 fn an_injectable_fault_goes_back_to_the_pd_a_bounded_number_of_times() {
     let mut out = String::new();
     let mut kernel = Kernel::new(&[pd("prober", 10, NONE)], &[], &[]).unwrap();
-    assert_eq!(kernel.start(), Decision::Run(A));
+    assert_eq!(kernel.start(0), Decision::Run(A));
     for _ in 0..system::MAX_INJECTED_FAULTS {
         assert_eq!(
-            kernel.handle(stage2_fault(true), &mut out),
+            kernel.handle(stage2_fault(true), 0, &mut out),
             Decision::InjectAbort(A)
         );
     }
     assert!(matches!(
-        kernel.handle(stage2_fault(true), &mut out),
+        kernel.handle(stage2_fault(true), 0, &mut out),
         Decision::Halt(_)
     ));
     assert_eq!(kernel.domain(A).unwrap().state, RunState::Stopped);
@@ -391,13 +406,13 @@ fn an_injectable_fault_goes_back_to_the_pd_a_bounded_number_of_times() {
 fn a_childs_fault_goes_to_its_parent() {
     let mut out = String::new();
     let mut kernel = Kernel::new(&[pd("parent", 10, NONE), pd("child", 5, 0)], &[], &[]).unwrap();
-    assert_eq!(kernel.start(), Decision::Run(A));
+    assert_eq!(kernel.start(0), Decision::Run(A));
     assert_eq!(
         hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
         Decision::Run(B)
     );
     assert_eq!(
-        kernel.handle(stage2_fault(true), &mut out),
+        kernel.handle(stage2_fault(true), 0, &mut out),
         Decision::Run(A)
     );
     let parent = regs(&mut kernel, A);
@@ -425,7 +440,7 @@ fn a_childs_fault_goes_to_its_parent() {
 /// Parent at priority 10 (index 0), child at 5 (index 1), the child's fault delivered.
 fn faulted_child(out: &mut String) -> Kernel {
     let mut kernel = Kernel::new(&[pd("parent", 10, NONE), pd("child", 5, 0)], &[], &[]).unwrap();
-    assert_eq!(kernel.start(), Decision::Run(A));
+    assert_eq!(kernel.start(0), Decision::Run(A));
     assert_eq!(
         hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], out),
         Decision::Run(B)
@@ -434,7 +449,7 @@ fn faulted_child(out: &mut String) -> Kernel {
     let child = kernel.registers_mut(B).unwrap();
     child.pc = 0x20_0040;
     child.x[7] = 0x77;
-    assert_eq!(kernel.handle(stage2_fault(false), out), Decision::Run(A));
+    assert_eq!(kernel.handle(stage2_fault(false), 0, out), Decision::Run(A));
     assert_eq!(regs(&mut kernel, A).x[1], EVENT_FAULT);
     kernel
 }
@@ -457,7 +472,7 @@ fn a_fault_reply_restarts_the_child_at_the_faulting_instruction() {
     assert_eq!(kernel.domain(B).unwrap().state, RunState::Ready);
     // The retry faults again: a second fault event, and this time no reply.
     assert_eq!(
-        kernel.handle(stage2_fault(false), &mut out),
+        kernel.handle(stage2_fault(false), 0, &mut out),
         Decision::Run(A)
     );
     assert_eq!(regs(&mut kernel, A).x[1], EVENT_FAULT);
@@ -499,10 +514,10 @@ fn a_faulted_child_keeps_its_notifications_until_it_is_restarted() {
     let channels = [channel(0, 1, 1, 2, CHANNEL_A_NOTIFIES_B)];
     let mut kernel =
         Kernel::new(&[pd("parent", 10, NONE), pd("child", 5, 0)], &channels, &[]).unwrap();
-    kernel.start();
+    kernel.start(0);
     hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out);
     assert_eq!(
-        kernel.handle(stage2_fault(false), &mut out),
+        kernel.handle(stage2_fault(false), 0, &mut out),
         Decision::Run(A)
     );
     // The parent notifies the faulted child while handling its fault: the bit waits.
@@ -539,7 +554,7 @@ fn a_restarted_server_still_answers_the_call_it_was_serving() {
         pd("client", 10, NONE),
     ];
     let mut kernel = Kernel::new(&domains, &channels, &[]).unwrap();
-    assert_eq!(kernel.start(), Decision::Run(A));
+    assert_eq!(kernel.start(0), Decision::Run(A));
     hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out);
     hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out);
     assert_eq!(kernel.current(), Some(C));
@@ -549,7 +564,7 @@ fn a_restarted_server_still_answers_the_call_it_was_serving() {
     );
     // The server faults inside its protected handler; the caller keeps waiting.
     assert_eq!(
-        kernel.handle(stage2_fault(false), &mut out),
+        kernel.handle(stage2_fault(false), 0, &mut out),
         Decision::Run(A)
     );
     assert!(matches!(
@@ -590,7 +605,7 @@ fn a_server_that_sends_no_reply_releases_its_caller_with_an_error() {
         &[],
     )
     .unwrap();
-    kernel.start();
+    kernel.start(0);
     hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out);
     hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out);
     assert_eq!(
@@ -610,17 +625,17 @@ fn a_faulted_child_stops_when_its_parent_stops() {
     // grandparent-less chain: top (30) <- middle (20) <- leaf (10).
     let domains = [pd("top", 30, NONE), pd("middle", 20, 0), pd("leaf", 10, 1)];
     let mut kernel = Kernel::new(&domains, &[], &[]).unwrap();
-    kernel.start();
+    kernel.start(0);
     hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out);
     hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out);
     assert_eq!(kernel.current(), Some(C));
     // leaf faults to middle; middle faults in its fault handler, to top.
     assert_eq!(
-        kernel.handle(stage2_fault(false), &mut out),
+        kernel.handle(stage2_fault(false), 0, &mut out),
         Decision::Run(B)
     );
     assert_eq!(
-        kernel.handle(stage2_fault(false), &mut out),
+        kernel.handle(stage2_fault(false), 0, &mut out),
         Decision::Run(A)
     );
     assert_eq!(kernel.domain(C).unwrap().state, RunState::Faulted);
@@ -649,7 +664,7 @@ fn a_passive_server_serves_calls_and_notifications_at_its_own_priority() {
     assert!(kernel.domain(B).unwrap().passive);
     assert!(!kernel.domain(A).unwrap().passive);
     // The passive server runs its init first, on its own time.
-    assert_eq!(kernel.start(), Decision::Run(B));
+    assert_eq!(kernel.start(0), Decision::Run(B));
     assert_eq!(
         hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
         Decision::Run(A)
@@ -689,14 +704,14 @@ fn a_server_that_faults_releases_its_caller_with_an_error() {
         &[],
     )
     .unwrap();
-    kernel.start();
+    kernel.start(0);
     hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out);
     assert_eq!(
         hvc(&mut kernel, &[PD_PPCALL.into(), 1, 0], &mut out),
         Decision::Run(B)
     );
     assert_eq!(
-        kernel.handle(stage2_fault(false), &mut out),
+        kernel.handle(stage2_fault(false), 0, &mut out),
         Decision::Run(A)
     );
     assert_eq!(regs(&mut kernel, A).x[0], INVALID_PARAMETER as u64);
@@ -717,27 +732,291 @@ fn the_timer_rotates_equal_priorities_but_never_hands_the_cpu_down() {
         pd("low", 5, NONE),
     ];
     let mut kernel = Kernel::new(&domains, &[], &[]).unwrap();
-    assert_eq!(kernel.start(), Decision::Run(A));
-    assert_eq!(kernel.handle(Exit::TimerTick, &mut out), Decision::Run(B));
-    assert_eq!(kernel.handle(Exit::TimerTick, &mut out), Decision::Run(A));
-    assert_eq!(kernel.counters().preemptions, 2);
-    // spin1 finishes; spin2 alone at the top keeps the CPU across ticks.
+    kernel.set_time_slice(1000);
+    assert_eq!(kernel.start(0), Decision::Run(A));
+    assert_eq!(kernel.slice_end(), Some(1000));
+    // The timer fires when the budget is used up (a little late, as hardware may be).
     assert_eq!(
-        hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
+        kernel.handle(Exit::TimerTick, 1003, &mut out),
         Decision::Run(B)
     );
-    assert_eq!(kernel.handle(Exit::TimerTick, &mut out), Decision::Run(B));
+    assert_eq!(kernel.slice_end(), Some(2003));
+    assert_eq!(
+        kernel.handle(Exit::TimerTick, 2003, &mut out),
+        Decision::Run(A)
+    );
     assert_eq!(kernel.counters().preemptions, 2);
+    // spin1 finishes; spin2 alone at the top keeps the CPU across ticks.
+    let decision = kernel.handle_hvc_at(2500, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out);
+    assert_eq!(decision, Decision::Run(B));
+    assert_eq!(kernel.slice_end(), Some(3500));
+    assert_eq!(
+        kernel.handle(Exit::TimerTick, 3500, &mut out),
+        Decision::Run(B)
+    );
+    assert_eq!(kernel.counters().preemptions, 2);
+    // A tick that comes early ends nothing: the rest of the budget stays.
+    assert_eq!(
+        kernel.handle(Exit::TimerTick, 3600, &mut out),
+        Decision::Run(B)
+    );
+    assert_eq!(kernel.slice_end(), Some(4500));
+}
+
+/// K and P share priority 10; H (20) is K's notification target. K notifies H every
+/// `kick_every` ticks of its own time and never blocks; P just spins. Runs until `until` and
+/// returns the ticks each of K and P ran.
+fn kicker_and_peer(slice: u64, kick_every: u64, until: u64) -> (u64, u64) {
+    const K: DomainIndex = A;
+    const P: DomainIndex = B;
+    const H: DomainIndex = C;
+    let mut out = String::new();
+    let channels = [channel(0, 0, 2, 0, CHANNEL_A_NOTIFIES_B)];
+    let domains = [
+        pd("kicker", 10, NONE),
+        pd("peer", 10, NONE),
+        pd("high", 20, NONE),
+    ];
+    let mut kernel = Kernel::new(&domains, &channels, &[]).unwrap();
+    kernel.set_time_slice(slice);
+    let mut now = 0;
+    // H inits first and waits for notifications.
+    assert_eq!(kernel.start(now), Decision::Run(H));
+    let mut decision = kernel.handle_hvc_at(now, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out);
+    let mut ran = [0u64; 3];
+    let mut since_kick = 0;
+    while now < until {
+        let Decision::Run(running) = decision else {
+            panic!("{decision:?}")
+        };
+        let slice_end = kernel.slice_end().unwrap();
+        let (at, exit_args): (u64, Option<&[u64]>) = match running {
+            // H's handler takes a few ticks, then waits again.
+            H => (now + 10, Some(&[PD_REPLY_RECV.into(), REPLY_NONE])),
+            K if now + (kick_every - since_kick) < slice_end => (
+                now + (kick_every - since_kick),
+                Some(&[PD_NOTIFY.into(), 0]),
+            ),
+            _ => (slice_end, None),
+        };
+        ran[running.get()] += at - now;
+        if running == K {
+            since_kick = if exit_args.is_some() {
+                0
+            } else {
+                since_kick + (at - now)
+            };
+        }
+        now = at;
+        decision = match exit_args {
+            Some(args) => kernel.handle_hvc_at(now, args, &mut out),
+            None => kernel.handle(Exit::TimerTick, now, &mut out),
+        };
+    }
+    (ran[K.get()], ran[P.get()])
+}
+
+#[test]
+fn an_equal_priority_peer_gets_its_share_while_a_pd_keeps_kicking_a_higher_priority() {
+    // 5 ms slices, a kick every 250 us (62.5 MHz ticks), one simulated second.
+    let (kicker, peer) = kicker_and_peer(312_500, 15_625, 62_500_000);
+    // Round robin: each had a full slice per round, so they differ by at most one slice.
+    assert!(peer > 0, "the peer never ran");
+    assert!(
+        kicker.abs_diff(peer) <= 312_500,
+        "kicker={kicker} peer={peer}"
+    );
+}
+
+#[test]
+fn a_preempted_domain_keeps_its_place_and_what_is_left_of_its_budget() {
+    let mut out = String::new();
+    let channels = [channel(0, 0, 2, 0, CHANNEL_A_NOTIFIES_B)];
+    let domains = [
+        pd("first", 10, NONE),
+        pd("second", 10, NONE),
+        pd("high", 20, NONE),
+    ];
+    let mut kernel = Kernel::new(&domains, &channels, &[]).unwrap();
+    kernel.set_time_slice(1000);
+    assert_eq!(kernel.start(0), Decision::Run(C));
+    assert_eq!(
+        kernel.handle_hvc_at(0, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
+        Decision::Run(A)
+    );
+    // A runs 400 ticks and wakes H, which runs 300 ticks.
+    assert_eq!(
+        kernel.handle_hvc_at(400, &[PD_NOTIFY.into(), 0], &mut out),
+        Decision::Run(C)
+    );
+    assert_eq!(kernel.ready_queue(10).collect::<Vec<_>>(), [A, B]);
+    assert_eq!(
+        kernel.handle_hvc_at(700, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
+        Decision::Run(A)
+    );
+    // A is back at the head with the 600 ticks it had left: H's time was not charged to it.
+    assert_eq!(kernel.domain(A).unwrap().budget, 600);
+    assert_eq!(kernel.slice_end(), Some(1300));
+    assert_eq!(
+        kernel.handle(Exit::TimerTick, 1300, &mut out),
+        Decision::Run(B)
+    );
+    assert_eq!(kernel.ready_queue(10).collect::<Vec<_>>(), [B, A]);
+    assert_eq!(kernel.domain(A).unwrap().budget, 1000);
+}
+
+#[test]
+fn a_domain_that_wakes_joins_the_tail_of_its_queue() {
+    let mut out = String::new();
+    // A notifies B; all three share priority 10.
+    let channels = [channel(0, 0, 1, 0, CHANNEL_A_NOTIFIES_B)];
+    let domains = [pd("a", 10, NONE), pd("b", 10, NONE), pd("c", 10, NONE)];
+    let mut kernel = Kernel::new(&domains, &channels, &[]).unwrap();
+    kernel.set_time_slice(1000);
+    assert_eq!(kernel.start(0), Decision::Run(A));
+    assert_eq!(
+        kernel.handle(Exit::TimerTick, 1000, &mut out),
+        Decision::Run(B)
+    );
+    // B waits; C runs; A (at the head now) notifies B, which joins the tail behind C.
+    assert_eq!(
+        kernel.handle_hvc_at(1100, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
+        Decision::Run(C)
+    );
+    assert_eq!(
+        kernel.handle(Exit::TimerTick, 2100, &mut out),
+        Decision::Run(A)
+    );
+    assert_eq!(
+        kernel.handle_hvc_at(2200, &[PD_NOTIFY.into(), 0], &mut out),
+        Decision::Run(A)
+    );
+    assert_eq!(kernel.ready_queue(10).collect::<Vec<_>>(), [A, C, B]);
+    // B kept the 900 ticks it had when it blocked.
+    assert_eq!(kernel.domain(B).unwrap().budget, 900);
+}
+
+#[test]
+fn a_wfi_yields_to_the_tail_and_resumes_after_the_trapped_instruction() {
+    let mut out = String::new();
+    let domains = [pd("a", 10, NONE), pd("b", 10, NONE)];
+    let mut kernel = Kernel::new(&domains, &[], &[]).unwrap();
+    kernel.set_time_slice(1000);
+    assert_eq!(kernel.start(0), Decision::Run(A));
+    // A 16-bit T32 WFI (ESR_EL2.IL = 0) is skipped by 2 bytes, not 4.
+    assert_eq!(
+        kernel.handle(
+            Exit::WaitForInterrupt(InstructionLength::Narrow),
+            100,
+            &mut out
+        ),
+        Decision::Run(B)
+    );
+    assert_eq!(regs(&mut kernel, A).pc, 0x20_0002);
+    assert_eq!(kernel.ready_queue(10).collect::<Vec<_>>(), [B, A]);
+    // The yielder waits with a full budget.
+    assert_eq!(kernel.domain(A).unwrap().budget, 1000);
+    assert_eq!(
+        kernel.handle(
+            Exit::WaitForInterrupt(InstructionLength::Wide),
+            200,
+            &mut out
+        ),
+        Decision::Run(A)
+    );
+    assert_eq!(regs(&mut kernel, B).pc, 0x20_0004);
+}
+
+#[test]
+fn a_caller_whose_call_returns_resumes_at_the_head_with_its_budget() {
+    let mut out = String::new();
+    // A calls C; B shares A's priority.
+    let channels = [channel(0, 0, 2, 0, CHANNEL_A_CALLS_B)];
+    let domains = [
+        pd("caller", 10, NONE),
+        pd("peer", 10, NONE),
+        pd("server", 20, NONE),
+    ];
+    let mut kernel = Kernel::new(&domains, &channels, &[]).unwrap();
+    kernel.set_time_slice(1000);
+    assert_eq!(kernel.start(0), Decision::Run(C));
+    assert_eq!(
+        kernel.handle_hvc_at(0, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
+        Decision::Run(A)
+    );
+    assert_eq!(
+        kernel.handle_hvc_at(300, &[PD_PPCALL.into(), 0, 0], &mut out),
+        Decision::Run(C)
+    );
+    assert_eq!(kernel.ready_queue(10).collect::<Vec<_>>(), [B]);
+    assert_eq!(
+        kernel.handle_hvc_at(800, &[PD_REPLY_RECV.into(), REPLY_MESSAGE, 0], &mut out),
+        Decision::Run(A)
+    );
+    assert_eq!(kernel.ready_queue(10).collect::<Vec<_>>(), [A, B]);
+    assert_eq!(kernel.domain(A).unwrap().budget, 700);
+}
+
+#[test]
+fn a_parent_blocked_calling_its_faulted_child_is_a_deadlock_not_a_success() {
+    let mut out = String::new();
+    // The parent calls its higher-priority child, whose handler faults: the fault goes to the
+    // parent, which is blocked in the call.
+    let channels = [channel(0, 0, 1, 0, CHANNEL_A_CALLS_B)];
+    let domains = [
+        pd("parent", 10, NONE),
+        pd("child", 20, 0),
+        pd("bystander", 5, NONE),
+    ];
+    let mut kernel = Kernel::new(&domains, &channels, &[]).unwrap();
+    assert_eq!(kernel.start(0), Decision::Run(B));
+    assert_eq!(
+        hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
+        Decision::Run(A)
+    );
+    assert_eq!(
+        hvc(&mut kernel, &[PD_PPCALL.into(), 0, 0], &mut out),
+        Decision::Run(B)
+    );
+    // The bystander still runs: the deadlock only shows once nothing else can.
+    assert_eq!(
+        kernel.handle(stage2_fault(false), 0, &mut out),
+        Decision::Run(C)
+    );
+    let decision = hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out);
+    let Decision::Halt(halt) = decision else {
+        panic!("{decision:?}")
+    };
+    assert_eq!(
+        halt,
+        Halt {
+            status: 1,
+            reason: HaltReason::Deadlock
+        }
+    );
+    let mut lines = String::new();
+    kernel.write_halt_line(&halt, &mut lines).unwrap();
+    assert_eq!(
+        lines,
+        "FS|hypervisor|blocked pd=parent waits-for=child in=call\n\
+         FS|hypervisor|blocked pd=child waits-for=parent in=fault\n\
+         FS|hypervisor|halt status=1 reason=deadlock faults=1 notifications=0 calls=1 \
+         preemptions=0 stopped=0\n"
+    );
 }
 
 #[test]
 fn smc_is_refused_and_skipped() {
     let mut out = String::new();
     let mut kernel = Kernel::new(&[pd("p", 1, NONE)], &[], &[]).unwrap();
-    kernel.start();
+    kernel.start(0);
     kernel.registers_mut(A).unwrap().x[0] = 0x8400_0008;
     assert_eq!(
-        kernel.handle(Exit::SecureMonitorCall, &mut out),
+        kernel.handle(
+            Exit::SecureMonitorCall(InstructionLength::Wide),
+            0,
+            &mut out
+        ),
         Decision::Run(A)
     );
     let registers = regs(&mut kernel, A);
@@ -751,7 +1030,7 @@ fn smc_is_refused_and_skipped() {
 fn unknown_calls_are_not_supported() {
     let mut out = String::new();
     let mut kernel = Kernel::new(&[pd("p", 1, NONE)], &[], &[]).unwrap();
-    kernel.start();
+    kernel.start(0);
     assert_eq!(hvc(&mut kernel, &[0xC600_0003], &mut out), Decision::Run(A));
     assert_eq!(regs(&mut kernel, A).x[0], NOT_SUPPORTED as u64);
 }
@@ -760,7 +1039,7 @@ fn unknown_calls_are_not_supported() {
 fn debug_write_builds_prefixed_lines() {
     let mut out = String::new();
     let mut kernel = Kernel::new(&[pd("hello", 1, NONE)], &[], &[]).unwrap();
-    kernel.start();
+    kernel.start(0);
     let word = u64::from_le_bytes(*b"hi\nFS|ev");
     hvc(&mut kernel, &[PD_DEBUG_WRITE.into(), 8, word], &mut out);
     assert_eq!(out, "FS|hello|hi\n");
@@ -777,7 +1056,7 @@ fn debug_write_builds_prefixed_lines() {
 fn system_off_names_the_caller() {
     let mut out = String::new();
     let mut kernel = Kernel::new(&[pd("boss", 1, NONE)], &[], &[]).unwrap();
-    kernel.start();
+    kernel.start(0);
     let Decision::Halt(halt) = hvc(&mut kernel, &[PD_SYSTEM_OFF.into(), 300], &mut out) else {
         panic!()
     };
@@ -850,7 +1129,7 @@ fn an_interrupt_wakes_its_pd_and_stays_masked_until_acknowledged() {
     )
     .unwrap();
     assert_eq!(kernel.irqs()[0].intid, 34);
-    assert_eq!(kernel.start(), Decision::Run(A));
+    assert_eq!(kernel.start(0), Decision::Run(A));
     assert_eq!(
         hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
         Decision::Run(B)
@@ -861,7 +1140,7 @@ fn an_interrupt_wakes_its_pd_and_stays_masked_until_acknowledged() {
         Decision::WaitForInterrupt
     );
     assert_eq!(
-        kernel.handle(Exit::Interrupt(34), &mut out),
+        kernel.handle(Exit::Interrupt(34), 0, &mut out),
         Decision::Run(A)
     );
     let driver = regs(&mut kernel, A);
@@ -882,12 +1161,12 @@ fn an_interrupt_wakes_its_pd_and_stays_masked_until_acknowledged() {
     assert_eq!(kernel.take_acknowledged_irq(), None);
     // An interrupt nobody owns changes nothing.
     assert_eq!(
-        kernel.handle(Exit::Interrupt(99), &mut out),
+        kernel.handle(Exit::Interrupt(99), 0, &mut out),
         Decision::Run(A)
     );
     assert_eq!(kernel.counters().interrupts, 1);
     // Once the driver is stopped nothing can wake anyone: the system halts.
-    let decision = kernel.handle(stage2_fault(false), &mut out);
+    let decision = kernel.handle(stage2_fault(false), 0, &mut out);
     let Decision::Halt(halt) = decision else {
         panic!("{decision:?}")
     };
@@ -910,4 +1189,53 @@ fn interrupt_records_are_checked() {
     let mut edge = irq(0, 40, 3);
     edge.trigger = 7;
     assert_eq!(bad(&[edge]), BuildError::Irq(0));
+}
+
+#[test]
+fn more_interrupts_than_the_kernel_holds_are_refused_as_too_many() {
+    // 65 valid records: distinct SPIs, and channel ids 0..=40 on one PD and 0..=23 on the other.
+    let irqs: Vec<IrqDesc> = (0..65u32)
+        .map(|k| {
+            let (domain, channel) = if k < 41 { (0, k) } else { (1, k - 41) };
+            irq(domain, 32 + k, channel)
+        })
+        .collect();
+    let domains = [pd("a", 1, NONE), pd("b", 1, NONE)];
+    let error = Kernel::new(&domains, &[], &irqs).unwrap_err();
+    assert_eq!(error, BuildError::TooManyIrqs { count: 65 });
+    assert_eq!(error.to_string(), "65 irqs (at most 64)");
+    // Exactly the capacity is accepted.
+    assert!(Kernel::new(&domains, &[], &irqs[..64]).is_ok());
+}
+
+#[test]
+fn names_that_break_the_console_rule_or_repeat_are_refused() {
+    use frameshift_abi::domain_name::DomainNameError;
+    assert_eq!(
+        Kernel::new(&[pd("ok", 1, NONE), pd("hypervisor", 1, NONE)], &[], &[]).unwrap_err(),
+        BuildError::Name {
+            index: 1,
+            error: DomainNameError::Reserved
+        }
+    );
+    assert_eq!(
+        Kernel::new(&[pd("a|b", 1, NONE)], &[], &[]).unwrap_err(),
+        BuildError::Name {
+            index: 0,
+            error: DomainNameError::BadByte {
+                byte: b'|',
+                position: 1
+            }
+        }
+    );
+    let error = Kernel::new(&[pd("twin", 1, NONE), pd("twin", 2, NONE)], &[], &[]).unwrap_err();
+    assert_eq!(error, BuildError::DuplicateName { index: 1, other: 0 });
+    assert_eq!(error.to_string(), "domain 1: name already used by domain 0");
+    // `a?b` is a name of its own, printed as itself.
+    let mut out = String::new();
+    let mut kernel = Kernel::new(&[pd("a?b", 1, NONE)], &[], &[]).unwrap();
+    kernel.start(0);
+    let word = u64::from_le_bytes(*b"hi\n\0\0\0\0\0");
+    hvc(&mut kernel, &[PD_DEBUG_WRITE.into(), 3, word], &mut out);
+    assert_eq!(out, "FS|a?b|hi\n");
 }

@@ -60,3 +60,15 @@ pub const RESTARTS: u64 = 3;
 pub const PASSIVE_CHANNEL: Channel = Channel::new(0);
 /// Protected calls the passive client makes before it notifies the server.
 pub const PASSIVE_CALLS: u64 = 2;
+
+/// The channel the kicker notifies the higher-priority `kicked` PD on (starvation.xml).
+pub const KICK_CHANNEL: Channel = Channel::new(0);
+/// Kicks per second of counter time: one every 250 us, twenty per 5 ms time slice.
+pub const KICKS_PER_SECOND: u64 = 4000;
+/// Loop rounds of the peer's work: tens of millions of instructions, several time slices.
+pub const PEER_ROUNDS: u64 = 8_000_000;
+
+/// The 16-bit T32 instructions the thumb PD runs at EL0 (thumb.xml): `movs r0, #0`; a `wfi`
+/// that traps to EL2; two `adds r0, #1` whose effect shows whether the hypervisor resumed right
+/// after the `wfi`; `svc #0` back to EL1. The right answer is r0 = 2.
+pub const T32_WFI_ADDS: u64 = 2;

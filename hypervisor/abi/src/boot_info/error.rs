@@ -2,6 +2,8 @@
 
 use core::fmt;
 
+use crate::domain_name::DomainNameError;
+
 /// The record a [`BootInfoError`] is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Record {
@@ -91,6 +93,14 @@ pub enum Fault {
     TablesOverlap,
     /// A name that is empty, not UTF-8, or has bytes after its NUL padding.
     BadName,
+    /// A name that breaks the domain-name rule ([`crate::domain_name`]): reserved for the
+    /// hypervisor, or with a byte that would not print as itself in a console prefix.
+    DomainName(DomainNameError),
+    /// Another domain already has this name: both would print the same console prefix.
+    DuplicateName {
+        /// The index of the earlier domain with the same name.
+        other: u32,
+    },
     /// The parent index is not smaller than the domain's own index.
     ParentNotBefore {
         /// The parent index.
@@ -244,6 +254,10 @@ impl fmt::Display for Fault {
             Self::UnknownValue { found } => write!(f, "unknown value {found:#x}"),
             Self::TablesOverlap => write!(f, "table overlaps the header or another table"),
             Self::BadName => write!(f, "not a non-empty NUL-padded UTF-8 name"),
+            Self::DomainName(error) => write!(f, "{error}"),
+            Self::DuplicateName { other } => {
+                write!(f, "the name is already used by domain {other}")
+            }
             Self::ParentNotBefore { parent } => {
                 write!(f, "parent {parent} does not come before the domain")
             }

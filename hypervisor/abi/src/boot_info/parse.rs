@@ -23,6 +23,7 @@ use super::{
     MAPPING_STATE_UNTRACKED, MAX_CHANNEL_ID, MAX_PRIORITY, NAME_LEN, NONE, PAGE_SIZE,
     RIGHT_EXECUTE, RIGHT_READ, RIGHT_WRITE,
 };
+use crate::domain_name;
 
 /// A boot-information blob that passed every check of [`BootInfo::parse`].
 #[derive(Clone, Copy, Debug)]
@@ -328,8 +329,24 @@ impl<'a> BootInfo<'a> {
         for (position, domain) in self.domains.iter().enumerate() {
             let record = Record::Domain(index(position));
             let err = |field, fault| Err(refuse(record, field, fault));
-            if name_str(&domain.name).is_none() {
+            let Some(name) = name_str(&domain.name) else {
                 return err("name", Fault::BadName);
+            };
+            // The name becomes the domain's console prefix: it must print as itself and must
+            // not be the hypervisor's (domain_name.rs).
+            if let Err(error) = domain_name::check(name.as_bytes()) {
+                return err("name", Fault::DomainName(error));
+            }
+            // Two domains with one name would print the same prefix. Quadratic, like the
+            // mapping checks; the table is bounded by the blob (and the kernel takes 63).
+            if let Some(other) = self.domains[..position]
+                .iter()
+                .position(|earlier| earlier.name == domain.name)
+            {
+                let fault = Fault::DuplicateName {
+                    other: index(other),
+                };
+                return err("name", fault);
             }
             if domain.kind != DOMAIN_KIND_PD && domain.kind != DOMAIN_KIND_VM {
                 return err(

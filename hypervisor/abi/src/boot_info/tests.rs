@@ -534,6 +534,74 @@ fn bad_names_are_refused() {
 }
 
 #[test]
+fn names_that_would_forge_or_blur_a_console_prefix_are_refused() {
+    use crate::domain_name::DomainNameError;
+    // The hypervisor's own name, in any case: its lines would be indistinguishable.
+    for reserved in ["hypervisor", "HyperVisor"] {
+        assert_refused(
+            |s| s.domains[2].name = name(reserved),
+            Record::Domain(2),
+            "name",
+            |f| *f == Fault::DomainName(DomainNameError::Reserved),
+        );
+    }
+    // `a|b` would print a prefix that splits differently; `a b` and `a\x01` are not printed
+    // byte for byte either. Valid UTF-8 outside ASCII is refused by the same rule.
+    let cases: [(&str, u8, usize); 4] = [
+        ("a|b", b'|', 1),
+        ("a b", b' ', 1),
+        ("ab\x01", 0x01, 2),
+        ("\u{e9}t\u{e9}", 0xc3, 0),
+    ];
+    for (text, byte, position) in cases {
+        assert_refused(
+            |s| s.domains[0].name = name(text),
+            Record::Domain(0),
+            "name",
+            |f| *f == Fault::DomainName(DomainNameError::BadByte { byte, position }),
+        );
+    }
+    let mut sample = Sample::new();
+    sample.domains[0].name = name("hypervisor");
+    let error = BootInfo::parse(sample.encode().bytes()).expect_err("reserved name");
+    assert_eq!(
+        error.to_string(),
+        "boot info refused: domain 0 field `name`: the name 'hypervisor' is reserved for the \
+         hypervisor's own console lines"
+    );
+}
+
+#[test]
+fn a_name_of_the_full_field_length_is_accepted() {
+    let mut sample = Sample::new();
+    sample.domains[2].name = [b'c'; NAME_LEN];
+    let blob = sample.encode();
+    let info = BootInfo::parse(blob.bytes()).expect("64 printable bytes are a valid name");
+    assert_eq!(info.domain_name(2).len(), NAME_LEN);
+}
+
+#[test]
+fn duplicate_names_are_refused_at_the_second_domain() {
+    assert_refused(
+        |s| s.domains[2].name = name("vmm"),
+        Record::Domain(2),
+        "name",
+        |f| *f == Fault::DuplicateName { other: 0 },
+    );
+    // Names differing only in case print different prefixes: both are accepted.
+    let mut sample = Sample::new();
+    sample.domains[2].name = name("VMM");
+    assert!(BootInfo::parse(sample.encode().bytes()).is_ok());
+    let mut sample = Sample::new();
+    sample.domains[1].name = name("client");
+    let error = BootInfo::parse(sample.encode().bytes()).expect_err("duplicate");
+    assert_eq!(
+        error.to_string(),
+        "boot info refused: domain 2 field `name`: the name is already used by domain 1"
+    );
+}
+
+#[test]
 fn unknown_domain_kind_is_refused() {
     assert_refused(
         |s| s.domains[2].kind = 7,
@@ -1217,7 +1285,17 @@ mod properties {
         }
         for domain in 0..info.domains().len() {
             let _ = info.domain_mappings(domain);
-            assert!(!info.domain_name(domain).is_empty());
+            let name = info.domain_name(domain);
+            // Every accepted name prints as itself and no two print the same prefix.
+            assert_eq!(
+                crate::domain_name::check(name.as_bytes()),
+                Ok(()),
+                "{name:?}"
+            );
+            assert!(
+                (0..domain).all(|other| info.domain_name(other) != name),
+                "duplicate name {name:?} accepted"
+            );
         }
     }
 

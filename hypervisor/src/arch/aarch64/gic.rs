@@ -1,9 +1,12 @@
 //! GICv3 (distributor 0x0800_0000, redistributors 0x080A_0000) through the `arm-gic` driver, and
-//! the EL2 physical timer (`CNTHP_*`, PPI 26) that slices domains' time, and the per-domain state
-//! of the GIC virtual CPU interface that EL1's `ICC_*` accesses reach.
+//! the EL2 physical timer (`CNTHP_*`, PPI 26) that ends a domain's budget, and the per-domain
+//! state of the GIC virtual CPU interface that EL1's `ICC_*` accesses reach. The kernel keeps the
+//! budgets in ticks of the physical counter (`CNTPCT_EL0`), the counter `CNTHP_CVAL_EL2` is
+//! compared with.
 
 use core::ptr::NonNull;
 
+use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::*;
 use arm_gic::gicv3::registers::{Gicd, GicrSgi};
 use arm_gic::gicv3::{GicCpuInterface, GicError, GicV3};
@@ -98,17 +101,35 @@ pub fn unmask(intid: u32) {
 /// An interrupt taken at EL2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Interrupt {
-    /// The time slice ended (already re-armed).
+    /// The running domain's budget ran out (the timer is stopped until the next decision).
     TimeSlice,
     /// A PD's interrupt, now masked until the PD acknowledges it.
     Device(u32),
 }
 
-/// Starts a fresh time slice on the EL2 physical timer.
-pub fn start_slice() {
-    let ticks = CNTFRQ_EL0.get() / SLICES_PER_SECOND;
-    // SAFETY: CNTHP_TVAL_EL2 only sets the EL2 timer's countdown; aarch64-cpu has no accessor.
-    unsafe { core::arch::asm!("msr cnthp_tval_el2, {}", in(reg) ticks, options(nostack)) };
+/// A full time slice in counter ticks.
+pub fn slice_ticks() -> u64 {
+    CNTFRQ_EL0.get() / SLICES_PER_SECOND
+}
+
+/// The physical counter, the time base of the kernel's budgets.
+pub fn now() -> u64 {
+    // Without the ISB the read could be taken early, before the exit it stamps (Arm ARM
+    // D12.1.2, "Reading the counter").
+    barrier::isb(barrier::SY);
+    CNTPCT_EL0.get()
+}
+
+/// Arms the EL2 physical timer to fire at counter value `deadline` (the running domain's
+/// [`Kernel::slice_end`](crate::kernel::Kernel::slice_end)); `None` stops it. A deadline already
+/// past fires at once.
+pub fn arm_slice(deadline: Option<u64>) {
+    let Some(deadline) = deadline else {
+        stop_slice();
+        return;
+    };
+    // SAFETY: CNTHP_CVAL_EL2 only sets the EL2 timer's compare value; aarch64-cpu has no accessor.
+    unsafe { core::arch::asm!("msr cnthp_cval_el2, {}", in(reg) deadline, options(nostack)) };
     // ENABLE = 1, IMASK = 0.
     CNTHP_CTL_EL2.set(1);
 }
@@ -124,8 +145,9 @@ pub fn stop_slice() {
 pub fn take_interrupt() -> Option<Interrupt> {
     let intid = GicCpuInterface::get_and_acknowledge_interrupt(InterruptGroup::Group1)?;
     let taken = if intid == EL2_TIMER {
-        // Re-arm before EOI so the level-triggered line is low again.
-        start_slice();
+        // Stop it before EOI so the level-triggered line is low again; the kernel's decision
+        // re-arms it for whichever domain runs next.
+        stop_slice();
         Some(Interrupt::TimeSlice)
     } else if let Some(index) = intid.spi_index() {
         let _ = with_gic(|gic| gic.enable_interrupt(intid, None, false));

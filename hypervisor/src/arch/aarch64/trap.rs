@@ -21,6 +21,7 @@ use crate::kernel::fault::{
     EC_INSTRUCTION_ABORT_LOWER,
 };
 use crate::kernel::system::MAX_DOMAINS;
+use crate::kernel::InstructionLength;
 use crate::kernel::{Decision, DomainIndex, Exit, FaultKind, FaultReport, Halt, Kernel, Registers};
 
 /// CPTR_EL2 (non-VHE): RES1 bits 13, 9 and 7:0; TZ (bit 8) traps SVE, including `ZCR_EL1`;
@@ -126,7 +127,8 @@ unsafe extern "C" fn fs_fill_first_frame(frame: *mut Registers) {
     let hypervisor = unsafe { running_hypervisor() };
     // SAFETY: as above.
     let arch = unsafe { ARCH_DOMAINS.get_mut() };
-    let decision = hypervisor.kernel.start();
+    hypervisor.kernel.set_time_slice(gic::slice_ticks());
+    let decision = hypervisor.kernel.start(gic::now());
     apply(hypervisor, arch, None, decision, None, frame);
 }
 
@@ -137,6 +139,8 @@ unsafe extern "C" fn fs_fill_first_frame(frame: *mut Registers) {
 /// Called only by the vectors with `frame` pointing at the frame they saved.
 #[no_mangle]
 unsafe extern "C" fn fs_trap_lower(frame: *mut Registers, kind: u64) {
+    // Read first, so the domain pays for its own time and not for the hypervisor's.
+    let now = gic::now();
     // SAFETY: the vector passed its own stack frame, exclusively ours until we return.
     let frame = unsafe { &mut *frame };
     // SAFETY: EL2 is not re-entered (global.rs); this is the only live reference.
@@ -155,8 +159,8 @@ unsafe extern "C" fn fs_trap_lower(frame: *mut Registers, kind: u64) {
                     return;
                 }
                 EC_HVC64 => Exit::Hypercall,
-                EC_SMC64 => Exit::SecureMonitorCall,
-                EC_WFX => Exit::WaitForInterrupt,
+                EC_SMC64 => Exit::SecureMonitorCall(InstructionLength::from_esr(esr)),
+                EC_WFX => Exit::WaitForInterrupt(InstructionLength::from_esr(esr)),
                 EC_DATA_ABORT_LOWER | EC_INSTRUCTION_ABORT_LOWER => {
                     Exit::Fault(stage2_abort(esr, frame.pc))
                 }
@@ -178,7 +182,7 @@ unsafe extern "C" fn fs_trap_lower(frame: *mut Registers, kind: u64) {
     if let Some(saved) = hypervisor.kernel.registers_mut(current) {
         *saved = *frame;
     }
-    let decision = hypervisor.kernel.handle(exit, &mut Pl011);
+    let decision = hypervisor.kernel.handle(exit, now, &mut Pl011);
     unmask_acknowledged(hypervisor);
     let fault = match exit {
         Exit::Fault(report) => Some(report),
@@ -225,11 +229,13 @@ fn apply(
         Decision::Run(next) => {
             if previous != Some(next) {
                 switch_domain(hypervisor, arch, previous, next);
-                gic::start_slice();
             }
+            // The kernel keeps each domain's budget; the timer ends it when it runs out.
+            gic::arm_slice(hypervisor.kernel.slice_end());
             load_frame(hypervisor, next, frame);
         }
         Decision::InjectAbort(domain) => {
+            gic::arm_slice(hypervisor.kernel.slice_end());
             load_frame(hypervisor, domain, frame);
             if let Some(fault) = fault {
                 inject_external_abort(fault, frame);
@@ -251,10 +257,12 @@ fn wait_for_interrupt(hypervisor: &mut Hypervisor) -> Decision {
         aarch64_cpu::asm::wfi();
         match gic::take_interrupt() {
             Some(gic::Interrupt::Device(intid)) => {
-                let decision = hypervisor.kernel.handle(Exit::Interrupt(intid), &mut Pl011);
+                let decision =
+                    hypervisor
+                        .kernel
+                        .handle(Exit::Interrupt(intid), gic::now(), &mut Pl011);
                 unmask_acknowledged(hypervisor);
                 if decision != Decision::WaitForInterrupt {
-                    gic::start_slice();
                     return decision;
                 }
             }
