@@ -9,15 +9,15 @@ use crate::memory_map::ImageLayout;
 /// reads it with its MMU (and so its caches) still off.
 #[repr(C, align(64))]
 #[derive(Debug)]
-pub struct MmuConfig {
+pub(crate) struct MmuConfig {
     /// `MAIR_EL1`, `TCR_EL1`, `TTBR0_EL1`, `SCTLR_EL1`, in the order the secondary entry loads
     /// them.
-    pub registers: [core::sync::atomic::AtomicU64; 4],
+    pub(crate) registers: [core::sync::atomic::AtomicU64; 4],
 }
 
 /// The boot vCPU's stage-1 configuration, for secondaries (entry.rs reads it by name).
 #[no_mangle]
-pub static FRAMESHIFT_GUEST_MMU_CONFIG: MmuConfig = MmuConfig {
+pub(crate) static FRAMESHIFT_GUEST_MMU_CONFIG: MmuConfig = MmuConfig {
     registers: [const { core::sync::atomic::AtomicU64::new(0) }; 4],
 };
 
@@ -43,14 +43,12 @@ mod target {
     }
 
     pub(crate) fn image_layout() -> ImageLayout {
-        // SAFETY: only the addresses of the linker's symbols are taken, never their contents.
-        unsafe {
-            ImageLayout {
-                start: core::ptr::addr_of!(__image_start) as u64,
-                text_end: core::ptr::addr_of!(__text_end) as u64,
-                rodata_end: core::ptr::addr_of!(__rodata_end) as u64,
-                end: core::ptr::addr_of!(__image_end) as u64,
-            }
+        // Only the addresses of the linker's symbols are taken, never their contents.
+        ImageLayout {
+            start: core::ptr::addr_of!(__image_start) as u64,
+            text_end: core::ptr::addr_of!(__text_end) as u64,
+            rodata_end: core::ptr::addr_of!(__rodata_end) as u64,
+            end: core::ptr::addr_of!(__image_end) as u64,
         }
     }
 

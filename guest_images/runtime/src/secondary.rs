@@ -22,7 +22,7 @@ pub fn entry() -> Ipa {
         extern "C" {
             fn frameshift_guest_secondary_entry();
         }
-        Ipa(frameshift_guest_secondary_entry as usize as u64)
+        Ipa(frameshift_guest_secondary_entry as *const () as u64)
     }
     #[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
     Ipa(0)

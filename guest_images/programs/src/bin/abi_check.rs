@@ -1,1 +1,3 @@
-fn main(){}
+#![cfg_attr(target_os = "none", no_std, no_main)]
+fn main(_guest: &frameshift_guest::Guest) {}
+frameshift_guest::guest_main!(main, devices = []);
