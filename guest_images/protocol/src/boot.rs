@@ -118,10 +118,7 @@ mod tests {
     fn the_shared_view_is_the_alias_only_in_split_mode() {
         let page = Ipa(0x4001_2000);
         assert_eq!(ConversionMode::History.shared_view(page), page);
-        assert_eq!(
-            ConversionMode::Split.shared_view(page),
-            Ipa(0x80_4001_2000)
-        );
+        assert_eq!(ConversionMode::Split.shared_view(page), Ipa(0x80_4001_2000));
         for mode in [ConversionMode::History, ConversionMode::Split] {
             assert_eq!(ConversionMode::from_code(mode.code()), Some(mode));
         }

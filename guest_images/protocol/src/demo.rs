@@ -52,7 +52,11 @@ mod tests {
         let mut message = ciphertext();
         assert_ne!(&message, PLAINTEXT);
         // Almost every byte changes: a keystream of zeros would pass a weaker check.
-        let same = message.iter().zip(PLAINTEXT).filter(|(a, b)| a == b).count();
+        let same = message
+            .iter()
+            .zip(PLAINTEXT)
+            .filter(|(a, b)| a == b)
+            .count();
         assert!(same < 5, "{same} bytes unchanged");
         apply_keystream(&mut message);
         assert_eq!(&message, PLAINTEXT);
@@ -75,7 +79,10 @@ mod tests {
         let words: std::vec::Vec<u64> = words(b"ABCDEFGHIJ").collect();
         assert_eq!(
             words,
-            [u64::from_le_bytes(*b"ABCDEFGH"), u64::from_le_bytes(*b"IJ\0\0\0\0\0\0")]
+            [
+                u64::from_le_bytes(*b"ABCDEFGH"),
+                u64::from_le_bytes(*b"IJ\0\0\0\0\0\0")
+            ]
         );
         assert_eq!(PLAINTEXT.len(), PLAINTEXT_LEN);
     }

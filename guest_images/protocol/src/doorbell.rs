@@ -212,7 +212,11 @@ mod tests {
         let ipa = Ipa(0x4001_3000);
         let commands = every_command(ipa);
         for command in commands {
-            assert_eq!(Command::decode(command.encode()), Some(command), "{command:?}");
+            assert_eq!(
+                Command::decode(command.encode()),
+                Some(command),
+                "{command:?}"
+            );
         }
         let mut codes: std::vec::Vec<u64> = commands
             .iter()
@@ -225,7 +229,10 @@ mod tests {
 
     #[test]
     fn a_page_aligned_ipa_is_its_own_payload() {
-        assert_eq!(Command::BufferShared(Ipa(0x4001_3000)).encode(), 0x4001_3002);
+        assert_eq!(
+            Command::BufferShared(Ipa(0x4001_3000)).encode(),
+            0x4001_3002
+        );
         assert_eq!(
             Command::BufferShared(Ipa(0x80_4001_3000)).encode(),
             0x80_4001_3002

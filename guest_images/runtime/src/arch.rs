@@ -91,7 +91,12 @@ mod target {
         // SAFETY: TLB maintenance has no effect on memory; it drops translations cached from
         // before these tables existed.
         unsafe {
-            core::arch::asm!("tlbi vmalle1", "dsb nsh", "isb", options(nostack, preserves_flags));
+            core::arch::asm!(
+                "tlbi vmalle1",
+                "dsb nsh",
+                "isb",
+                options(nostack, preserves_flags)
+            );
         }
         SCTLR_EL1.set(sctlr);
         barrier::isb(barrier::SY);
@@ -142,7 +147,12 @@ mod target {
     use super::ImageLayout;
 
     pub(crate) fn image_layout() -> ImageLayout {
-        ImageLayout { start: 0, text_end: 0, rodata_end: 0, end: 0 }
+        ImageLayout {
+            start: 0,
+            text_end: 0,
+            rodata_end: 0,
+            end: 0,
+        }
     }
 
     pub(crate) fn current_el() -> u64 {

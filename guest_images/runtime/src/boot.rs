@@ -115,12 +115,18 @@ pub fn run(program: &'static str, boot_register: u64, devices: &[Ipa], main: fn(
                 Ok(pages) => pages,
                 Err(error) => fail(format_args!("the hypervisor does not know my RAM: {error}")),
             };
-            let ram = GuestRam { base: GUEST_RAM_IPA, pages };
+            let ram = GuestRam {
+                base: GUEST_RAM_IPA,
+                pages,
+            };
             (Some(detect_mode(GUEST_RAM_IPA)), ram)
         }
         Launcher::Bare => {
             let image_pages = (image.end - image.start).div_ceil(PAGE_SIZE);
-            let ram = GuestRam { base: GUEST_RAM_IPA, pages: image_pages + BARE_FREE_PAGES };
+            let ram = GuestRam {
+                base: GUEST_RAM_IPA,
+                pages: image_pages + BARE_FREE_PAGES,
+            };
             (None, ram)
         }
     };
@@ -133,7 +139,9 @@ pub fn run(program: &'static str, boot_register: u64, devices: &[Ipa], main: fn(
         Err(error) => fail(format_args!("no stage-1 plan: {error:?}")),
     };
     let pages = core::ptr::NonNull::new(TABLE_POOL.0.get().cast::<TablePage>());
-    let Some(pages) = pages else { fail(format_args!("no table pool")) };
+    let Some(pages) = pages else {
+        fail(format_args!("no table pool"))
+    };
     // SAFETY: the pool is zeroed .bss, used by nothing else, and identity mapped by the plan
     // (it lies in the image, which the plan maps read-write).
     let pool = unsafe { TablePool::new(pages, TABLE_POOL_PAGES) };
@@ -148,12 +156,21 @@ pub fn run(program: &'static str, boot_register: u64, devices: &[Ipa], main: fn(
     core::mem::forget(tables);
     crate::page::init(Ipa(image.end), ram.end());
 
-    let guest = Guest { program, launcher, mode, ram };
+    let guest = Guest {
+        program,
+        launcher,
+        mode,
+        ram,
+    };
     crate::println!(
         "{} mode: {program} booted at EL{} with its MMU {}, RAM {:#x}..{:#x} ({} pages)",
         guest.mode_name(),
         crate::arch::current_el(),
-        if crate::arch::mmu_enabled() { "on" } else { "off" },
+        if crate::arch::mmu_enabled() {
+            "on"
+        } else {
+            "off"
+        },
         ram.base,
         ram.end(),
         ram.pages,

@@ -187,7 +187,9 @@ pub fn mem_state(ipa: Ipa, pages: u64) -> Result<MemStateAnswer, SmcccError> {
 
 /// The `x1`-`x6` of one `FS_CONSOLE_WRITE` carrying `bytes` (at most 40; more are dropped).
 pub fn console_write_arguments(bytes: &[u8]) -> [u64; 6] {
-    let bytes = bytes.get(..bytes.len().min(CONSOLE_WRITE_MAX as usize)).unwrap_or(&[]);
+    let bytes = bytes
+        .get(..bytes.len().min(CONSOLE_WRITE_MAX as usize))
+        .unwrap_or(&[]);
     let mut arguments = [0u64; 6];
     arguments[0] = bytes.len() as u64;
     for (slot, chunk) in arguments[1..].iter_mut().zip(bytes.chunks(8)) {
@@ -255,7 +257,10 @@ mod tests {
             mem_share(Ipa(0x4001_0008), 1),
             Err(SmcccError::INVALID_PARAMETER)
         );
-        assert_eq!(mmio_guard(Ipa(0x4000_0000)), Err(SmcccError::INVALID_PARAMETER));
+        assert_eq!(
+            mmio_guard(Ipa(0x4000_0000)),
+            Err(SmcccError::INVALID_PARAMETER)
+        );
         assert_eq!(hyp_meminfo(), Err(SmcccError::INVALID_PARAMETER));
     }
 
@@ -306,7 +311,10 @@ mod tests {
     fn meminfo_and_uid_read_their_registers() {
         let _log = fake([4096, 1, 0, 0, 0, 0]);
         let info = hyp_meminfo();
-        assert_eq!(info.map(|info| (info.granule, info.range_calls())), Ok((4096, true)));
+        assert_eq!(
+            info.map(|info| (info.granule, info.range_calls())),
+            Ok((4096, true))
+        );
         let _log = fake([0xb66f_b428, 0xe911_c52e, 0x564b_caa9, 0x743a_004d, 0, 0]);
         assert_eq!(call_uid(), guest::KVM_UID);
     }

@@ -149,7 +149,8 @@ mod tests {
         let seen = Rc::new(RefCell::new(Vec::new()));
         let log = seen.clone();
         install_fake(move |conduit, registers| {
-            log.borrow_mut().push((conduit, registers[0], registers[1], registers[17]));
+            log.borrow_mut()
+                .push((conduit, registers[0], registers[1], registers[17]));
             *registers = core::array::from_fn(|index| 100 + index as u64);
         });
         let mut args = [0u64; 17];

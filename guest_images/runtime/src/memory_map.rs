@@ -19,9 +19,7 @@
 
 use aarch64_paging::descriptor::{El1Attributes, PhysicalAddress};
 use aarch64_paging::mair::{Mair, MairAttribute, NormalMemory};
-use aarch64_paging::paging::{
-    Constraints, El1And0, MemoryRegion, PageTable, Translation, VaRange,
-};
+use aarch64_paging::paging::{Constraints, El1And0, MemoryRegion, PageTable, Translation, VaRange};
 use aarch64_paging::{MapError, Mapping};
 use core::ptr::NonNull;
 use frameshift_abi::addr::{Ipa, PAGE_SIZE, SHARED_ALIAS_BIT};
@@ -167,13 +165,21 @@ impl MemoryPlan {
         let mut ranges = [None; MAX_RANGES];
         let mut next = ranges.iter_mut();
         let mut push = |range: MappedRange| next.next().map(|slot| *slot = Some(range)).is_some();
-        push(MappedRange { start: image.start, end: image.text_end, kind: RangeKind::Code });
+        push(MappedRange {
+            start: image.start,
+            end: image.text_end,
+            kind: RangeKind::Code,
+        });
         push(MappedRange {
             start: image.text_end,
             end: image.rodata_end,
             kind: RangeKind::ReadOnly,
         });
-        push(MappedRange { start: image.rodata_end, end: ram_end, kind: RangeKind::ReadWrite });
+        push(MappedRange {
+            start: image.rodata_end,
+            end: ram_end,
+            kind: RangeKind::ReadWrite,
+        });
         if split {
             push(MappedRange {
                 start: ram.base.get() | SHARED_ALIAS_BIT,
@@ -200,7 +206,10 @@ impl MemoryPlan {
 
     /// The ranges, in the order they are mapped.
     pub fn ranges(&self) -> impl Iterator<Item = &MappedRange> {
-        self.ranges.iter().flatten().filter(|range| range.start < range.end)
+        self.ranges
+            .iter()
+            .flatten()
+            .filter(|range| range.start < range.end)
     }
 }
 
@@ -226,7 +235,11 @@ impl TablePool {
     /// The pages must be zeroed, used by nothing else for as long as the tables live, and
     /// identity mapped once the MMU is on (the tables' addresses are their physical ones).
     pub unsafe fn new(pages: NonNull<TablePage>, capacity: usize) -> Self {
-        Self { pages, capacity, used: 0 }
+        Self {
+            pages,
+            capacity,
+            used: 0,
+        }
     }
 
     /// Pages handed out so far.
@@ -258,8 +271,7 @@ impl Translation<El1Attributes> for TablePool {
 
 /// The stage-1 tables of `plan`, not yet active.
 pub fn build(plan: &MemoryPlan, pool: TablePool) -> Result<Mapping<TablePool, El1And0>, MapError> {
-    let mut mapping =
-        Mapping::with_asid_and_va_range(pool, 0, ROOT_LEVEL, El1And0, VaRange::Lower);
+    let mut mapping = Mapping::with_asid_and_va_range(pool, 0, ROOT_LEVEL, El1And0, VaRange::Lower);
     for range in plan.ranges() {
         let region = MemoryRegion::new(range.start as usize, range.end as usize);
         mapping.map_range(
@@ -283,12 +295,17 @@ mod tests {
         rodata_end: 0x4000_5000,
         end: 0x4003_0000,
     };
-    const RAM: GuestRam = GuestRam { base: Ipa(0x4000_0000), pages: 512 };
+    const RAM: GuestRam = GuestRam {
+        base: Ipa(0x4000_0000),
+        pages: 512,
+    };
     const UART: Ipa = Ipa(0x0900_0000);
     const DOORBELL: Ipa = Ipa(0x0a00_0000);
 
     fn kinds(plan: &MemoryPlan) -> Vec<(u64, u64, RangeKind)> {
-        plan.ranges().map(|range| (range.start, range.end, range.kind)).collect()
+        plan.ranges()
+            .map(|range| (range.start, range.end, range.kind))
+            .collect()
     }
 
     #[test]
@@ -316,12 +333,20 @@ mod tests {
 
     #[test]
     fn bad_layouts_and_devices_are_refused() {
-        let outside = ImageLayout { end: 0x4030_0000, ..IMAGE };
+        let outside = ImageLayout {
+            end: 0x4030_0000,
+            ..IMAGE
+        };
         assert_eq!(
             MemoryPlan::new(&outside, &RAM, false, &[]),
             Err(PlanError::ImageOutsideRam)
         );
-        for device in [Ipa(0x0900_0004), Ipa(0x4001_0000), Ipa(0x80_4001_0000), Ipa(1 << 40)] {
+        for device in [
+            Ipa(0x0900_0004),
+            Ipa(0x4001_0000),
+            Ipa(0x80_4001_0000),
+            Ipa(1 << 40),
+        ] {
             assert_eq!(
                 MemoryPlan::new(&IMAGE, &RAM, true, &[device]),
                 Err(PlanError::BadDevice(device))
@@ -336,12 +361,20 @@ mod tests {
         let code = RangeKind::Code.attributes();
         assert!(code.contains(El1Attributes::READ_ONLY | El1Attributes::UXN));
         assert!(!code.contains(El1Attributes::PXN));
-        assert!(RangeKind::ReadOnly.attributes().contains(El1Attributes::PXN));
+        assert!(RangeKind::ReadOnly
+            .attributes()
+            .contains(El1Attributes::PXN));
         let data = RangeKind::ReadWrite.attributes();
         assert!(!data.contains(El1Attributes::READ_ONLY));
         let device = RangeKind::Device.attributes();
-        assert_eq!(device & El1Attributes::ATTRIBUTE_INDEX_7, El1Attributes::ATTRIBUTE_INDEX_0);
-        assert_eq!(data & El1Attributes::ATTRIBUTE_INDEX_7, El1Attributes::ATTRIBUTE_INDEX_1);
+        assert_eq!(
+            device & El1Attributes::ATTRIBUTE_INDEX_7,
+            El1Attributes::ATTRIBUTE_INDEX_0
+        );
+        assert_eq!(
+            data & El1Attributes::ATTRIBUTE_INDEX_7,
+            El1Attributes::ATTRIBUTE_INDEX_1
+        );
         assert_eq!(MAIR.0, 0xFF04);
     }
 
@@ -355,9 +388,17 @@ mod tests {
         // host addresses are "physical" to the identity translation.
         let pool = unsafe { TablePool::new(pointer, pages.len()) };
         let plan = MemoryPlan::new(&IMAGE, &RAM, true, &[UART, DOORBELL]);
-        let Ok(plan) = plan else { panic!("plan refused") };
-        let Ok(mapping) = build(&plan, pool) else { panic!("tables refused") };
-        assert!(mapping.translation().used() <= 12, "{}", mapping.translation().used());
+        let Ok(plan) = plan else {
+            panic!("plan refused")
+        };
+        let Ok(mapping) = build(&plan, pool) else {
+            panic!("tables refused")
+        };
+        assert!(
+            mapping.translation().used() <= 12,
+            "{}",
+            mapping.translation().used()
+        );
         let lookup = |address: usize| {
             let mut found = None;
             let region = MemoryRegion::new(address, address + 1);
@@ -382,7 +423,13 @@ mod tests {
                 assert_eq!(flags - El1Attributes::TABLE_OR_PAGE, wanted, "{address:#x}");
             }
         }
-        for unmapped in [0x0900_1000, 0x4020_0000, 0x80_4020_0000, 0x80_0000_0000, 0x1000] {
+        for unmapped in [
+            0x0900_1000,
+            0x4020_0000,
+            0x80_4020_0000,
+            0x80_0000_0000,
+            0x1000,
+        ] {
             assert_eq!(lookup(unmapped), None, "{unmapped:#x}");
         }
     }

@@ -38,12 +38,17 @@ pub struct WordView {
 impl WordView {
     /// The page at `base` (rounded down to its page).
     pub const fn new(base: Ipa) -> Self {
-        Self { base: base.page_base() }
+        Self {
+            base: base.page_base(),
+        }
     }
 
     fn word(&self, offset: u64) -> *mut u64 {
         // An offset outside the page is a bug in the program.
-        assert!(offset % 8 == 0 && offset < PAGE_SIZE, "offset {offset:#x} outside the page");
+        assert!(
+            offset % 8 == 0 && offset < PAGE_SIZE,
+            "offset {offset:#x} outside the page"
+        );
         self.base.add(offset).get() as *mut u64
     }
 

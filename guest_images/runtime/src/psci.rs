@@ -56,10 +56,7 @@ mod tests {
             assert_eq!(registers[..4], [0xC400_0003, 1, 0x4000_0800, 0x77]);
             registers[0] = -4i64 as u64;
         });
-        assert_eq!(
-            cpu_on(1, Ipa(0x4000_0800), 0x77),
-            Err(PsciError::AlreadyOn)
-        );
+        assert_eq!(cpu_on(1, Ipa(0x4000_0800), 0x77), Err(PsciError::AlreadyOn));
     }
 
     #[test]

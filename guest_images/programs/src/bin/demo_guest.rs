@@ -24,14 +24,20 @@ fn main(guest: &Guest) {
     let mut checks = Checks::default();
     if guest.under_hypervisor() {
         demo(guest, &mut checks);
-        Doorbell.ring(Command::Result { failures: checks.failed });
+        Doorbell.ring(Command::Result {
+            failures: checks.failed,
+        });
     } else {
         bare(&mut checks);
     }
     if checks.failed == 0 {
         println!("demo passed ({} checks)", checks.passed);
     } else {
-        println!("demo FAILED: {} of {} checks", checks.failed, checks.passed + checks.failed);
+        println!(
+            "demo FAILED: {} of {} checks",
+            checks.failed,
+            checks.passed + checks.failed
+        );
     }
 }
 
@@ -46,7 +52,11 @@ fn decrypt_in_place(buffer: Ipa, checks: &mut Checks) {
     demo::apply_keystream(message);
     let text = core::str::from_utf8(message).unwrap_or("(not text)");
     println!("decrypted in place: \"{text}\"");
-    checks.check("plaintext", message == PLAINTEXT, format_args!("got {message:x?}"));
+    checks.check(
+        "plaintext",
+        message == PLAINTEXT,
+        format_args!("got {message:x?}"),
+    );
 }
 
 fn bare(checks: &mut Checks) {
@@ -65,11 +75,18 @@ fn bare(checks: &mut Checks) {
 fn demo(guest: &Guest, checks: &mut Checks) {
     let Some(mode) = guest.mode else { return };
     if let Err(error) = calls::mmio_guard(DOORBELL_PAGE) {
-        checks.check("doorbell", false, format_args!("MMIO_GUARD refused: {error}"));
+        checks.check(
+            "doorbell",
+            false,
+            format_args!("MMIO_GUARD refused: {error}"),
+        );
         return;
     }
     println!("doorbell page {DOORBELL_PAGE} registered with MMIO_GUARD");
-    Doorbell.ring(Command::Hello { program: ProgramKind::Demo, mode });
+    Doorbell.ring(Command::Hello {
+        program: ProgramKind::Demo,
+        mode,
+    });
 
     let info = calls::hyp_meminfo();
     let granule = info.map_or(0, |info| info.granule);
@@ -86,7 +103,11 @@ fn demo(guest: &Guest, checks: &mut Checks) {
     checks.equal("uid", uid, KVM_UID);
     checks.equal("granule", granule, 4096);
     for (name, number) in [("MEM_SHARE", 3), ("MEM_UNSHARE", 4), ("FS_MEM_STATE", 120)] {
-        checks.check(name, has_feature(features, number), format_args!("not in FEATURES"));
+        checks.check(
+            name,
+            has_feature(features, number),
+            format_args!("not in FEATURES"),
+        );
     }
 
     let Some(buffer) = page::allocate_page() else {
@@ -98,7 +119,11 @@ fn demo(guest: &Guest, checks: &mut Checks) {
     checks.equal("share", calls::mem_share(buffer, 1), Ok(1));
     let state = calls::mem_state(buffer, 1);
     let view = state.map(|answer| (answer.state(), answer.peer, answer.mapped_at));
-    checks.equal("shared state", view, Ok((Some(MemState::SharedOwned), PEER_HOST, shared)));
+    checks.equal(
+        "shared state",
+        view,
+        Ok((Some(MemState::SharedOwned), PEER_HOST, shared)),
+    );
     println!("MEM_SHARE done: the hypervisor says shared with the VMM, reached at {shared}");
     let status = Doorbell.ring(Command::BufferShared(shared));
     checks.equal("VMM wrote the frame", status, STATUS_OK);
