@@ -60,6 +60,10 @@ mod target {
         SCTLR_EL1.is_set(SCTLR_EL1::M)
     }
 
+    pub(crate) fn mpidr() -> u64 {
+        aarch64_cpu::registers::MPIDR_EL1.get()
+    }
+
     /// Turn stage 1 on with the tables at `ttbr0` (Arm ARM D8.2: MAIR and TCR before the tables
     /// can be walked; TLBs invalidated so nothing from before the MMU was on is used).
     ///
@@ -161,6 +165,10 @@ mod target {
 
     pub(crate) fn mmu_enabled() -> bool {
         false
+    }
+
+    pub(crate) fn mpidr() -> u64 {
+        0
     }
 
     /// # Safety

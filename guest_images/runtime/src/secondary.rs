@@ -41,6 +41,11 @@ extern "C" fn frameshift_guest_secondary_main(context: u64) -> ! {
     psci::cpu_off()
 }
 
+/// This vCPU's `MPIDR_EL1` (under Frameshift, Aff0 is the vCPU's index in the VM).
+pub fn current_mpidr() -> u64 {
+    crate::arch::mpidr()
+}
+
 /// Wake vCPUs waiting in [`wait_for_event`] (`SEV`).
 pub fn send_event() {
     crate::arch::send_event();
