@@ -116,7 +116,7 @@ mod target {
 
     /// `DC CVAC` over `[address, address + bytes)`, then `DSB SY`: a reader with its caches off
     /// (a secondary vCPU before its MMU is on) sees what this vCPU wrote.
-    pub(crate) fn clean_to_poc(address: u64, bytes: u64) {
+    fn clean_to_poc(address: u64, bytes: u64) {
         // 64 bytes is the smallest cache line Armv8 allows (CTR_EL0.DminLine >= 4 words).
         let mut line = address & !63;
         while line < address + bytes {
@@ -175,8 +175,6 @@ mod target {
     ///
     /// None on the host: nothing is written.
     pub(crate) unsafe fn enable_mmu(_ttbr0: u64) {}
-
-    pub(crate) fn clean_to_poc(_address: u64, _bytes: u64) {}
 
     pub(crate) fn wait_forever() -> ! {
         loop {

@@ -99,7 +99,7 @@ static TABLE_POOL: Pool = Pool(core::cell::UnsafeCell::new(
     [const { TablePage([0; PAGE_SIZE as usize]) }; TABLE_POOL_PAGES],
 ));
 
-/// Boot, run `main`, power off. What [`crate::guest_main!`] calls from `_start`.
+/// Boot, run the program, power off. What [`crate::guest_main!`] calls from `_start`.
 #[doc(hidden)]
 pub fn run(program: &'static str, boot_register: u64, devices: &[Ipa], main: fn(&Guest)) -> ! {
     let launcher = Launcher::from_boot_register(boot_register);
@@ -188,15 +188,15 @@ fn fail(reason: core::fmt::Arguments<'_>) -> ! {
     crate::psci::system_off()
 }
 
-/// Declare a guest program: `main` runs once the guest is booted; when it returns, the guest
+/// Declare a guest program: its entry function (not named `main`) runs once the guest is booted; when it returns, the guest
 /// powers off (PSCI `SYSTEM_OFF`). `devices` lists the program's own MMIO pages, mapped as
 /// Device memory next to the UART (the program registers them with `MMIO_GUARD` itself).
 ///
 /// ```text
-/// fn main(guest: &frameshift_guest::Guest) {
+/// fn run(guest: &frameshift_guest::Guest) {
 ///     frameshift_guest::println!("hello from {}", guest.program);
 /// }
-/// frameshift_guest::guest_main!(main, devices = []);
+/// frameshift_guest::guest_main!(run, devices = []);
 /// ```
 #[macro_export]
 macro_rules! guest_main {

@@ -6,10 +6,10 @@
 //! ```text
 //! #![no_std]
 //! #![no_main]
-//! fn main(guest: &frameshift_guest::Guest) {
+//! fn run(guest: &frameshift_guest::Guest) {
 //!     frameshift_guest::println!("hello from {}", guest.program);
 //! }
-//! frameshift_guest::guest_main!(main, devices = []);
+//! frameshift_guest::guest_main!(run, devices = []);
 //! ```
 //!
 //! - [`boot`]: `_start` to `main`: the launcher, the conversion mode and the RAM, stage 1.

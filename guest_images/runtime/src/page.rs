@@ -46,7 +46,7 @@ impl WordView {
     fn word(&self, offset: u64) -> *mut u64 {
         // An offset outside the page is a bug in the program.
         assert!(
-            offset % 8 == 0 && offset < PAGE_SIZE,
+            offset.is_multiple_of(8) && offset < PAGE_SIZE,
             "offset {offset:#x} outside the page"
         );
         self.base.add(offset).get() as *mut u64

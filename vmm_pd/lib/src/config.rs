@@ -92,7 +92,11 @@ impl Config {
     pub fn from_symbols(symbols: &Symbols) -> Result<Self, ConfigError> {
         let window = Ipa(symbols.guest_ram_vaddr);
         let size = symbols.guest_ram_size;
-        if window.get() == 0 || !window.is_page_aligned() || size == 0 || size % PAGE_SIZE != 0 {
+        if window.get() == 0
+            || !window.is_page_aligned()
+            || size == 0
+            || !size.is_multiple_of(PAGE_SIZE)
+        {
             return Err(ConfigError::Window);
         }
         let image = Ipa(symbols.guest_image_vaddr);

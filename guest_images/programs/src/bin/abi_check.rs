@@ -548,7 +548,7 @@ fn first<const N: usize>(results: &[u64; 8]) -> [u64; N] {
     core::array::from_fn(|index| results[index])
 }
 
-fn main(guest: &Guest) {
+fn run(guest: &Guest) {
     let Some(mode) = guest.mode else {
         println!("abi-check needs the Frameshift hypervisor: nothing to check here");
         return;
@@ -591,4 +591,4 @@ fn main(guest: &Guest) {
     println!("FAIL mmio-guard: the unregistered read returned {value:#x}");
 }
 
-frameshift_guest::guest_main!(main, devices = [DOORBELL_PAGE, UNREGISTERED_MMIO_IPA]);
+frameshift_guest::guest_main!(run, devices = [DOORBELL_PAGE, UNREGISTERED_MMIO_IPA]);

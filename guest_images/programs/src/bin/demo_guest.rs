@@ -20,7 +20,7 @@ use frameshift_guest_programs::{Checks, Doorbell, DOORBELL_PAGE};
 use frameshift_vm_protocol::demo::{self, PLAINTEXT, PLAINTEXT_LEN};
 use frameshift_vm_protocol::doorbell::{Command, ProgramKind, STATUS_FAULTED, STATUS_OK};
 
-fn main(guest: &Guest) {
+fn run(guest: &Guest) {
     let mut checks = Checks::default();
     if guest.under_hypervisor() {
         demo(guest, &mut checks);
@@ -159,4 +159,4 @@ fn demo(guest: &Guest, checks: &mut Checks) {
     }
 }
 
-frameshift_guest::guest_main!(main, devices = [DOORBELL_PAGE]);
+frameshift_guest::guest_main!(run, devices = [DOORBELL_PAGE]);
