@@ -1,9 +1,14 @@
-//! Building the AArch64 firmware: the EL2 kernel and the PD programs.
+//! Building the AArch64 firmware: the EL2 kernel, the PD programs and the guest images.
 //!
 //! Everything goes to `<workspace>/target/firmware`, a target directory of its own, so the nested
 //! `cargo build` never waits on the lock of the outer `cargo xtask`/`cargo test` build. Each PD
 //! bin is copied to `target/firmware/programs/<bin>.elf`, the image builder's search path, so a
 //! `system.xml` names programs as `<program_image path="hello.elf" />`.
+//!
+//! Each guest bin (a crate under `guest_images/` with bin targets) is copied there too, as
+//! `<bin>.elf`, next to `<bin>.bin`: its flat image, the bytes of its `PT_LOAD` segments laid out
+//! from the lowest load address (the guest's link base, 0x4000_0000), which a memory region names
+//! with `prefill_path="<bin>.bin"` to place the guest in its RAM ([`flat_image`]).
 //!
 //! Which crates exist is read from `cargo metadata`, so a workspace without the PD crates yet (or
 //! without the kernel binary) still builds what it has.
@@ -120,6 +125,8 @@ pub enum FirmwareError {
     Io(PathBuf, io::Error),
     /// The workspace has no kernel binary (the kernel has not been merged yet).
     NoKernel,
+    /// A guest ELF has no flat image (see [`flat_image`]).
+    FlatImage(PathBuf, String),
 }
 
 impl fmt::Display for FirmwareError {
@@ -128,6 +135,9 @@ impl fmt::Display for FirmwareError {
             FirmwareError::Cargo { command, detail } => write!(f, "`{command}` failed: {detail}"),
             FirmwareError::Metadata(detail) => write!(f, "reading `cargo metadata`: {detail}"),
             FirmwareError::Io(path, error) => write!(f, "{}: {error}", path.display()),
+            FirmwareError::FlatImage(path, reason) => {
+                write!(f, "{}: no flat image: {reason}", path.display())
+            }
             FirmwareError::NoKernel => write!(
                 f,
                 "the workspace has no kernel binary: package {KERNEL_PACKAGE} has no bin target {KERNEL_BIN}"
@@ -145,8 +155,11 @@ pub struct FirmwarePlan {
     pub kernel: bool,
     /// Each present PD crate with its bin names.
     pub pd_packages: Vec<(String, Vec<String>)>,
-    /// Workspace packages that only build for AArch64 (the PD crates and everything under
-    /// `guest_images/`): host `cargo test --workspace` excludes them.
+    /// Each crate under `guest_images/` that has bins (guest images), with its bin names.
+    pub guest_packages: Vec<(String, Vec<String>)>,
+    /// Workspace packages that only build for AArch64 (the PD crates and the crates under
+    /// `guest_images/` with bins): host `cargo test --workspace` excludes them. The libraries
+    /// under `guest_images/` (the guest runtime, the VMM/guest protocol) are host-tested.
     pub firmware_only: Vec<String>,
 }
 
@@ -194,21 +207,32 @@ pub fn plan_from_metadata(json: &str) -> Result<FirmwarePlan, FirmwareError> {
         .filter_map(|package| bins_of(package).map(|bins| ((*package).to_owned(), bins)))
         .filter(|(_, bins)| !bins.is_empty())
         .collect();
+    let is_guest_image = |package: &MetadataPackage| {
+        package
+            .manifest_path
+            .components()
+            .any(|part| part.as_os_str() == GUEST_IMAGES_DIR)
+            && package
+                .targets
+                .iter()
+                .any(|target| target.kind.iter().any(|kind| kind == "bin"))
+    };
+    let guest_packages: Vec<(String, Vec<String>)> = metadata
+        .packages
+        .iter()
+        .filter(|package| is_guest_image(package))
+        .filter_map(|package| bins_of(&package.name).map(|bins| (package.name.clone(), bins)))
+        .collect();
     let firmware_only = metadata
         .packages
         .iter()
-        .filter(|package| {
-            PD_PACKAGES.contains(&package.name.as_str())
-                || package
-                    .manifest_path
-                    .components()
-                    .any(|part| part.as_os_str() == GUEST_IMAGES_DIR)
-        })
+        .filter(|package| PD_PACKAGES.contains(&package.name.as_str()) || is_guest_image(package))
         .map(|package| package.name.clone())
         .collect();
     Ok(FirmwarePlan {
         kernel,
         pd_packages,
+        guest_packages,
         firmware_only,
     })
 }
@@ -302,6 +326,20 @@ pub fn build_planned(
             programs.push(to);
         }
     }
+    for (package, bins) in &plan.guest_packages {
+        eprintln!(
+            "xtask: building guest images of {package} ({PD_TARGET}, release): {}",
+            bins.join(", ")
+        );
+        cargo_build(workspace_root, &pd_build_args(workspace_root, package))?;
+        for bin in bins {
+            let from = release_dir.join(bin);
+            let to = programs_dir.join(format!("{bin}.elf"));
+            install_program(&from, &to)?;
+            install_flat_image(&to, &programs_dir.join(format!("{bin}.bin")))?;
+            programs.push(to);
+        }
+    }
     for skipped in PD_PACKAGES
         .iter()
         .filter(|name| !plan.pd_packages.iter().any(|(present, _)| present == *name))
@@ -320,6 +358,77 @@ pub fn build_planned(
 fn install_program(from: &Path, to: &Path) -> Result<(), FirmwareError> {
     let partial = to.with_extension(format!("elf.partial-{}", std::process::id()));
     std::fs::copy(from, &partial).map_err(|error| FirmwareError::Io(from.to_owned(), error))?;
+    std::fs::rename(&partial, to).map_err(|error| FirmwareError::Io(to.to_owned(), error))
+}
+
+/// The most bytes a flat image may span (the guests' RAM regions are a few MiB): a bigger span
+/// means a segment far from the others, which a prefill could not hold anyway.
+pub const FLAT_IMAGE_MAX: u64 = 64 << 20;
+
+/// A guest's flat image: the bytes to place at `base`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlatImage {
+    /// The physical (load) address of the first byte: the lowest `p_paddr` of a segment with
+    /// file bytes.
+    pub base: u64,
+    /// The segments' file bytes at `p_paddr - base`; gaps between segments are zero. Memory
+    /// past a segment's file size (`.bss`) is not included: the guest zeroes it itself.
+    pub bytes: Vec<u8>,
+}
+
+/// The flat image of the ELF file `elf` (from `path`, for messages): every `PT_LOAD` segment's
+/// file bytes, laid out by `p_paddr`. Refused: not a little-endian ELF64, no segment with file
+/// bytes, segments that overlap, or a span over [`FLAT_IMAGE_MAX`].
+pub fn flat_image(path: &Path, elf: &[u8]) -> Result<FlatImage, FirmwareError> {
+    use object::elf::PT_LOAD;
+    use object::read::elf::{ElfFile64, ProgramHeader};
+    use object::{Endianness, Object};
+
+    let bad = |reason: &str| FirmwareError::FlatImage(path.to_owned(), reason.to_owned());
+    let file = ElfFile64::<Endianness>::parse(elf).map_err(|error| bad(&error.to_string()))?;
+    if !file.is_little_endian() {
+        return Err(bad("big-endian ELF"));
+    }
+    let endian = file.endian();
+    let mut segments = Vec::new();
+    for header in file.elf_program_headers() {
+        if header.p_type(endian) != PT_LOAD || header.p_filesz(endian) == 0 {
+            continue;
+        }
+        let data = header
+            .data(endian, elf)
+            .map_err(|()| bad("segment data outside the file"))?;
+        segments.push((header.p_paddr(endian), data));
+    }
+    segments.sort_by_key(|(address, _)| *address);
+    let Some(&(base, _)) = segments.first() else {
+        return Err(bad("no PT_LOAD segment with file bytes"));
+    };
+    let mut bytes: Vec<u8> = Vec::new();
+    for (address, data) in segments {
+        let offset = address - base;
+        let end = offset
+            .checked_add(data.len() as u64)
+            .filter(|end| *end <= FLAT_IMAGE_MAX)
+            .ok_or_else(|| bad("segments span more than 64 MiB"))?;
+        if offset < bytes.len() as u64 {
+            return Err(bad("PT_LOAD segments overlap"));
+        }
+        bytes.resize(offset as usize, 0);
+        bytes.extend_from_slice(data);
+        debug_assert_eq!(bytes.len() as u64, end);
+    }
+    Ok(FlatImage { base, bytes })
+}
+
+/// Writes the flat image of the guest ELF at `elf` to `to`, by write-then-rename as
+/// [`install_program`] does.
+fn install_flat_image(elf: &Path, to: &Path) -> Result<(), FirmwareError> {
+    let bytes = std::fs::read(elf).map_err(|error| FirmwareError::Io(elf.to_owned(), error))?;
+    let image = flat_image(elf, &bytes)?;
+    let partial = to.with_extension(format!("bin.partial-{}", std::process::id()));
+    std::fs::write(&partial, &image.bytes)
+        .map_err(|error| FirmwareError::Io(partial.clone(), error))?;
     std::fs::rename(&partial, to).map_err(|error| FirmwareError::Io(to.to_owned(), error))
 }
 
@@ -369,7 +478,9 @@ mod tests {
             {"name": "frameshift-build", "targets": [{"name": "xtask", "kind": ["bin"]}],
              "manifest_path": "/w/build/Cargo.toml"},
             {"name": "demo-guest", "targets": [{"name": "demo", "kind": ["bin"]}],
-             "manifest_path": "/w/guest_images/demo/Cargo.toml"}
+             "manifest_path": "/w/guest_images/demo/Cargo.toml"},
+            {"name": "guest-runtime", "targets": [{"name": "guest_runtime", "kind": ["lib"]}],
+             "manifest_path": "/w/guest_images/runtime/Cargo.toml"}
         ],
         "workspace_root": "/w"
     }"#;
@@ -385,10 +496,80 @@ mod tests {
                 vec!["hello".to_owned(), "attacker".to_owned()]
             )]
         );
+        // Guest crates with bins are images; a library under guest_images/ is host-tested.
+        assert_eq!(
+            plan.guest_packages,
+            vec![("demo-guest".to_owned(), vec!["demo".to_owned()])]
+        );
         assert_eq!(
             plan.firmware_only,
             vec!["frameshift-pd-programs", "demo-guest"]
         );
+    }
+
+    /// A little-endian AArch64 ELF64 executable with one program header per `(type, paddr,
+    /// file bytes, memory size)`, the data after the headers.
+    fn elf(segments: &[(u32, u64, &[u8], u64)]) -> Vec<u8> {
+        let mut out = vec![0x7f, b'E', b'L', b'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        out.extend(2u16.to_le_bytes()); // e_type: EXEC
+        out.extend(183u16.to_le_bytes()); // e_machine: AArch64
+        out.extend(1u32.to_le_bytes());
+        out.extend(0x4000_0000u64.to_le_bytes()); // e_entry
+        out.extend(64u64.to_le_bytes()); // e_phoff
+        out.extend(0u64.to_le_bytes()); // e_shoff
+        out.extend(0u32.to_le_bytes());
+        for half in [64u16, 56, segments.len() as u16, 64, 0, 0] {
+            out.extend(half.to_le_bytes());
+        }
+        let mut offset = 64 + 56 * segments.len() as u64;
+        for (kind, paddr, data, memsz) in segments {
+            out.extend(kind.to_le_bytes());
+            out.extend(4u32.to_le_bytes()); // p_flags: R
+            out.extend(offset.to_le_bytes());
+            out.extend(paddr.to_le_bytes()); // p_vaddr
+            out.extend(paddr.to_le_bytes()); // p_paddr
+            out.extend((data.len() as u64).to_le_bytes());
+            out.extend(memsz.to_le_bytes());
+            out.extend(0x1000u64.to_le_bytes());
+            offset += data.len() as u64;
+        }
+        for (_, _, data, _) in segments {
+            out.extend_from_slice(data);
+        }
+        out
+    }
+
+    #[test]
+    fn flat_image_lays_segments_out_from_the_lowest_address() {
+        let path = Path::new("guest.elf");
+        let bytes = elf(&[
+            (1, 0x4000_2000, b"DATA", 0x10),
+            (1, 0x4000_0000, b"CODE", 4),
+            (1, 0x4000_3000, b"", 0x5000), // .bss: no file bytes, not in the image
+            (6, 0x3000_0000, b"PHDR", 4),  // not PT_LOAD
+        ]);
+        let image = flat_image(path, &bytes).expect("a valid ELF");
+        assert_eq!(image.base, 0x4000_0000);
+        assert_eq!(image.bytes.len(), 0x2004);
+        assert_eq!(&image.bytes[..4], b"CODE");
+        assert!(image.bytes[4..0x2000].iter().all(|byte| *byte == 0));
+        assert_eq!(&image.bytes[0x2000..], b"DATA");
+    }
+
+    #[test]
+    fn flat_image_refuses_overlaps_empty_and_garbage() {
+        let path = Path::new("guest.elf");
+        let overlapping = elf(&[(1, 0x4000_0000, b"ABCDEFGH", 8), (1, 0x4000_0004, b"X", 1)]);
+        let refusal = flat_image(path, &overlapping).expect_err("overlap");
+        assert_eq!(
+            refusal.to_string(),
+            "guest.elf: no flat image: PT_LOAD segments overlap"
+        );
+        let empty = elf(&[(1, 0x4000_0000, b"", 0x1000)]);
+        assert!(flat_image(path, &empty).is_err());
+        let far = elf(&[(1, 0x4000_0000, b"A", 1), (1, 0x8000_0000, b"B", 1)]);
+        assert!(flat_image(path, &far).is_err());
+        assert!(flat_image(path, b"not an elf").is_err());
     }
 
     #[test]

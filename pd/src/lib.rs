@@ -8,6 +8,11 @@
 //! addresses the build tool patches are read with [`memory_region_symbol!`]; [`time`] reads the
 //! generic timer's counter.
 //!
+//! A VMM (the parent of a `<virtual_machine>`) also drives its guest: [`vcpu`] (`vcpu_restart`,
+//! `vcpu_read_reg`, ... on [`Child`]), [`memory`] (donate, share, lend, reclaim, teardown, the
+//! frame capabilities and the audit) and [`vm_fault`] (the guest's faults, decoded, and the
+//! replies that resume it).
+//!
 //! ```text
 //! #![no_std]
 //! #![no_main]
@@ -41,18 +46,24 @@ pub mod debug;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod entry;
 pub mod handler;
+pub mod memory;
 pub mod message;
 mod power;
 pub mod probe;
 pub mod region;
 pub mod symbols;
 pub mod time;
+pub mod vcpu;
+pub mod vm_fault;
 
 pub use address::Ipa;
 pub use call::CallError;
 pub use channel::{Channel, ChannelSet, Child};
 pub use handler::{Event, Handler};
+pub use memory::{audit, frame_cap_at, frame_caps, Rights};
 pub use message::{get_mr, set_mr, MessageInfo, MESSAGE_REGISTERS};
 pub use power::{stop_self, system_off, StopReason};
 pub use region::Region;
 pub use symbols::{pd_is_passive, pd_name};
+pub use vcpu::VcpuRegister;
+pub use vm_fault::{VmFault, VmReply};

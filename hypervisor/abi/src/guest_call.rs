@@ -246,7 +246,10 @@ mod tests {
     #[test]
     fn features_bitmap_sets_exactly_the_implemented_bits() {
         let words = features_bitmap();
-        assert_eq!(words[0], 1 << 0 | 1 << 2 | 1 << 3 | 1 << 4 | 1 << 7 | 1 << 9);
+        assert_eq!(
+            words[0],
+            1 << 0 | 1 << 2 | 1 << 3 | 1 << 4 | 1 << 7 | 1 << 9
+        );
         assert_eq!(words[1], 0);
         assert_eq!(words[2], 0);
         assert_eq!(words[3], 1 << (120 - 96) | 1 << (121 - 96));

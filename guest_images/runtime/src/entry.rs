@@ -1,0 +1,145 @@
+//! `_start`, the secondary vCPU entry, the EL1 vector table and the panic handler (firmware
+//! target only).
+//!
+//! The VMM starts the boot vCPU at the image's first byte, EL1h, DAIF masked, MMU off, with the
+//! boot register in `x0` (frameshift_vm_protocol::boot). `_start` then:
+//! 1. keeps `x0` in a callee-saved register and sets `SP` to the top of the boot stack;
+//! 2. turns FP/SIMD on (`CPACR_EL1.FPEN` = 0b11): Rust for `aarch64-unknown-none` emits SIMD in
+//!    ordinary code, and with FPEN clear the first such instruction traps;
+//! 3. points `VBAR_EL1` at the vectors, so any exception is reported rather than lost;
+//! 4. zeroes `.bss` (stacks and table pool included: the flat image has no bytes for it);
+//! 5. calls `frameshift_guest_main(x0)`, which [`crate::guest_main!`] defines.
+//!
+//! A guest expects no exception at all: every vector prints what happened and powers the VM
+//! off, which its VMM sees as a power-off without a verdict.
+
+core::arch::global_asm!(
+    r#"
+    .section .text._start, "ax"
+    .global _start
+_start:
+    mov     x19, x0
+    adrp    x1, __stack_top
+    add     x1, x1, :lo12:__stack_top
+    mov     sp, x1
+    mov     x1, #(3 << 20)
+    msr     cpacr_el1, x1
+    adrp    x1, frameshift_guest_vectors
+    add     x1, x1, :lo12:frameshift_guest_vectors
+    msr     vbar_el1, x1
+    isb
+    adrp    x1, __bss_start
+    add     x1, x1, :lo12:__bss_start
+    adrp    x2, __bss_end
+    add     x2, x2, :lo12:__bss_end
+1:  cmp     x1, x2
+    b.hs    2f
+    str     xzr, [x1], #8
+    b       1b
+2:  mov     x29, xzr
+    mov     x30, xzr
+    mov     x0, x19
+    bl      frameshift_guest_main
+3:  wfe
+    b       3b
+
+    // PSCI CPU_ON lands here (MMU off, x0 = context id). The boot vCPU left its stage-1
+    // registers in FRAMESHIFT_GUEST_MMU_CONFIG, cleaned to the point of coherency, because
+    // these loads bypass the caches.
+    .section .text.frameshift_guest_secondary, "ax"
+    .global frameshift_guest_secondary_entry
+frameshift_guest_secondary_entry:
+    mov     x19, x0
+    adrp    x1, __secondary_stack_top
+    add     x1, x1, :lo12:__secondary_stack_top
+    mov     sp, x1
+    mov     x1, #(3 << 20)
+    msr     cpacr_el1, x1
+    adrp    x1, frameshift_guest_vectors
+    add     x1, x1, :lo12:frameshift_guest_vectors
+    msr     vbar_el1, x1
+    adrp    x1, FRAMESHIFT_GUEST_MMU_CONFIG
+    add     x1, x1, :lo12:FRAMESHIFT_GUEST_MMU_CONFIG
+    ldp     x2, x3, [x1]
+    ldp     x4, x5, [x1, #16]
+    msr     mair_el1, x2
+    msr     tcr_el1, x3
+    msr     ttbr0_el1, x4
+    isb
+    tlbi    vmalle1
+    dsb     nsh
+    isb
+    msr     sctlr_el1, x5
+    isb
+    mov     x29, xzr
+    mov     x30, xzr
+    mov     x0, x19
+    bl      frameshift_guest_secondary_main
+4:  wfe
+    b       4b
+
+    // VBAR_EL1 needs 2 KiB alignment; each of the 16 vectors is 0x80 bytes.
+    .section .text.frameshift_guest_vectors, "ax"
+    .balign 2048
+frameshift_guest_vectors:
+    .irp kind, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
+    .balign 0x80
+    mov     x0, #\kind
+    b       frameshift_guest_vector
+    .endr
+frameshift_guest_vector:
+    mrs     x1, esr_el1
+    mrs     x2, elr_el1
+    mrs     x3, far_el1
+    bl      frameshift_guest_exception
+5:  wfe
+    b       5b
+"#
+);
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// Set once the first exception is being reported: a second one (the report itself faulting)
+/// powers off without printing.
+static REPORTING: AtomicBool = AtomicBool::new(false);
+
+/// The vector's name: its type (Arm ARM D1.10.2, the order of the table) and where it came from.
+fn vector_name(kind: u64) -> (&'static str, &'static str) {
+    let class = ["sync", "irq", "fiq", "serror"];
+    let origin = ["el1 with sp_el0", "el1", "el0 aarch64", "el0 aarch32"];
+    (
+        class.get((kind % 4) as usize).copied().unwrap_or("?"),
+        origin.get((kind / 4) as usize).copied().unwrap_or("?"),
+    )
+}
+
+/// An exception the guest did not expect: report it and power off.
+#[no_mangle]
+extern "C" fn frameshift_guest_exception(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
+    if REPORTING.swap(true, Ordering::Relaxed) {
+        crate::psci::system_off();
+    }
+    let (class, origin) = vector_name(kind);
+    crate::println!(
+        "exception {class} from {origin}: esr={esr:#x} (ec={:#x}) elr={elr:#x} far={far:#x}",
+        esr >> 26 & 0x3f
+    );
+    crate::psci::system_off()
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    if REPORTING.swap(true, Ordering::Relaxed) {
+        crate::psci::system_off();
+    }
+    match info.location() {
+        Some(location) => crate::println!(
+            "panic at {}:{}: {}",
+            location.file(),
+            location.line(),
+            info.message()
+        ),
+        None => crate::println!("panic: {}", info.message()),
+    }
+    crate::psci::system_off()
+}
