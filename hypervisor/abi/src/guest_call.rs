@@ -105,8 +105,9 @@ pub const FUNC_FS_CONSOLE_WRITE: u32 = 121;
 pub const VENDOR_HYP_FEATURES: u32 = fast_call(false, OWNER_VENDOR_HYP, FUNC_FEATURES);
 /// Vendor hypervisor service call UID (fast, SMC32): returns KVM's UID in `x0`-`x3`.
 pub const VENDOR_HYP_CALL_UID: u32 = fast_call(false, OWNER_VENDOR_HYP, 0xFF01);
-/// `HYP_MEMINFO` (fast, SMC64): returns the protection granule (4096) in `x0` and
-/// [`MEMINFO_RANGE`] in `x1`.
+/// `HYP_MEMINFO` (fast, SMC64): returns the protection granule (4096) in `x0`,
+/// [`MEMINFO_RANGE`] in `x1`, and the shared-alias bit in `x2` ([`SPLIT_SHARED_BIT`] in split
+/// mode, 0 in history mode: a Frameshift addition in a register pKVM leaves zero).
 pub const HYP_MEMINFO: u32 = fast_call(true, OWNER_VENDOR_HYP, FUNC_HYP_MEMINFO);
 /// `MEM_SHARE` (fast, SMC64): `x1` = IPA, `x2` = pages (0 means 1), `x3` = 0. Returns `x0` = 0
 /// or an SMCCC error, `x1` = pages shared (all of them, or 0: a range is all or nothing).
