@@ -40,6 +40,7 @@ pub(crate) struct RawIrq {
     pub(crate) irq: u64,
     pub(crate) id: u64,
     pub(crate) trigger: IrqTrigger,
+    pub(crate) pos: Pos,
 }
 
 /// A `<virtual_machine>` as written.
@@ -386,7 +387,12 @@ impl RawPd {
                     return Err(file.value_error(child, "trigger must be either 'level' or 'edge'"))
                 }
             };
-            self.irqs.push(RawIrq { irq, id, trigger });
+            self.irqs.push(RawIrq {
+                irq,
+                id,
+                trigger,
+                pos: file.pos(child),
+            });
             Ok(())
         } else if child.attribute("pin").is_some() {
             Err(file.value_error(child, "x86 I/O APIC IRQ isn't supported on ARM and RISC-V"))

@@ -7,37 +7,73 @@ use roxmltree::Node;
 
 use super::error::{SdfError, SdfResult};
 
-/// 1-based row and column of an element's start tag (columns count characters, as roxmltree
-/// and Microkit do).
+/// Where an element's start tag begins: its byte offset in the file. Rows and columns are worked
+/// out only when a message is printed ([`SdfFile::loc`]), so checking a valid file never pays for
+/// them, and ordering positions is ordering offsets (the same as ordering rows, then columns).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Pos {
-    pub(crate) row: u32,
-    pub(crate) col: u32,
-}
+pub(crate) struct Pos(usize);
 
 /// An integer attribute that may be negative (Microkit reads ids with `i64` so that `-1` gets
 /// its own message). Magnitudes fit in `u64`, so `i128` never overflows.
 pub(crate) type SignedValue = i128;
 
-/// The file being parsed: its name (as it appears in messages).
-#[derive(Clone, Copy, Debug)]
+/// The file being parsed: its name (as it appears in messages), its text, and where each of its
+/// lines starts.
+#[derive(Clone, Debug)]
 pub(crate) struct SdfFile<'f> {
     pub(crate) name: &'f str,
+    text: &'f str,
+    /// Byte offset of the first byte of every line, ascending (the first line starts at 0).
+    /// Built once, so finding a row is a binary search instead of a rescan of the file.
+    line_starts: Vec<usize>,
 }
 
-impl SdfFile<'_> {
+impl<'f> SdfFile<'f> {
+    /// Indexes the lines of `text`, which messages call `name`.
+    pub(crate) fn new(name: &'f str, text: &'f str) -> Self {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(newline, _)| newline + 1))
+            .collect();
+        Self {
+            name,
+            text,
+            line_starts,
+        }
+    }
+
     /// Position of `node`'s start tag.
     pub(crate) fn pos(&self, node: Node<'_, '_>) -> Pos {
-        let text_pos = node.document().text_pos_at(node.range().start);
-        Pos {
-            row: text_pos.row,
-            col: text_pos.col,
-        }
+        Pos(node.range().start)
+    }
+
+    /// The position of byte `offset` (for the input limits, which are checked before there is a
+    /// tree).
+    pub(crate) fn pos_at(&self, offset: usize) -> Pos {
+        Pos(offset)
+    }
+
+    /// 1-based row and column of `pos`, as roxmltree and Microkit count them: rows are separated
+    /// by `\n`, and columns count characters (not bytes) from the start of the row.
+    pub(crate) fn row_col(&self, pos: Pos) -> (usize, usize) {
+        let offset = pos.0.min(self.text.len());
+        // `line_starts[0]` is 0, so at least one line starts at or before `offset`.
+        let row = self
+            .line_starts
+            .partition_point(|&start| start <= offset)
+            .max(1);
+        let line_start = self.line_starts.get(row - 1).copied().unwrap_or(0);
+        let col = self
+            .text
+            .get(line_start..offset)
+            .map_or(0, |line| line.chars().count())
+            + 1;
+        (row, col)
     }
 
     /// `file:row:col`.
     pub(crate) fn loc(&self, pos: Pos) -> String {
-        format!("{}:{}:{}", self.name, pos.row, pos.col)
+        let (row, col) = self.row_col(pos);
+        format!("{}:{row}:{col}", self.name)
     }
 
     /// Microkit's "value error": `Error: {message} on element '{tag}': {file}:{row}:{col}`.
