@@ -106,18 +106,18 @@ fn sample_system_with_protected_guest_parses() {
         .iter()
         .map(|pd| pd.name.as_str())
         .collect();
-    assert_eq!(names, ["vmm", "serial"]);
+    assert_eq!(names, ["vmm", "rtc_driver"]);
     let regions: Vec<&str> = system
         .memory_regions
         .iter()
         .map(|region| region.name.as_str())
         .collect();
-    assert_eq!(regions, ["guest_ram", "uart"]);
+    assert_eq!(regions, ["guest_ram", "rtc"]);
 
-    let [vmm, serial] = &system.protection_domains[..] else {
+    let [vmm, rtc_driver] = &system.protection_domains[..] else {
         panic!("two PDs expected");
     };
-    assert_eq!((vmm.priority, serial.priority), (100, 150));
+    assert_eq!((vmm.priority, rtc_driver.priority), (100, 150));
     assert_eq!(vmm.stack_size, 0x2000);
     assert_eq!(vmm.maps.len(), 1);
     assert_eq!(vmm.maps[0].memory_region, 0);
@@ -139,20 +139,20 @@ fn sample_system_with_protected_guest_parses() {
     assert_eq!(system.memory_regions[0].page_size, 0x20_0000);
     assert_eq!(
         system.memory_regions[1].phys_addr,
-        Some(PhysAddr(0x900_0000))
+        Some(PhysAddr(0x901_0000))
     );
-    assert_eq!(serial.irqs.len(), 1);
-    assert_eq!((serial.irqs[0].irq, serial.irqs[0].id), (33, 1));
-    assert!(!serial.maps[0].cached);
+    assert_eq!(rtc_driver.irqs.len(), 1);
+    assert_eq!((rtc_driver.irqs[0].irq, rtc_driver.irqs[0].id), (34, 1));
+    assert!(!rtc_driver.maps[0].cached);
 
     assert_eq!(system.channels.len(), 1);
     let [end_a, end_b] = &system.channels[0].ends;
     assert_eq!((end_a.pd, end_a.id), (0, 1));
     assert_eq!((end_b.pd, end_b.id), (1, 2));
     assert!(end_a.notify && !end_a.pp);
-    assert_eq!(serial.id_setvars.len(), 1);
-    assert_eq!(serial.id_setvars[0].symbol, "vmm_channel");
-    assert_eq!(serial.id_setvars[0].id, 2);
+    assert_eq!(rtc_driver.id_setvars.len(), 1);
+    assert_eq!(rtc_driver.id_setvars[0].symbol, "vmm_channel");
+    assert_eq!(rtc_driver.id_setvars[0].id, 2);
 }
 
 #[test]

@@ -1,12 +1,13 @@
 //! Frameshift's own rules on a file Microkit accepts, checked after every Microkit check so that a
-//! file Microkit refuses still gets Microkit's message (stages 5 to 7 of the table in
+//! file Microkit refuses still gets Microkit's message (stages 5 to 8 of the table in
 //! `system.rs`):
 //!
 //! | stage | rule | why |
 //! | --- | --- | --- |
 //! | 5 | every PD and VM name passes `frameshift_abi::domain_name::check` | the console prefix `FS\|<name>\|` is the only attribution of a line; no name may print the hypervisor's prefix or the same prefix as another |
-//! | 6 | no `phys_addr` region overlaps a device the hypervisor keeps or a DMA-capable device (`devices.rs`) | a DMA-capable device writes physical memory behind stage 2 |
-//! | 7 | at most `MAX_IRQS` (64) `<irq>`s in the system | the hypervisor routes at most that many |
+//! | 6 | no memory region has size 0 | the image builder gives every region at least one page |
+//! | 7 | no `phys_addr` region overlaps a device the hypervisor keeps or a DMA-capable device (`devices.rs`) | a DMA-capable device writes physical memory behind stage 2 |
+//! | 8 | at most `MAX_IRQS` (64) `<irq>`s in the system | the hypervisor routes at most that many |
 
 use frameshift_abi::domain_name;
 use frameshift_hypervisor::kernel::system::MAX_IRQS;
@@ -20,9 +21,10 @@ fn refuse(message: String) -> SdfError {
     SdfError::new(SdfErrorKind::Frameshift, message)
 }
 
-/// Stages 5 to 7, in that order.
+/// Stages 5 to 8, in that order.
 pub(crate) fn check(file: &SdfFile<'_>, system: &RawSystem) -> SdfResult<()> {
     check_names(file, system)?;
+    check_sizes(file, system)?;
     check_devices(file, system)?;
     check_irq_count(file, system)
 }
@@ -51,7 +53,20 @@ fn check_names(file: &SdfFile<'_>, system: &RawSystem) -> SdfResult<()> {
     Ok(())
 }
 
-/// Stage 6: `phys_addr` regions, in document order.
+/// Stage 6: region sizes, in document order.
+fn check_sizes(file: &SdfFile<'_>, system: &RawSystem) -> SdfResult<()> {
+    match system.regions.iter().find(|region| region.size == 0) {
+        Some(region) => Err(refuse(format!(
+            "Error: memory region '{}' has size 0; its size must be a non-zero multiple of its page size {:#x} @ {}",
+            region.name,
+            region.page_size,
+            file.loc(region.pos)
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Stage 7: `phys_addr` regions, in document order.
 fn check_devices(file: &SdfFile<'_>, system: &RawSystem) -> SdfResult<()> {
     for region in &system.regions {
         let Some(start) = region.phys_addr.map(|paddr| paddr.get()) else {
@@ -70,7 +85,7 @@ fn check_devices(file: &SdfFile<'_>, system: &RawSystem) -> SdfResult<()> {
     Ok(())
 }
 
-/// Stage 7: the `<irq>` past the limit, if any.
+/// Stage 8: the `<irq>` past the limit, if any.
 fn check_irq_count(file: &SdfFile<'_>, system: &RawSystem) -> SdfResult<()> {
     let total: usize = system.pds.iter().map(|pd| pd.irqs.len()).sum();
     let Some(first_too_many) = system.pds.iter().flat_map(|pd| &pd.irqs).nth(MAX_IRQS) else {

@@ -17,27 +17,55 @@ pub(crate) struct Pos(usize);
 /// its own message). Magnitudes fit in `u64`, so `i128` never overflows.
 pub(crate) type SignedValue = i128;
 
-/// The file being parsed: its name (as it appears in messages), its text, and where each of its
-/// lines starts.
+/// Bytes between two saved character counts (see [`SdfFile::row_col`]).
+const CHAR_STRIDE: usize = 256;
+
+/// The file being parsed: its name (as it appears in messages), its text, and an index of its
+/// lines and characters, so that a position becomes a row and a column without rescanning the
+/// file (an error can list many positions: Microkit's overlapping cap-map message lists all).
 #[derive(Clone, Debug)]
 pub(crate) struct SdfFile<'f> {
     pub(crate) name: &'f str,
     text: &'f str,
     /// Byte offset of the first byte of every line, ascending (the first line starts at 0).
-    /// Built once, so finding a row is a binary search instead of a rescan of the file.
     line_starts: Vec<usize>,
+    /// `char_counts[i]`: characters in the first `i * CHAR_STRIDE` bytes.
+    char_counts: Vec<usize>,
+    /// Bytes the position lookups have scanned (tests check that a lookup does not rescan).
+    #[cfg(test)]
+    scanned: std::cell::Cell<usize>,
+}
+
+/// Whether `byte` starts a character (is not a UTF-8 continuation byte).
+fn starts_char(byte: u8) -> bool {
+    byte & 0xC0 != 0x80
 }
 
 impl<'f> SdfFile<'f> {
-    /// Indexes the lines of `text`, which messages call `name`.
+    /// Indexes the lines and characters of `text`, which messages call `name`: one pass.
     pub(crate) fn new(name: &'f str, text: &'f str) -> Self {
-        let line_starts = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(newline, _)| newline + 1))
-            .collect();
+        let mut line_starts = vec![0];
+        let mut char_counts = Vec::with_capacity(text.len() / CHAR_STRIDE + 1);
+        let mut chars = 0;
+        for (offset, byte) in text.bytes().enumerate() {
+            if offset % CHAR_STRIDE == 0 {
+                char_counts.push(chars);
+            }
+            chars += usize::from(starts_char(byte));
+            if byte == b'\n' {
+                line_starts.push(offset + 1);
+            }
+        }
+        if text.len() % CHAR_STRIDE == 0 {
+            char_counts.push(chars);
+        }
         Self {
             name,
             text,
             line_starts,
+            char_counts,
+            #[cfg(test)]
+            scanned: std::cell::Cell::new(0),
         }
     }
 
@@ -52,8 +80,23 @@ impl<'f> SdfFile<'f> {
         Pos(offset)
     }
 
+    /// Characters in the first `offset` bytes: a saved count plus at most `CHAR_STRIDE` bytes.
+    fn chars_before(&self, offset: usize) -> usize {
+        let block = offset / CHAR_STRIDE;
+        let saved = self.char_counts.get(block).copied().unwrap_or(0);
+        let tail = self
+            .text
+            .as_bytes()
+            .get(block * CHAR_STRIDE..offset)
+            .unwrap_or_default();
+        #[cfg(test)]
+        self.scanned.set(self.scanned.get() + tail.len());
+        saved + tail.iter().filter(|byte| starts_char(**byte)).count()
+    }
+
     /// 1-based row and column of `pos`, as roxmltree and Microkit count them: rows are separated
-    /// by `\n`, and columns count characters (not bytes) from the start of the row.
+    /// by `\n`, and columns count characters (not bytes) from the start of the row. A binary
+    /// search for the row, and two character counts of at most `CHAR_STRIDE` bytes each.
     pub(crate) fn row_col(&self, pos: Pos) -> (usize, usize) {
         let offset = pos.0.min(self.text.len());
         // `line_starts[0]` is 0, so at least one line starts at or before `offset`.
@@ -62,11 +105,7 @@ impl<'f> SdfFile<'f> {
             .partition_point(|&start| start <= offset)
             .max(1);
         let line_start = self.line_starts.get(row - 1).copied().unwrap_or(0);
-        let col = self
-            .text
-            .get(line_start..offset)
-            .map_or(0, |line| line.chars().count())
-            + 1;
+        let col = self.chars_before(offset) - self.chars_before(line_start) + 1;
         (row, col)
     }
 
@@ -194,8 +233,52 @@ pub(crate) fn parse_u8(text: &str) -> Result<u8, ParseIntError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// Rows and columns as roxmltree computes them (by rescanning the text).
+    fn reference(text: &str, offset: usize) -> (usize, usize) {
+        let before = &text[..offset];
+        let row = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().unwrap().chars().count() + 1;
+        (row, col)
+    }
+
+    #[test]
+    fn rows_and_columns_match_a_rescan_at_every_character() {
+        // Multi-byte characters, CR LF, empty lines and a line longer than the stride.
+        let long = "é".repeat(CHAR_STRIDE) + "x";
+        let text = format!("<a>\r\n\n  <b c=\"ü\"/>{long}<d/>\n<e/>\n</a>");
+        let file = SdfFile::new("t", &text);
+        for (offset, _) in text.char_indices().chain([(text.len(), ' ')]) {
+            assert_eq!(file.row_col(Pos(offset)), reference(&text, offset), "{offset}");
+        }
+        let document = roxmltree::Document::parse(&text).unwrap();
+        for node in document.descendants().filter(|node| node.is_element()) {
+            let expected = document.text_pos_at(node.range().start);
+            let (row, col) = file.row_col(file.pos(node));
+            assert_eq!((row, col), (expected.row as usize, expected.col as usize));
+        }
+    }
+
+    #[test]
+    fn a_lookup_does_not_rescan_the_file() {
+        // One 1 MiB line: a rescan would read up to the offset for every lookup.
+        let text = "<a/>".repeat(1 << 18);
+        let file = SdfFile::new("t", &text);
+        let lookups = 1000;
+        for lookup in 0..lookups {
+            let offset = text.len() - 4 * (lookup + 1);
+            assert_eq!(file.row_col(Pos(offset)), (1, offset + 1));
+        }
+        // Two counts of less than one stride each per lookup.
+        assert!(
+            file.scanned.get() <= lookups * 2 * CHAR_STRIDE,
+            "{} bytes scanned for {lookups} lookups",
+            file.scanned.get()
+        );
+    }
 
     #[test]
     fn integers_accept_decimal_hex_and_separators() {
