@@ -201,10 +201,10 @@ fn boot_info_in_the_image_parses_and_matches_the_layout() {
         (window.state, window.size, window.page_shift),
         (MAPPING_STATE_NO_PAGE, 0x40_0000, 21)
     );
-    let virtio = mapping_of(vmm_maps, MAPPING_KIND_DEVICE, VIRTIO_VADDR);
+    let gpio = mapping_of(vmm_maps, MAPPING_KIND_DEVICE, GPIO_VADDR);
     assert_eq!(
-        (virtio.pa, virtio.state, virtio.cached),
-        (VIRTIO_PA, MAPPING_STATE_UNTRACKED, 0)
+        (gpio.pa, gpio.state, gpio.cached),
+        (GPIO_PA, MAPPING_STATE_UNTRACKED, 0)
     );
 
     let guest_maps = info.domain_mappings(1);

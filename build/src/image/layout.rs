@@ -29,17 +29,6 @@ pub const HYPERVISOR_SIZE: u64 = 32 << 20;
 pub const HYPERVISOR_LOAD_BASE: PhysAddr = PhysAddr(0x4010_0000);
 /// Start of the convertible range (all domain memory), right after the hypervisor's range.
 pub const CONVERTIBLE_BASE: PhysAddr = PhysAddr(HYPERVISOR_BASE.0 + HYPERVISOR_SIZE);
-/// Devices the hypervisor keeps for itself on QEMU `virt`: a `phys_addr` region touching one
-/// would let a domain program the interrupt controller or the console behind its back.
-pub const HYPERVISOR_DEVICES: [(&str, PhysAddr, u64); 2] = [
-    (
-        "GIC (distributor, ITS and redistributors)",
-        PhysAddr(0x0800_0000),
-        0x100_0000,
-    ),
-    ("PL011 UART (console)", PhysAddr(0x0900_0000), 0x1000),
-];
-
 /// The layout for one RAM size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryLayout {

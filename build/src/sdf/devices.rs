@@ -1,8 +1,8 @@
 //! The devices of the machine Frameshift runs on, and which of them a domain may map.
 //!
 //! The machine is QEMU 7.2 `virt` with `virtualization=on,gic-version=3` and its defaults
-//! (`secure=off`, no IOMMU, `highmem=on`, less than 255 GiB of RAM, so the high regions sit at their
-//! legacy addresses). Bases and sizes are QEMU's (`hw/arm/virt.c`, `base_memmap` and
+//! (`secure=off`, no IOMMU, `highmem=on`, less than 255 GiB of RAM, so the high regions sit at
+//! their legacy addresses). Bases and sizes are QEMU's (`hw/arm/virt.c`, `base_memmap` and
 //! `extended_memmap`); the present ones were checked with `info mtree` on QEMU 7.2. RAM
 //! (0x4000_0000 onwards) is not a device; the image builder handles it (docs/ABI.md).
 //!
@@ -52,6 +52,8 @@ pub struct Device {
     pub dma: bool,
     /// Who may map it.
     pub owner: Owner,
+    /// What it is, and why it may or may not be mapped.
+    pub why: &'static str,
 }
 
 impl Device {
@@ -73,13 +75,21 @@ impl fmt::Display for Device {
     }
 }
 
-const fn device(name: &'static str, base: u64, size: u64, dma: bool, owner: Owner) -> Device {
+const fn device(
+    name: &'static str,
+    base: u64,
+    size: u64,
+    dma: bool,
+    owner: Owner,
+    why: &'static str,
+) -> Device {
     Device {
         name,
         base,
         size,
         dma,
         owner,
+        why,
     }
 }
 
@@ -87,52 +97,136 @@ use Owner::{Domain, Hypervisor, Refused};
 
 /// QEMU `virt`'s devices, by address.
 pub const QEMU_VIRT_DEVICES: [Device; 24] = [
-    device("flash0 (CFI flash)", 0x0000_0000, 0x0400_0000, false, Domain),
-    device("flash1 (CFI flash)", 0x0400_0000, 0x0400_0000, false, Domain),
-    device("GICv3 distributor", 0x0800_0000, 0x1_0000, false, Hypervisor),
-    // The GICv2 CPU interface, v2m, hypervisor and vCPU interfaces sit here on a GICv2 machine;
-    // with GICv3 the window is empty but still the interrupt controller's.
+    device(
+        "flash0 (CFI flash)",
+        0x0000_0000,
+        0x0400_0000,
+        false,
+        Domain,
+        "boot flash; registers and ROM only",
+    ),
+    device(
+        "flash1 (CFI flash)",
+        0x0400_0000,
+        0x0400_0000,
+        false,
+        Domain,
+        "flash; registers and ROM only",
+    ),
+    device(
+        "GICv3 distributor",
+        0x0800_0000,
+        0x1_0000,
+        false,
+        Hypervisor,
+        "the interrupt controller the hypervisor programs",
+    ),
     device(
         "GIC reserved window (GICv2 interfaces)",
         0x0801_0000,
         0x7_0000,
         false,
         Hypervisor,
+        "GICv2 CPU,
+        v2m,
+        hypervisor and vCPU interfaces on a GICv2 machine; empty with GICv3",
     ),
-    // The ITS reads its command queue and writes its tables in memory.
-    device("GICv3 ITS", 0x0808_0000, 0x2_0000, true, Hypervisor),
-    // Redistributors read and write the LPI configuration and pending tables in memory.
-    device("GICv3 redistributors", 0x080A_0000, 0xF6_0000, true, Hypervisor),
-    device("PL011 UART (console)", 0x0900_0000, 0x1000, false, Hypervisor),
-    device("PL031 RTC", 0x0901_0000, 0x1000, false, Domain),
-    // The DMA interface (FW_CFG_DMA) copies to and from any physical address it is given.
-    device("fw_cfg", 0x0902_0000, 0x18, true, Refused),
-    device("PL061 GPIO", 0x0903_0000, 0x1000, false, Domain),
+    device(
+        "GICv3 ITS",
+        0x0808_0000,
+        0x2_0000,
+        true,
+        Hypervisor,
+        "translates MSIs; reads its command queue and writes its tables in memory",
+    ),
+    device(
+        "GICv3 redistributors",
+        0x080A_0000,
+        0xF6_0000,
+        true,
+        Hypervisor,
+        "per-CPU interrupt state; read and write the LPI tables in memory",
+    ),
+    device(
+        "PL011 UART (console)",
+        0x0900_0000,
+        0x1000,
+        false,
+        Hypervisor,
+        "the console: only the hypervisor writes the FS|<domain>| prefixes",
+    ),
+    device(
+        "PL031 RTC",
+        0x0901_0000,
+        0x1000,
+        false,
+        Domain,
+        "real-time clock; registers only",
+    ),
+    device(
+        "fw_cfg",
+        0x0902_0000,
+        0x18,
+        true,
+        Refused,
+        "its DMA interface copies to and from any physical address it is given",
+    ),
+    device(
+        "PL061 GPIO",
+        0x0903_0000,
+        0x1000,
+        false,
+        Domain,
+        "GPIO (the power button); registers only",
+    ),
     device(
         "secure UART (absent: secure=off)",
         0x0904_0000,
         0x1000,
         false,
         Domain,
+        "not present with secure=off; registers only",
     ),
-    // Walks stream tables and queues in memory.
-    device("SMMUv3 (absent: no iommu)", 0x0905_0000, 0x2_0000, true, Refused),
+    device(
+        "SMMUv3 (absent: no iommu)",
+        0x0905_0000,
+        0x2_0000,
+        true,
+        Refused,
+        "not present without iommu=smmuv3; reads its stream tables and queues in memory",
+    ),
     device(
         "memory hotplug ACPI (absent)",
         0x0907_0000,
         0x18,
         false,
         Domain,
+        "not present without ACPI firmware; registers only",
     ),
-    device("ACPI GED (absent)", 0x0908_0000, 0x4, false, Domain),
-    // The DSM interface reads and writes a buffer at a physical address the caller gives.
-    device("NVDIMM ACPI (absent)", 0x0909_0000, 0x4, true, Refused),
+    device(
+        "ACPI GED (absent)",
+        0x0908_0000,
+        0x4,
+        false,
+        Domain,
+        "not present without ACPI firmware; registers only",
+    ),
+    device(
+        "NVDIMM ACPI (absent)",
+        0x0909_0000,
+        0x4,
+        true,
+        Refused,
+        "not present without NVDIMMs; its DSM interface reads and writes a buffer at a physical address it is given",
+    ),
     device(
         "paravirtual time (absent: KVM only)",
         0x090A_0000,
         0x1_0000,
         false,
         Domain,
+        "not present under TCG; a page of times,
+        no DMA",
     ),
     device(
         "secure GPIO (absent: secure=off)",
@@ -140,46 +234,92 @@ pub const QEMU_VIRT_DEVICES: [Device; 24] = [
         0x1000,
         false,
         Domain,
+        "not present with secure=off; registers only",
     ),
-    // 32 transports of 0x200 bytes; a virtio device reads and writes its queues in memory.
-    device("virtio-mmio transports", 0x0A00_0000, 0x4000, true, Refused),
-    // Dynamically added sysbus devices (e.g. VFIO platform devices) can be bus masters.
-    device("platform bus", 0x0C00_0000, 0x200_0000, true, Refused),
+    device(
+        "virtio-mmio transports",
+        0x0A00_0000,
+        0x4000,
+        true,
+        Refused,
+        "32 transports of 0x200 bytes; a virtio device reads and writes its queues anywhere in physical memory",
+    ),
+    device(
+        "platform bus",
+        0x0C00_0000,
+        0x200_0000,
+        true,
+        Refused,
+        "dynamically added devices (e.g. VFIO platform devices) can be bus masters",
+    ),
     device(
         "secure memory (absent: secure=off)",
         0x0E00_0000,
         0x100_0000,
         false,
         Domain,
+        "not present with secure=off; secure-world RAM",
     ),
-    // PCI devices behind these windows can be bus masters; ECAM turns bus mastering on.
-    device("PCIe MMIO window", 0x1000_0000, 0x2EFF_0000, true, Refused),
-    device("PCIe PIO window", 0x3EFF_0000, 0x1_0000, true, Refused),
-    device("PCIe ECAM (low)", 0x3F00_0000, 0x100_0000, true, Refused),
+    device(
+        "PCIe MMIO window",
+        0x1000_0000,
+        0x2EFF_0000,
+        true,
+        Refused,
+        "memory BARs of PCI devices,
+        which can be bus masters",
+    ),
+    device(
+        "PCIe PIO window",
+        0x3EFF_0000,
+        0x1_0000,
+        true,
+        Refused,
+        "I/O BARs of PCI devices,
+        which can be bus masters",
+    ),
+    device(
+        "PCIe ECAM (low)",
+        0x3F00_0000,
+        0x100_0000,
+        true,
+        Refused,
+        "unused by QEMU 7.2 virt with highmem (the high ECAM serves); configuration space turns on bus mastering",
+    ),
     device(
         "GICv3 redistributors, second region",
         0x40_0000_0000,
         0x400_0000,
         true,
         Hypervisor,
+        "not present with fewer than 124 CPUs; redistributors read and write the LPI tables in memory",
     ),
 ];
 
-/// The high PCIe regions, above RAM (placed at 256 GiB and 512 GiB for less than 255 GiB of RAM).
 pub const QEMU_VIRT_HIGH_DEVICES: [Device; 2] = [
-    device("PCIe ECAM (high)", 0x40_1000_0000, 0x1000_0000, true, Refused),
+    device(
+        "PCIe ECAM (high)",
+        0x40_1000_0000,
+        0x1000_0000,
+        true,
+        Refused,
+        "PCI configuration space: turns on bus mastering of PCI devices, which then DMA anywhere",
+    ),
     device(
         "PCIe MMIO window (high)",
         0x80_0000_0000,
         0x80_0000_0000,
         true,
         Refused,
+        "memory BARs of PCI devices, which can be bus masters",
     ),
 ];
 
 /// Every device of the machine, by address.
 pub fn all() -> impl Iterator<Item = &'static Device> {
-    QEMU_VIRT_DEVICES.iter().chain(QEMU_VIRT_HIGH_DEVICES.iter())
+    QEMU_VIRT_DEVICES
+        .iter()
+        .chain(QEMU_VIRT_HIGH_DEVICES.iter())
 }
 
 /// Why a domain may not map `[start, start + size)`: the first device it overlaps that no domain
@@ -188,13 +328,17 @@ pub fn forbidden(start: u64, size: u64) -> Option<&'static Device> {
     all().find(|device| device.owner != Domain && device.overlaps(start, size))
 }
 
-/// Why mapping `device` is refused, for messages.
-pub fn reason(device: &Device) -> &'static str {
+/// Why a domain may not map `device`, for messages.
+pub fn reason(device: &Device) -> String {
     match device.owner {
-        Hypervisor => "which the hypervisor keeps for itself",
-        Refused | Domain => {
-            "which can DMA to any physical memory, bypassing stage 2 (no IOMMU stands in front of it on QEMU virt)"
-        }
+        Hypervisor => format!(
+            "which the hypervisor keeps for itself ({})",
+            device.why
+        ),
+        Refused | Domain => format!(
+            "a DMA-capable device ({}); no IOMMU stands in front of it on QEMU virt, so a domain that maps it can write any physical memory, bypassing stage 2",
+            device.why
+        ),
     }
 }
 

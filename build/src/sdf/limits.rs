@@ -62,7 +62,10 @@ fn skip_past(bytes: &[u8], from: usize, needle: &[u8]) -> usize {
 
 /// Whether `byte` ends an XML name (the tag or attribute names the pass has to delimit).
 fn ends_name(byte: u8) -> bool {
-    matches!(byte, b' ' | b'\t' | b'\r' | b'\n' | b'/' | b'>' | b'=' | b'<')
+    matches!(
+        byte,
+        b' ' | b'\t' | b'\r' | b'\n' | b'/' | b'>' | b'=' | b'<'
+    )
 }
 
 /// Checks the size, element, attribute and namespace limits of `file`'s `text`, in one pass.
@@ -71,7 +74,9 @@ pub(crate) fn check(file: &SdfFile<'_>, text: &str) -> SdfResult<Counts> {
     let bytes = text.as_bytes();
     let mut counts = Counts::default();
     let mut at = 0;
-    while let Some(offset) = bytes.get(at..).and_then(|rest| rest.iter().position(|b| *b == b'<'))
+    while let Some(offset) = bytes
+        .get(at..)
+        .and_then(|rest| rest.iter().position(|b| *b == b'<'))
     {
         let open = at + offset;
         let rest = bytes.get(open + 1..).unwrap_or_default();
@@ -200,7 +205,9 @@ mod tests {
 
     #[test]
     fn limits_are_refused_with_the_limit_and_the_position() {
-        let many_attributes: String = (0..=MAX_ATTRIBUTES).map(|i| format!(" a{i}=\"\"")).collect();
+        let many_attributes: String = (0..=MAX_ATTRIBUTES)
+            .map(|i| format!(" a{i}=\"\""))
+            .collect();
         let text = format!("<system>\n  <memory_region{many_attributes} />\n</system>");
         let error = counts(&text).unwrap_err();
         assert_eq!(error.kind(), SdfErrorKind::Limit);
@@ -229,7 +236,11 @@ mod tests {
                 9 + 4 * (MAX_ELEMENTS - 1)
             )
         );
-        assert!(counts(&format!("<system>{}</system>", "<e/>".repeat(MAX_ELEMENTS - 1))).is_ok());
+        assert!(counts(&format!(
+            "<system>{}</system>",
+            "<e/>".repeat(MAX_ELEMENTS - 1)
+        ))
+        .is_ok());
 
         let error = check_size("big.system", MAX_FILE_BYTES as u64 + 1).unwrap_err();
         assert_eq!(
@@ -241,7 +252,17 @@ mod tests {
 
     #[test]
     fn malformed_text_never_panics_the_pass() {
-        for text in ["<", "<a", "<a b=\"", "<!--", "<![CDATA[", "<?", "<a b='x' c", "<<<>>>", "<a =>"] {
+        for text in [
+            "<",
+            "<a",
+            "<a b=\"",
+            "<!--",
+            "<![CDATA[",
+            "<?",
+            "<a b='x' c",
+            "<<<>>>",
+            "<a =>",
+        ] {
             assert!(counts(text).is_ok(), "{text}");
         }
     }

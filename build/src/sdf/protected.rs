@@ -52,9 +52,8 @@ impl<'s> Index<'s> {
         let mut paddr_setvars = HashMap::new();
         for (pd_index, pd) in system.pds.iter().enumerate() {
             let vm = pd.virtual_machine.as_ref();
-            let domains = std::iter::once((false, pd.name.as_str(), pd.maps.as_slice())).chain(
-                vm.map(|vm| (true, vm.name.as_str(), vm.maps.as_slice())),
-            );
+            let domains = std::iter::once((false, pd.name.as_str(), pd.maps.as_slice()))
+                .chain(vm.map(|vm| (true, vm.name.as_str(), vm.maps.as_slice())));
             for (is_vm, name, maps) in domains {
                 let mut seen = HashSet::new();
                 for map in maps {

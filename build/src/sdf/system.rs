@@ -222,10 +222,11 @@ fn parse_inner(
     for region in &regions {
         *name_counts.entry(region.name.as_str()).or_default() += 1;
     }
-    if let Some(region) = regions
-        .iter()
-        .find(|region| name_counts.get(region.name.as_str()).is_some_and(|n| *n > 1))
-    {
+    if let Some(region) = regions.iter().find(|region| {
+        name_counts
+            .get(region.name.as_str())
+            .is_some_and(|n| *n > 1)
+    }) {
         return Err(SdfError::microkit(format!(
             "Error: duplicate memory region name '{}'.",
             region.name

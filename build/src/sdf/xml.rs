@@ -252,7 +252,11 @@ mod tests {
         let text = format!("<a>\r\n\n  <b c=\"ü\"/>{long}<d/>\n<e/>\n</a>");
         let file = SdfFile::new("t", &text);
         for (offset, _) in text.char_indices().chain([(text.len(), ' ')]) {
-            assert_eq!(file.row_col(Pos(offset)), reference(&text, offset), "{offset}");
+            assert_eq!(
+                file.row_col(Pos(offset)),
+                reference(&text, offset),
+                "{offset}"
+            );
         }
         let document = roxmltree::Document::parse(&text).unwrap();
         for node in document.descendants().filter(|node| node.is_element()) {
