@@ -31,6 +31,7 @@ use frameshift_abi::domain_name;
 use frameshift_hypervisor::kernel::system::MAX_IRQS;
 
 use crate::sdf::devices;
+use crate::sdf::DisjointRanges;
 use crate::sdf::model::{IrqTrigger, Map, MemoryRegion, SystemDescription, PAGE_SIZES};
 
 use super::address::{align_up, ranges_overlap, Ipa, PhysAddr};
@@ -186,6 +187,8 @@ fn place_fixed_regions(
 ) -> Result<(Vec<Option<RegionPlacement>>, Vec<Allocation>), ImageError> {
     let mut placements = Vec::with_capacity(regions.len());
     let mut fixed_blocks: Vec<(usize, Allocation)> = Vec::new();
+    // The fixed blocks by address, to find an overlap without comparing with every earlier one.
+    let mut fixed_ranges: DisjointRanges<usize> = DisjointRanges::new();
     for (index, region) in regions.iter().enumerate() {
         let name = || region.name.clone();
         if !PAGE_SIZES.contains(&region.page_size)
@@ -238,12 +241,11 @@ fn place_fixed_regions(
                 phys_addr,
             });
         }
-        if let Some((other, _)) = fixed_blocks
-            .iter()
-            .find(|(_, block)| ranges_overlap(phys_addr.0, region.size, block.pa.0, block.size))
+        if let Err((other, _, _)) =
+            fixed_ranges.insert(index, phys_addr.0, phys_addr.0 + region.size)
         {
             let first = regions
-                .get(*other)
+                .get(other)
                 .map(|r| r.name.clone())
                 .unwrap_or_default();
             return Err(ImageError::RegionsOverlap {

@@ -203,3 +203,33 @@ pub(crate) fn lower(file: &SdfFile<'_>, system: RawSystem) -> SdfResult<SystemDe
         warnings: system.warnings,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sdf::xml::SdfFile;
+
+    fn region(size: u64) -> RawMemoryRegion {
+        RawMemoryRegion {
+            name: "r".to_string(),
+            size,
+            page_size: SMALL_PAGE,
+            page_size_specified: false,
+            phys_addr: None,
+            prefill_path: None,
+            prefill_len: None,
+            prefill_bootinfo: false,
+            pos: SdfFile::new("t", "").pos_at(0),
+        }
+    }
+
+    #[test]
+    fn only_a_non_empty_2mib_multiple_gets_large_pages() {
+        assert_eq!(optimal_page_size(&region(LARGE_PAGE), true), LARGE_PAGE);
+        assert_eq!(optimal_page_size(&region(LARGE_PAGE), false), SMALL_PAGE);
+        assert_eq!(optimal_page_size(&region(SMALL_PAGE), true), SMALL_PAGE);
+        // Issue 7, also seen: size 0 is a multiple of 2 MiB, but has no page to enlarge; raising
+        // it made the builder's error name a page size the file never gave.
+        assert_eq!(optimal_page_size(&region(0), true), SMALL_PAGE);
+    }
+}

@@ -23,6 +23,7 @@ mod xml;
 
 use std::path::{Path, PathBuf};
 
+pub(crate) use memory_region::DisjointRanges;
 pub use error::{SdfError, SdfErrorKind};
 pub use model::SystemDescription;
 
