@@ -138,7 +138,10 @@ pub fn parse_halt(line: &str) -> Option<HaltLine> {
 /// hypervisor prints nothing after its halt line, so an earlier halt line (followed by more
 /// protocol output) is no verdict.
 pub fn find_halt(console: &str) -> Option<HaltLine> {
-    let last = console.lines().rev().find(|line| parse_line(line).is_some())?;
+    let last = console
+        .lines()
+        .rev()
+        .find(|line| parse_line(line).is_some())?;
     parse_halt(last)
 }
 

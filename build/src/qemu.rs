@@ -414,7 +414,10 @@ mod tests {
             false,
             &flag,
         );
-        assert!(!flag.load(Ordering::Relaxed), "a domain's text is not a halt line");
+        assert!(
+            !flag.load(Ordering::Relaxed),
+            "a domain's text is not a halt line"
+        );
     }
 
     #[test]

@@ -29,7 +29,9 @@ fn check(path: &Path) -> Output {
 }
 
 fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).trim_end().to_owned()
+    String::from_utf8_lossy(&output.stdout)
+        .trim_end()
+        .to_owned()
 }
 
 #[test]
@@ -79,9 +81,8 @@ fn fifty_thousand_mapped_regions_and_the_overlap_at_the_end() {
     let output = check(&write_system("mapped.system", &valid));
     assert_eq!(stdout(&output), "OK", "{output:?}");
 
-    let overlapping = format!(
-        "{xml}<map mr=\"m7\" vaddr=\"0x1000_0000\"/>\n</protection_domain>\n</system>\n"
-    );
+    let overlapping =
+        format!("{xml}<map mr=\"m7\" vaddr=\"0x1000_0000\"/>\n</protection_domain>\n</system>\n");
     let output = check(&write_system("mapped_overlap.system", &overlapping));
     let line = 2 * count + 3;
     assert_eq!(
@@ -103,7 +104,9 @@ fn output_path(name: &str) -> String {
 
 #[test]
 fn an_element_with_a_hundred_thousand_attributes_is_refused_by_the_limit() {
-    let attributes: String = (0..100_000).map(|index| format!(" a{index}=\"\"")).collect();
+    let attributes: String = (0..100_000)
+        .map(|index| format!(" a{index}=\"\""))
+        .collect();
     let xml = format!("<system>\n  <memory_region{attributes} />\n</system>\n");
     let output = check(&write_system("attributes.system", &xml));
     assert_eq!(

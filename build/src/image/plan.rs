@@ -31,8 +31,8 @@ use frameshift_abi::domain_name;
 use frameshift_hypervisor::kernel::system::MAX_IRQS;
 
 use crate::sdf::devices;
-use crate::sdf::DisjointRanges;
 use crate::sdf::model::{IrqTrigger, Map, MemoryRegion, SystemDescription, PAGE_SIZES};
+use crate::sdf::DisjointRanges;
 
 use super::address::{align_up, ranges_overlap, Ipa, PhysAddr};
 use super::elf::ElfImage;

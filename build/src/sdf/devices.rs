@@ -127,9 +127,7 @@ pub const QEMU_VIRT_DEVICES: [Device; 24] = [
         0x7_0000,
         false,
         Hypervisor,
-        "GICv2 CPU,
-        v2m,
-        hypervisor and vCPU interfaces on a GICv2 machine; empty with GICv3",
+        "GICv2 CPU, v2m, hypervisor and vCPU interfaces on a GICv2 machine; empty with GICv3",
     ),
     device(
         "GICv3 ITS",
@@ -153,7 +151,7 @@ pub const QEMU_VIRT_DEVICES: [Device; 24] = [
         0x1000,
         false,
         Hypervisor,
-        "the console: only the hypervisor writes the FS|<domain>| prefixes",
+        "the console: only the hypervisor writes the line prefixes",
     ),
     device(
         "PL031 RTC",
@@ -225,8 +223,7 @@ pub const QEMU_VIRT_DEVICES: [Device; 24] = [
         0x1_0000,
         false,
         Domain,
-        "not present under TCG; a page of times,
-        no DMA",
+        "not present under TCG; a page of times, no DMA",
     ),
     device(
         "secure GPIO (absent: secure=off)",
@@ -266,8 +263,7 @@ pub const QEMU_VIRT_DEVICES: [Device; 24] = [
         0x2EFF_0000,
         true,
         Refused,
-        "memory BARs of PCI devices,
-        which can be bus masters",
+        "memory BARs of PCI devices, which can be bus masters",
     ),
     device(
         "PCIe PIO window",
@@ -275,8 +271,7 @@ pub const QEMU_VIRT_DEVICES: [Device; 24] = [
         0x1_0000,
         true,
         Refused,
-        "I/O BARs of PCI devices,
-        which can be bus masters",
+        "I/O BARs of PCI devices, which can be bus masters",
     ),
     device(
         "PCIe ECAM (low)",

@@ -23,8 +23,8 @@ mod xml;
 
 use std::path::{Path, PathBuf};
 
-pub(crate) use memory_region::DisjointRanges;
 pub use error::{SdfError, SdfErrorKind};
+pub(crate) use memory_region::DisjointRanges;
 pub use model::SystemDescription;
 
 /// Parses and validates the system description at `path`; `prefill_path` files are looked up
