@@ -48,7 +48,7 @@ impl<'f> SdfFile<'f> {
         let mut char_counts = Vec::with_capacity(text.len() / CHAR_STRIDE + 1);
         let mut chars = 0;
         for (offset, byte) in text.bytes().enumerate() {
-            if offset % CHAR_STRIDE == 0 {
+            if offset.is_multiple_of(CHAR_STRIDE) {
                 char_counts.push(chars);
             }
             chars += usize::from(starts_char(byte));
@@ -56,7 +56,7 @@ impl<'f> SdfFile<'f> {
                 line_starts.push(offset + 1);
             }
         }
-        if text.len() % CHAR_STRIDE == 0 {
+        if text.len().is_multiple_of(CHAR_STRIDE) {
             char_counts.push(chars);
         }
         Self {
