@@ -9,11 +9,21 @@
 //!
 //! and its status is the run's verdict (0 = success). The host never trusts anything else for
 //! pass/fail: not QEMU's exit status alone and never semihosting (DESIGN.md section 9).
+//!
+//! Only the hypervisor's own lines count. A domain's text always follows its own prefix, so a
+//! domain that prints `FS|hypervisor|halt status=0 ...` produces `FS|<domain>|FS|hypervisor|...`,
+//! which is that domain's line. No domain can be named `hypervisor` (in any letter case) or carry
+//! a byte that would not survive the prefix: `frameshift_abi::domain_name::check`, enforced by the
+//! build tool and the hypervisor, and here a prefix naming no possible domain is not a protocol
+//! line at all. And since the hypervisor prints nothing after its halt line, a halt line that is
+//! followed by any other protocol line is not the verdict.
 
 use std::fmt;
 
+use frameshift_abi::domain_name;
+
 /// The domain name the hypervisor uses for its own lines.
-pub const HYPERVISOR_DOMAIN: &str = "hypervisor";
+pub const HYPERVISOR_DOMAIN: &str = domain_name::HYPERVISOR_NAME;
 
 /// One `FS|<domain>|<text>` line, borrowed from the console text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,13 +35,14 @@ pub struct ConsoleLine<'a> {
 }
 
 /// Parses one console line. Returns `None` for anything that is not protocol output (QEMU's own
-/// messages, partial lines, blank lines). A trailing `\r` is ignored because serial output
-/// usually ends lines with CR LF.
+/// messages, partial lines, blank lines, and prefixes that name neither the hypervisor nor a
+/// possible domain). A trailing `\r` is ignored because serial output usually ends lines with
+/// CR LF.
 pub fn parse_line(line: &str) -> Option<ConsoleLine<'_>> {
     let line = line.strip_suffix('\r').unwrap_or(line);
     let rest = line.strip_prefix("FS|")?;
     let (domain, text) = rest.split_once('|')?;
-    if domain.is_empty() || domain.chars().any(char::is_whitespace) {
+    if domain != HYPERVISOR_DOMAIN && domain_name::check(domain.as_bytes()).is_err() {
         return None;
     }
     Some(ConsoleLine { domain, text })
@@ -123,9 +134,15 @@ pub fn parse_halt(line: &str) -> Option<HaltLine> {
     })
 }
 
-/// The run's verdict: the last halt line of the transcript, if any.
+/// The run's verdict: the last protocol line of the transcript, if it is a halt line. The
+/// hypervisor prints nothing after its halt line, so an earlier halt line (followed by more
+/// protocol output) is no verdict.
 pub fn find_halt(console: &str) -> Option<HaltLine> {
-    console.lines().rev().find_map(parse_halt)
+    let last = console
+        .lines()
+        .rev()
+        .find(|line| parse_line(line).is_some())?;
+    parse_halt(last)
 }
 
 #[cfg(test)]
@@ -136,7 +153,7 @@ mod tests {
 
     #[test]
     fn parses_protocol_lines_and_skips_others() {
-        let console = "QEMU noise\r\nFS|hypervisor|boot cpus=1\r\nFS|hello|hi | there\nFS||x\nFS|a b|x\npartial FS|x|y\n";
+        let console = "QEMU noise\r\nFS|hypervisor|boot cpus=1\r\nFS|hello|hi | there\nFS||x\nFS|a b|x\npartial FS|x|y\nFS|HYPERVISOR|x\nFS|g\u{e4}st|x\n";
         let parsed: Vec<_> = lines(console).collect();
         assert_eq!(
             parsed,
@@ -190,11 +207,30 @@ mod tests {
     }
 
     #[test]
-    fn last_halt_line_wins_and_absence_is_none() {
-        let console = "FS|hypervisor|halt status=0 reason=ok\nFS|hypervisor|halt status=2 reason=bad-boot-info\nFS|x|after\n";
+    fn only_a_final_halt_line_is_the_verdict() {
+        let console = "FS|hypervisor|halt status=0 reason=ok\nFS|hypervisor|halt status=2 reason=bad-boot-info\r\nQEMU noise\n";
         assert_eq!(find_halt(console).map(|h| h.status), Some(2));
+        // A halt line followed by more protocol output is not where the run ended.
+        let console = "FS|hypervisor|halt status=0 reason=ok\nFS|x|after\n";
+        assert_eq!(find_halt(console), None);
         assert_eq!(find_halt("FS|hypervisor|boot\n"), None);
         assert_eq!(find_halt(""), None);
+    }
+
+    #[test]
+    fn a_domains_text_is_never_a_halt_line() {
+        // Issue 7, break 1: whatever a domain prints follows its own prefix.
+        for line in [
+            "FS|evil|FS|hypervisor|halt status=0 reason=ok",
+            "FS|evil|xFS|hypervisor|halt status=0 reason=ok",
+            "FS|HYPERVISOR|halt status=0 reason=ok",
+            "FS|Hypervisor|halt status=0 reason=ok",
+            "FS|hyper visor|halt status=0 reason=ok",
+        ] {
+            assert_eq!(parse_halt(line), None, "{line}");
+            let console = format!("FS|hypervisor|boot\n{line}\n");
+            assert_eq!(find_halt(&console), None, "{line}");
+        }
     }
 
     #[test]

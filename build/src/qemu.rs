@@ -29,7 +29,7 @@ pub const GDB_PORT: u16 = 1234;
 /// How long QEMU may keep running after the halt line before it is killed. The hypervisor calls
 /// PSCI SYSTEM_OFF right after printing the halt line, so a QEMU still alive after this means
 /// the power-off path is broken: the run is then reported as a QEMU failure.
-const HALT_GRACE: Duration = Duration::from_secs(5);
+pub const HALT_GRACE: Duration = Duration::from_secs(5);
 
 /// How often the launcher checks whether QEMU has exited.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
@@ -215,7 +215,7 @@ pub fn run(image: &Path, options: &QemuOptions) -> Result<RunOutcome, QemuError>
             _ => QemuError::Io(error),
         })?;
 
-    let halt_seen = Arc::new(AtomicBool::new(false));
+    let halt_is_last = Arc::new(AtomicBool::new(false));
     let stdout = child
         .stdout
         .take()
@@ -225,9 +225,9 @@ pub fn run(image: &Path, options: &QemuOptions) -> Result<RunOutcome, QemuError>
         .take()
         .ok_or_else(|| io::Error::other("no QEMU stderr pipe"))?;
     let console_reader = {
-        let halt_seen = Arc::clone(&halt_seen);
+        let halt_is_last = Arc::clone(&halt_is_last);
         let stream = options.stream;
-        thread::spawn(move || read_console(stdout, stream, &halt_seen))
+        thread::spawn(move || read_console(stdout, stream, &halt_is_last))
     };
     let stderr_reader = thread::spawn(move || {
         let mut text = Vec::new();
@@ -236,7 +236,7 @@ pub fn run(image: &Path, options: &QemuOptions) -> Result<RunOutcome, QemuError>
         String::from_utf8_lossy(&text).into_owned()
     });
 
-    let (qemu_exit, timed_out) = wait(&mut child, options.timeout, &halt_seen)?;
+    let (qemu_exit, timed_out) = wait(&mut child, options.timeout, &halt_is_last)?;
     let console = console_reader.join().unwrap_or_default();
     let qemu_stderr = stderr_reader.join().unwrap_or_default();
     let halt = console::find_halt(&console);
@@ -249,9 +249,10 @@ pub fn run(image: &Path, options: &QemuOptions) -> Result<RunOutcome, QemuError>
     })
 }
 
-/// Collects QEMU's stdout, optionally echoing it, and raises `halt_seen` once a complete halt line
-/// has arrived.
-fn read_console(mut stdout: impl Read, stream: bool, halt_seen: &AtomicBool) -> String {
+/// Collects QEMU's stdout, optionally echoing it, and keeps `halt_is_last` equal to "the last
+/// complete protocol line is a halt line": raised by a halt line, lowered again by any protocol
+/// line after it (the hypervisor prints nothing after its halt line, so that one was not the end).
+fn read_console(mut stdout: impl Read, stream: bool, halt_is_last: &AtomicBool) -> String {
     let mut captured = Vec::new();
     let mut chunk = [0u8; 4096];
     let mut line_start = 0;
@@ -276,8 +277,9 @@ fn read_console(mut stdout: impl Read, stream: bool, halt_seen: &AtomicBool) -> 
             let line_end = line_start + newline;
             let line =
                 String::from_utf8_lossy(captured.get(line_start..line_end).unwrap_or_default());
-            if console::parse_halt(&line).is_some() {
-                halt_seen.store(true, Ordering::Relaxed);
+            if console::parse_line(&line).is_some() {
+                let halt = console::parse_halt(&line).is_some();
+                halt_is_last.store(halt, Ordering::Relaxed);
             }
             line_start = line_end + 1;
         }
@@ -285,12 +287,13 @@ fn read_console(mut stdout: impl Read, stream: bool, halt_seen: &AtomicBool) -> 
     String::from_utf8_lossy(&captured).into_owned()
 }
 
-/// Waits for QEMU to exit; kills it on timeout or when it outlives the halt line. Returns the
-/// exit status and whether the timeout fired.
+/// Waits for QEMU to exit; kills it on timeout or when it outlives the halt line (the grace period
+/// runs while the halt line is the last protocol line, and starts again after a later halt line).
+/// Returns the exit status and whether the timeout fired.
 fn wait(
     child: &mut Child,
     timeout: Option<Duration>,
-    halt_seen: &AtomicBool,
+    halt_is_last: &AtomicBool,
 ) -> Result<(ExitStatus, bool), QemuError> {
     let start = Instant::now();
     let mut halt_deadline: Option<Instant> = None;
@@ -302,11 +305,13 @@ fn wait(
         if timeout.is_some_and(|limit| now.duration_since(start) >= limit) {
             return Ok((kill(child)?, true));
         }
-        if halt_seen.load(Ordering::Relaxed) {
+        if halt_is_last.load(Ordering::Relaxed) {
             let deadline = *halt_deadline.get_or_insert(now + HALT_GRACE);
             if now >= deadline {
                 return Ok((kill(child)?, false));
             }
+        } else {
+            halt_deadline = None;
         }
         thread::sleep(POLL_INTERVAL);
     }
@@ -392,6 +397,30 @@ mod tests {
             &flag,
         );
         assert!(flag.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn console_reader_lowers_the_flag_when_output_follows_a_halt_line() {
+        // A halt line that is not the last protocol line must not start the grace period that
+        // kills QEMU (issue 7, break 1: a forged early halt line cut legitimate runs short).
+        let flag = AtomicBool::new(false);
+        read_console(
+            &b"FS|hypervisor|halt status=0 reason=ok\nFS|hello|still running\nQEMU noise\n"[..],
+            false,
+            &flag,
+        );
+        assert!(!flag.load(Ordering::Relaxed));
+
+        let flag = AtomicBool::new(false);
+        read_console(
+            &b"FS|evil|FS|hypervisor|halt status=0 reason=ok\n"[..],
+            false,
+            &flag,
+        );
+        assert!(
+            !flag.load(Ordering::Relaxed),
+            "a domain's text is not a halt line"
+        );
     }
 
     #[test]

@@ -91,13 +91,13 @@ fn overlapping_fixed_regions() {
 #[test]
 fn overlapping_device_regions() {
     let (error, message) = refused("overlap-devices", |_, _, system| {
-        system.memory_regions[SHARED].phys_addr = Some(PhysAddr(VIRTIO_PA));
+        system.memory_regions[SHARED].phys_addr = Some(PhysAddr(GPIO_PA));
     });
     assert!(
         matches!(error, ImageError::RegionsOverlap { .. }),
         "{error:?}"
     );
-    assert_mentions(&message, &["`shared` and `virtio` overlap"]);
+    assert_mentions(&message, &["`shared` and `gpio` overlap"]);
 }
 
 #[test]
@@ -117,15 +117,61 @@ fn region_in_hypervisor_memory() {
 
 #[test]
 fn region_on_the_hypervisors_gic_or_uart() {
-    for (address, device) in [(0x0800_0000, "GIC"), (0x0900_0000, "PL011")] {
+    for (address, device) in [
+        (0x0800_0000, "GICv3 distributor"),
+        (0x080A_0000, "GICv3 redistributors"),
+        (0x0900_0000, "PL011"),
+    ] {
         let (error, message) = refused("region-on-device", |_, _, system| {
             system.memory_regions[SHARED].phys_addr = Some(PhysAddr(address));
         });
         assert!(
-            matches!(error, ImageError::RegionOnHypervisorDevice { .. }),
+            matches!(error, ImageError::RegionOnDevice { .. }),
             "{error:?}"
         );
-        assert_mentions(&message, &["`shared`", device]);
+        assert_mentions(
+            &message,
+            &["`shared`", device, "the hypervisor keeps for itself"],
+        );
+    }
+}
+
+#[test]
+fn region_on_a_dma_capable_device() {
+    // Issue 7, break 4: fw_cfg's DMA interface, virtio-mmio and PCIe write physical memory
+    // behind stage 2, so no domain may map them.
+    for (address, device) in [
+        (0x0902_0000, "fw_cfg [0x9020000..0x9020018)"),
+        (0x0A00_0000, "virtio-mmio transports"),
+        (0x0C00_0000, "platform bus"),
+        (0x1000_0000, "PCIe MMIO window"),
+        (0x3EFF_0000, "PCIe PIO window"),
+        (0x3F00_0000, "PCIe ECAM (low)"),
+        (0x40_1000_0000, "PCIe ECAM (high)"),
+        (0x80_0000_0000, "PCIe MMIO window (high)"),
+    ] {
+        let (error, message) = refused("region-on-dma-device", |_, _, system| {
+            system.memory_regions[GPIO].phys_addr = Some(PhysAddr(address));
+        });
+        assert!(
+            matches!(error, ImageError::RegionOnDevice { .. }),
+            "{error:?}"
+        );
+        assert_mentions(&message, &["`gpio`", device, "DMA", "bypassing stage 2"]);
+    }
+}
+
+#[test]
+fn devices_that_cannot_dma_may_be_mapped() {
+    // Liveness: the RTC, the GPIO and flash stay available to domains.
+    for address in [0x0901_0000, 0x0903_0000, 0x0100_0000] {
+        let dir = scratch("device-ok");
+        let inputs = write_fixtures(&dir);
+        let mut system = system();
+        system.memory_regions[GPIO].phys_addr = Some(PhysAddr(address));
+        if let Err(error) = build(&system, &inputs) {
+            panic!("{address:#x} refused: {error}");
+        }
     }
 }
 
@@ -510,13 +556,13 @@ fn prefill_larger_than_its_region() {
 #[test]
 fn prefill_of_a_device_region() {
     let (error, message) = refused("prefill-device", |_, _, system| {
-        system.memory_regions[VIRTIO].prefill_path = Some(PathBuf::from("blob.bin"));
+        system.memory_regions[GPIO].prefill_path = Some(PathBuf::from("blob.bin"));
     });
     assert!(
         matches!(error, ImageError::PrefillOnDevice { .. }),
         "{error:?}"
     );
-    assert_mentions(&message, &["`virtio`", "cannot be prefilled"]);
+    assert_mentions(&message, &["`gpio`", "cannot be prefilled"]);
 }
 
 #[test]
@@ -553,7 +599,92 @@ fn name_too_long() {
         system.protection_domains[1].name = "c".repeat(64);
     });
     assert!(matches!(error, ImageError::BadName { .. }), "{error:?}");
-    assert_mentions(&message, &["1 to 63 bytes"]);
+    assert_mentions(&message, &["64 bytes long", "at most 63 and its NUL"]);
+    let (_, message) = refused("longer-name", |_, _, system| {
+        system.protection_domains[1].name = "c".repeat(65);
+    });
+    assert_mentions(
+        &message,
+        &["65 bytes long; at most 64 fit in a console prefix"],
+    );
+}
+
+#[test]
+fn names_that_would_forge_or_merge_console_prefixes() {
+    // Issue 7, break 1: the builder applies frameshift_abi::domain_name::check to PDs and VMs.
+    for (name, vm, reason) in [
+        ("hypervisor", false, "reserved for the hypervisor"),
+        ("Hypervisor", true, "reserved for the hypervisor"),
+        ("a|b", false, "character '|' at position 1"),
+        ("a b", true, "character ' ' at position 1"),
+        ("g\u{e4}st", false, "byte 0xc3 at position 1"),
+        ("bell\u{7}", false, "byte 0x07 at position 4"),
+    ] {
+        let (error, message) = refused("bad-name", |_, _, system| {
+            if vm {
+                if let Some(vm) = system.protection_domains[0].virtual_machine.as_mut() {
+                    vm.name = name.to_string();
+                }
+            } else {
+                system.protection_domains[1].name = name.to_string();
+            }
+        });
+        assert!(matches!(error, ImageError::BadName { .. }), "{error:?}");
+        assert_mentions(&message, &[reason]);
+        // A control character reaches the terminal escaped.
+        assert!(!message.contains('\u{7}'), "{message:?}");
+    }
+}
+
+#[test]
+fn more_irqs_than_the_hypervisor_routes() {
+    let (error, message) = refused("too-many-irqs", |_, _, system| {
+        let irqs = (0..65u64).map(|number| frameshift_build::sdf::model::Irq {
+            irq: 100 + number,
+            id: number % 62,
+            trigger: frameshift_build::sdf::model::IrqTrigger::Edge,
+        });
+        system.protection_domains[0].irqs = irqs.collect();
+    });
+    assert!(
+        matches!(error, ImageError::TooManyIrqs { count: 65 }),
+        "{error:?}"
+    );
+    assert_mentions(&message, &["65 irqs", "at most 64"]);
+}
+
+#[test]
+fn a_segment_running_past_the_address_space() {
+    // Issue 7, also seen: a huge p_memsz was reported as "file size exceeds memory size".
+    let (error, message) = refused("huge-segment", |dir, _, _| {
+        let mut elf = pd(CLIENT_SETVARS);
+        elf.segments[1].mem_size = u64::MAX - 0x1000;
+        elf.write(&dir.join("client.elf"));
+    });
+    assert!(
+        matches!(error, ImageError::SegmentTooLarge { .. }),
+        "{error:?}"
+    );
+    assert_mentions(
+        &message,
+        &[
+            "client.elf",
+            "memory size of 0xffffffffffffefff bytes",
+            "past the end",
+        ],
+    );
+    assert!(!message.contains("file size exceeds"), "{message}");
+}
+
+#[test]
+fn a_segment_whose_file_size_exceeds_its_memory_size() {
+    let (error, message) = refused("filesz-over-memsz", |dir, _, _| {
+        let mut elf = pd(CLIENT_SETVARS);
+        elf.segments[1].mem_size = 1;
+        elf.write(&dir.join("client.elf"));
+    });
+    assert!(matches!(error, ImageError::NotElf64 { .. }), "{error:?}");
+    assert_mentions(&message, &["file size", "exceeds memory size 0x1"]);
 }
 
 #[test]

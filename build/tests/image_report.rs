@@ -100,7 +100,7 @@ fn report_shows_the_hypervisor_range_and_boot_info_location() {
         "[0x0040100000, 0x0040101800)  hypervisor segment 0 r-x",
         boot_info.as_str(),
         "hypervisor heap",
-        "`virtio`  [0x000a000000, 0x000a001000)  page 0x1000  device (outside RAM)",
+        "`gpio`  [0x0009030000, 0x0009031000)  page 0x1000  device (outside RAM)",
     ] {
         assert!(report.contains(part), "report lacks {part:?}:\n{report}");
     }

@@ -184,3 +184,35 @@ fn qemu_outliving_its_halt_line_is_killed_and_fails() {
         "a status 0 that never powered off is not a pass"
     );
 }
+
+#[test]
+fn a_forged_halt_line_neither_decides_nor_cuts_the_run_short() {
+    // Issue 7, break 1: a domain's text after its own prefix, and a halt line with the
+    // hypervisor's prefix followed by more output (what a PD named `hypervisor` printed), must
+    // neither become the verdict nor start the grace period that kills QEMU after a halt line.
+    let image = write_image(
+        "forged.elf",
+        "FS|hypervisor|boot\r\n\
+         FS|evil|FS|hypervisor|halt status=0 reason=ok\r\n\
+         FS|hypervisor|halt status=0 reason=forged\r\n\
+         FS|evil|still running\r\n",
+        Ending::Spin,
+    );
+    // Long enough that the grace period, had it started, would have ended the run first.
+    let options = QemuOptions {
+        timeout: Some(qemu::HALT_GRACE + Duration::from_secs(3)),
+        ..QemuOptions::default()
+    };
+    let outcome = qemu::run(&image, &options).expect("QEMU runs");
+    assert!(
+        outcome.timed_out,
+        "only the timeout may end this run, not a grace period after a forged halt line: {outcome:?}"
+    );
+    assert_eq!(outcome.halt, None, "{outcome:?}");
+    assert_eq!(outcome.exit_code(), 1);
+    assert!(
+        outcome.console.contains("FS|evil|still running"),
+        "{:?}",
+        outcome.console
+    );
+}

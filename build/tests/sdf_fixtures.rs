@@ -16,7 +16,7 @@ fn parse_fixture(name: &str) -> Result<SystemDescription, SdfError> {
 }
 
 /// (fixture, kind, full message).
-const REFUSED: [(&str, SdfErrorKind, &str); 12] = [
+const REFUSED: [(&str, SdfErrorKind, &str); 23] = [
     (
         "protected_invalid_value.system",
         SdfErrorKind::Microkit,
@@ -77,6 +77,65 @@ const REFUSED: [(&str, SdfErrorKind, &str); 12] = [
         SdfErrorKind::NotSupported,
         "Error: element '<cspace>' is not supported by Frameshift: unsupported_cspace.system:9:9",
     ),
+    // Issue 7, break 1: names pass frameshift_abi::domain_name::check.
+    (
+        "name_hypervisor.system",
+        SdfErrorKind::Frameshift,
+        "Error: invalid name 'hypervisor': the name 'hypervisor' is reserved for the hypervisor's own console lines on element 'protection_domain': name_hypervisor.system:7:5",
+    ),
+    (
+        "name_hypervisor_upper_case.system",
+        SdfErrorKind::Frameshift,
+        "Error: invalid name 'HYPERVISOR': the name 'hypervisor' is reserved for the hypervisor's own console lines on element 'virtual_machine': name_hypervisor_upper_case.system:7:9",
+    ),
+    (
+        "name_bar.system",
+        SdfErrorKind::Frameshift,
+        "Error: invalid name 'a|b': character '|' at position 1 cannot appear in a console prefix (allowed: printable ASCII except space and '|') on element 'protection_domain': name_bar.system:4:5",
+    ),
+    (
+        "name_space.system",
+        SdfErrorKind::Frameshift,
+        "Error: invalid name 'a b': character ' ' at position 1 cannot appear in a console prefix (allowed: printable ASCII except space and '|') on element 'protection_domain': name_space.system:4:5",
+    ),
+    (
+        "name_non_ascii.system",
+        SdfErrorKind::Frameshift,
+        "Error: invalid name 'gäst': byte 0xc3 at position 1 cannot appear in a console prefix (allowed: printable ASCII except space and '|') on element 'protection_domain': name_non_ascii.system:4:5",
+    ),
+    (
+        "name_too_long.system",
+        SdfErrorKind::Frameshift,
+        "Error: invalid name 'nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn': the name is 65 bytes long; at most 64 fit in a console prefix on element 'protection_domain': name_too_long.system:4:5",
+    ),
+    // Issue 7, also seen: a zero-size region names its own page size.
+    (
+        "region_size_zero.system",
+        SdfErrorKind::Frameshift,
+        "Error: memory region 'empty' has size 0; its size must be a non-zero multiple of its page size 0x1000 @ region_size_zero.system:4:5",
+    ),
+    // Issue 7, break 4: no DMA-capable device in a domain.
+    (
+        "device_fw_cfg.system",
+        SdfErrorKind::Frameshift,
+        "Error: memory region 'fw_cfg' physical address range [0x9020000..0x9021000) overlaps fw_cfg [0x9020000..0x9020018), a DMA-capable device (its DMA interface copies to and from any physical address it is given); no IOMMU stands in front of it on QEMU virt, so a domain that maps it can write any physical memory, bypassing stage 2 @ device_fw_cfg.system:4:5",
+    ),
+    (
+        "device_virtio_mmio.system",
+        SdfErrorKind::Frameshift,
+        "Error: memory region 'virtio' physical address range [0xa003000..0xa004000) overlaps virtio-mmio transports [0xa000000..0xa004000), a DMA-capable device (32 transports of 0x200 bytes; a virtio device reads and writes its queues anywhere in physical memory); no IOMMU stands in front of it on QEMU virt, so a domain that maps it can write any physical memory, bypassing stage 2 @ device_virtio_mmio.system:4:5",
+    ),
+    (
+        "device_pcie_ecam.system",
+        SdfErrorKind::Frameshift,
+        "Error: memory region 'ecam' physical address range [0x4010000000..0x4010001000) overlaps PCIe ECAM (high) [0x4010000000..0x4020000000), a DMA-capable device (PCI configuration space: turns on bus mastering of PCI devices, which then DMA anywhere); no IOMMU stands in front of it on QEMU virt, so a domain that maps it can write any physical memory, bypassing stage 2 @ device_pcie_ecam.system:4:5",
+    ),
+    // Issue 7, also seen: the hypervisor routes at most 64 interrupts.
+    (
+        "irq_too_many.system",
+        SdfErrorKind::Frameshift,
+        "Error: too many irqs (65) defined. Maximum is 64 (the hypervisor routes at most 64 interrupts) @ irq_too_many.system:73:9",
+    ),
 ];
 
 #[test]
@@ -106,18 +165,18 @@ fn sample_system_with_protected_guest_parses() {
         .iter()
         .map(|pd| pd.name.as_str())
         .collect();
-    assert_eq!(names, ["vmm", "serial"]);
+    assert_eq!(names, ["vmm", "rtc_driver"]);
     let regions: Vec<&str> = system
         .memory_regions
         .iter()
         .map(|region| region.name.as_str())
         .collect();
-    assert_eq!(regions, ["guest_ram", "uart"]);
+    assert_eq!(regions, ["guest_ram", "rtc"]);
 
-    let [vmm, serial] = &system.protection_domains[..] else {
+    let [vmm, rtc_driver] = &system.protection_domains[..] else {
         panic!("two PDs expected");
     };
-    assert_eq!((vmm.priority, serial.priority), (100, 150));
+    assert_eq!((vmm.priority, rtc_driver.priority), (100, 150));
     assert_eq!(vmm.stack_size, 0x2000);
     assert_eq!(vmm.maps.len(), 1);
     assert_eq!(vmm.maps[0].memory_region, 0);
@@ -139,20 +198,20 @@ fn sample_system_with_protected_guest_parses() {
     assert_eq!(system.memory_regions[0].page_size, 0x20_0000);
     assert_eq!(
         system.memory_regions[1].phys_addr,
-        Some(PhysAddr(0x900_0000))
+        Some(PhysAddr(0x901_0000))
     );
-    assert_eq!(serial.irqs.len(), 1);
-    assert_eq!((serial.irqs[0].irq, serial.irqs[0].id), (33, 1));
-    assert!(!serial.maps[0].cached);
+    assert_eq!(rtc_driver.irqs.len(), 1);
+    assert_eq!((rtc_driver.irqs[0].irq, rtc_driver.irqs[0].id), (34, 1));
+    assert!(!rtc_driver.maps[0].cached);
 
     assert_eq!(system.channels.len(), 1);
     let [end_a, end_b] = &system.channels[0].ends;
     assert_eq!((end_a.pd, end_a.id), (0, 1));
     assert_eq!((end_b.pd, end_b.id), (1, 2));
     assert!(end_a.notify && !end_a.pp);
-    assert_eq!(serial.id_setvars.len(), 1);
-    assert_eq!(serial.id_setvars[0].symbol, "vmm_channel");
-    assert_eq!(serial.id_setvars[0].id, 2);
+    assert_eq!(rtc_driver.id_setvars.len(), 1);
+    assert_eq!(rtc_driver.id_setvars[0].symbol, "vmm_channel");
+    assert_eq!(rtc_driver.id_setvars[0].id, 2);
 }
 
 #[test]
@@ -164,6 +223,29 @@ fn protected_rules_apply_only_to_protected_guests() {
             assert_eq!(vm.map(|vm| vm.protected), Some(false));
             assert_eq!(system.protection_domains[0].setvars.len(), 1);
             assert_eq!(system.protection_domains[0].setvars[0].region_paddr, 0);
+        }
+        Err(error) => panic!("refused: {error}"),
+    }
+}
+
+#[test]
+fn devices_that_cannot_dma_and_the_irq_limit_itself_are_accepted() {
+    // Liveness for issue 7: the PL031 RTC may be given to a PD, and 64 irqs are routed.
+    match parse_fixture("device_rtc_ok.system") {
+        Ok(system) => assert_eq!(
+            system.memory_regions[0].phys_addr,
+            Some(PhysAddr(0x901_0000))
+        ),
+        Err(error) => panic!("refused: {error}"),
+    }
+    match parse_fixture("irq_at_limit_ok.system") {
+        Ok(system) => {
+            let irqs: usize = system
+                .protection_domains
+                .iter()
+                .map(|pd| pd.irqs.len())
+                .sum();
+            assert_eq!(irqs, 64);
         }
         Err(error) => panic!("refused: {error}"),
     }
@@ -186,6 +268,8 @@ fn every_fixture_is_covered() {
             [
                 "sample_protected_system.system",
                 "unprotected_shared_ok.system",
+                "device_rtc_ok.system",
+                "irq_at_limit_ok.system",
             ]
             .map(String::from),
         )

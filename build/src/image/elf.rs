@@ -126,8 +126,20 @@ impl ElfImage {
                 data: data.to_vec(),
                 flags: program_header.p_flags(endian),
             };
-            if segment.data.len() as u64 > segment.mem_size || segment.page_end().is_none() {
-                return Err(not_elf("segment file size exceeds memory size".to_string()));
+            if segment.data.len() as u64 > segment.mem_size {
+                return Err(not_elf(format!(
+                    "segment at {:#x}: file size {:#x} exceeds memory size {:#x}",
+                    segment.vaddr,
+                    segment.data.len(),
+                    segment.mem_size
+                )));
+            }
+            if segment.page_end().is_none() {
+                return Err(ImageError::SegmentTooLarge {
+                    path: path.to_path_buf(),
+                    vaddr: segment.vaddr,
+                    mem_size: segment.mem_size,
+                });
             }
             segments.push(segment);
         }

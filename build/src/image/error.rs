@@ -6,6 +6,9 @@ use std::io;
 use std::path::PathBuf;
 
 use frameshift_abi::boot_info::BootInfoError;
+use frameshift_hypervisor::kernel::system::MAX_IRQS;
+
+use crate::sdf::devices::{self, Device};
 
 use super::address::{Ipa, PhysAddr};
 
@@ -89,6 +92,15 @@ pub enum ImageError {
         first: u64,
         /// Second segment start.
         second: u64,
+    },
+    /// A loadable segment whose memory size runs past the end of the 64-bit address space.
+    SegmentTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Segment start.
+        vaddr: u64,
+        /// `p_memsz`.
+        mem_size: u64,
     },
     /// A PD segment with no R, W or X flag.
     SegmentWithoutRights {
@@ -178,12 +190,13 @@ pub enum ImageError {
         /// `phys_addr`.
         phys_addr: PhysAddr,
     },
-    /// A `phys_addr` region on a device the hypervisor keeps for itself.
-    RegionOnHypervisorDevice {
+    /// A `phys_addr` region on a device the hypervisor keeps for itself, or on a DMA-capable
+    /// device (which would write memory behind stage 2): `sdf::devices`.
+    RegionOnDevice {
         /// Region name.
         region: String,
         /// The device.
-        device: &'static str,
+        device: Device,
     },
     /// A `phys_addr` region that is partly RAM and partly not.
     RegionStraddlesRam {
@@ -270,10 +283,18 @@ pub enum ImageError {
         /// The symbol.
         symbol: String,
     },
-    /// A domain name that is empty or longer than 64 bytes.
+    /// A domain name that fails `frameshift_abi::domain_name::check`, or is too long for
+    /// `microkit_name` and its NUL.
     BadName {
-        /// The name.
+        /// The name (escaped).
         name: String,
+        /// Why.
+        reason: String,
+    },
+    /// More `<irq>`s than the hypervisor routes.
+    TooManyIrqs {
+        /// How many the system has.
+        count: usize,
     },
     /// A priority above 254.
     BadPriority {
@@ -355,6 +376,12 @@ impl fmt::Display for ImageError {
                  page (link with page-aligned segments)",
                 path.display()
             ),
+            Self::SegmentTooLarge { path, vaddr, mem_size } => write!(
+                f,
+                "'{}': loadable segment at {vaddr:#x} has a memory size of {mem_size:#x} bytes, \
+                 which runs past the end of the 64-bit address space",
+                path.display()
+            ),
             Self::SegmentWithoutRights { path, vaddr } => write!(
                 f,
                 "'{}': loadable segment at {vaddr:#x} has none of the R, W, X flags",
@@ -406,9 +433,10 @@ impl fmt::Display for ImageError {
                 "memory region `{region}`: phys_addr {phys_addr} lies in the hypervisor's reserved \
                  memory [0x40000000, 0x42000000) (I4)"
             ),
-            Self::RegionOnHypervisorDevice { region, device } => write!(
+            Self::RegionOnDevice { region, device } => write!(
                 f,
-                "memory region `{region}`: phys_addr range covers the hypervisor's {device}"
+                "memory region `{region}`: phys_addr range overlaps {device}, {}",
+                devices::reason(device)
             ),
             Self::RegionStraddlesRam { region, phys_addr } => write!(
                 f,
@@ -450,9 +478,11 @@ impl fmt::Display for ImageError {
                 f,
                 "virtual machine `{vm}`: setvar `{symbol}` on a VM map (a VM has no ELF to patch)"
             ),
-            Self::BadName { name } => {
-                write!(f, "domain name `{name}` must be 1 to 63 bytes")
-            }
+            Self::BadName { name, reason } => write!(f, "domain name `{name}`: {reason}"),
+            Self::TooManyIrqs { count } => write!(
+                f,
+                "the system has {count} irqs; the hypervisor routes at most {MAX_IRQS}"
+            ),
             Self::BadPriority { domain, priority } => {
                 write!(f, "`{domain}`: priority {priority} is above 254")
             }

@@ -29,17 +29,6 @@ pub const HYPERVISOR_SIZE: u64 = 32 << 20;
 pub const HYPERVISOR_LOAD_BASE: PhysAddr = PhysAddr(0x4010_0000);
 /// Start of the convertible range (all domain memory), right after the hypervisor's range.
 pub const CONVERTIBLE_BASE: PhysAddr = PhysAddr(HYPERVISOR_BASE.0 + HYPERVISOR_SIZE);
-/// Devices the hypervisor keeps for itself on QEMU `virt`: a `phys_addr` region touching one
-/// would let a domain program the interrupt controller or the console behind its back.
-pub const HYPERVISOR_DEVICES: [(&str, PhysAddr, u64); 2] = [
-    (
-        "GIC (distributor, ITS and redistributors)",
-        PhysAddr(0x0800_0000),
-        0x100_0000,
-    ),
-    ("PL011 UART (console)", PhysAddr(0x0900_0000), 0x1000),
-];
-
 /// The layout for one RAM size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryLayout {
@@ -97,12 +86,15 @@ pub struct Allocation {
 pub(crate) struct PhysicalAllocator {
     cursor: u64,
     end: u64,
+    /// Disjoint (the planner refuses overlapping `phys_addr` regions), sorted by address, so
+    /// the block in the way of a candidate is found by binary search.
     fixed: Vec<Allocation>,
     allocations: Vec<Allocation>,
 }
 
 impl PhysicalAllocator {
-    pub(crate) fn new(layout: &MemoryLayout, fixed: Vec<Allocation>) -> Self {
+    pub(crate) fn new(layout: &MemoryLayout, mut fixed: Vec<Allocation>) -> Self {
+        fixed.sort_by_key(|block| block.pa);
         Self {
             cursor: CONVERTIBLE_BASE.0,
             end: layout.ram_end().0,
@@ -126,11 +118,15 @@ impl PhysicalAllocator {
             if end > self.end {
                 break;
             }
-            // Step over any fixed block in the way and try again just after it.
+            // Step over any fixed block in the way and try again just after it. The first block
+            // ending after `start` is the only one that can be in the way first.
+            let first_after = self
+                .fixed
+                .partition_point(|block| block.pa.0.saturating_add(block.size) <= start);
             match self
                 .fixed
-                .iter()
-                .find(|block| ranges_overlap(start, size, block.pa.0, block.size))
+                .get(first_after)
+                .filter(|block| ranges_overlap(start, size, block.pa.0, block.size))
             {
                 Some(block) => candidate = align_up(block.pa.0 + block.size, align),
                 None => {

@@ -27,14 +27,18 @@ use frameshift_abi::boot_info::{
 };
 use object::elf::{PF_R, PF_W};
 
+use frameshift_abi::domain_name;
+use frameshift_hypervisor::kernel::system::MAX_IRQS;
+
+use crate::sdf::devices;
 use crate::sdf::model::{IrqTrigger, Map, MemoryRegion, SystemDescription, PAGE_SIZES};
+use crate::sdf::DisjointRanges;
 
 use super::address::{align_up, ranges_overlap, Ipa, PhysAddr};
 use super::elf::ElfImage;
 use super::error::ImageError;
 use super::layout::{
-    Allocation, MemoryLayout, PhysicalAllocator, HYPERVISOR_BASE, HYPERVISOR_DEVICES,
-    HYPERVISOR_SIZE,
+    Allocation, MemoryLayout, PhysicalAllocator, HYPERVISOR_BASE, HYPERVISOR_SIZE,
 };
 use super::symbols;
 
@@ -122,12 +126,21 @@ pub(crate) fn resolve(
     })
 }
 
+/// The boot-info name field of a domain. The name must pass the one rule for domain names (its
+/// console prefix is unforgeable), and be at most 63 bytes, so that `microkit_name` keeps a
+/// terminating NUL too.
 fn domain_name(name: &str) -> Result<[u8; NAME_LEN], ImageError> {
-    // At most 63 bytes, so `microkit_name` keeps a terminating NUL too.
-    if name.is_empty() || name.len() >= NAME_LEN {
-        return Err(ImageError::BadName {
-            name: name.to_string(),
-        });
+    let refuse = |reason: String| ImageError::BadName {
+        name: name.escape_debug().to_string(),
+        reason,
+    };
+    domain_name::check(name.as_bytes()).map_err(|reason| refuse(reason.to_string()))?;
+    if name.len() >= NAME_LEN {
+        return Err(refuse(format!(
+            "the name is {} bytes long; `microkit_name` holds at most {} and its NUL",
+            name.len(),
+            NAME_LEN - 1
+        )));
     }
     let mut field = [0; NAME_LEN];
     field[..name.len()].copy_from_slice(name.as_bytes());
@@ -174,6 +187,8 @@ fn place_fixed_regions(
 ) -> Result<(Vec<Option<RegionPlacement>>, Vec<Allocation>), ImageError> {
     let mut placements = Vec::with_capacity(regions.len());
     let mut fixed_blocks: Vec<(usize, Allocation)> = Vec::new();
+    // The fixed blocks by address, to find an overlap without comparing with every earlier one.
+    let mut fixed_ranges: DisjointRanges<usize> = DisjointRanges::new();
     for (index, region) in regions.iter().enumerate() {
         let name = || region.name.clone();
         if !PAGE_SIZES.contains(&region.page_size)
@@ -209,16 +224,14 @@ fn place_fixed_regions(
                 phys_addr,
             });
         }
+        if let Some(device) = devices::forbidden(phys_addr.0, region.size) {
+            return Err(ImageError::RegionOnDevice {
+                region: name(),
+                device: *device,
+            });
+        }
         let device = layout.outside_ram(phys_addr, region.size);
         if device {
-            for (device_name, base, size) in HYPERVISOR_DEVICES {
-                if ranges_overlap(phys_addr.0, region.size, base.0, size) {
-                    return Err(ImageError::RegionOnHypervisorDevice {
-                        region: name(),
-                        device: device_name,
-                    });
-                }
-            }
             if region.prefill_path.is_some() {
                 return Err(ImageError::PrefillOnDevice { region: name() });
             }
@@ -228,12 +241,11 @@ fn place_fixed_regions(
                 phys_addr,
             });
         }
-        if let Some((other, _)) = fixed_blocks
-            .iter()
-            .find(|(_, block)| ranges_overlap(phys_addr.0, region.size, block.pa.0, block.size))
+        if let Err((other, _, _)) =
+            fixed_ranges.insert(index, phys_addr.0, phys_addr.0 + region.size)
         {
             let first = regions
-                .get(*other)
+                .get(other)
                 .map(|r| r.name.clone())
                 .unwrap_or_default();
             return Err(ImageError::RegionsOverlap {
@@ -776,7 +788,15 @@ fn plan_channels(
 }
 
 fn plan_irqs(system: &SystemDescription, pd_domain: &[usize]) -> Result<Vec<IrqDesc>, ImageError> {
-    let mut irqs = Vec::new();
+    let count: usize = system
+        .protection_domains
+        .iter()
+        .map(|pd| pd.irqs.len())
+        .sum();
+    if count > MAX_IRQS {
+        return Err(ImageError::TooManyIrqs { count });
+    }
+    let mut irqs = Vec::with_capacity(count);
     for (pd_index, pd) in system.protection_domains.iter().enumerate() {
         let domain = pd_domain.get(pd_index).copied().unwrap_or(usize::MAX) as u32;
         for irq in &pd.irqs {

@@ -7,6 +7,9 @@ use std::fmt;
 pub enum SdfErrorKind {
     /// The file could not be read, or is not UTF-8.
     Input,
+    /// The file is over one of the stated input limits (size, elements, attributes per element,
+    /// namespace declarations; docs/SDF.md, "Input limits").
+    Limit,
     /// The text is not well-formed XML, or its root is not `<system>`.
     Xml,
     /// A Microkit 2.3 rule; the message is Microkit's, word for word.

@@ -1,6 +1,8 @@
 //! Turns a checked description into the model: names become indices, and region page sizes
 //! are raised to 2 MiB where Microkit would raise them.
 
+use std::collections::HashMap;
+
 use super::error::{SdfError, SdfErrorKind, SdfResult};
 use super::memory_region::{RawMap, RawMemoryRegion};
 use super::model::{
@@ -12,21 +14,21 @@ use super::protection_domain::SetVarKind;
 use super::system::RawSystem;
 use super::xml::SdfFile;
 
+/// Region indices by name, built once (a map finds its region in constant time).
+type RegionIndices<'r> = HashMap<&'r str, usize>;
+
 /// Index of the region named `name`. Every map was checked against the region list, so a
 /// miss here is an internal inconsistency; it is still an error, never a panic.
-fn region_index(regions: &[RawMemoryRegion], name: &str) -> SdfResult<usize> {
-    regions
-        .iter()
-        .position(|region| region.name == name)
-        .ok_or_else(|| {
-            SdfError::new(
-                SdfErrorKind::Frameshift,
-                format!("Error: invalid memory region name '{name}'"),
-            )
-        })
+fn region_index(regions: &RegionIndices<'_>, name: &str) -> SdfResult<usize> {
+    regions.get(name).copied().ok_or_else(|| {
+        SdfError::new(
+            SdfErrorKind::Frameshift,
+            format!("Error: invalid memory region name '{name}'"),
+        )
+    })
 }
 
-fn lower_maps(regions: &[RawMemoryRegion], maps: &[RawMap]) -> SdfResult<Vec<Map>> {
+fn lower_maps(regions: &RegionIndices<'_>, maps: &[RawMap]) -> SdfResult<Vec<Map>> {
     maps.iter()
         .map(|map| {
             Ok(Map {
@@ -42,23 +44,38 @@ fn lower_maps(regions: &[RawMemoryRegion], maps: &[RawMap]) -> SdfResult<Vec<Map
         .collect()
 }
 
+/// For each region, whether every map of it (in any PD or VM) is at a 2 MiB aligned address; one
+/// pass over the maps.
+fn maps_large_aligned(system: &RawSystem, indices: &RegionIndices<'_>) -> Vec<bool> {
+    let mut aligned = vec![true; system.regions.len()];
+    let maps = system.pds.iter().flat_map(|pd| {
+        pd.maps
+            .iter()
+            .chain(pd.virtual_machine.iter().flat_map(|vm| vm.maps.iter()))
+    });
+    for map in maps {
+        if let Some(flag) = indices
+            .get(map.mr.as_str())
+            .and_then(|&index| aligned.get_mut(index))
+        {
+            *flag &= map.vaddr.is_aligned_to(LARGE_PAGE);
+        }
+    }
+    aligned
+}
+
 /// Microkit's page-size optimisation: a region whose size, physical address and every mapping
-/// address are 2 MiB aligned, and whose page size was not given, uses 2 MiB pages.
-fn optimal_page_size(system: &RawSystem, region: &RawMemoryRegion) -> u64 {
+/// address are 2 MiB aligned, and whose page size was not given, uses 2 MiB pages. A region of
+/// size 0 keeps its page size: it has no page to make larger, and its error (from the image
+/// builder) must name the page size the file gave.
+fn optimal_page_size(region: &RawMemoryRegion, maps_aligned: bool) -> u64 {
     if region.page_size_specified
         || region.page_size != SMALL_PAGE
+        || region.size == 0
         || !region.size.is_multiple_of(LARGE_PAGE)
     {
         return region.page_size;
     }
-    let mut addresses = system.pds.iter().flat_map(|pd| {
-        pd.maps
-            .iter()
-            .chain(pd.virtual_machine.iter().flat_map(|vm| vm.maps.iter()))
-            .filter(|map| map.mr == region.name)
-            .map(|map| map.vaddr)
-    });
-    let maps_aligned = addresses.all(|address| address.is_aligned_to(LARGE_PAGE));
     let phys_aligned = region
         .phys_addr
         .is_none_or(|paddr| paddr.is_aligned_to(LARGE_PAGE));
@@ -71,10 +88,14 @@ fn optimal_page_size(system: &RawSystem, region: &RawMemoryRegion) -> u64 {
 
 /// Stage 6 (every `region_paddr` names a region), then the model.
 pub(crate) fn lower(file: &SdfFile<'_>, system: RawSystem) -> SdfResult<SystemDescription> {
+    let mut indices: RegionIndices<'_> = HashMap::with_capacity(system.regions.len());
+    for (index, region) in system.regions.iter().enumerate() {
+        indices.entry(region.name.as_str()).or_insert(index);
+    }
     for pd in &system.pds {
         for setvar in &pd.setvars {
             if let SetVarKind::Paddr { region, pos } = &setvar.kind {
-                if !system.regions.iter().any(|r| r.name == *region) {
+                if !indices.contains_key(region.as_str()) {
                     // Microkit defers this to its build stage; we refuse it here, worded like
                     // its own map check.
                     return Err(SdfError::new(
@@ -89,13 +110,15 @@ pub(crate) fn lower(file: &SdfFile<'_>, system: RawSystem) -> SdfResult<SystemDe
         }
     }
 
+    let aligned = maps_large_aligned(&system, &indices);
     let memory_regions = system
         .regions
         .iter()
-        .map(|region| MemoryRegion {
+        .zip(&aligned)
+        .map(|(region, maps_aligned)| MemoryRegion {
             name: region.name.clone(),
             size: region.size,
-            page_size: optimal_page_size(&system, region),
+            page_size: optimal_page_size(region, *maps_aligned),
             phys_addr: region.phys_addr,
             prefill_path: region.prefill_path.clone(),
             prefill_len: region.prefill_len,
@@ -110,7 +133,7 @@ pub(crate) fn lower(file: &SdfFile<'_>, system: RawSystem) -> SdfResult<SystemDe
             match &setvar.kind {
                 SetVarKind::Paddr { region, .. } => setvars.push(SetVar {
                     symbol: setvar.symbol.clone(),
-                    region_paddr: region_index(&system.regions, region)?,
+                    region_paddr: region_index(&indices, region)?,
                 }),
                 SetVarKind::Id { id } => id_setvars.push(IdSetVar {
                     symbol: setvar.symbol.clone(),
@@ -127,7 +150,7 @@ pub(crate) fn lower(file: &SdfFile<'_>, system: RawSystem) -> SdfResult<SystemDe
                 budget: vm.budget,
                 period: vm.period,
                 vcpus: vm.vcpus.clone(),
-                maps: lower_maps(&system.regions, &vm.maps)?,
+                maps: lower_maps(&indices, &vm.maps)?,
                 protected: vm.protected,
             }),
             None => None,
@@ -142,7 +165,7 @@ pub(crate) fn lower(file: &SdfFile<'_>, system: RawSystem) -> SdfResult<SystemDe
             passive: pd.passive,
             stack_size: pd.stack_size,
             program_image: pd.program_image.clone(),
-            maps: lower_maps(&system.regions, &pd.maps)?,
+            maps: lower_maps(&indices, &pd.maps)?,
             irqs: pd
                 .irqs
                 .iter()
@@ -179,4 +202,34 @@ pub(crate) fn lower(file: &SdfFile<'_>, system: RawSystem) -> SdfResult<SystemDe
         channels,
         warnings: system.warnings,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sdf::xml::SdfFile;
+
+    fn region(size: u64) -> RawMemoryRegion {
+        RawMemoryRegion {
+            name: "r".to_string(),
+            size,
+            page_size: SMALL_PAGE,
+            page_size_specified: false,
+            phys_addr: None,
+            prefill_path: None,
+            prefill_len: None,
+            prefill_bootinfo: false,
+            pos: SdfFile::new("t", "").pos_at(0),
+        }
+    }
+
+    #[test]
+    fn only_a_non_empty_2mib_multiple_gets_large_pages() {
+        assert_eq!(optimal_page_size(&region(LARGE_PAGE), true), LARGE_PAGE);
+        assert_eq!(optimal_page_size(&region(LARGE_PAGE), false), SMALL_PAGE);
+        assert_eq!(optimal_page_size(&region(SMALL_PAGE), true), SMALL_PAGE);
+        // Issue 7, also seen: size 0 is a multiple of 2 MiB, but has no page to enlarge; raising
+        // it made the builder's error name a page size the file never gave.
+        assert_eq!(optimal_page_size(&region(0), true), SMALL_PAGE);
+    }
 }

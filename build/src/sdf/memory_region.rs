@@ -1,5 +1,6 @@
 //! `<memory_region>` and `<map>`: parsing, and the per-address-space map checks.
 
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use frameshift_abi::addr::{Ipa, PhysAddr};
@@ -258,52 +259,148 @@ impl RawMap {
     }
 }
 
+/// Regions by name, built once so that a map finds its region without scanning every region.
+pub(crate) type RegionsByName<'r> = HashMap<&'r str, &'r RawMemoryRegion>;
+
+/// Indexes `regions` by name (the first of a name wins; names are unique once checked).
+pub(crate) fn regions_by_name(regions: &[RawMemoryRegion]) -> RegionsByName<'_> {
+    let mut by_name = HashMap::with_capacity(regions.len());
+    for region in regions {
+        by_name.entry(region.name.as_str()).or_insert(region);
+    }
+    by_name
+}
+
+/// Address ranges checked one by one, in document order, for the first one that overlaps an
+/// earlier one (Microkit's quadratic "compare with every earlier range", in `n log n`).
+///
+/// Checking stops at the first overlap, so the ranges kept are pairwise non-overlapping. Ordered
+/// by (start, end) their ends never decrease (for two ranges `a` before `b`, `a.end > b.end` would
+/// make them overlap), so the earlier ranges a new one overlaps are exactly those that start
+/// before its end and end after its start: a contiguous run just below its end.
+#[derive(Debug)]
+pub(crate) struct DisjointRanges<T> {
+    by_start: BTreeSet<(u64, u64, usize)>,
+    items: Vec<(T, u64, u64)>,
+}
+
+impl<T: Copy> DisjointRanges<T> {
+    pub(crate) fn new() -> Self {
+        Self {
+            by_start: BTreeSet::new(),
+            items: Vec::new(),
+        }
+    }
+
+    /// Adds `[start, end)` for `item`, or returns the earliest added range it overlaps (in
+    /// Microkit's sense: `start < other_end && end > other_start`) with its bounds.
+    pub(crate) fn insert(&mut self, item: T, start: u64, end: u64) -> Result<(), (T, u64, u64)> {
+        let earliest = self
+            .by_start
+            .range(..(end, 0, 0))
+            .rev()
+            .take_while(|(_, other_end, _)| *other_end > start)
+            .map(|(_, _, index)| *index)
+            .min();
+        if let Some(other) = earliest.and_then(|index| self.items.get(index)) {
+            return Err(*other);
+        }
+        self.by_start.insert((start, end, self.items.len()));
+        self.items.push((item, start, end));
+        Ok(())
+    }
+}
+
 /// Microkit `check_maps`: every map names a region, is aligned to its page size, fits below
 /// `max_end`, and overlaps no earlier map of the same address space.
 pub(crate) fn check_maps(
     file: &SdfFile<'_>,
-    regions: &[RawMemoryRegion],
+    regions: &RegionsByName<'_>,
     maps: &[RawMap],
     address_space: &str,
     max_end: u64,
 ) -> SdfResult<()> {
-    let mut checked: Vec<(&str, u64, u64)> = Vec::with_capacity(maps.len());
+    let mut checked: DisjointRanges<&str> = DisjointRanges::new();
     for map in maps {
-        let at = format!("@ {}", file.loc(map.pos));
-        let Some(region) = regions.iter().find(|region| region.name == map.mr) else {
+        let at = || format!("@ {}", file.loc(map.pos));
+        let Some(region) = regions.get(map.mr.as_str()) else {
             return Err(SdfError::microkit(format!(
-                "Error: invalid memory region name '{}' on 'map' {at}",
-                map.mr
+                "Error: invalid memory region name '{}' on 'map' {}",
+                map.mr,
+                at()
             )));
         };
         if !map.vaddr.is_aligned_to(region.page_size) {
             return Err(SdfError::microkit(format!(
-                "Error: invalid vaddr alignment on 'map' {at}"
+                "Error: invalid vaddr alignment on 'map' {}",
+                at()
             )));
         }
         let start = map.vaddr.get();
         let Some(end) = start.checked_add(region.size) else {
             return Err(SdfError::microkit(format!(
-                "Error: map for '{}' has address range that overflows {at}",
-                map.mr
+                "Error: map for '{}' has address range that overflows {}",
+                map.mr,
+                at()
             )));
         };
         if end > max_end {
             return Err(SdfError::microkit(format!(
-                "Error: map for '{}' has virtual address range [{start:#x}..{end:#x}) which exceeds valid address space [0x0..{max_end:#x}) {at}",
-                map.mr
+                "Error: map for '{}' has virtual address range [{start:#x}..{end:#x}) which exceeds valid address space [0x0..{max_end:#x}) {}",
+                map.mr,
+                at()
             )));
         }
-        if let Some((name, other_start, other_end)) = checked
-            .iter()
-            .find(|(_, other_start, other_end)| start < *other_end && end > *other_start)
-        {
+        if let Err((name, other_start, other_end)) = checked.insert(&map.mr, start, end) {
             return Err(SdfError::microkit(format!(
-                "Error: map for '{}' has virtual address range [{start:#x}..{end:#x}) which overlaps with map for '{name}' [{other_start:#x}..{other_end:#x}) in {address_space} {at}",
-                map.mr
+                "Error: map for '{}' has virtual address range [{start:#x}..{end:#x}) which overlaps with map for '{name}' [{other_start:#x}..{other_end:#x}) in {address_space} {}",
+                map.mr,
+                at()
             )));
         }
-        checked.push((&map.mr, start, end));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DisjointRanges;
+
+    /// The quadratic reference: the first earlier range overlapping `[start, end)`.
+    fn first_overlap(earlier: &[(u64, u64)], start: u64, end: u64) -> Option<usize> {
+        earlier
+            .iter()
+            .position(|(other_start, other_end)| start < *other_end && end > *other_start)
+    }
+
+    #[test]
+    fn finds_the_same_overlap_as_comparing_with_every_earlier_range() {
+        // Every sequence of ranges over a small grid, zero-length ones included.
+        let grid: Vec<(u64, u64)> = (0..6)
+            .flat_map(|start| (start..6).map(move |end| (start, end)))
+            .collect();
+        for a in &grid {
+            for b in &grid {
+                for c in &grid {
+                    for d in &grid {
+                        let sequence = [*a, *b, *c, *d];
+                        let mut ranges = DisjointRanges::new();
+                        let mut earlier = Vec::new();
+                        for (index, (start, end)) in sequence.iter().copied().enumerate() {
+                            let expected = first_overlap(&earlier, start, end);
+                            let got = ranges.insert(index, start, end).err().map(|(i, s, e)| {
+                                assert_eq!(earlier.get(i), Some(&(s, e)));
+                                i
+                            });
+                            assert_eq!(got, expected, "{sequence:?} at {index}");
+                            if expected.is_some() {
+                                break;
+                            }
+                            earlier.push((start, end));
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

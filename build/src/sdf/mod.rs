@@ -7,8 +7,11 @@
 
 mod channel;
 mod cspace;
+pub mod devices;
 mod domains;
 mod error;
+mod frameshift;
+pub mod limits;
 mod lower;
 mod memory_region;
 pub mod model;
@@ -21,18 +24,25 @@ mod xml;
 use std::path::{Path, PathBuf};
 
 pub use error::{SdfError, SdfErrorKind};
+pub(crate) use memory_region::DisjointRanges;
 pub use model::SystemDescription;
 
 /// Parses and validates the system description at `path`; `prefill_path` files are looked up
 /// in `search_paths`, in order. Messages name the file as `path` is written.
 pub fn parse_file(path: &Path, search_paths: &[PathBuf]) -> Result<SystemDescription, SdfError> {
     let name = path.display().to_string();
-    match std::fs::read(path) {
-        Ok(bytes) => parse_bytes(&name, &bytes, search_paths),
-        Err(error) => Err(SdfError::new(
+    let cannot_read = |error: std::io::Error| {
+        SdfError::new(
             SdfErrorKind::Input,
             format!("Error: cannot read system description '{name}': {error}"),
-        )),
+        )
+    };
+    // Refuse an oversized file before reading it into memory.
+    let len = std::fs::metadata(path).map_err(cannot_read)?.len();
+    limits::check_size(&name, len)?;
+    match std::fs::read(path) {
+        Ok(bytes) => parse_bytes(&name, &bytes, search_paths),
+        Err(error) => Err(cannot_read(error)),
     }
 }
 
@@ -42,6 +52,7 @@ pub fn parse_bytes(
     bytes: &[u8],
     search_paths: &[PathBuf],
 ) -> Result<SystemDescription, SdfError> {
+    limits::check_size(file_name, bytes.len() as u64)?;
     match std::str::from_utf8(bytes) {
         Ok(xml) => parse_str(file_name, xml, search_paths),
         Err(error) => {
@@ -70,7 +81,8 @@ pub fn parse_str(
     xml: &str,
     search_paths: &[PathBuf],
 ) -> Result<SystemDescription, SdfError> {
-    let file = xml::SdfFile { name: file_name };
+    let file = xml::SdfFile::new(file_name, xml);
+    limits::check(&file, xml)?;
     let options = roxmltree::ParsingOptions {
         // Microkit's parser is built with roxmltree's defaults, which refuse a DTD; so do we, and
         // with it every entity-expansion trick.
@@ -110,6 +122,7 @@ pub fn parse_str(
             ),
         )));
     }
+    frameshift::check(&file, &raw).map_err(with_warnings)?;
     protected::check(&file, &raw).map_err(with_warnings)?;
     lower::lower(&file, raw).map_err(with_warnings)
 }

@@ -15,18 +15,89 @@
 //! | P6 | an executable window map (the host never executes guest memory) |
 //! | P7 | a `setvar region_paddr` on a private region (a physical address is what DMA programming needs) |
 
+use std::collections::{HashMap, HashSet};
+
 use super::error::{SdfError, SdfErrorKind, SdfResult};
-use super::memory_region::RawMap;
+use super::memory_region::{RawMap, RawMemoryRegion};
 use super::protection_domain::{RawPd, RawVm, SetVarKind};
 use super::system::RawSystem;
-use super::xml::SdfFile;
+use super::xml::{Pos, SdfFile};
 
 fn refuse(message: String) -> SdfError {
     SdfError::new(SdfErrorKind::Protected, message)
 }
 
+/// A domain's first map of a region: (index of the PD, whether the map is its VM's, the domain's
+/// name, the map's position).
+type User<'s> = (usize, bool, &'s str, Pos);
+
+/// What the rules look up, indexed once so that checking every map of every protected VM is
+/// linear in the size of the file rather than comparing each map with every other.
+struct Index<'s> {
+    regions: HashMap<&'s str, &'s RawMemoryRegion>,
+    /// For each region, the first map of it by each domain, in PD order (a PD's own map before
+    /// its VM's): at most two entries per PD.
+    users: HashMap<&'s str, Vec<User<'s>>>,
+    /// For each region, the first `setvar region_paddr` on it, in PD order.
+    paddr_setvars: HashMap<&'s str, (&'s str, Pos)>,
+}
+
+impl<'s> Index<'s> {
+    fn new(system: &'s RawSystem) -> Self {
+        let mut regions = HashMap::with_capacity(system.regions.len());
+        for region in &system.regions {
+            regions.entry(region.name.as_str()).or_insert(region);
+        }
+        let mut users: HashMap<&str, Vec<User<'_>>> = HashMap::new();
+        let mut paddr_setvars = HashMap::new();
+        for (pd_index, pd) in system.pds.iter().enumerate() {
+            let vm = pd.virtual_machine.as_ref();
+            let domains = std::iter::once((false, pd.name.as_str(), pd.maps.as_slice()))
+                .chain(vm.map(|vm| (true, vm.name.as_str(), vm.maps.as_slice())));
+            for (is_vm, name, maps) in domains {
+                let mut seen = HashSet::new();
+                for map in maps {
+                    if seen.insert(map.mr.as_str()) {
+                        users
+                            .entry(map.mr.as_str())
+                            .or_default()
+                            .push((pd_index, is_vm, name, map.pos));
+                    }
+                }
+            }
+            for setvar in &pd.setvars {
+                if let SetVarKind::Paddr { region, pos } = &setvar.kind {
+                    paddr_setvars
+                        .entry(region.as_str())
+                        .or_insert((setvar.symbol.as_str(), *pos));
+                }
+            }
+        }
+        Self {
+            regions,
+            users,
+            paddr_setvars,
+        }
+    }
+}
+
+/// The parent VMM's maps of each region: the first one, and the first executable one.
+type Windows<'s> = HashMap<&'s str, (Pos, Option<Pos>)>;
+
+fn windows(vmm: &RawPd) -> Windows<'_> {
+    let mut windows: Windows<'_> = HashMap::new();
+    for map in &vmm.maps {
+        let entry = windows.entry(map.mr.as_str()).or_insert((map.pos, None));
+        if map.perms.execute && entry.1.is_none() {
+            entry.1 = Some(map.pos);
+        }
+    }
+    windows
+}
+
 /// Checks rules P1 to P7 for every protected VM, in document order.
 pub(crate) fn check(file: &SdfFile<'_>, system: &RawSystem) -> SdfResult<()> {
+    let mut index = None;
     for (vmm_index, vmm) in system.pds.iter().enumerate() {
         let Some(vm) = vmm.virtual_machine.as_ref().filter(|vm| vm.protected) else {
             continue;
@@ -38,8 +109,19 @@ pub(crate) fn check(file: &SdfFile<'_>, system: &RawSystem) -> SdfResult<()> {
                 file.loc(vm.pos)
             )));
         }
-        for (index, map) in vm.maps.iter().enumerate() {
-            check_private_map(file, system, vmm_index, vmm, vm, index, map)?;
+        let index = index.get_or_insert_with(|| Index::new(system));
+        let windows = windows(vmm);
+        let mut mapped = HashSet::with_capacity(vm.maps.len());
+        for map in &vm.maps {
+            if !mapped.insert(map.mr.as_str()) {
+                return Err(refuse(format!(
+                    "Error: protected virtual machine '{}' maps memory region '{}' more than once @ {}",
+                    vm.name,
+                    map.mr,
+                    file.loc(map.pos)
+                )));
+            }
+            check_private_map(file, index, &windows, vmm_index, vmm, vm, map)?;
         }
     }
     Ok(())
@@ -47,30 +129,18 @@ pub(crate) fn check(file: &SdfFile<'_>, system: &RawSystem) -> SdfResult<()> {
 
 fn check_private_map(
     file: &SdfFile<'_>,
-    system: &RawSystem,
+    index: &Index<'_>,
+    windows: &Windows<'_>,
     vmm_index: usize,
     vmm: &RawPd,
     vm: &RawVm,
-    index: usize,
     map: &RawMap,
 ) -> SdfResult<()> {
-    let region_name = &map.mr;
-    if vm
-        .maps
-        .iter()
-        .take(index)
-        .any(|earlier| earlier.mr == *region_name)
-    {
-        return Err(refuse(format!(
-            "Error: protected virtual machine '{}' maps memory region '{region_name}' more than once @ {}",
-            vm.name,
-            file.loc(map.pos)
-        )));
-    }
-    if let Some(region) = system
+    let region_name = map.mr.as_str();
+    if let Some(region) = index
         .regions
-        .iter()
-        .find(|region| region.name == *region_name && region.phys_addr.is_some())
+        .get(region_name)
+        .filter(|region| region.phys_addr.is_some())
     {
         return Err(refuse(format!(
             "Error: memory region '{region_name}' is private to protected virtual machine '{}' and must not set phys_addr @ {}",
@@ -79,62 +149,48 @@ fn check_private_map(
         )));
     }
 
-    for (other_index, other) in system.pds.iter().enumerate() {
-        if other_index != vmm_index {
-            if let Some(other_map) = other.maps.iter().find(|m| m.mr == *region_name) {
-                return Err(refuse(format!(
-                    "Error: memory region '{region_name}' is private to protected virtual machine '{}' and must not be mapped by protection domain '{}' @ {}",
-                    vm.name,
-                    other.name,
-                    file.loc(other_map.pos)
-                )));
-            }
-        }
-        let Some(other_vm) = other.virtual_machine.as_ref() else {
-            continue;
+    // Every domain but the VMM and this VM (the VMM's own VM) is foreign.
+    let foreign = index
+        .users
+        .get(region_name)
+        .into_iter()
+        .flatten()
+        .find(|(pd_index, _, _, _)| *pd_index != vmm_index);
+    if let Some((_, is_vm, other, pos)) = foreign {
+        let kind = if *is_vm {
+            "virtual machine"
+        } else {
+            "protection domain"
         };
-        if other_index != vmm_index {
-            if let Some(other_map) = other_vm.maps.iter().find(|m| m.mr == *region_name) {
-                return Err(refuse(format!(
-                    "Error: memory region '{region_name}' is private to protected virtual machine '{}' and must not be mapped by virtual machine '{}' @ {}",
-                    vm.name,
-                    other_vm.name,
-                    file.loc(other_map.pos)
-                )));
-            }
-        }
+        return Err(refuse(format!(
+            "Error: memory region '{region_name}' is private to protected virtual machine '{}' and must not be mapped by {kind} '{other}' @ {}",
+            vm.name,
+            file.loc(*pos)
+        )));
     }
 
-    let windows: Vec<&RawMap> = vmm.maps.iter().filter(|m| m.mr == *region_name).collect();
-    if windows.is_empty() {
+    let Some((_, executable)) = windows.get(region_name) else {
         return Err(refuse(format!(
             "Error: protected virtual machine '{}' maps memory region '{region_name}' but its parent protection domain '{}' has no window map of it @ {}",
             vm.name,
             vmm.name,
             file.loc(map.pos)
         )));
-    }
-    if let Some(window) = windows.iter().find(|window| window.perms.execute) {
+    };
+    if let Some(window) = executable {
         return Err(refuse(format!(
             "Error: window map of memory region '{region_name}' in protection domain '{}' must not be executable @ {}",
             vmm.name,
-            file.loc(window.pos)
+            file.loc(*window)
         )));
     }
 
-    for pd in &system.pds {
-        for setvar in &pd.setvars {
-            if let SetVarKind::Paddr { region, pos } = &setvar.kind {
-                if region == region_name {
-                    return Err(refuse(format!(
-                        "Error: setvar on symbol '{}' exports the physical address of memory region '{region_name}', which is private to protected virtual machine '{}' @ {}",
-                        setvar.symbol,
-                        vm.name,
-                        file.loc(*pos)
-                    )));
-                }
-            }
-        }
+    if let Some((symbol, pos)) = index.paddr_setvars.get(region_name) {
+        return Err(refuse(format!(
+            "Error: setvar on symbol '{symbol}' exports the physical address of memory region '{region_name}', which is private to protected virtual machine '{}' @ {}",
+            vm.name,
+            file.loc(*pos)
+        )));
     }
     Ok(())
 }

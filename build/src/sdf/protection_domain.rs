@@ -1,6 +1,7 @@
 //! `<protection_domain>` (with its nested children) and `<virtual_machine>`, parsed in Microkit's
 //! check order, and the flattening of nested PDs into one list.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 
 use roxmltree::Node;
@@ -40,6 +41,7 @@ pub(crate) struct RawIrq {
     pub(crate) irq: u64,
     pub(crate) id: u64,
     pub(crate) trigger: IrqTrigger,
+    pub(crate) pos: Pos,
 }
 
 /// A `<virtual_machine>` as written.
@@ -70,7 +72,7 @@ pub(crate) struct RawPd {
     pub(crate) program_image_for_symbols: Option<PathBuf>,
     pub(crate) maps: Vec<RawMap>,
     pub(crate) irqs: Vec<RawIrq>,
-    pub(crate) setvars: Vec<RawSetVar>,
+    pub(crate) setvars: SetVars,
     pub(crate) cap_maps: Vec<RawCapMap>,
     /// Position of the `<cspace>` child, if any (Frameshift does not support it).
     pub(crate) cspace_pos: Option<Pos>,
@@ -81,20 +83,44 @@ pub(crate) struct RawPd {
     pub(crate) pos: Pos,
 }
 
+/// The setvars of one PD, in document order, with the set of their symbols (so that a repeated
+/// symbol is found without comparing with every earlier one).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SetVars {
+    list: Vec<RawSetVar>,
+    symbols: HashSet<String>,
+}
+
+impl SetVars {
+    /// Every setvar, in the order they were added.
+    pub(crate) fn iter(&self) -> std::slice::Iter<'_, RawSetVar> {
+        self.list.iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a SetVars {
+    type Item = &'a RawSetVar;
+    type IntoIter = std::slice::Iter<'a, RawSetVar>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
 /// Adds `setvar` unless its symbol is already set in this PD (error on `node`).
 pub(crate) fn checked_add_setvar(
     file: &SdfFile<'_>,
-    setvars: &mut Vec<RawSetVar>,
+    setvars: &mut SetVars,
     setvar: RawSetVar,
     node: Node<'_, '_>,
 ) -> SdfResult<()> {
-    if setvars.iter().any(|other| other.symbol == setvar.symbol) {
+    if !setvars.symbols.insert(setvar.symbol.clone()) {
         return Err(file.value_error(
             node,
             format_args!("setvar on symbol '{}' already exists", setvar.symbol),
         ));
     }
-    setvars.push(setvar);
+    setvars.list.push(setvar);
     Ok(())
 }
 
@@ -231,7 +257,7 @@ impl RawPd {
             program_image_for_symbols: None,
             maps: Vec::new(),
             irqs: Vec::new(),
-            setvars: Vec::new(),
+            setvars: SetVars::default(),
             cap_maps: Vec::new(),
             cspace_pos: None,
             virtual_machine: None,
@@ -386,7 +412,12 @@ impl RawPd {
                     return Err(file.value_error(child, "trigger must be either 'level' or 'edge'"))
                 }
             };
-            self.irqs.push(RawIrq { irq, id, trigger });
+            self.irqs.push(RawIrq {
+                irq,
+                id,
+                trigger,
+                pos: file.pos(child),
+            });
             Ok(())
         } else if child.attribute("pin").is_some() {
             Err(file.value_error(child, "x86 I/O APIC IRQ isn't supported on ARM and RISC-V"))
@@ -502,10 +533,10 @@ fn push_tree(
     parent: Option<usize>,
     all: &mut Vec<RawPd>,
 ) -> SdfResult<()> {
-    let mut seen: Vec<u64> = Vec::new();
+    let mut seen: HashSet<u64> = HashSet::with_capacity(pd.children.len());
     for child in &pd.children {
         let Some(id) = child.child_id else { continue };
-        if seen.contains(&id) {
+        if !seen.insert(id) {
             return Err(SdfError::microkit(format!(
                 "Error: duplicate id: {id} in protection domain: '{}' @ {}",
                 pd.name,
@@ -521,7 +552,6 @@ fn push_tree(
                 )));
             }
         }
-        seen.push(id);
     }
     let children = std::mem::take(&mut pd.children);
     pd.parent = parent;

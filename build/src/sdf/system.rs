@@ -5,15 +5,19 @@
 //!
 //! | stage | what | messages |
 //! | --- | --- | --- |
-//! | 0 | UTF-8, well-formed XML, root element `<system>` (`mod.rs`) | Frameshift / roxmltree |
+//! | 0 | input limits (`limits.rs`), UTF-8, well-formed XML, root element `<system>` (`mod.rs`) | Frameshift / roxmltree |
 //! | 1 | text outside elements directly under `<system>` | Microkit |
 //! | 2 | each child of `<system>` in document order (PDs with all their children, memory regions, `<domains>`, `<io_address_space>`) | Microkit |
 //! | 3 | nested PD ids, PD count and names, channels, cap-map PD names, region names, VM names, IRQs, channel ids, PPC priorities, maps, cap slots, physical overlaps, unused regions (warning), `setvar_prefill_size` | Microkit |
 //! | 4 | elements Frameshift does not support (first in document order) | `... is not supported by Frameshift` |
-//! | 5 | protected virtual machines (`protected.rs`) | Frameshift |
-//! | 6 | `setvar region_paddr` names a region (`lower.rs`) | Frameshift |
+//! | 5 | PD and VM names pass `frameshift_abi::domain_name::check` (`frameshift.rs`) | Frameshift |
+//! | 6 | no memory region of size 0 (`frameshift.rs`) | Frameshift |
+//! | 7 | no `phys_addr` region on a hypervisor-owned or DMA-capable device (`frameshift.rs`, `devices.rs`) | Frameshift |
+//! | 8 | at most 64 `<irq>`s (`frameshift.rs`) | Frameshift |
+//! | 9 | protected virtual machines (`protected.rs`) | Frameshift |
+//! | 10 | `setvar region_paddr` names a region (`lower.rs`) | Frameshift |
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
 use frameshift_abi::addr::PhysAddr;
@@ -22,7 +26,7 @@ use roxmltree::Node;
 use super::channel::RawChannel;
 use super::domains::Domains;
 use super::error::{SdfError, SdfErrorKind, SdfResult};
-use super::memory_region::{check_maps, RawMemoryRegion};
+use super::memory_region::{check_maps, regions_by_name, DisjointRanges, RawMemoryRegion};
 use super::platform::{self, MAX_PDS, MONITOR_PD_NAME};
 use super::protection_domain::{checked_add_setvar, flatten, RawPd, RawSetVar, SetVarKind};
 use super::xml::{elements, Pos, SdfFile};
@@ -213,19 +217,22 @@ fn parse_inner(
         }
     }
 
+    // The first region (in document order) whose name appears more than once.
+    let mut name_counts: HashMap<&str, usize> = HashMap::with_capacity(regions.len());
     for region in &regions {
-        if regions
-            .iter()
-            .filter(|other| other.name == region.name)
-            .count()
-            > 1
-        {
-            return Err(SdfError::microkit(format!(
-                "Error: duplicate memory region name '{}'.",
-                region.name
-            )));
-        }
+        *name_counts.entry(region.name.as_str()).or_default() += 1;
     }
+    if let Some(region) = regions.iter().find(|region| {
+        name_counts
+            .get(region.name.as_str())
+            .is_some_and(|n| *n > 1)
+    }) {
+        return Err(SdfError::microkit(format!(
+            "Error: duplicate memory region name '{}'.",
+            region.name
+        )));
+    }
+    let by_name = regions_by_name(&regions);
 
     let mut vm_names: Vec<&str> = Vec::new();
     for pd in &pds {
@@ -245,7 +252,7 @@ fn parse_inner(
     for pd in &pds {
         check_maps(
             file,
-            &regions,
+            &by_name,
             &pd.maps,
             &format!("protection domain '{}'", pd.name),
             platform::pd_map_max_vaddr(pd.stack_size),
@@ -253,7 +260,7 @@ fn parse_inner(
         if let Some(vm) = &pd.virtual_machine {
             check_maps(
                 file,
-                &regions,
+                &by_name,
                 &vm.maps,
                 &format!("virtual machine '{}'", vm.name),
                 platform::vm_map_max_vaddr(),
@@ -264,15 +271,17 @@ fn parse_inner(
     check_cap_slots(file, &pds)?;
     check_physical_overlaps(file, &regions)?;
 
+    let used: HashSet<&str> = pds
+        .iter()
+        .flat_map(|pd| {
+            pd.maps
+                .iter()
+                .chain(pd.virtual_machine.iter().flat_map(|vm| vm.maps.iter()))
+        })
+        .map(|map| map.mr.as_str())
+        .collect();
     for region in &regions {
-        let used = pds.iter().any(|pd| {
-            pd.maps.iter().any(|map| map.mr == region.name)
-                || pd
-                    .virtual_machine
-                    .as_ref()
-                    .is_some_and(|vm| vm.maps.iter().any(|map| map.mr == region.name))
-        });
-        if !used {
+        if !used.contains(region.name.as_str()) {
             warnings.push(format!("WARNING: unused memory region '{}'", region.name));
         }
     }
@@ -280,9 +289,9 @@ fn parse_inner(
     for pd in &pds {
         for setvar in &pd.setvars {
             if let SetVarKind::PrefillSize { mr } = &setvar.kind {
-                if let Some(region) = regions
-                    .iter()
-                    .find(|region| region.name == *mr && region.prefill_path.is_none())
+                if let Some(region) = by_name
+                    .get(mr.as_str())
+                    .filter(|region| region.prefill_path.is_none())
                 {
                     return Err(SdfError::microkit(format!(
                         "Error: 'setvar_prefill_size' used for MR without a `prefill_path` @ '{}' {}",
@@ -321,10 +330,10 @@ fn check_ids(file: &SdfFile<'_>, pds: &[RawPd], channels: &[RawChannel]) -> SdfR
         ))
     };
 
-    let mut all_irqs: Vec<u64> = Vec::new();
+    let mut all_irqs: HashSet<u64> = HashSet::new();
     for pd in pds {
         for irq in &pd.irqs {
-            if all_irqs.contains(&irq.irq) {
+            if !all_irqs.insert(irq.irq) {
                 return Err(SdfError::microkit(format!(
                     "Error: duplicate irq: {} in protection domain: '{}' @ {}",
                     irq.irq,
@@ -332,7 +341,6 @@ fn check_ids(file: &SdfFile<'_>, pds: &[RawPd], channels: &[RawChannel]) -> SdfR
                     file.loc(pd.pos)
                 )));
             }
-            all_irqs.push(irq.irq);
         }
     }
 
@@ -412,7 +420,7 @@ fn check_cap_slots(file: &SdfFile<'_>, pds: &[RawPd]) -> SdfResult<()> {
 
 /// Regions with a `phys_addr` do not overlap each other.
 fn check_physical_overlaps(file: &SdfFile<'_>, regions: &[RawMemoryRegion]) -> SdfResult<()> {
-    let mut checked: Vec<(&str, u64, u64)> = Vec::new();
+    let mut checked: DisjointRanges<&str> = DisjointRanges::new();
     for region in regions {
         let Some(start) = region.phys_addr.map(PhysAddr::get) else {
             continue;
@@ -428,17 +436,13 @@ fn check_physical_overlaps(file: &SdfFile<'_>, regions: &[RawMemoryRegion]) -> S
                 ),
             ));
         };
-        if let Some((name, other_start, other_end)) = checked
-            .iter()
-            .find(|(_, other_start, other_end)| start < *other_end && end > *other_start)
-        {
+        if let Err((name, other_start, other_end)) = checked.insert(&region.name, start, end) {
             return Err(SdfError::microkit(format!(
                 "Error: memory region '{}' physical address range [{start:#x}..{end:#x}) overlaps with another memory region '{name}' [{other_start:#x}..{other_end:#x}) @ {}",
                 region.name,
                 file.loc(region.pos)
             )));
         }
-        checked.push((&region.name, start, end));
     }
     Ok(())
 }

@@ -7,37 +7,112 @@ use roxmltree::Node;
 
 use super::error::{SdfError, SdfResult};
 
-/// 1-based row and column of an element's start tag (columns count characters, as roxmltree
-/// and Microkit do).
+/// Where an element's start tag begins: its byte offset in the file. Rows and columns are worked
+/// out only when a message is printed ([`SdfFile::loc`]), so checking a valid file never pays for
+/// them, and ordering positions is ordering offsets (the same as ordering rows, then columns).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Pos {
-    pub(crate) row: u32,
-    pub(crate) col: u32,
-}
+pub(crate) struct Pos(usize);
 
 /// An integer attribute that may be negative (Microkit reads ids with `i64` so that `-1` gets
 /// its own message). Magnitudes fit in `u64`, so `i128` never overflows.
 pub(crate) type SignedValue = i128;
 
-/// The file being parsed: its name (as it appears in messages).
-#[derive(Clone, Copy, Debug)]
+/// Bytes between two saved character counts (see [`SdfFile::row_col`]).
+const CHAR_STRIDE: usize = 256;
+
+/// The file being parsed: its name (as it appears in messages), its text, and an index of its
+/// lines and characters, so that a position becomes a row and a column without rescanning the
+/// file (an error can list many positions: Microkit's overlapping cap-map message lists all).
+#[derive(Clone, Debug)]
 pub(crate) struct SdfFile<'f> {
     pub(crate) name: &'f str,
+    text: &'f str,
+    /// Byte offset of the first byte of every line, ascending (the first line starts at 0).
+    line_starts: Vec<usize>,
+    /// `char_counts[i]`: characters in the first `i * CHAR_STRIDE` bytes.
+    char_counts: Vec<usize>,
+    /// Bytes the position lookups have scanned (tests check that a lookup does not rescan).
+    #[cfg(test)]
+    scanned: std::cell::Cell<usize>,
 }
 
-impl SdfFile<'_> {
+/// Whether `byte` starts a character (is not a UTF-8 continuation byte).
+fn starts_char(byte: u8) -> bool {
+    byte & 0xC0 != 0x80
+}
+
+impl<'f> SdfFile<'f> {
+    /// Indexes the lines and characters of `text`, which messages call `name`: one pass.
+    pub(crate) fn new(name: &'f str, text: &'f str) -> Self {
+        let mut line_starts = vec![0];
+        let mut char_counts = Vec::with_capacity(text.len() / CHAR_STRIDE + 1);
+        let mut chars = 0;
+        for (offset, byte) in text.bytes().enumerate() {
+            if offset.is_multiple_of(CHAR_STRIDE) {
+                char_counts.push(chars);
+            }
+            chars += usize::from(starts_char(byte));
+            if byte == b'\n' {
+                line_starts.push(offset + 1);
+            }
+        }
+        if text.len().is_multiple_of(CHAR_STRIDE) {
+            char_counts.push(chars);
+        }
+        Self {
+            name,
+            text,
+            line_starts,
+            char_counts,
+            #[cfg(test)]
+            scanned: std::cell::Cell::new(0),
+        }
+    }
+
     /// Position of `node`'s start tag.
     pub(crate) fn pos(&self, node: Node<'_, '_>) -> Pos {
-        let text_pos = node.document().text_pos_at(node.range().start);
-        Pos {
-            row: text_pos.row,
-            col: text_pos.col,
-        }
+        Pos(node.range().start)
+    }
+
+    /// The position of byte `offset` (for the input limits, which are checked before there is a
+    /// tree).
+    pub(crate) fn pos_at(&self, offset: usize) -> Pos {
+        Pos(offset)
+    }
+
+    /// Characters in the first `offset` bytes: a saved count plus at most `CHAR_STRIDE` bytes.
+    fn chars_before(&self, offset: usize) -> usize {
+        let block = offset / CHAR_STRIDE;
+        let saved = self.char_counts.get(block).copied().unwrap_or(0);
+        let tail = self
+            .text
+            .as_bytes()
+            .get(block * CHAR_STRIDE..offset)
+            .unwrap_or_default();
+        #[cfg(test)]
+        self.scanned.set(self.scanned.get() + tail.len());
+        saved + tail.iter().filter(|byte| starts_char(**byte)).count()
+    }
+
+    /// 1-based row and column of `pos`, as roxmltree and Microkit count them: rows are separated
+    /// by `\n`, and columns count characters (not bytes) from the start of the row. A binary
+    /// search for the row, and two character counts of at most `CHAR_STRIDE` bytes each.
+    pub(crate) fn row_col(&self, pos: Pos) -> (usize, usize) {
+        let offset = pos.0.min(self.text.len());
+        // `line_starts[0]` is 0, so at least one line starts at or before `offset`.
+        let row = self
+            .line_starts
+            .partition_point(|&start| start <= offset)
+            .max(1);
+        let line_start = self.line_starts.get(row - 1).copied().unwrap_or(0);
+        let col = self.chars_before(offset) - self.chars_before(line_start) + 1;
+        (row, col)
     }
 
     /// `file:row:col`.
     pub(crate) fn loc(&self, pos: Pos) -> String {
-        format!("{}:{}:{}", self.name, pos.row, pos.col)
+        let (row, col) = self.row_col(pos);
+        format!("{}:{row}:{col}", self.name)
     }
 
     /// Microkit's "value error": `Error: {message} on element '{tag}': {file}:{row}:{col}`.
@@ -158,8 +233,56 @@ pub(crate) fn parse_u8(text: &str) -> Result<u8, ParseIntError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// Rows and columns as roxmltree computes them (by rescanning the text).
+    fn reference(text: &str, offset: usize) -> (usize, usize) {
+        let before = &text[..offset];
+        let row = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().unwrap().chars().count() + 1;
+        (row, col)
+    }
+
+    #[test]
+    fn rows_and_columns_match_a_rescan_at_every_character() {
+        // Multi-byte characters, CR LF, empty lines and a line longer than the stride.
+        let long = "é".repeat(CHAR_STRIDE) + "x";
+        let text = format!("<a>\r\n\n  <b c=\"ü\"/>{long}<d/>\n<e/>\n</a>");
+        let file = SdfFile::new("t", &text);
+        for (offset, _) in text.char_indices().chain([(text.len(), ' ')]) {
+            assert_eq!(
+                file.row_col(Pos(offset)),
+                reference(&text, offset),
+                "{offset}"
+            );
+        }
+        let document = roxmltree::Document::parse(&text).unwrap();
+        for node in document.descendants().filter(|node| node.is_element()) {
+            let expected = document.text_pos_at(node.range().start);
+            let (row, col) = file.row_col(file.pos(node));
+            assert_eq!((row, col), (expected.row as usize, expected.col as usize));
+        }
+    }
+
+    #[test]
+    fn a_lookup_does_not_rescan_the_file() {
+        // One 1 MiB line: a rescan would read up to the offset for every lookup.
+        let text = "<a/>".repeat(1 << 18);
+        let file = SdfFile::new("t", &text);
+        let lookups = 1000;
+        for lookup in 0..lookups {
+            let offset = text.len() - 4 * (lookup + 1);
+            assert_eq!(file.row_col(Pos(offset)), (1, offset + 1));
+        }
+        // Two counts of less than one stride each per lookup.
+        assert!(
+            file.scanned.get() <= lookups * 2 * CHAR_STRIDE,
+            "{} bytes scanned for {lookups} lookups",
+            file.scanned.get()
+        );
+    }
 
     #[test]
     fn integers_accept_decimal_hex_and_separators() {

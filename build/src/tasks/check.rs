@@ -3,6 +3,7 @@
 //! Prints `OK` (exit status 0), or the Microkit-worded error message, whose first line is the
 //! first line of output (exit status 1). Warnings go to stderr so stdout stays exactly that.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::{search_paths, TaskResult};
@@ -15,16 +16,26 @@ pub fn check(file: &Path, extra_search_paths: &[PathBuf]) -> TaskResult {
     let mut paths = extra_search_paths.to_vec();
     paths.extend(search_paths(file, &programs_dir));
     match sdf::parse_file(file, &paths) {
-        Ok(_) => {
+        Ok(system) => {
+            print_warnings(&system.warnings);
             println!("OK");
             Ok(0)
         }
         Err(error) => {
-            for warning in error.warnings() {
-                eprintln!("{warning}");
-            }
+            print_warnings(error.warnings());
             println!("{}", error.message());
             Ok(1)
         }
     }
+}
+
+/// The warnings Microkit prints before its answer (e.g. unused memory regions), to stderr,
+/// buffered (a file can have hundreds of thousands).
+fn print_warnings(warnings: &[String]) {
+    let mut stderr = std::io::BufWriter::new(std::io::stderr().lock());
+    for warning in warnings {
+        // A closed stderr loses only the warnings; the answer on stdout still follows.
+        let _ = writeln!(stderr, "{warning}");
+    }
+    let _ = stderr.flush();
 }

@@ -304,23 +304,24 @@ pub fn protection_domain(name: &str, priority: u8, program: &str) -> ProtectionD
 /// Region indices of [`system`].
 pub const SHARED: usize = 0;
 pub const GUEST_RAM: usize = 1;
-pub const VIRTIO: usize = 2;
+pub const GPIO: usize = 2;
 pub const BLOB: usize = 3;
 
 /// IPAs used by [`system`].
 pub const SHARED_VADDR: u64 = 0x100_0000;
 pub const WINDOW_VADDR: u64 = 0x2000_0000;
 pub const GUEST_RAM_IPA: u64 = 0x4000_0000;
-pub const VIRTIO_VADDR: u64 = 0x300_0000;
+pub const GPIO_VADDR: u64 = 0x300_0000;
 pub const BLOB_VADDR: u64 = 0x400_0000;
-pub const VIRTIO_PA: u64 = 0x0A00_0000;
+/// The PL061 GPIO of QEMU virt: a device a domain may map (it cannot DMA).
+pub const GPIO_PA: u64 = 0x0903_0000;
 
 /// A VMM PD with a protected guest, and a passive client PD sharing a buffer with it.
 pub fn system() -> SystemDescription {
     let mut guest_ram = region("guest_ram", 0x40_0000);
     guest_ram.page_size = 0x20_0000;
-    let mut virtio = region("virtio", 0x1000);
-    virtio.phys_addr = Some(PhysAddr(VIRTIO_PA));
+    let mut gpio = region("gpio", 0x1000);
+    gpio.phys_addr = Some(PhysAddr(GPIO_PA));
     let mut blob = region("blob", 0x2000);
     blob.prefill_path = Some(PathBuf::from("blob.bin"));
     blob.prefill_len = Some(PREFILL.len() as u64);
@@ -330,9 +331,9 @@ pub fn system() -> SystemDescription {
     shared_map.setvar_vaddr = Some("shared_vaddr".to_string());
     let mut window_map = map(GUEST_RAM, WINDOW_VADDR, RW);
     window_map.setvar_vaddr = Some("guest_ram_vaddr".to_string());
-    let mut virtio_map = map(VIRTIO, VIRTIO_VADDR, RW);
-    virtio_map.cached = false;
-    vmm.maps = vec![shared_map, window_map, virtio_map];
+    let mut gpio_map = map(GPIO, GPIO_VADDR, RW);
+    gpio_map.cached = false;
+    vmm.maps = vec![shared_map, window_map, gpio_map];
     vmm.setvars = vec![SetVar {
         symbol: "guest_ram_paddr".to_string(),
         region_paddr: GUEST_RAM,
@@ -365,7 +366,7 @@ pub fn system() -> SystemDescription {
 
     SystemDescription {
         protection_domains: vec![vmm, client],
-        memory_regions: vec![region("shared", 0x1000), guest_ram, virtio, blob],
+        memory_regions: vec![region("shared", 0x1000), guest_ram, gpio, blob],
         channels: vec![Channel {
             ends: [
                 ChannelEnd {
