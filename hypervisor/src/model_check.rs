@@ -22,6 +22,7 @@
 extern crate std;
 
 pub mod reference;
+pub mod scenarios;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
@@ -32,20 +33,18 @@ use std::string::String;
 use std::vec;
 use std::vec::Vec;
 
-use crate::addr::{DomainId, Ipa, PhysAddr, BLOCK_SIZE, PAGES_PER_BLOCK, PAGE_SIZE};
+use crate::addr::{DomainId, Ipa, PhysAddr, BLOCK_SIZE, PAGE_SIZE};
 use crate::arch::PhysMemory;
 use crate::descriptor::{level_span, Rights};
-use crate::engine::{BootSharing, ConversionMode, Request, Window, MAX_RANGE_PAGES};
+use crate::engine::{ConversionMode, Request};
 use crate::error::Error;
 use crate::fake_arch::Invalidation;
 use crate::ownership::Operation;
-use crate::small_system::{
-    boot_mapping, default_layout, link, Layout, System, BLOCK_IPA, BORROWERS, FRAMES, FRAME_A_IPA,
-    FRAME_B_IPA, FRAME_BASE, GUEST_HISTORY, GUEST_SPLIT, HOST, WINDOW_HOST_BASE,
-};
+use crate::small_system::{Layout, System, BORROWERS, FRAMES, HOST};
 use crate::stage2::Stage2Table;
 use crate::walk::{for_each_leaf, LeafKind, Walk};
 use reference::{Frame, Model, State, View};
+use scenarios::{scenarios, Scenario, Size, TINY_BORROWERS, TINY_FRAMES};
 
 /// One request of an alphabet.
 #[derive(Clone, Copy, Debug)]
@@ -90,45 +89,9 @@ impl Step {
     }
 }
 
-/// Which engine instance a scenario runs on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Size {
-    /// [`crate::small_system::SmallSystem`]: 514 frames (a 2 MiB block and two lone frames),
-    /// 8 side-table records.
-    Small,
-    /// [`TinySystem`]: six frames, two side-table records, so capacity runs out.
-    Tiny,
-}
-
-/// Frames of the tiny system.
-pub const TINY_FRAMES: usize = 6;
-/// Side-table records of the tiny system.
-pub const TINY_BORROWERS: usize = 2;
-/// The tiny system's engine and machine.
-pub type TinySystem = System<TINY_FRAMES, TINY_BORROWERS>;
-/// A protection domain that is nobody's guest and holds borrows from boot.
-pub const THIRD: DomainId = DomainId(3);
-/// Where [`THIRD`] maps the frames it borrows.
-pub const THIRD_IPA: Ipa = Ipa(0x1000_0000);
 /// Pins a frame may hold in the exploration (bounded so the space is finite; the counter's
 /// own limit of 255 is `frame_table`'s unit tests' business).
 pub const PIN_LIMIT: u8 = 1;
-
-/// A layout and a request alphabet, explored from boot.
-#[derive(Clone, Debug)]
-pub struct Scenario {
-    /// Its name in the report.
-    pub name: &'static str,
-    /// The engine instance.
-    pub size: Size,
-    /// What the system boots from.
-    pub layout: Layout,
-    /// The alphabet: every step is tried in every state.
-    pub steps: Vec<Step>,
-    /// Guest IPAs whose translations (in every guest, at the alias too, and in the host's
-    /// window) are compared before and after every request (I6).
-    pub probes: Vec<Ipa>,
-}
 
 /// One scenario's numbers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -221,274 +184,6 @@ impl fmt::Display for Report {
             self.states, self.transitions, self.violations, self.complete
         )
     }
-}
-
-// ------------------------------------------------------------------------------ scenarios --
-
-fn convert(operation: Operation, guest: DomainId, ipa: Ipa, pages: u64, rights: Rights) -> Step {
-    Step::Convert(Request {
-        operation,
-        host: HOST,
-        guest,
-        ipa,
-        pages,
-        rights,
-    })
-}
-
-const EVERY: [Operation; 8] = Operation::REQUESTS;
-const GUEST_CYCLE: [Operation; 4] = [
-    Operation::Donate,
-    Operation::Share,
-    Operation::Unshare,
-    Operation::Relinquish,
-];
-
-/// Every operation in `operations` by `guest` on `pages` pages from `ipa`, granting read-write.
-fn each(guest: DomainId, ipa: Ipa, pages: u64, operations: &[Operation]) -> Vec<Step> {
-    operations
-        .iter()
-        .map(|&operation| convert(operation, guest, ipa, pages, Rights::READ_WRITE))
-        .collect()
-}
-
-fn teardowns() -> Vec<Step> {
-    vec![Step::Teardown(GUEST_HISTORY), Step::Teardown(GUEST_SPLIT)]
-}
-
-/// Guest IPA of tiny frame `index`.
-pub fn tiny_ipa(index: u64) -> Ipa {
-    Ipa(BLOCK_IPA.get() + index * PAGE_SIZE)
-}
-
-/// Tiny frame `index`.
-pub fn tiny_frame(index: u64) -> PhysAddr {
-    PhysAddr(FRAME_BASE.get() + index * PAGE_SIZE)
-}
-
-/// The tiny layout. Frames 0-1: the host's, read-write; frame 2: the host's with execute
-/// rights too; frame 5: nobody's. With `third`, frame 3 is the host's and shared at boot
-/// with [`THIRD`], and frame 4 is the history-mode guest's, shared at boot with the host and
-/// with [`THIRD`] (a borrow the guest's host cannot see through); without, both are the host's.
-pub fn tiny_layout(pool_pages: usize, third: bool) -> Layout {
-    let window = Window {
-        guest_base: BLOCK_IPA,
-        host_base: WINDOW_HOST_BASE,
-        size: TINY_FRAMES as u64 * PAGE_SIZE,
-    };
-    let host_ipa = |index: u64| Ipa(WINDOW_HOST_BASE.get() + index * PAGE_SIZE);
-    let rw = Rights::READ_WRITE;
-    let mut boot = vec![
-        boot_mapping(HOST, host_ipa(0), tiny_frame(0), 2, rw, BootSharing::Private),
-        boot_mapping(
-            HOST,
-            host_ipa(2),
-            tiny_frame(2),
-            1,
-            Rights::ALL,
-            BootSharing::Private,
-        ),
-    ];
-    let mut domains = vec![HOST, GUEST_HISTORY, GUEST_SPLIT];
-    if third {
-        domains.push(THIRD);
-        let read = Rights::READ;
-        let shared = BootSharing::Shareable;
-        boot.extend([
-            boot_mapping(HOST, host_ipa(3), tiny_frame(3), 1, rw, shared),
-            boot_mapping(THIRD, THIRD_IPA, tiny_frame(3), 1, read, shared),
-            boot_mapping(GUEST_HISTORY, tiny_ipa(4), tiny_frame(4), 1, rw, shared),
-            boot_mapping(HOST, host_ipa(4), tiny_frame(4), 1, rw, shared),
-            boot_mapping(
-                THIRD,
-                Ipa(THIRD_IPA.get() + PAGE_SIZE),
-                tiny_frame(4),
-                1,
-                read,
-                shared,
-            ),
-        ]);
-    } else {
-        boot.push(boot_mapping(
-            HOST,
-            host_ipa(3),
-            tiny_frame(3),
-            2,
-            rw,
-            BootSharing::Private,
-        ));
-    }
-    Layout {
-        frames: TINY_FRAMES,
-        pool_pages,
-        domains,
-        guests: vec![
-            (GUEST_HISTORY, link(window, ConversionMode::History)),
-            (GUEST_SPLIT, link(window, ConversionMode::Split)),
-        ],
-        boot,
-    }
-}
-
-/// Table pages the tiny layout without [`THIRD`] takes at boot: three roots of two pages, and
-/// the host window's level-2 and level-3 tables.
-pub const TINY_BOOT_TABLES: usize = 8;
-
-/// The scenarios, each explored from boot.
-///
-/// Frames are independent, so the state space is the product of per-frame states; one alphabet
-/// with everything would be far too large. Each scenario explores a few frames with the
-/// operations that make them interesting:
-/// - *contention* (small system): both guests fight over frame A with every operation, the
-///   split-mode guest owns frame B's side, the history-mode guest cycles the block's first
-///   page, second page and whole block;
-/// - *split-block* (small system): the split-mode guest with every operation on the block's
-///   first page, second page, whole block, and the 2-page range across the block's end;
-/// - *rights-and-pins* (tiny): grants of read-only, read-execute and all rights on a
-///   read-write frame and on a read-write-execute frame, empty grants, and a pin on each;
-/// - *two-page-range* (tiny): every operation on a 2-page range while single-page requests
-///   and a pin change its second page;
-/// - *third-domain* (tiny): frames a third domain borrows from the host and from a guest, and
-///   the side table running out;
-/// - *table-pool* (tiny): a table pool with four pages to spare, which the two guests exhaust.
-pub fn scenarios() -> Vec<Scenario> {
-    let second_page = Ipa(BLOCK_IPA.get() + PAGE_SIZE);
-    let last_page = Ipa(BLOCK_IPA.get() + (PAGES_PER_BLOCK - 1) * PAGE_SIZE);
-    let small_probes = vec![
-        FRAME_A_IPA,
-        FRAME_B_IPA,
-        BLOCK_IPA,
-        second_page,
-        Ipa(BLOCK_IPA.get() + 2 * PAGE_SIZE),
-        last_page,
-    ];
-    let contention = [
-        each(GUEST_HISTORY, FRAME_A_IPA, 1, &EVERY),
-        each(GUEST_SPLIT, FRAME_A_IPA, 1, &EVERY),
-        each(GUEST_SPLIT, FRAME_B_IPA, 1, &EVERY),
-        teardowns(),
-    ]
-    .concat();
-    let history_block = [
-        each(GUEST_HISTORY, BLOCK_IPA, 1, &GUEST_CYCLE),
-        each(GUEST_HISTORY, second_page, 1, &GUEST_CYCLE),
-        each(GUEST_HISTORY, BLOCK_IPA, MAX_RANGE_PAGES, &GUEST_CYCLE),
-        each(GUEST_HISTORY, last_page, 2, &GUEST_CYCLE),
-        teardowns(),
-    ]
-    .concat();
-    let split_block = [
-        each(GUEST_SPLIT, BLOCK_IPA, 1, &EVERY),
-        each(GUEST_SPLIT, second_page, 1, &EVERY),
-        each(GUEST_SPLIT, BLOCK_IPA, MAX_RANGE_PAGES, &EVERY),
-        teardowns(),
-    ]
-    .concat();
-
-    let read = Rights::READ;
-    let read_execute = Rights::READ.union(Rights::EXECUTE);
-    let grants = |guest, index, rights: &[Rights]| -> Vec<Step> {
-        rights
-            .iter()
-            .flat_map(|&rights| {
-                [Operation::ShareWithGuest, Operation::Lend]
-                    .map(|operation| convert(operation, guest, tiny_ipa(index), 1, rights))
-            })
-            .collect()
-    };
-    let pins = |index| vec![Step::Pin(tiny_frame(index)), Step::Unpin(tiny_frame(index))];
-    let rights_and_pins = [
-        each(GUEST_SPLIT, tiny_ipa(0), 1, &EVERY),
-        grants(GUEST_SPLIT, 0, &[read, read_execute, Rights::empty()]),
-        pins(0),
-        each(GUEST_HISTORY, tiny_ipa(2), 1, &EVERY),
-        grants(GUEST_HISTORY, 2, &[read_execute, Rights::ALL]),
-        pins(2),
-        teardowns(),
-    ]
-    .concat();
-    let two_page_range = [
-        each(GUEST_HISTORY, tiny_ipa(0), 2, &EVERY),
-        each(GUEST_SPLIT, tiny_ipa(0).shared_alias(), 2, &EVERY),
-        each(GUEST_HISTORY, tiny_ipa(1), 1, &GUEST_CYCLE),
-        each(GUEST_SPLIT, tiny_ipa(1), 1, &EVERY),
-        pins(1),
-        teardowns(),
-    ]
-    .concat();
-    let share_both = |index| -> Vec<Step> {
-        [GUEST_HISTORY, GUEST_SPLIT]
-            .into_iter()
-            .flat_map(|guest| {
-                [
-                    convert(Operation::ShareWithGuest, guest, tiny_ipa(index), 1, read),
-                    convert(Operation::UnshareFromGuest, guest, tiny_ipa(index), 1, read),
-                ]
-            })
-            .collect()
-    };
-    let third_domain = [
-        share_both(3),
-        each(GUEST_HISTORY, tiny_ipa(3), 1, &[Operation::Donate, Operation::Lend]),
-        each(GUEST_HISTORY, tiny_ipa(4), 1, &EVERY),
-        each(GUEST_SPLIT, tiny_ipa(4), 1, &[Operation::ShareWithGuest]),
-        share_both(0),
-        pins(4),
-        teardowns(),
-    ]
-    .concat();
-    let table_pool = [
-        each(GUEST_HISTORY, tiny_ipa(0), 1, &EVERY),
-        each(GUEST_SPLIT, tiny_ipa(1), 1, &EVERY),
-        pins(5),
-        teardowns(),
-    ]
-    .concat();
-
-    let tiny_probes: Vec<Ipa> = (0..TINY_FRAMES as u64).map(tiny_ipa).collect();
-    let generous = 64;
-    let tiny = |name, layout, steps| Scenario {
-        name,
-        size: Size::Tiny,
-        layout,
-        steps,
-        probes: tiny_probes.clone(),
-    };
-    vec![
-        Scenario {
-            name: "contention",
-            size: Size::Small,
-            layout: default_layout(),
-            steps: contention,
-            probes: small_probes.clone(),
-        },
-        Scenario {
-            name: "history-block",
-            size: Size::Small,
-            layout: default_layout(),
-            steps: history_block,
-            probes: small_probes.clone(),
-        },
-        Scenario {
-            name: "split-block",
-            size: Size::Small,
-            layout: default_layout(),
-            steps: split_block,
-            probes: small_probes,
-        },
-        tiny(
-            "rights-and-pins",
-            tiny_layout(generous, false),
-            rights_and_pins,
-        ),
-        tiny("two-page-range", tiny_layout(generous, false), two_page_range),
-        tiny("third-domain", tiny_layout(generous, true), third_domain),
-        tiny(
-            "table-pool",
-            tiny_layout(TINY_BOOT_TABLES + 4, false),
-            table_pool,
-        ),
-    ]
 }
 
 // ------------------------------------------------------------------ what the engine shows --
@@ -957,7 +652,9 @@ fn transition<const F: usize, const B: usize>(
             && new_frames.record_at(index).owner() == Some(HOST);
         let frame = new_frames.frame_address(index);
         if written.contains(&frame) && !left_guest {
-            problems.push(format!("I5: frame {frame} written but it did not leave the guest"));
+            problems.push(format!(
+                "I5: frame {frame} written but it did not leave the guest"
+            ));
         }
         if left_guest && !system.arch.is_zero(frame) {
             problems.push(format!(
@@ -1000,7 +697,7 @@ struct QuickHasher(u64);
 
 impl QuickHasher {
     fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7cc1_b727_220a_95);
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
     }
 }
 
@@ -1081,7 +778,10 @@ fn explore<const F: usize, const B: usize>(
     let points = probe_points(&layout, &scenario.probes);
     let mut seen: HashMap<Vec<u64>, u64> = HashMap::new();
     let mut queue = VecDeque::new();
-    seen.insert(canonical(&initial.system, &points), model_hash(&initial.model.state));
+    seen.insert(
+        canonical(&initial.system, &points),
+        model_hash(&initial.model.state),
+    );
     let problems = check_new_state(&initial)
         .into_iter()
         .map(|problem| format!("{}: boot: {problem}", scenario.name))
@@ -1157,16 +857,16 @@ pub fn run(max_states: usize) -> Report {
         by_error: BTreeMap::new(),
     };
     for scenario in scenarios() {
-        let started = std::time::Instant::now();
         let numbers = match scenario.size {
             Size::Small => explore::<FRAMES, BORROWERS>(&scenario, max_states, &mut report),
-            Size::Tiny => explore::<TINY_FRAMES, TINY_BORROWERS>(&scenario, max_states, &mut report),
+            Size::Tiny => {
+                explore::<TINY_FRAMES, TINY_BORROWERS>(&scenario, max_states, &mut report)
+            }
         };
         report.states += numbers.states;
         report.transitions += numbers.transitions;
         report.accepted += numbers.accepted;
         report.complete &= numbers.complete;
-        std::eprintln!("TIMING {} {:?}", numbers.name, started.elapsed());
         report.scenarios.push(numbers);
     }
     report
@@ -1190,5 +890,61 @@ mod tests {
         std::println!("{report}");
         assert_eq!(report.violations, 0, "{report}");
         assert!(report.complete, "{report}");
+        // The exact size of each scenario's space (states, transitions, accepted): a change to
+        // the engine, the reference model or an alphabet that changes what is reachable shows
+        // here. docs/ISOLATION.md quotes these numbers.
+        let sizes: Vec<_> = report
+            .scenarios
+            .iter()
+            .map(|scenario| {
+                (
+                    scenario.name,
+                    scenario.states,
+                    scenario.transitions,
+                    scenario.accepted,
+                )
+            })
+            .collect();
+        assert_eq!(
+            sizes,
+            std::vec![
+                ("contention", 364, 9464, 1957),
+                ("history-block", 96, 1728, 520),
+                ("split-block", 614, 15964, 3094),
+                ("block-sharing", 24, 144, 72),
+                ("rights-and-pins", 1840, 57040, 11768),
+                ("two-page-range", 926, 29169, 4173),
+                ("third-domain", 232, 7540, 925),
+                ("table-pool", 182, 3640, 591),
+            ],
+            "{report}"
+        );
+        assert_eq!((report.states, report.transitions), (4278, 124689));
+        // Every kind of step is both accepted and refused somewhere.
+        for kind in KINDS {
+            assert!(
+                report.accepted_of(kind) > 0,
+                "{kind} never accepted: {report}"
+            );
+            assert!(
+                report.refused_of(kind) > 0,
+                "{kind} never refused: {report}"
+            );
+        }
+        // The refusals the new alphabets exist for are reached: pins, rights, a frame borrowed
+        // twice, a taken destination, and both capacities running out.
+        for reason in [
+            "Pinned",
+            "InvalidRights",
+            "AlreadyBorrowed",
+            "AlreadyMapped",
+            "BorrowerTableFull",
+            "OutOfTableMemory",
+        ] {
+            assert!(
+                report.by_error.get(reason).is_some_and(|&count| count > 0),
+                "no {reason} refusal: {report}"
+            );
+        }
     }
 }

@@ -175,7 +175,11 @@ impl Model {
         let mut state = State {
             frames: vec![Frame::free(); layout.frames],
             views: BTreeMap::new(),
-            alive: layout.guests.iter().map(|&(guest, _)| (guest, true)).collect(),
+            alive: layout
+                .guests
+                .iter()
+                .map(|&(guest, _)| (guest, true))
+                .collect(),
         };
         for mapping in &layout.boot {
             for page in 0..mapping.pages {
@@ -465,7 +469,9 @@ impl Model {
         match rule.host {
             After::Nothing => {}
             After::Lent => add.push(((host, host_ipa), View::LentAway(pa))),
-            After::Map(rights, state) => add.push(((host, host_ipa), View::Mapped(pa, rights, state))),
+            After::Map(rights, state) => {
+                add.push(((host, host_ipa), View::Mapped(pa, rights, state)))
+            }
         }
         if let After::Map(rights, state) = rule.guest {
             let at = if split && state != PageState::Owned {
@@ -475,7 +481,8 @@ impl Model {
             };
             add.push(((guest, at), View::Mapped(pa, rights, state)));
         }
-        let side_record = rule.record.borrowers.len() > frame.borrowers.len() && !frame.borrowers.is_empty();
+        let side_record =
+            rule.record.borrowers.len() > frame.borrowers.len() && !frame.borrowers.is_empty();
         Ok(Change {
             frame: index,
             remove,
