@@ -885,6 +885,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_report_prints_a_line_per_scenario_and_the_counts_per_operation() {
+        let mut by_kind = [(0, 0); KINDS.len()];
+        by_kind[1] = (3, 4);
+        let report = Report {
+            states: 7,
+            transitions: 9,
+            accepted: 3,
+            violations: 0,
+            complete: true,
+            details: Vec::new(),
+            scenarios: std::vec![ScenarioReport {
+                name: "tiny",
+                states: 7,
+                transitions: 9,
+                accepted: 3,
+                complete: true,
+            }],
+            by_kind,
+            by_error: [(String::from("Pinned"), 4)].into_iter().collect(),
+        };
+        let text = std::format!("{report}");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "scenario tiny: states=7 transitions=9 accepted=3 complete=true",
+                "model-check: accepted Donate=0 Share=3 Unshare=0 Relinquish=0 ShareWithGuest=0 \
+                 UnshareFromGuest=0 Lend=0 Reclaim=0 Teardown=0 Pin=0 Unpin=0",
+                "model-check: refused Donate=0 Share=4 Unshare=0 Relinquish=0 ShareWithGuest=0 \
+                 UnshareFromGuest=0 Lend=0 Reclaim=0 Teardown=0 Pin=0 Unpin=0",
+                "model-check: refusals Pinned=4",
+                "model-check: states=7 transitions=9 violations=0 complete=true",
+            ]
+        );
+        assert_eq!(
+            (report.accepted_of("Share"), report.refused_of("Share")),
+            (3, 4)
+        );
+    }
+
+    #[test]
     fn model_check_explores_everything_without_violations() {
         let report = run_default();
         std::println!("{report}");
@@ -920,6 +961,13 @@ mod tests {
             "{report}"
         );
         assert_eq!((report.states, report.transitions), (4278, 124689));
+        // Accepted transitions per kind, in KINDS order (the `model-check: accepted` line).
+        let accepted: Vec<usize> = report.by_kind.iter().map(|counts| counts.0).collect();
+        assert_eq!(
+            accepted,
+            [1045, 848, 510, 1868, 2226, 924, 1199, 1458, 8184, 2419, 2419],
+            "{report}"
+        );
         // Every kind of step is both accepted and refused somewhere.
         for kind in KINDS {
             assert!(

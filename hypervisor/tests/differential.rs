@@ -39,9 +39,6 @@ use frameshift_hypervisor::{
     descriptor::level_span, BootSharing, ConversionMode, DomainId, Ipa, Operation, PhysAddr,
     Request, Rights,
 };
-
-/// Lone frame B.
-const FRAME_B: PhysAddr = PhysAddr(0x4020_1000);
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
 
@@ -76,6 +73,7 @@ enum Step {
         pages: u64,
         rights: Rights,
     },
+    /// Teardown of the slot's guest; the next incarnation takes over.
     Teardown(Slot),
     /// A pin on a frame a guest holds.
     Pin(usize),
@@ -157,7 +155,7 @@ fn layout() -> Layout {
         boot_mapping(
             domain,
             ipa,
-            FRAME_B,
+            SmallSystem::frame(513),
             1,
             Rights::READ_WRITE,
             BootSharing::Shareable,
@@ -315,10 +313,10 @@ fn resolve(step: &Step, model: &Model, guests: &Guests) -> Check {
             read_only,
         } => {
             let guest = guests.of(slot);
-            // With no page to aim at, the operation that makes one (share needs a donated
-            // page, reclaim a lent one, ...), up to three steps back.
             // One in four aims by the views alone.
             let narrow = pick % 4 != 0;
+            // With no page to aim at, the operation that makes one (share needs a donated
+            // page, reclaim a lent one, ...), up to three steps back.
             let mut op = op;
             let mut found = candidates(&model.state, op, guest, narrow);
             for _ in 0..3 {
@@ -536,10 +534,8 @@ fn run_case(steps: &[Step], counts: &mut Counts) -> Result<(), String> {
             .map_err(|problem| format!("step {number} {step:?} as {check:?}: {problem}"))?;
         zeroed.extend(written);
         counts[check.kind()][usize::from(result.is_err())] += 1;
-        if let Check::Teardown(_) = check {
-            if let Step::Teardown(slot) = step {
-                guests.restart(*slot);
-            }
+        if let Step::Teardown(slot) = step {
+            guests.restart(*slot);
         }
     }
     // I5 over the whole case: every frame holds its original contents (the fake's pattern,
