@@ -1,11 +1,13 @@
 //! Exhaustive model checking of the ownership core on small systems (host only).
 //!
 //! Breadth-first exploration of every state reachable from boot under each [`Scenario`]: a
-//! system [`Layout`] and a request alphabet (see [`scenarios`]). States are deduplicated by a
-//! canonical encoding (frame-table records with borrower sets instead of side-table links, and
-//! each domain's descriptors as runs, independent of where table pages were allocated).
+//! system [`Layout`] and a request alphabet (see the [`scenarios`](mod@scenarios) module).
+//! States are deduplicated by a canonical encoding (frame-table records with borrower sets
+//! instead of side-table links, each domain's descriptors as runs, independent of where table
+//! pages were allocated, and what capacity refusals depend on: the pool's free pages and how
+//! deep the tables reach at the probe points).
 //!
-//! Every transition is run on the engine and on the [`reference`] model, written from the
+//! Every transition is run on the engine and on the [`reference`](mod@reference) model, written from the
 //! design independently of `ownership::decide`, and checked:
 //! - the answer: accepted, or refused with the same [`Error`], as the reference model says
 //!   (so a legal request wrongly refused fails, as does a wrong refusal code). Capacity
@@ -13,7 +15,7 @@
 //!   judged by [`table_pages_to_reserve`];
 //! - the resulting state: the engine's frame table and every domain's mappings, read back
 //!   through the walker ([`observe`]), equal the model's;
-//! - I1-I4 by [`crate::audit`] in every new state; I5 (only relinquish and teardown write
+//! - I1-I4 by [`crate::audit`](mod@crate::audit) in every new state; I5 (only relinquish and teardown write
 //!   frames, exactly the frames the model zeroes, only frames leaving the guest, and they end
 //!   zeroed); I6 (the fake arch's stale-translation tracking, and an independent before/after
 //!   comparison of translations against the recorded invalidations); I7 (the fake's

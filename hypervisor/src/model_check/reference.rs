@@ -29,8 +29,10 @@
 //!    [`crate::model_check::table_pages_to_reserve`]).
 //!
 //! Teardown is one step per page the dead guest still maps, each all-or-nothing; a refused
-//! page stays and the first refusal is the answer (the engine works per leaf; a guest leaf
-//! covering several pages covers frames in one state, so the answer is the same).
+//! page stays and the first refusal is the answer. (The engine works per leaf. In the layouts
+//! the model checker and the differential test use, the frames of a guest's block leaf are all
+//! in one state, so the answers agree; only boot-time sharing with a third domain makes frames
+//! differ, and those are lone pages.)
 
 extern crate std;
 
