@@ -1,6 +1,12 @@
-//! A small host-side system (a host VMM and two guests) used by tests and the model checker.
+//! Small host-side systems (a host VMM, guests, maybe a PD) used by tests and the model checker.
 //!
-//! Physical layout (the frame table covers 2 MiB + 2 frames):
+//! A system is booted from a [`Layout`]: which domains exist, which of them are guests of which
+//! host (window and mode), and the boot mappings. The reference model
+//! ([`crate::model_check::reference`]) boots from the same layout, so the engine and the model
+//! start from one description.
+//!
+//! The default system, [`SmallSystem`] (physical layout; the frame table covers 2 MiB + 2
+//! frames):
 //!
 //! | PA | what | host IPA (window) | guest IPA |
 //! | --- | --- | --- | --- |
@@ -14,6 +20,7 @@
 extern crate std;
 
 use std::string::String;
+use std::vec;
 use std::vec::Vec;
 
 use crate::addr::{DomainId, Ipa, PhysAddr, Vmid, PAGE_SIZE};
@@ -53,16 +60,25 @@ pub const HYPERVISOR: (PhysAddr, PhysAddr) = (PhysAddr(0x0800_0000), PhysAddr(0x
 /// The engine type of the small system.
 pub type SmallEngine = Engine<FRAMES, BORROWERS>;
 
-/// Engine plus fake machine.
-#[derive(Clone, Debug)]
-pub struct SmallSystem {
-    /// The ownership core.
-    pub engine: SmallEngine,
-    /// The fake machine.
-    pub arch: FakeArch,
+/// The default small system: 514 frames, 8 side-table records.
+pub type SmallSystem = System<FRAMES, BORROWERS>;
+
+/// What a system is booted from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Frames tracked from [`FRAME_BASE`].
+    pub frames: usize,
+    /// Table pool pages from [`POOL_BASE`].
+    pub pool_pages: usize,
+    /// Every domain, created in this order with VMID `id + 1`.
+    pub domains: Vec<DomainId>,
+    /// The guests and their links to their hosts.
+    pub guests: Vec<(DomainId, GuestLink)>,
+    /// Boot mappings, applied in this order.
+    pub boot: Vec<BootMapping>,
 }
 
-/// The window both guests share.
+/// The window both guests of the default layout share.
 pub fn window() -> Window {
     Window {
         guest_base: BLOCK_IPA,
@@ -71,36 +87,87 @@ pub fn window() -> Window {
     }
 }
 
-impl SmallSystem {
-    /// Boots the system: host owns block C and frames A and B, guests own nothing.
-    pub fn boot() -> Result<Self, crate::Error> {
-        let pool_end = PhysAddr(POOL_BASE.get() + POOL_PAGES as u64 * PAGE_SIZE);
+/// A guest link to [`HOST`] through `window` in `mode`.
+pub fn link(window: Window, mode: ConversionMode) -> GuestLink {
+    GuestLink {
+        host: HOST,
+        window,
+        mode,
+    }
+}
+
+/// A boot mapping of `pages` frames from `pa` at `ipa` into `domain`.
+pub fn boot_mapping(
+    domain: DomainId,
+    ipa: Ipa,
+    pa: PhysAddr,
+    pages: u64,
+    rights: Rights,
+    sharing: BootSharing,
+) -> BootMapping {
+    BootMapping {
+        domain,
+        ipa,
+        pa,
+        pages,
+        rights,
+        memory: MemoryType::Normal,
+        sharing,
+    }
+}
+
+/// The default layout: host, a history-mode and a split-mode guest; the host owns block C and
+/// frames A and B read-write.
+pub fn default_layout() -> Layout {
+    Layout {
+        frames: FRAMES,
+        pool_pages: POOL_PAGES,
+        domains: vec![HOST, GUEST_HISTORY, GUEST_SPLIT],
+        guests: vec![
+            (GUEST_HISTORY, link(window(), ConversionMode::History)),
+            (GUEST_SPLIT, link(window(), ConversionMode::Split)),
+        ],
+        boot: vec![boot_mapping(
+            HOST,
+            WINDOW_HOST_BASE,
+            FRAME_BASE,
+            FRAMES as u64,
+            Rights::READ_WRITE,
+            BootSharing::Private,
+        )],
+    }
+}
+
+/// Engine plus fake machine.
+#[derive(Clone, Debug)]
+pub struct System<const FRAMES: usize, const BORROWERS: usize> {
+    /// The ownership core.
+    pub engine: Engine<FRAMES, BORROWERS>,
+    /// The fake machine.
+    pub arch: FakeArch,
+}
+
+impl<const FRAMES: usize, const BORROWERS: usize> System<FRAMES, BORROWERS> {
+    /// Boots a system from `layout`.
+    pub fn boot_layout(layout: &Layout) -> Result<Self, crate::Error> {
+        let pool_end = PhysAddr(POOL_BASE.get() + layout.pool_pages as u64 * PAGE_SIZE);
         let mut arch = FakeArch::new(POOL_BASE, pool_end);
-        let mut engine = Box::new(SmallEngine::empty());
-        engine.init(TablePool::new(POOL_BASE, POOL_PAGES)?, FRAME_BASE, FRAMES)?;
-        engine.protect(HYPERVISOR.0, HYPERVISOR.1)?;
-        engine.create_domain(&mut arch, HOST, Vmid(1))?;
-        engine.create_domain(&mut arch, GUEST_HISTORY, Vmid(2))?;
-        engine.create_domain(&mut arch, GUEST_SPLIT, Vmid(3))?;
-        let link = |mode| GuestLink {
-            host: HOST,
-            window: window(),
-            mode,
-        };
-        engine.link_guest(GUEST_HISTORY, link(ConversionMode::History))?;
-        engine.link_guest(GUEST_SPLIT, link(ConversionMode::Split))?;
-        engine.map_at_boot(
-            &mut arch,
-            &BootMapping {
-                domain: HOST,
-                ipa: WINDOW_HOST_BASE,
-                pa: FRAME_BASE,
-                pages: FRAMES as u64,
-                rights: Rights::READ_WRITE,
-                memory: MemoryType::Normal,
-                sharing: BootSharing::Private,
-            },
+        let mut engine = Box::new(Engine::<FRAMES, BORROWERS>::empty());
+        engine.init(
+            TablePool::new(POOL_BASE, layout.pool_pages)?,
+            FRAME_BASE,
+            layout.frames,
         )?;
+        engine.protect(HYPERVISOR.0, HYPERVISOR.1)?;
+        for &domain in &layout.domains {
+            engine.create_domain(&mut arch, domain, Vmid(u16::from(domain.0) + 1))?;
+        }
+        for &(guest, link) in &layout.guests {
+            engine.link_guest(guest, link)?;
+        }
+        for mapping in &layout.boot {
+            engine.map_at_boot(&mut arch, mapping)?;
+        }
         arch.end_call();
         Ok(Self {
             engine: *engine,
@@ -124,5 +191,12 @@ impl SmallSystem {
     /// Physical address of the frame at `index`.
     pub fn frame(index: usize) -> PhysAddr {
         PhysAddr(FRAME_BASE.get() + index as u64 * PAGE_SIZE)
+    }
+}
+
+impl SmallSystem {
+    /// Boots the default system: host owns block C and frames A and B, guests own nothing.
+    pub fn boot() -> Result<Self, crate::Error> {
+        Self::boot_layout(&default_layout())
     }
 }

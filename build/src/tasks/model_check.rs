@@ -1,9 +1,13 @@
 //! `cargo xtask model-check`: the ownership core's exhaustive model checker.
 //!
-//! The checker lives in the core (`frameshift_hypervisor::model_check`); its report's `Display`
-//! ends with the line `model-check: states=N transitions=M violations=V complete=true|false`.
-//! The verdict is read back from that line, so the task and the checker cannot disagree about
-//! what was printed.
+//! The checker lives in the core (`frameshift_hypervisor::model_check`). Its report's `Display`
+//! has a line per scenario (`scenario <name>: states=.. transitions=.. accepted=..
+//! complete=..`), the accepted and refused transitions per operation
+//! (`model-check: accepted Donate=.. Share=.. ..`, `model-check: refused ..`), the refusals
+//! per reason (`model-check: refusals ..`), and ends with the line
+//! `model-check: states=N transitions=M violations=V complete=true|false`. The verdict is read
+//! back from that last line, so the task and the checker cannot disagree about what was
+//! printed.
 
 use super::TaskResult;
 
@@ -140,5 +144,22 @@ mod tests {
             .passed
         );
         assert!(!judge(String::new()).passed);
+    }
+
+    #[test]
+    fn the_per_operation_lines_are_not_the_verdict() {
+        let report = "scenario tiny: states=5 transitions=9 accepted=4 complete=true\n\
+                      model-check: accepted Donate=1 Share=0\n\
+                      model-check: refused Donate=2 Share=6\n\
+                      model-check: states=5 transitions=9 violations=0 complete=true";
+        let outcome = judge(report.into());
+        assert!(outcome.passed);
+        assert_eq!(
+            outcome.line,
+            "model-check: states=5 transitions=9 violations=0 complete=true"
+        );
+        assert_eq!(parse_line("model-check: accepted Donate=1 Share=0"), None);
+        // A report cut after the per-operation lines has no verdict.
+        assert!(!judge("model-check: accepted Donate=1 Share=0".into()).passed);
     }
 }
