@@ -599,13 +599,13 @@ fn name_too_long() {
         system.protection_domains[1].name = "c".repeat(64);
     });
     assert!(matches!(error, ImageError::BadName { .. }), "{error:?}");
-    assert_mentions(&message, &["64 bytes long", "at most 63 and its NUL"]);
+    assert_mentions(&message, &["64 bytes long", "at most 63 fit"]);
     let (_, message) = refused("longer-name", |_, _, system| {
         system.protection_domains[1].name = "c".repeat(65);
     });
     assert_mentions(
         &message,
-        &["65 bytes long; at most 64 fit in a console prefix"],
+        &["65 bytes long; at most 63 fit in a console prefix"],
     );
 }
 

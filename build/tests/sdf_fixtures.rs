@@ -106,7 +106,7 @@ const REFUSED: [(&str, SdfErrorKind, &str); 23] = [
     (
         "name_too_long.system",
         SdfErrorKind::Frameshift,
-        "Error: invalid name 'nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn': the name is 65 bytes long; at most 64 fit in a console prefix on element 'protection_domain': name_too_long.system:4:5",
+        "Error: invalid name 'nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn': the name is 64 bytes long; at most 63 fit in a console prefix on element 'protection_domain': name_too_long.system:4:5",
     ),
     // Issue 7, also seen: a zero-size region names its own page size.
     (

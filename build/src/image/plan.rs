@@ -126,22 +126,14 @@ pub(crate) fn resolve(
     })
 }
 
-/// The boot-info name field of a domain. The name must pass the one rule for domain names (its
-/// console prefix is unforgeable), and be at most 63 bytes, so that `microkit_name` keeps a
-/// terminating NUL too.
+/// The boot-info name field of a domain. The name must pass the one rule for domain names: its
+/// console prefix is unforgeable, and it is short enough that the field and `microkit_name` keep
+/// a terminating NUL.
 fn domain_name(name: &str) -> Result<[u8; NAME_LEN], ImageError> {
-    let refuse = |reason: String| ImageError::BadName {
+    domain_name::check(name.as_bytes()).map_err(|reason| ImageError::BadName {
         name: name.escape_debug().to_string(),
-        reason,
-    };
-    domain_name::check(name.as_bytes()).map_err(|reason| refuse(reason.to_string()))?;
-    if name.len() >= NAME_LEN {
-        return Err(refuse(format!(
-            "the name is {} bytes long; `microkit_name` holds at most {} and its NUL",
-            name.len(),
-            NAME_LEN - 1
-        )));
-    }
+        reason: reason.to_string(),
+    })?;
     let mut field = [0; NAME_LEN];
     field[..name.len()].copy_from_slice(name.as_bytes());
     Ok(field)

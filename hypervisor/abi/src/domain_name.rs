@@ -10,12 +10,17 @@
 //! - a name is printed byte for byte, so every byte must survive the console unchanged: printable
 //!   ASCII other than space and `|` (the prefix separator). Nothing is ever substituted, so two
 //!   different names always print two different prefixes;
-//! - a name longer than the boot-info field would be cut, and two names could then print the same
+//! - a name longer than [`MAX_NAME_BYTES`] would be cut (the boot-info field and the PD's
+//!   `microkit_name` symbol both keep a terminating NUL), and two names could then print the same
 //!   prefix, so it is refused instead.
 
 use core::fmt;
 
 use crate::boot_info::NAME_LEN;
+
+/// Longest name in bytes: the boot-info field and `microkit_name` are [`NAME_LEN`] bytes with a
+/// terminating NUL.
+pub const MAX_NAME_BYTES: usize = NAME_LEN - 1;
 
 /// The name the hypervisor prints its own console lines under.
 pub const HYPERVISOR_NAME: &str = "hypervisor";
@@ -25,7 +30,7 @@ pub const HYPERVISOR_NAME: &str = "hypervisor";
 pub enum DomainNameError {
     /// The name is empty.
     Empty,
-    /// The name is longer than [`NAME_LEN`] bytes.
+    /// The name is longer than [`MAX_NAME_BYTES`] bytes.
     TooLong {
         /// Its length in bytes.
         len: usize,
@@ -47,7 +52,7 @@ impl fmt::Display for DomainNameError {
             Self::Empty => f.write_str("the name is empty"),
             Self::TooLong { len } => write!(
                 f,
-                "the name is {len} bytes long; at most {NAME_LEN} fit in a console prefix"
+                "the name is {len} bytes long; at most {MAX_NAME_BYTES} fit in a console prefix"
             ),
             Self::Reserved => write!(
                 f,
@@ -78,7 +83,7 @@ pub fn check(name: &[u8]) -> Result<(), DomainNameError> {
     if name.is_empty() {
         return Err(DomainNameError::Empty);
     }
-    if name.len() > NAME_LEN {
+    if name.len() > MAX_NAME_BYTES {
         return Err(DomainNameError::TooLong { len: name.len() });
     }
     if let Some(position) = name.iter().position(|&byte| !is_name_byte(byte)) {
@@ -112,7 +117,7 @@ mod tests {
         ] {
             assert_eq!(check(name.as_bytes()), Ok(()), "{name}");
         }
-        assert_eq!(check(&[b'a'; NAME_LEN]), Ok(()));
+        assert_eq!(check(&[b'a'; MAX_NAME_BYTES]), Ok(()));
     }
 
     #[test]
@@ -167,8 +172,10 @@ mod tests {
     fn empty_and_overlong_names_are_refused() {
         assert_eq!(check(b""), Err(DomainNameError::Empty));
         assert_eq!(
-            check(&[b'a'; NAME_LEN + 1]),
-            Err(DomainNameError::TooLong { len: NAME_LEN + 1 })
+            check(&[b'a'; MAX_NAME_BYTES + 1]),
+            Err(DomainNameError::TooLong {
+                len: MAX_NAME_BYTES + 1
+            })
         );
     }
 

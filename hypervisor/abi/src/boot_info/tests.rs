@@ -572,12 +572,18 @@ fn names_that_would_forge_or_blur_a_console_prefix_are_refused() {
 }
 
 #[test]
-fn a_name_of_the_full_field_length_is_accepted() {
+fn the_longest_name_is_accepted_and_a_full_field_is_refused() {
     let mut sample = Sample::new();
-    sample.domains[2].name = [b'c'; NAME_LEN];
+    sample.domains[2].name = [0; NAME_LEN];
+    sample.domains[2].name[..NAME_LEN - 1].fill(b'c');
     let blob = sample.encode();
-    let info = BootInfo::parse(blob.bytes()).expect("64 printable bytes are a valid name");
-    assert_eq!(info.domain_name(2).len(), NAME_LEN);
+    let info = BootInfo::parse(blob.bytes()).expect("63 printable bytes are a valid name");
+    assert_eq!(info.domain_name(2).len(), NAME_LEN - 1);
+    // 64 bytes leave no terminating NUL: two names that differ only past the cut would print
+    // the same prefix in the PD's own `microkit_name`.
+    sample.domains[2].name = [b'c'; NAME_LEN];
+    let error = BootInfo::parse(sample.encode().bytes()).expect_err("64 bytes");
+    assert!(error.to_string().contains("at most 63"), "{error}");
 }
 
 #[test]
