@@ -396,11 +396,9 @@ mod tests {
     //! answer asserted: exactly one violation (invariant, domain, IPA, PA, text) and a count of
     //! exactly one.
     //!
-    //! Explained equivalent mutants (read by `cargo xtask mutants`, one per line:
-    //! `mutant: <file>:<line>:<column>: <cargo-mutants description> -- <why>`):
+    //! Mutation check: `cargo xtask mutants hypervisor/src/audit.rs`. Explained equivalent
+    //! mutants, which `cargo xtask mutants` reads (see build/src/tasks/mutants.rs):
     //!
-    //! mutant-equivalents-begin
-    //! mutant-equivalents-end
 
     extern crate std;
     use super::*;
