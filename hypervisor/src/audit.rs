@@ -183,7 +183,9 @@ impl<const FRAMES: usize, const BORROWERS: usize> DomainAudit<'_, '_, FRAMES, BO
         }
         // The walker hands over table addresses already masked to a page (descriptor::decode).
         let table_ok = |table: PhysAddr| pool.contains(table);
-        for_each_leaf(memory, root, &table_ok, &mut |entry| self.check_entry(entry));
+        for_each_leaf(memory, root, &table_ok, &mut |entry| {
+            self.check_entry(entry)
+        });
         self.check_records();
     }
 
@@ -402,9 +404,9 @@ mod tests {
 
     extern crate std;
     use super::*;
-    use crate::arch::{DescriptorSlot, Stage2Arch};
-    use crate::descriptor::{encode_lent_away, encode_leaf, encode_table, MemoryType, Rights};
     use crate::addr::Vmid;
+    use crate::arch::{DescriptorSlot, Stage2Arch};
+    use crate::descriptor::{encode_leaf, encode_lent_away, encode_table, MemoryType, Rights};
     use crate::engine::{BootMapping, BootSharing};
     use crate::small_system::*;
     use crate::table_pool::TablePool;
@@ -446,7 +448,14 @@ mod tests {
             .donate(arch, HOST, GUEST_HISTORY, FRAME_A_IPA, 1)
             .unwrap();
         engine
-            .lend(arch, HOST, GUEST_HISTORY, FRAME_B_IPA, 1, Rights::READ_WRITE)
+            .lend(
+                arch,
+                HOST,
+                GUEST_HISTORY,
+                FRAME_B_IPA,
+                1,
+                Rights::READ_WRITE,
+            )
             .unwrap();
         engine
             .share_with_guest(arch, HOST, GUEST_HISTORY, block_page(4).0, 1, Rights::READ)
@@ -456,10 +465,24 @@ mod tests {
             .unwrap();
         engine.share(arch, GUEST_SPLIT, block_page(1).0, 1).unwrap();
         engine
-            .share_with_guest(arch, HOST, GUEST_SPLIT, block_page(2).0, 1, Rights::READ_WRITE)
+            .share_with_guest(
+                arch,
+                HOST,
+                GUEST_SPLIT,
+                block_page(2).0,
+                1,
+                Rights::READ_WRITE,
+            )
             .unwrap();
         engine
-            .lend(arch, HOST, GUEST_SPLIT, block_page(3).0, 1, Rights::READ_WRITE)
+            .lend(
+                arch,
+                HOST,
+                GUEST_SPLIT,
+                block_page(3).0,
+                1,
+                Rights::READ_WRITE,
+            )
             .unwrap();
         arch.end_call();
         assert_eq!(arch.take_violations(), Vec::<std::string::String>::new());
@@ -470,9 +493,14 @@ mod tests {
     fn run(system: &SmallSystem) -> (Vec<Violation>, AuditSummary) {
         let mut scratch = [0u8; FRAMES];
         let mut found = Vec::new();
-        let summary = audit(&system.engine, &system.arch, &mut scratch, &mut |violation| {
-            found.push(violation);
-        })
+        let summary = audit(
+            &system.engine,
+            &system.arch,
+            &mut scratch,
+            &mut |violation| {
+                found.push(violation);
+            },
+        )
         .unwrap();
         (found, summary)
     }
@@ -550,7 +578,11 @@ mod tests {
         let mut arch = crate::fake_arch::FakeArch::new(POOL_BASE, pool_end);
         let mut engine = Box::new(SmallEngine::empty());
         engine
-            .init(TablePool::new(POOL_BASE, POOL_PAGES).unwrap(), FRAME_BASE, FRAMES)
+            .init(
+                TablePool::new(POOL_BASE, POOL_PAGES).unwrap(),
+                FRAME_BASE,
+                FRAMES,
+            )
             .unwrap();
         engine.create_domain(&mut arch, HOST, Vmid(1)).unwrap();
         engine
@@ -618,7 +650,12 @@ mod tests {
             GUEST_HISTORY,
             ipa,
             3,
-            page(pa, Rights::READ_WRITE, MemoryType::Device, PageState::Passthrough),
+            page(
+                pa,
+                Rights::READ_WRITE,
+                MemoryType::Device,
+                PageState::Passthrough,
+            ),
         );
         assert_eq!(
             run(&system),
@@ -914,7 +951,13 @@ mod tests {
     fn i3_annotation_for_a_frame_the_domain_owns_but_did_not_lend() {
         let mut system = system();
         let ipa = Ipa(0x4020_2000);
-        plant(&mut system, GUEST_HISTORY, ipa, 3, encode_lent_away(FRAME_A));
+        plant(
+            &mut system,
+            GUEST_HISTORY,
+            ipa,
+            3,
+            encode_lent_away(FRAME_A),
+        );
         let expected = violation(
             Invariant::I3,
             GUEST_HISTORY,
@@ -944,7 +987,13 @@ mod tests {
     fn i3_annotation_for_untracked_memory() {
         let mut system = system();
         let ipa = Ipa(0x4020_2000);
-        plant(&mut system, GUEST_HISTORY, ipa, 3, encode_lent_away(HYPERVISOR.1));
+        plant(
+            &mut system,
+            GUEST_HISTORY,
+            ipa,
+            3,
+            encode_lent_away(HYPERVISOR.1),
+        );
         let expected = violation(
             Invariant::I3,
             GUEST_HISTORY,
@@ -1017,7 +1066,13 @@ mod tests {
             state: PageState::Owned,
         };
         let unknown_state = 0b1111 << 55;
-        plant(&mut system, GUEST_HISTORY, ipa, 2, encode_leaf(&leaf, 2) | unknown_state);
+        plant(
+            &mut system,
+            GUEST_HISTORY,
+            ipa,
+            2,
+            encode_leaf(&leaf, 2) | unknown_state,
+        );
         let expected = violation(
             Invariant::I3,
             GUEST_HISTORY,
@@ -1047,7 +1102,12 @@ mod tests {
     fn i3_wrong_memory_type() {
         let mut system = system();
         // Device memory is never executable, so these rights are within the owner's.
-        let value = page(FRAME_A, Rights::READ_WRITE, MemoryType::Device, PageState::Owned);
+        let value = page(
+            FRAME_A,
+            Rights::READ_WRITE,
+            MemoryType::Device,
+            PageState::Owned,
+        );
         plant(&mut system, GUEST_HISTORY, FRAME_A_IPA, 3, value);
         let expected = violation(
             Invariant::I3,
@@ -1129,7 +1189,12 @@ mod tests {
     fn i3_untracked_memory_mapped_with_an_ownership_state() {
         let mut system = system();
         let ipa = Ipa(0x4020_2000);
-        let value = page(HYPERVISOR.1, Rights::READ_WRITE, MemoryType::Device, PageState::Owned);
+        let value = page(
+            HYPERVISOR.1,
+            Rights::READ_WRITE,
+            MemoryType::Device,
+            PageState::Owned,
+        );
         plant(&mut system, GUEST_HISTORY, ipa, 3, value);
         let expected = violation(
             Invariant::I3,
@@ -1305,7 +1370,13 @@ mod tests {
         // Several violations in several domains: the count equals the reports, one by one.
         let mut system = system();
         plant(&mut system, GUEST_HISTORY, FRAME_A_IPA, 3, 0);
-        plant(&mut system, GUEST_SPLIT, Ipa(0), 1, encode_table(SmallSystem::frame(7)));
+        plant(
+            &mut system,
+            GUEST_SPLIT,
+            Ipa(0),
+            1,
+            encode_table(SmallSystem::frame(7)),
+        );
         let value = normal(HYPERVISOR.0, Rights::READ, PageState::Passthrough);
         plant(&mut system, HOST, Ipa(0x8020_2000), 3, value);
         let (found, summary) = run(&system);

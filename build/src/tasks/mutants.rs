@@ -62,7 +62,10 @@ pub struct Explanation {
 pub fn parse_explanations(source: &str) -> Result<Vec<Explanation>, String> {
     let mut explanations = Vec::new();
     for (index, text) in source.lines().enumerate() {
-        let comment = text.trim_start().trim_start_matches('/').trim_start_matches('!');
+        let comment = text
+            .trim_start()
+            .trim_start_matches('/')
+            .trim_start_matches('!');
         let Some(rest) = comment.trim_start().strip_prefix(EQUIVALENT_MARKER) else {
             continue;
         };
@@ -216,7 +219,10 @@ pub fn judge(outcomes: &Outcomes, explanations: &[Explanation]) -> Verdict {
     let mut unused: Vec<&Explanation> = explanations.iter().collect();
     let mut verdict = Verdict::default();
     for survivor in &outcomes.missed {
-        match unused.iter().position(|explanation| explanation.mutant == *survivor) {
+        match unused
+            .iter()
+            .position(|explanation| explanation.mutant == *survivor)
+        {
             Some(index) => {
                 let explanation = unused.remove(index);
                 verdict
@@ -243,7 +249,10 @@ pub fn report(file: &Path, outcomes: &Outcomes, verdict: &Verdict) -> String {
         verdict.unexplained.len(),
     );
     for (mutant, reason) in &verdict.explained {
-        let _ = writeln!(text, "  survivor (explained equivalent): {mutant}\n    why: {reason}");
+        let _ = writeln!(
+            text,
+            "  survivor (explained equivalent): {mutant}\n    why: {reason}"
+        );
     }
     for mutant in &verdict.unexplained {
         let _ = writeln!(text, "  SURVIVOR (unexplained): {mutant}");
