@@ -739,6 +739,45 @@ mod tests {
     }
 
     #[test]
+    fn i1_a_block_of_foreign_frames_is_one_violation_per_page() {
+        // Guest 1 maps the host's block C with one 2 MiB descriptor: every page is a frame it
+        // does not own, each reported at its own IPA and PA, and the count is the list.
+        let mut system = SmallSystem::boot().unwrap();
+        let (engine, arch) = (&mut system.engine, &mut system.arch);
+        engine
+            .donate(arch, HOST, GUEST_HISTORY, FRAME_A_IPA, 1)
+            .unwrap();
+        let leaf = Leaf {
+            pa: FRAME_BASE,
+            rights: Rights::READ_WRITE,
+            memory: MemoryType::Normal,
+            state: PageState::Owned,
+        };
+        plant(&mut system, GUEST_HISTORY, BLOCK_IPA, 2, encode_leaf(&leaf, 2));
+        let expected: Vec<Violation> = (0..512)
+            .map(|page| {
+                let (ipa, pa) = block_page(page);
+                violation(
+                    Invariant::I1,
+                    GUEST_HISTORY,
+                    Some(ipa),
+                    pa,
+                    "owned frame mapped by a domain that is not its owner",
+                )
+            })
+            .collect();
+        let (found, summary) = run(&system);
+        assert_eq!(found, expected);
+        assert_eq!(
+            summary,
+            AuditSummary {
+                mapped_pages: FRAMES + 512,
+                violations: 512
+            }
+        );
+    }
+
+    #[test]
     fn i1_lent_frame_mapped_by_its_owner() {
         let mut system = system();
         let (ipa, pa) = (host_ipa(block_page(3).0), block_page(3).1);
