@@ -753,7 +753,13 @@ mod tests {
             memory: MemoryType::Normal,
             state: PageState::Owned,
         };
-        plant(&mut system, GUEST_HISTORY, BLOCK_IPA, 2, encode_leaf(&leaf, 2));
+        plant(
+            &mut system,
+            GUEST_HISTORY,
+            BLOCK_IPA,
+            2,
+            encode_leaf(&leaf, 2),
+        );
         let expected: Vec<Violation> = (0..512)
             .map(|page| {
                 let (ipa, pa) = block_page(page);

@@ -305,6 +305,12 @@ impl Stage2Arch for FakeArch {
 mod tests {
     //! Each call check of the fake, planted alone: exactly its own message, and nothing from a
     //! call that follows the rules.
+    //!
+    //! Mutation check: `cargo xtask mutants hypervisor/src/fake_arch.rs`. Explained equivalent
+    //! mutants (read by that command, build/src/tasks/mutants.rs):
+    //!
+    //! equivalent mutant: hypervisor/src/fake_arch.rs:63:78: replace | with ^ in pattern_word -- the page is 4 KiB aligned and `index << 1` is even, so the value multiplied is even, the odd constant keeps the product even, and setting bit 0 with `|` or flipping it with `^` gives the same word.
+    //! equivalent mutant: hypervisor/src/fake_arch.rs:63:17: replace ^ with | in pattern_word -- every caller passes a page base (4 KiB aligned) and `index << 1` < 1024 fits below bit 12, so the two operands share no bit and `^` equals `|`.
 
     use super::*;
     use crate::descriptor::{encode_leaf, encode_table, Leaf, MemoryType, PageState, Rights};
@@ -737,6 +743,65 @@ mod tests {
         );
     }
 
+    #[test]
+    fn breaking_an_already_broken_slot_again_is_not_a_make() {
+        let mut arch = mapped();
+        arch.write_descriptor(slot(), 0);
+        arch.write_descriptor(slot(), 0);
+        nothing(&mut arch);
+        arch.invalidate_ipa(VMID, IPA);
+        arch.end_call();
+        nothing(&mut arch);
+    }
+
+    #[test]
+    fn i6_a_broken_block_reaches_from_its_decoded_base() {
+        // Bits 20:12 of a level-2 block's output address are RES0: the walker reads the block
+        // as starting at the 2 MiB boundary, so that is where the stale entry reaches from.
+        let mut arch = fake();
+        let block = DescriptorSlot {
+            pa: POOL.0,
+            vmid: VMID,
+            ipa: Ipa(0x4000_0000),
+            level: 2,
+        };
+        let leaf = Leaf {
+            pa: FRAME,
+            rights: Rights::READ_WRITE,
+            memory: MemoryType::Normal,
+            state: PageState::Owned,
+        };
+        arch.write_descriptor(block, encode_leaf(&leaf, 2) | OTHER_FRAME.get());
+        arch.end_call();
+        arch.write_descriptor(block, 0);
+        arch.zero_page(FRAME);
+        assert_eq!(
+            arch.take_violations(),
+            vec![
+                "I6: frame 0x40000000 written while vmid 2 can still reach it at 0x40000000"
+                    .to_owned()
+            ]
+        );
+    }
+
+    #[test]
+    fn i6_a_broken_malformed_leaf_still_reaches_its_frame() {
+        // The access flag is clear: the core never writes this, but a TLB may hold it.
+        const ACCESS_FLAG: u64 = 1 << 10;
+        let mut arch = fake();
+        arch.write_descriptor(slot(), page(FRAME, Rights::READ_WRITE) & !ACCESS_FLAG);
+        arch.end_call();
+        arch.write_descriptor(slot(), 0);
+        arch.zero_page(FRAME);
+        assert_eq!(
+            arch.take_violations(),
+            vec![
+                "I6: frame 0x40000000 written while vmid 2 can still reach it at 0x40000000"
+                    .to_owned()
+            ]
+        );
+    }
+
     // ------------------------------------------------------ contents (I5) and memory (I8) --
 
     #[test]
@@ -763,6 +828,39 @@ mod tests {
         assert_eq!(arch.digest(FRAME), before);
         assert!(!arch.same_memory(&twin));
         assert!(twin.same_memory(&twin.clone()));
+    }
+
+    #[test]
+    fn every_pattern_word_differs_and_none_is_zero() {
+        let mut words: Vec<u64> = (0..512).map(|index| pattern_word(FRAME, index)).collect();
+        words.extend((0..512).map(|index| pattern_word(OTHER_FRAME, index)));
+        assert!(words.iter().all(|&word| word != 0));
+        words.sort_unstable();
+        words.dedup();
+        assert_eq!(words.len(), 1024);
+    }
+
+    #[test]
+    fn same_memory_compares_addresses_and_contents() {
+        // Equal contents at different addresses are different memory.
+        let (mut one, mut other) = (fake(), fake());
+        one.zero_page(FRAME);
+        other.zero_page(OTHER_FRAME);
+        assert!(!one.same_memory(&other));
+        // Equal contents written separately (no shared page) are the same memory.
+        let (mut one, mut other) = (fake(), fake());
+        one.poke(FRAME, 5);
+        other.poke(FRAME, 5);
+        assert!(one.same_memory(&other));
+        other.poke(FRAME, 6);
+        assert!(!one.same_memory(&other));
+    }
+
+    #[test]
+    fn a_page_written_to_all_zeroes_is_zero() {
+        let mut arch = fake();
+        arch.page_mut(FRAME).fill(0);
+        assert!(arch.is_zero(FRAME));
     }
 
     #[test]
