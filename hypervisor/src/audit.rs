@@ -485,7 +485,7 @@ mod tests {
             )
             .unwrap();
         arch.end_call();
-        assert_eq!(arch.take_violations(), Vec::<std::string::String>::new());
+        assert_eq!(arch.take_violations(), Vec::<String>::new());
         system
     }
 

@@ -528,7 +528,7 @@ mod tests {
         // The guest borrows a host frame: it cannot share it onwards.
         let borrowed = FrameView {
             guest_borrows: true,
-            ..view(Holder::Host, FrameState::SharedOwned)
+            ..view(Host, SharedOwned)
         };
         assert_eq!(decide(Operation::Share, borrowed), Err(Error::WrongState));
         assert_eq!(
@@ -545,38 +545,27 @@ mod tests {
             ..view(owner, state)
         };
         assert_eq!(
-            decide(
-                Operation::Unshare,
-                pinned(Holder::Guest, FrameState::SharedOwned)
-            ),
+            decide(Operation::Unshare, pinned(Guest, SharedOwned)),
             Err(Error::Pinned)
         );
         assert_eq!(
-            decide(Operation::Donate, pinned(Holder::Host, FrameState::Owned)),
+            decide(Operation::Donate, pinned(Host, Owned)),
             Err(Error::Pinned)
         );
         assert_eq!(
-            decide(
-                Operation::Relinquish,
-                pinned(Holder::Guest, FrameState::Owned)
-            ),
+            decide(Operation::Relinquish, pinned(Guest, Owned)),
             Err(Error::Pinned)
         );
         // Sharing more is fine while pinned.
-        assert!(decide(Operation::Share, pinned(Holder::Guest, FrameState::Owned)).is_ok());
+        assert!(decide(Operation::Share, pinned(Guest, Owned)).is_ok());
     }
 
     #[test]
     fn only_relinquish_and_teardown_zero() {
         let mut operations = Operation::REQUESTS.to_vec();
         operations.push(Operation::Teardown);
-        let owners = [Holder::Nobody, Holder::Host, Holder::Guest, Holder::Other];
-        let states = [
-            FrameState::Free,
-            FrameState::Owned,
-            FrameState::SharedOwned,
-            FrameState::Lent,
-        ];
+        let owners = [Nobody, Host, Guest, Other];
+        let states = [Free, Owned, SharedOwned, Lent];
         for operation in operations {
             for owner in owners {
                 for state in states {
@@ -597,10 +586,10 @@ mod tests {
                                 operation,
                                 Operation::Relinquish | Operation::Teardown
                             ));
-                            assert_eq!(owner, Holder::Guest, "only frames leaving the guest");
+                            assert_eq!(owner, Guest, "only frames leaving the guest");
                         }
-                        assert!(matches!(transition.owner, Holder::Host | Holder::Guest));
-                        assert!(owner == Holder::Host || owner == Holder::Guest);
+                        assert!(matches!(transition.owner, Host | Guest));
+                        assert!(owner == Host || owner == Guest);
                     }
                 }
             }
