@@ -1,4 +1,5 @@
-//! Tool installation for a fresh machine: the two AArch64 rustup targets and QEMU >= 7.2.
+//! Tool installation for a fresh machine: the two AArch64 rustup targets and QEMU >= 7.2, and
+//! (for `cargo xtask mutants` only) cargo-mutants.
 //!
 //! The decisions are pure functions over what was observed (command output, uid, whether apt-get
 //! exists) so they can be unit tested; [`ensure_tools`] does the observing and the installing.
@@ -190,6 +191,31 @@ fn check_targets_in_sysroot() -> Result<(), InstallError> {
             ),
         })
     }
+}
+
+/// The cargo subcommand `cargo xtask mutants` drives, and the crate that provides it.
+pub const CARGO_MUTANTS: &str = "cargo-mutants";
+
+/// Makes sure `cargo mutants` runs, installing it with `cargo install --locked cargo-mutants`
+/// if it does not; returns its version line. Only `cargo xtask mutants` calls this: CI does not
+/// run mutation checks, so nothing else installs it.
+pub fn ensure_cargo_mutants() -> Result<String, InstallError> {
+    let version = || capture("cargo", &["mutants", "--version"]);
+    let found = match version() {
+        Ok(found) => found,
+        Err(_) => {
+            let args = ["install", "--locked", CARGO_MUTANTS];
+            eprintln!(
+                "xtask: `cargo mutants` not found; installing it: {}",
+                command_line("cargo", &args)
+            );
+            run_to_stderr("cargo", &args)?;
+            version()?
+        }
+    };
+    let found = found.trim().to_owned();
+    eprintln!("xtask: using {found}");
+    Ok(found)
 }
 
 /// Makes sure `qemu-system-aarch64` is on PATH (installing it with apt-get as root) and is at

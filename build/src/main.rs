@@ -65,6 +65,17 @@ enum Task {
     /// Install what is missing, build the firmware, run every host and QEMU test and the model
     /// checker, and print a summary.
     Test,
+    /// Run cargo-mutants on one source file (installing it if missing) with the tests that
+    /// matter for it; print `mutants: caught=C total=T ...` and every survivor, and exit 1 if a
+    /// survivor is not an explained equivalent mutant (see build/src/tasks/mutants.rs).
+    Mutants {
+        /// The source file to mutate (default: hypervisor/src/ownership.rs in the workspace).
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Mutants built and tested in parallel (each needs its own copy of the tree).
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        jobs: usize,
+    },
     /// Benchmarks (none yet).
     Bench,
 }
@@ -112,6 +123,7 @@ fn main() -> ExitCode {
         Task::Check { file, search_paths } => tasks::check::check(&file, &search_paths),
         Task::ModelCheck => tasks::model_check::model_check(),
         Task::Test => tasks::test::test(),
+        Task::Mutants { file, jobs } => tasks::mutants::mutants(file.as_deref(), jobs),
         Task::Bench => tasks::bench::bench(),
     };
     match result {

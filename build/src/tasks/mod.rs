@@ -4,6 +4,7 @@ pub mod bench;
 pub mod build;
 pub mod check;
 pub mod model_check;
+pub mod mutants;
 pub mod run;
 pub mod system;
 pub mod test;
