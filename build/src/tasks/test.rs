@@ -1,6 +1,7 @@
 //! `cargo xtask test`: everything CI checks, on a fresh machine, with one summary at the end.
 //!
-//! Steps: make the tools ready (rustup targets, QEMU), build the firmware, run the host and QEMU
+//! Steps: make the tools ready (rustup targets, QEMU), build the firmware, lint (rustfmt and
+//! clippy with `-D warnings`, for the host and for both AArch64 targets), run the host and QEMU
 //! tests with `cargo test`, run the ownership model checker. A failing step does not hide the
 //! later ones (except missing tools, which every later step needs); the exit status is 1 if any
 //! step failed.
@@ -86,6 +87,7 @@ pub fn test() -> TaskResult {
     });
     if tools_ok {
         let (firmware, plan) = firmware_step(&root, &mut steps);
+        steps.push(lint_step(&root, &plan));
         steps.push(cargo_test_step(&root, &plan, firmware.as_ref()));
         steps.push(model_check_step());
     }
@@ -124,6 +126,89 @@ fn firmware_step(root: &Path, steps: &mut Vec<StepResult>) -> (Option<Firmware>,
         duration: step_start.elapsed(),
     });
     (firmware, plan)
+}
+
+/// The lint commands, each a `cargo` argument list: rustfmt over the workspace, then clippy with
+/// warnings denied for the host crates, for the kernel (soft-float, `el2`) and for every firmware
+/// crate (PD programs, VMMs, guests) on `aarch64-unknown-none`.
+pub fn lint_commands(plan: &FirmwarePlan) -> Vec<Vec<String>> {
+    let strings = |words: &[&str]| words.iter().map(|word| (*word).to_owned()).collect();
+    let mut commands: Vec<Vec<String>> = vec![
+        strings(&["fmt", "--all", "--check"]),
+        strings(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    ];
+    if plan.kernel {
+        commands.push(strings(&[
+            "clippy",
+            "--package",
+            "frameshift-hypervisor",
+            "--features",
+            "el2",
+            "--target",
+            "aarch64-unknown-none-softfloat",
+            "--bins",
+            "--",
+            "-D",
+            "warnings",
+        ]));
+    }
+    if !plan.firmware_only.is_empty() {
+        // The runtimes are host-tested too, but their entry code only exists on the target.
+        let mut firmware: Vec<String> = strings(&[
+            "clippy",
+            "--package",
+            "frameshift-pd",
+            "--package",
+            "frameshift-guest",
+        ]);
+        for package in &plan.firmware_only {
+            firmware.push("--package".to_owned());
+            firmware.push(package.clone());
+        }
+        firmware.extend(strings(&[
+            "--target",
+            "aarch64-unknown-none",
+            "--",
+            "-D",
+            "warnings",
+        ]));
+        commands.push(firmware);
+    }
+    commands
+}
+
+fn lint_step(root: &Path, plan: &FirmwarePlan) -> StepResult {
+    let step_start = Instant::now();
+    let mut failed = Vec::new();
+    for args in lint_commands(plan) {
+        eprintln!("xtask: cargo {}", args.join(" "));
+        let mut command =
+            Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        command.args(&args).current_dir(root).stdin(Stdio::null());
+        match command.status() {
+            Ok(status) if status.success() => {}
+            Ok(_) => failed.push(format!("cargo {}", args[..2].join(" "))),
+            Err(error) => failed.push(format!("cannot run cargo: {error}")),
+        }
+    }
+    let passed = failed.is_empty();
+    StepResult {
+        name: "lint",
+        passed,
+        detail: if passed {
+            "rustfmt, clippy -D warnings (host, kernel, firmware)".to_owned()
+        } else {
+            format!("failed: {}; see the output above", failed.join(", "))
+        },
+        duration: step_start.elapsed(),
+    }
 }
 
 fn cargo_test_step(root: &Path, plan: &FirmwarePlan, firmware: Option<&Firmware>) -> StepResult {
@@ -186,6 +271,28 @@ mod tests {
         assert_eq!(
             cargo_test_args(&FirmwarePlan::default()).join(" "),
             "test --workspace --no-fail-fast"
+        );
+    }
+
+    #[test]
+    fn lint_covers_the_host_the_kernel_and_every_firmware_crate() {
+        let plan = FirmwarePlan {
+            kernel: true,
+            firmware_only: vec!["frameshift-pd-programs".to_owned(), "demo".to_owned()],
+            ..FirmwarePlan::default()
+        };
+        let lines: Vec<String> = lint_commands(&plan)
+            .iter()
+            .map(|args| args.join(" "))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "fmt --all --check",
+                "clippy --workspace --all-targets -- -D warnings",
+                "clippy --package frameshift-hypervisor --features el2 --target aarch64-unknown-none-softfloat --bins -- -D warnings",
+                "clippy --package frameshift-pd --package frameshift-guest --package frameshift-pd-programs --package demo --target aarch64-unknown-none -- -D warnings",
+            ]
         );
     }
 
