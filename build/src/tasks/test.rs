@@ -189,8 +189,7 @@ fn lint_step(root: &Path, plan: &FirmwarePlan) -> StepResult {
     let mut failed = Vec::new();
     for args in lint_commands(plan) {
         eprintln!("xtask: cargo {}", args.join(" "));
-        let mut command =
-            Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
         command.args(&args).current_dir(root).stdin(Stdio::null());
         match command.status() {
             Ok(status) if status.success() => {}
