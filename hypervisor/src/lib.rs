@@ -15,7 +15,7 @@
 //! | [`ownership`] | the state machine: one table, one `decide` |
 //! | [`engine`] | prepare/commit conversions, boot mappings, teardown |
 //! | [`audit`](mod@audit) | I1-I4 cross-check of tables against the frame table |
-//! | `fake_arch`, `small_system`, `model_check` | host only (feature `std`): fake machine, test system, exhaustive model checker |
+//! | `fake_arch`, `small_system` | host only (feature `std`): fake machine, test system (the model checker is in `frameshift-harness`) |
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -30,8 +30,6 @@ pub mod error;
 pub mod fake_arch;
 pub mod frame_table;
 pub mod kernel;
-#[cfg(any(test, feature = "std"))]
-pub mod model_check;
 pub mod ownership;
 #[cfg(any(test, feature = "std"))]
 pub mod small_system;

@@ -2,7 +2,7 @@
 //!
 //! A system is booted from a [`Layout`]: which domains exist, which of them are guests of which
 //! host (window and mode), and the boot mappings. The reference model
-//! ([`crate::model_check::reference`]) boots from the same layout, so the engine and the model
+//! (`frameshift_harness::model_check::reference`) boots from the same layout, so the engine and the model
 //! start from one description.
 //!
 //! The default system, [`SmallSystem`] (physical layout; the frame table covers 2 MiB + 2

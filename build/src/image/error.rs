@@ -6,7 +6,7 @@ use std::io;
 use std::path::PathBuf;
 
 use frameshift_abi::boot_info::BootInfoError;
-use frameshift_hypervisor::kernel::system::MAX_IRQS;
+use frameshift_abi::boot_info::MAX_IRQS;
 
 use crate::sdf::devices::{self, Device};
 

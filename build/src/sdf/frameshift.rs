@@ -9,8 +9,8 @@
 //! | 7 | no `phys_addr` region overlaps a device the hypervisor keeps or a DMA-capable device (`devices.rs`) | a DMA-capable device writes physical memory behind stage 2 |
 //! | 8 | at most `MAX_IRQS` (64) `<irq>`s in the system | the hypervisor routes at most that many |
 
+use frameshift_abi::boot_info::MAX_IRQS;
 use frameshift_abi::domain_name;
-use frameshift_hypervisor::kernel::system::MAX_IRQS;
 
 use super::devices;
 use super::error::{SdfError, SdfErrorKind, SdfResult};

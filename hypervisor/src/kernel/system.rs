@@ -85,8 +85,8 @@ pub const DEBUG_WRITE_MAX: u64 = 48;
 /// stops it: bounds a PD whose own abort handler keeps faulting.
 pub const MAX_INJECTED_FAULTS: u32 = 64;
 
-/// Most hardware interrupts routed to PDs.
-pub const MAX_IRQS: usize = 64;
+/// Most hardware interrupts routed to PDs (defined in the ABI crate, which the build tool shares).
+pub use frameshift_abi::boot_info::MAX_IRQS;
 
 /// The time slice until the arch layer sets its own ([`Kernel::set_time_slice`]): 5 ms of QEMU
 /// `virt`'s 62.5 MHz counter.

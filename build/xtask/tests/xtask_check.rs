@@ -92,7 +92,7 @@ fn unreadable_file_is_an_error_not_ok() {
 /// test holds to Microkit's messages) gives.
 #[test]
 fn every_microkit_fixture_prints_the_conformance_first_line() {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/microkit-sdf");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/microkit-sdf");
     let sdf_dir = fixtures.join("sdf");
     let prefills = fixtures.join("prefills");
     let mut names: Vec<String> = std::fs::read_dir(&sdf_dir)

@@ -40,10 +40,15 @@ pub const KERNEL_ELF_ENV: &str = "FRAMESHIFT_KERNEL_ELF";
 /// Environment variable through which `cargo xtask test` passes the program directory.
 pub const PROGRAMS_DIR_ENV: &str = "FRAMESHIFT_PROGRAMS_DIR";
 
-/// The workspace root (the directory of the root `Cargo.toml`), fixed when this crate was built.
+/// The workspace root (the directory of the root `Cargo.toml`), fixed when this crate was built:
+/// this crate is `build/xtask`, two levels below it.
 pub fn workspace_root() -> PathBuf {
-    let build_crate = Path::new(env!("CARGO_MANIFEST_DIR"));
-    build_crate.parent().unwrap_or(build_crate).to_owned()
+    let xtask_crate = Path::new(env!("CARGO_MANIFEST_DIR"));
+    xtask_crate
+        .ancestors()
+        .nth(2)
+        .unwrap_or(xtask_crate)
+        .to_owned()
 }
 
 /// `<workspace>/target/firmware`.

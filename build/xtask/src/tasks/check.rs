@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::{search_paths, TaskResult};
 use crate::firmware;
-use crate::sdf;
+use frameshift_build::sdf;
 
 /// Validates `file`, looking for prefill files in `extra_search_paths` first.
 pub fn check(file: &Path, extra_search_paths: &[PathBuf]) -> TaskResult {

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use frameshift_build::qemu::{self, Cpu, QemuOptions};
+use frameshift_xtask::qemu::{self, Cpu, QemuOptions};
 
 /// Where the image is loaded: the kernel's link address (coordination.md memory layout).
 const LOAD_ADDRESS: u64 = 0x4010_0000;

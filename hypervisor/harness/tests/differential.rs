@@ -24,12 +24,12 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
-use frameshift_hypervisor::addr::PAGE_SIZE;
-use frameshift_hypervisor::fake_arch::Invalidation;
-use frameshift_hypervisor::model_check::reference::{Model, State, View};
-use frameshift_hypervisor::model_check::{
+use frameshift_harness::model_check::reference::{Model, State, View};
+use frameshift_harness::model_check::{
     self, difference, engine_answer, reference_answer, Step as Check, KINDS,
 };
+use frameshift_hypervisor::addr::PAGE_SIZE;
+use frameshift_hypervisor::fake_arch::Invalidation;
 use frameshift_hypervisor::small_system::{
     boot_mapping, default_layout, link, window, Layout, SmallSystem, BLOCK_IPA, BORROWERS, FRAMES,
     FRAME_B_IPA, HOST, WINDOW_HOST_BASE,

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use super::TaskError;
 use crate::firmware::{self, Firmware};
-use crate::image::{self, ImageInputs};
-use crate::sdf::{self, SystemDescription};
+use frameshift_build::image::{self, ImageInputs};
+use frameshift_build::sdf::{self, SystemDescription};
 
 /// The directory (under the workspace root) that receives the image and the report.
 pub const OUT_DIR_NAME: &str = "out";

@@ -1,12 +1,12 @@
-//! `cargo xtask`: Frameshift's task runner (the tasks themselves live in `frameshift_build::tasks`).
+//! `cargo xtask`: Frameshift's task runner (the tasks themselves live in `frameshift_xtask::tasks`).
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use frameshift_build::qemu::Cpu;
-use frameshift_build::tasks::{self, RunArgs};
+use frameshift_xtask::qemu::Cpu;
+use frameshift_xtask::tasks::{self, RunArgs};
 
 /// Frameshift's task runner: installs what is missing, builds the firmware and the boot image,
 /// and runs it in QEMU.
