@@ -69,7 +69,7 @@ enum Task {
     /// matter for it; print `mutants: caught=C total=T ...` and every survivor, and exit 1 if a
     /// survivor is not an explained equivalent mutant (see build/src/tasks/mutants.rs).
     Mutants {
-        /// The source file to mutate (default: hypervisor/src/ownership.rs in the workspace).
+        /// The source file to mutate (default: hypervisor/core/src/ownership.rs in the workspace).
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
         /// Mutants built and tested in parallel (each needs its own copy of the tree).

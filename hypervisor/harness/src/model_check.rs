@@ -15,7 +15,7 @@
 //!   judged by [`table_pages_to_reserve`];
 //! - the resulting state: the engine's frame table and every domain's mappings, read back
 //!   through the walker ([`observe`]), equal the model's;
-//! - I1-I4 by [`frameshift_hypervisor::audit`](mod@frameshift_hypervisor::audit) in every new state; I5 (only relinquish and teardown write
+//! - I1-I4 by [`frameshift_core::audit`](mod@frameshift_core::audit) in every new state; I5 (only relinquish and teardown write
 //!   frames, exactly the frames the model zeroes, only frames leaving the guest, and they end
 //!   zeroed); I6 (the fake arch's stale-translation tracking, and an independent before/after
 //!   comparison of translations against the recorded invalidations); I7 (the fake's
@@ -35,16 +35,16 @@ use std::string::String;
 use std::vec;
 use std::vec::Vec;
 
-use frameshift_hypervisor::addr::{DomainId, Ipa, PhysAddr, BLOCK_SIZE, PAGE_SIZE};
-use frameshift_hypervisor::arch::PhysMemory;
-use frameshift_hypervisor::descriptor::{level_span, Rights};
-use frameshift_hypervisor::engine::{ConversionMode, Request};
-use frameshift_hypervisor::error::Error;
-use frameshift_hypervisor::fake_arch::Invalidation;
-use frameshift_hypervisor::ownership::Operation;
-use frameshift_hypervisor::small_system::{Layout, System, BORROWERS, FRAMES, HOST};
-use frameshift_hypervisor::stage2::Stage2Table;
-use frameshift_hypervisor::walk::{for_each_leaf, LeafKind, Walk};
+use frameshift_core::addr::{DomainId, Ipa, PhysAddr, BLOCK_SIZE, PAGE_SIZE};
+use frameshift_core::arch::fake::Invalidation;
+use frameshift_core::arch::PhysMemory;
+use frameshift_core::descriptor::{level_span, Rights};
+use frameshift_core::engine::{ConversionMode, Request};
+use frameshift_core::error::Error;
+use frameshift_core::ownership::Operation;
+use frameshift_core::small_system::{Layout, System, BORROWERS, FRAMES, HOST};
+use frameshift_core::stage2::Stage2Table;
+use frameshift_core::walk::{for_each_leaf, LeafKind, Walk};
 use reference::{Frame, Model, State, View};
 use scenarios::{scenarios, Scenario, Size, TINY_BORROWERS, TINY_FRAMES};
 
@@ -218,7 +218,7 @@ pub fn observe<const F: usize, const B: usize>(system: &System<F, B>) -> Result<
         if domain.link.is_some() {
             alive.insert(id, domain.alive);
         }
-        let mut visit = |entry: frameshift_hypervisor::walk::LeafEntry| {
+        let mut visit = |entry: frameshift_core::walk::LeafEntry| {
             let span = level_span(entry.level);
             match entry.kind {
                 LeafKind::Mapped(leaf) => {
@@ -548,7 +548,7 @@ pub fn canonical<const F: usize, const B: usize>(
         code.push(u64::MAX);
         code.push(u64::from(id.0) << 1 | u64::from(domain.alive));
         let mut runs: Vec<[u64; 4]> = Vec::new();
-        let mut visit = |entry: frameshift_hypervisor::walk::LeafEntry| {
+        let mut visit = |entry: frameshift_core::walk::LeafEntry| {
             let raw = system.arch.read_u64(entry.descriptor);
             let level = u64::from(entry.level);
             if let Some(last) = runs.last_mut() {

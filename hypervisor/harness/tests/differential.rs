@@ -24,20 +24,20 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
-use frameshift_harness::model_check::reference::{Model, State, View};
-use frameshift_harness::model_check::{
-    self, difference, engine_answer, reference_answer, Step as Check, KINDS,
-};
-use frameshift_hypervisor::addr::PAGE_SIZE;
-use frameshift_hypervisor::fake_arch::Invalidation;
-use frameshift_hypervisor::small_system::{
+use frameshift_core::addr::PAGE_SIZE;
+use frameshift_core::arch::fake::Invalidation;
+use frameshift_core::small_system::{
     boot_mapping, default_layout, link, window, Layout, SmallSystem, BLOCK_IPA, BORROWERS, FRAMES,
     FRAME_B_IPA, HOST, WINDOW_HOST_BASE,
 };
-use frameshift_hypervisor::walk::{for_each_leaf, LeafKind};
-use frameshift_hypervisor::{
+use frameshift_core::walk::{for_each_leaf, LeafKind};
+use frameshift_core::{
     descriptor::level_span, BootSharing, ConversionMode, DomainId, Ipa, Operation, PhysAddr,
     Request, Rights,
+};
+use frameshift_harness::model_check::reference::{Model, State, View};
+use frameshift_harness::model_check::{
+    self, difference, engine_answer, reference_answer, Step as Check, KINDS,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
@@ -223,8 +223,8 @@ fn guest_ipa(host_ipa: Ipa) -> Ipa {
 /// without, by the views alone, so that some are not (pinned, lent rather than shared, a lent
 /// frame the guest still uses, ...). Either way the rules decide, not this.
 fn candidates(state: &State, op: Operation, guest: DomainId, narrow: bool) -> Vec<Ipa> {
-    use frameshift_hypervisor::FrameState as Frame;
-    use frameshift_hypervisor::PageState::{Owned, SharedBorrowed, SharedOwned};
+    use frameshift_core::FrameState as Frame;
+    use frameshift_core::PageState::{Owned, SharedBorrowed, SharedOwned};
     let frame = |pa: PhysAddr| {
         let index = (pa.get() - SmallSystem::frame(0).get()) / PAGE_SIZE;
         &state.frames[index as usize]
@@ -385,7 +385,7 @@ type Spans = BTreeMap<(DomainId, Ipa), (View, u64)>;
 fn engine_views(system: &SmallSystem) -> Spans {
     let mut views = BTreeMap::new();
     for (domain, state) in system.engine.domains() {
-        let mut visit = |entry: frameshift_hypervisor::walk::LeafEntry| {
+        let mut visit = |entry: frameshift_core::walk::LeafEntry| {
             let span = level_span(entry.level);
             for page in 0..span / PAGE_SIZE {
                 let ipa = Ipa(entry.ipa.get() + page * PAGE_SIZE);
@@ -407,7 +407,7 @@ fn engine_views(system: &SmallSystem) -> Spans {
 }
 
 /// The engine's answer to a step and the frames it wrote.
-type Answer = (Result<(), frameshift_hypervisor::Error>, BTreeSet<PhysAddr>);
+type Answer = (Result<(), frameshift_core::Error>, BTreeSet<PhysAddr>);
 
 /// Runs one step on both and checks everything; returns the engine's answer, or a
 /// description of the first problem.

@@ -7,17 +7,17 @@
 //!
 //! **Which tests run.** Each mutant's test run is the mutated crate's lib unit tests (`--lib`:
 //! no integration tests, so neither the differential proptest nor the QEMU scenarios) filtered
-//! to the file's own module (`ownership::`) plus, in the hypervisor crate, the engine's tests
-//! (`engine::tests::`: the engine is the one caller of every core module, and its tests are
-//! fast), with the model checker skipped (`--skip model_check`): it takes minutes and checks
-//! only safety. See [`test_filters`].
+//! to the file's own module (`ownership::`) plus, in the core crate (`hypervisor/core`), the
+//! engine's tests (`engine::tests::`: the engine is the one caller of every ownership module,
+//! and its tests are fast). The model checker is in another crate (`frameshift-harness`), so it
+//! never runs here: it takes minutes. See [`test_filters`].
 //!
 //! **Explained equivalents.** A mutant that no test can catch because it does not change what
 //! the program does is written down in the file itself, in a comment (by convention in its test
 //! module), one per line:
 //!
 //! ```text
-//! //! equivalent mutant: hypervisor/src/audit.rs:87:23: replace += with *= in f -- why no test can tell
+//! //! equivalent mutant: hypervisor/core/src/audit.rs:87:23: replace += with *= in f -- why no test can tell
 //! ```
 //!
 //! The name is the one cargo-mutants prints, line and column included, so an explanation goes
@@ -35,7 +35,7 @@ use crate::firmware;
 use crate::install;
 
 /// The file checked when none is given.
-pub const DEFAULT_FILE: &str = "hypervisor/src/ownership.rs";
+pub const DEFAULT_FILE: &str = "hypervisor/core/src/ownership.rs";
 
 /// What starts an explanation line (after the comment markers).
 pub const EQUIVALENT_MARKER: &str = "equivalent mutant:";
@@ -91,10 +91,10 @@ pub fn parse_explanations(source: &str) -> Result<Vec<Explanation>, String> {
     Ok(explanations)
 }
 
-/// The libtest filters for mutants of `file` (relative to the workspace root), and the skip:
-/// the file's module path (`hypervisor/src/kernel/boot.rs` -> `kernel::boot::`), plus
-/// `engine::tests::` in the hypervisor crate, then `--skip model_check`. `None` for a file
-/// outside a crate's `src/`.
+/// The libtest filters for mutants of `file` (relative to the workspace root): the file's module
+/// path (`hypervisor/core/src/kernel/boot.rs` -> `kernel::boot::`), plus `engine::tests::` in
+/// the core crate (`hypervisor/core`) for a file outside the engine. `None` for a file outside
+/// a crate's `src/`.
 pub fn test_filters(file: &Path) -> Option<Vec<String>> {
     let parts: Vec<&str> = file
         .components()
@@ -116,11 +116,10 @@ pub fn test_filters(file: &Path) -> Option<Vec<String>> {
     } else {
         filters.push(format!("{}::", module.join("::")));
     }
-    if parts.first() == Some(&"hypervisor") && src == 1 && module != ["engine"] {
+    let in_core = parts.get(..src) == Some(&["hypervisor", "core"][..]);
+    if in_core && module.first() != Some(&"engine") {
         filters.push("engine::tests::".to_owned());
     }
-    filters.push("--skip".to_owned());
-    filters.push("model_check".to_owned());
     Some(filters)
 }
 
@@ -391,29 +390,33 @@ mod tests {
     #[test]
     fn filters_follow_the_module_path() {
         let filters = |file: &str| test_filters(Path::new(file));
-        let tail = ["--skip", "model_check"];
         let with = |parts: &[&str]| -> Option<Vec<String>> {
-            Some(
-                parts
-                    .iter()
-                    .chain(&tail)
-                    .map(|part| (*part).to_owned())
-                    .collect(),
-            )
+            Some(parts.iter().map(|part| (*part).to_owned()).collect())
         };
         assert_eq!(
-            filters("hypervisor/src/ownership.rs"),
+            filters("hypervisor/core/src/ownership.rs"),
             with(&["ownership::", "engine::tests::"])
         );
         assert_eq!(
-            filters("hypervisor/src/kernel/boot.rs"),
+            filters("hypervisor/core/src/kernel/boot.rs"),
             with(&["kernel::boot::", "engine::tests::"])
         );
         assert_eq!(
-            filters("hypervisor/src/kernel/mod.rs"),
+            filters("hypervisor/core/src/kernel/mod.rs"),
             with(&["kernel::", "engine::tests::"])
         );
-        assert_eq!(filters("hypervisor/src/engine.rs"), with(&["engine::"]));
+        assert_eq!(
+            filters("hypervisor/core/src/engine.rs"),
+            with(&["engine::"])
+        );
+        assert_eq!(
+            filters("hypervisor/core/src/engine/plan.rs"),
+            with(&["engine::plan::"])
+        );
+        assert_eq!(
+            filters("hypervisor/src/arch/aarch64/esr.rs"),
+            with(&["arch::aarch64::esr::"])
+        );
         assert_eq!(filters("build/src/install.rs"), with(&["install::"]));
         assert_eq!(filters("hypervisor/abi/src/addr.rs"), with(&["addr::"]));
         assert_eq!(filters("build/src/lib.rs"), with(&["tests::"]));
@@ -423,11 +426,11 @@ mod tests {
 
     #[test]
     fn the_command_scopes_the_tests() {
-        let filters = test_filters(Path::new("hypervisor/src/audit.rs")).unwrap();
+        let filters = test_filters(Path::new("hypervisor/core/src/audit.rs")).unwrap();
         assert_eq!(
-            cargo_mutants_args(Path::new("hypervisor/src/audit.rs"), &filters, 2).join(" "),
+            cargo_mutants_args(Path::new("hypervisor/core/src/audit.rs"), &filters, 2).join(" "),
             "mutants --no-shuffle --output target/mutants --cargo-arg=--lib --jobs 2 \
-             --file hypervisor/src/audit.rs -- -- audit:: engine::tests:: --skip model_check"
+             --file hypervisor/core/src/audit.rs -- -- audit:: engine::tests::"
         );
     }
 

@@ -1,8 +1,8 @@
 //! The reference model of the ownership rules: plain maps, no page tables, no blocks, no
 //! side-table links.
 //!
-//! Written from DESIGN.md 4 and the transition table in [`frameshift_hypervisor::ownership`]'s module doc,
-//! without calling [`frameshift_hypervisor::ownership::decide`] or any engine code: the model checker and the
+//! Written from DESIGN.md 4 and the transition table in [`frameshift_core::ownership`]'s module doc,
+//! without calling [`frameshift_core::ownership::decide`] or any engine code: the model checker and the
 //! differential test run every request on the engine and on this model and require the same
 //! answer (accepted, or refused with the same [`Error`]) and the same resulting state. A legal
 //! request the engine wrongly refuses is therefore a failure, not only an unsafe acceptance.
@@ -41,15 +41,13 @@ use std::rc::Rc;
 use std::vec;
 use std::vec::Vec;
 
-use frameshift_hypervisor::addr::{DomainId, Ipa, PhysAddr, PAGE_SIZE};
-use frameshift_hypervisor::descriptor::{PageState, Rights};
-use frameshift_hypervisor::engine::{
-    BootSharing, ConversionMode, GuestLink, Request, MAX_RANGE_PAGES,
-};
-use frameshift_hypervisor::error::Error;
-use frameshift_hypervisor::frame_table::FrameState;
-use frameshift_hypervisor::ownership::Operation;
-use frameshift_hypervisor::small_system::{Layout, FRAME_BASE};
+use frameshift_core::addr::{DomainId, Ipa, PhysAddr, PAGE_SIZE};
+use frameshift_core::descriptor::{PageState, Rights};
+use frameshift_core::engine::{BootSharing, ConversionMode, GuestLink, Request, MAX_RANGE_PAGES};
+use frameshift_core::error::Error;
+use frameshift_core::frame_table::FrameState;
+use frameshift_core::ownership::Operation;
+use frameshift_core::small_system::{Layout, FRAME_BASE};
 
 /// What a domain sees at one IPA.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

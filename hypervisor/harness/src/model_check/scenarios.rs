@@ -6,13 +6,11 @@ use std::vec;
 use std::vec::Vec;
 
 use super::Step;
-use frameshift_hypervisor::addr::{DomainId, Ipa, PhysAddr, PAGES_PER_BLOCK, PAGE_SIZE};
-use frameshift_hypervisor::descriptor::Rights;
-use frameshift_hypervisor::engine::{
-    BootSharing, ConversionMode, Request, Window, MAX_RANGE_PAGES,
-};
-use frameshift_hypervisor::ownership::Operation;
-use frameshift_hypervisor::small_system::{
+use frameshift_core::addr::{DomainId, Ipa, PhysAddr, PAGES_PER_BLOCK, PAGE_SIZE};
+use frameshift_core::descriptor::Rights;
+use frameshift_core::engine::{BootSharing, ConversionMode, Request, Window, MAX_RANGE_PAGES};
+use frameshift_core::ownership::Operation;
+use frameshift_core::small_system::{
     boot_mapping, default_layout, link, Layout, System, BLOCK_IPA, FRAME_A_IPA, FRAME_BASE,
     FRAME_B_IPA, GUEST_HISTORY, GUEST_SPLIT, HOST, WINDOW_HOST_BASE,
 };
@@ -20,7 +18,7 @@ use frameshift_hypervisor::small_system::{
 /// Which engine instance a scenario runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Size {
-    /// [`frameshift_hypervisor::small_system::SmallSystem`]: 514 frames (a 2 MiB block and two lone frames),
+    /// [`frameshift_core::small_system::SmallSystem`]: 514 frames (a 2 MiB block and two lone frames),
     /// 8 side-table records.
     Small,
     /// [`TinySystem`]: six frames, two side-table records, so capacity runs out.

@@ -10,10 +10,10 @@ use super::global::GlobalCell;
 use super::stage2::El2Machine;
 use super::trap::{configure_el2, fatal, ARCH_DOMAINS, HYPERVISOR};
 use super::{gic, mmu};
-use crate::addr::{DomainId, PhysAddr, PAGE_SIZE};
-use crate::engine::Engine;
 use crate::hv_line;
-use crate::kernel::boot::{build_system, BootError};
+use frameshift_core::addr::{DomainId, PhysAddr, PAGE_SIZE};
+use frameshift_core::engine::Engine;
+use frameshift_core::kernel::boot::{build_system, BootError};
 
 /// `[physical address, size]` of the boot information, patched into the ELF by the image builder
 /// (frameshift_abi::boot_info::BOOT_INFO_SYMBOL). It lives in `.data` so that it has file bytes to

@@ -6,11 +6,11 @@
 //! replace it with another domain's registers; the common exit path then restores whatever the
 //! frame holds and `ERET`s. The stack is empty again after every `ERET`.
 //!
-//! [`Registers`]: crate::kernel::Registers
+//! [`Registers`]: frameshift_core::kernel::Registers
 
 use core::arch::global_asm;
 
-use crate::kernel::registers::REGISTERS_SIZE;
+use frameshift_core::kernel::registers::REGISTERS_SIZE;
 
 /// Vector kinds passed to the Rust handlers in `x1` (lower EL) or `x0` (current EL).
 pub const KIND_SYNC: u64 = 0;

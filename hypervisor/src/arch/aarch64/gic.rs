@@ -121,7 +121,7 @@ pub fn now() -> u64 {
 }
 
 /// Arms the EL2 physical timer to fire at counter value `deadline` (the running domain's
-/// [`Kernel::slice_end`](crate::kernel::Kernel::slice_end)); `None` stops it. A deadline already
+/// [`Kernel::slice_end`](frameshift_core::kernel::Kernel::slice_end)); `None` stops it. A deadline already
 /// past fires at once.
 pub fn arm_slice(deadline: Option<u64>) {
     let Some(deadline) = deadline else {

@@ -3,8 +3,8 @@
 
 use aarch64_cpu::registers::*;
 
-use crate::addr::{Ipa, PhysAddr, Vmid};
-use crate::arch::{DescriptorSlot, PageWords, PhysMemory, Stage2Arch};
+use frameshift_core::addr::{Ipa, PhysAddr, Vmid};
+use frameshift_core::arch::{DescriptorSlot, PageWords, PhysMemory, Stage2Arch};
 
 /// Physical memory as the EL2 identity map (`mmu`) shows it.
 ///

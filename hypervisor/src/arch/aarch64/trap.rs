@@ -15,14 +15,16 @@ use super::entry::{KIND_IRQ, KIND_SYNC};
 use super::features::CpuFeatures;
 use super::global::GlobalCell;
 use super::{gic, psci};
-use crate::addr::Ipa;
-use crate::kernel::fault::{
+use frameshift_core::addr::Ipa;
+use frameshift_core::kernel::fault::{
     abort_ipa, classify_abort, el1_sync_vector_offset, EC_DATA_ABORT_LOWER,
     EC_INSTRUCTION_ABORT_LOWER,
 };
-use crate::kernel::system::MAX_DOMAINS;
-use crate::kernel::InstructionLength;
-use crate::kernel::{Decision, DomainIndex, Exit, FaultKind, FaultReport, Halt, Kernel, Registers};
+use frameshift_core::kernel::system::MAX_DOMAINS;
+use frameshift_core::kernel::InstructionLength;
+use frameshift_core::kernel::{
+    Decision, DomainIndex, Exit, FaultKind, FaultReport, Halt, Kernel, Registers,
+};
 
 /// CPTR_EL2 (non-VHE): RES1 bits 13, 9 and 7:0; TZ (bit 8) traps SVE, including `ZCR_EL1`;
 /// TSM (bit 12) traps SME (`SMCR_EL1`, `SVCR`, `SMSTART`, ZA); TTA (bit 20) traps the trace
@@ -325,7 +327,7 @@ fn enter_el1_sync_vector(frame: &mut Registers) {
     frame.pc = VBAR_EL1
         .get()
         .wrapping_add(el1_sync_vector_offset(frame.pstate));
-    frame.pstate = crate::kernel::registers::INITIAL_PSTATE;
+    frame.pstate = frameshift_core::kernel::registers::INITIAL_PSTATE;
 }
 
 /// Switches the EL1 registers and stage 2 from `previous` to `next`.

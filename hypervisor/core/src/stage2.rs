@@ -381,8 +381,8 @@ fn narrows(old: u64, new: u64) -> bool {
 mod tests {
     extern crate std;
     use super::*;
+    use crate::arch::fake::{FakeArch, Invalidation};
     use crate::descriptor::{MemoryType, PageState, Rights};
-    use crate::fake_arch::{FakeArch, Invalidation};
 
     const POOL: PhysAddr = PhysAddr(0x1000_0000);
 

@@ -117,8 +117,8 @@ mod tests {
     use std::boxed::Box;
 
     use super::*;
+    use crate::arch::fake::FakeArch;
     use crate::descriptor::PageState;
-    use crate::fake_arch::FakeArch;
     use crate::table_pool::TablePool;
     use frameshift_abi::boot_info::{MAPPING_KIND_PROGRAM, NONE, RIGHT_READ, RIGHT_WRITE};
 

@@ -239,9 +239,9 @@ fn next_in_table(
 mod tests {
     extern crate std;
     use super::*;
+    use crate::arch::fake::FakeArch;
     use crate::arch::PhysMemory;
     use crate::descriptor::{encode_leaf, encode_lent_away, encode_table, MemoryType, PageState};
-    use crate::fake_arch::FakeArch;
     use std::vec::Vec;
 
     const ROOT: PhysAddr = PhysAddr(0x1000_0000);

@@ -24,10 +24,10 @@ use std::vec;
 use std::vec::Vec;
 
 use crate::addr::{DomainId, Ipa, PhysAddr, Vmid, PAGE_SIZE};
+use crate::arch::fake::FakeArch;
 use crate::audit::audit;
 use crate::descriptor::{MemoryType, Rights};
 use crate::engine::{BootMapping, BootSharing, ConversionMode, Engine, GuestLink, Window};
-use crate::fake_arch::FakeArch;
 use crate::table_pool::TablePool;
 
 /// Frames tracked by the small system.

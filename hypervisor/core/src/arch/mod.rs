@@ -1,9 +1,10 @@
 //! The two small traits through which the portable core touches the machine: physical memory
 //! access and stage-2 descriptor writes with TLB maintenance.
 //!
-//! The EL2 kernel implements them under `arch/aarch64` (identity-mapped memory, `DSB`/`TLBI`);
-//! host tests use `fake_arch::FakeArch`, an arena that also checks break-before-make
-//! (I7) and that every removed or narrowed translation was invalidated (I6).
+//! The EL2 kernel implements them in the `frameshift-hypervisor` crate, under
+//! `src/arch/aarch64` (identity-mapped memory, `DSB`/`TLBI`); host tests use [`fake::FakeArch`],
+//! an arena that also checks break-before-make (I7) and that every removed or narrowed
+//! translation was invalidated (I6).
 
 use crate::addr::{Ipa, PhysAddr, Vmid};
 
@@ -81,6 +82,6 @@ pub trait Stage2Arch: PhysMemory {
     fn invalidate_vmid(&mut self, vmid: Vmid);
 }
 
-/// The real AArch64 EL2 layer (the kernel binary only).
-#[cfg(all(target_arch = "aarch64", feature = "el2"))]
-pub mod aarch64;
+/// The host fake: a checking arena machine for tests (feature `fake`).
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;

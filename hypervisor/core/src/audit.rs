@@ -398,7 +398,7 @@ mod tests {
     //! answer asserted: exactly one violation (invariant, domain, IPA, PA, text) and a count of
     //! exactly one.
     //!
-    //! Mutation check: `cargo xtask mutants hypervisor/src/audit.rs`. Explained equivalent
+    //! Mutation check: `cargo xtask mutants hypervisor/core/src/audit.rs`. Explained equivalent
     //! mutants, one `equivalent mutant: <name> -- <why>` line each, which that command reads
     //! (build/src/tasks/mutants.rs): none; every mutant is caught.
 
@@ -575,7 +575,7 @@ mod tests {
     /// The small system with frame B left free: the host's window maps only C and A.
     fn system_with_free_frame_b() -> SmallSystem {
         let pool_end = PhysAddr(POOL_BASE.get() + POOL_PAGES as u64 * PAGE_SIZE);
-        let mut arch = crate::fake_arch::FakeArch::new(POOL_BASE, pool_end);
+        let mut arch = crate::arch::fake::FakeArch::new(POOL_BASE, pool_end);
         let mut engine = Box::new(SmallEngine::empty());
         engine
             .init(

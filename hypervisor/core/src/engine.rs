@@ -1228,7 +1228,7 @@ mod tests {
     use std::string::String;
     use std::vec::Vec;
 
-    fn quiet(system: &mut SmallSystem) -> Vec<crate::fake_arch::Invalidation> {
+    fn quiet(system: &mut SmallSystem) -> Vec<crate::arch::fake::Invalidation> {
         let invalidations = system.arch.end_call();
         assert_eq!(system.arch.take_violations(), Vec::<String>::new());
         assert_eq!(system.audit(), Vec::<String>::new());
@@ -1568,7 +1568,7 @@ mod tests {
         // A Microkit region mapped into several PDs at boot: the first mapper owns the frames,
         // the others borrow them; the side table here has room for 3 extra borrowers.
         let mut pool_arch =
-            crate::fake_arch::FakeArch::new(PhysAddr(0x2000_0000), PhysAddr(0x2010_0000));
+            crate::arch::fake::FakeArch::new(PhysAddr(0x2000_0000), PhysAddr(0x2010_0000));
         let mut shared: Engine<4, 3> = Engine::empty();
         shared
             .init(
@@ -1619,7 +1619,7 @@ mod tests {
     #[test]
     fn exhausted_table_pool_refuses_and_changes_nothing() {
         let mut arch =
-            crate::fake_arch::FakeArch::new(PhysAddr(0x2000_0000), PhysAddr(0x2000_4000));
+            crate::arch::fake::FakeArch::new(PhysAddr(0x2000_0000), PhysAddr(0x2000_4000));
         let mut engine: Engine<1024, 4> = Engine::empty();
         engine
             .init(

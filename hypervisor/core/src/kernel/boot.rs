@@ -119,8 +119,8 @@ mod tests {
 
     use super::*;
     use crate::addr::{DomainId, Ipa};
+    use crate::arch::fake::FakeArch;
     use crate::descriptor::PageState;
-    use crate::fake_arch::FakeArch;
     use crate::kernel::Decision;
 
     const FRAMES: usize = 64;

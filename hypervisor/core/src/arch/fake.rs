@@ -306,11 +306,11 @@ mod tests {
     //! Each call check of the fake, planted alone: exactly its own message, and nothing from a
     //! call that follows the rules.
     //!
-    //! Mutation check: `cargo xtask mutants hypervisor/src/fake_arch.rs`. Explained equivalent
+    //! Mutation check: `cargo xtask mutants hypervisor/core/src/arch/fake.rs`. Explained equivalent
     //! mutants (read by that command, build/src/tasks/mutants.rs):
     //!
-    //! equivalent mutant: hypervisor/src/fake_arch.rs:63:78: replace | with ^ in pattern_word -- the page is 4 KiB aligned and `index << 1` is even, so the value multiplied is even, the odd constant keeps the product even, and setting bit 0 with `|` or flipping it with `^` gives the same word.
-    //! equivalent mutant: hypervisor/src/fake_arch.rs:63:17: replace ^ with | in pattern_word -- every caller passes a page base (4 KiB aligned) and `index << 1` < 1024 fits below bit 12, so the two operands share no bit and `^` equals `|`.
+    //! equivalent mutant: hypervisor/core/src/arch/fake.rs:63:78: replace | with ^ in pattern_word -- the page is 4 KiB aligned and `index << 1` is even, so the value multiplied is even, the odd constant keeps the product even, and setting bit 0 with `|` or flipping it with `^` gives the same word.
+    //! equivalent mutant: hypervisor/core/src/arch/fake.rs:63:17: replace ^ with | in pattern_word -- every caller passes a page base (4 KiB aligned) and `index << 1` < 1024 fits below bit 12, so the two operands share no bit and `^` equals `|`.
 
     use super::*;
     use crate::descriptor::{encode_leaf, encode_table, Leaf, MemoryType, PageState, Rights};
