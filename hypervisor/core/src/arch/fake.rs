@@ -20,8 +20,9 @@ use std::string::String;
 use std::vec::Vec;
 
 use crate::addr::{Ipa, PhysAddr, Vmid, PAGE_SIZE};
-use crate::arch::{DescriptorSlot, PageWords, PhysMemory, Stage2Arch};
+use crate::arch::{Arch, DescriptorSlot, PageWords, PhysMemory, Stage2Arch};
 use crate::descriptor::{decode, is_bbm_safe, level_span, Descriptor};
+use crate::fatal::FatalReason;
 
 /// A recorded TLB invalidation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -294,6 +295,21 @@ impl Stage2Arch for FakeArch {
         self.invalidations.push(Invalidation::Vmid(vmid));
         self.stale.retain(|stale| stale.vmid != vmid);
     }
+
+    fn fatal(&mut self, reason: FatalReason) -> ! {
+        panic!("the hypervisor halted: {reason}")
+    }
+}
+
+impl Arch for FakeArch {
+    /// The fake keeps no per-context machine state.
+    type Context = ();
+
+    /// Not AArch64's 0x3C5 on purpose: a core that hard-coded the real value instead of asking
+    /// its arch would fail the host tests.
+    const ENTRY_PSTATE: u64 = 0xF0F0;
+
+    fn new_context(&self) -> Self::Context {}
 }
 
 #[cfg(test)]
@@ -307,10 +323,10 @@ mod tests {
     //! call that follows the rules.
     //!
     //! Mutation check: `cargo xtask mutants hypervisor/core/src/arch/fake.rs`. Explained equivalent
-    //! mutants (read by that command, build/src/tasks/mutants.rs):
+    //! mutants (read by that command, build/xtask/src/tasks/mutants.rs):
     //!
-    //! equivalent mutant: hypervisor/core/src/arch/fake.rs:63:78: replace | with ^ in pattern_word -- the page is 4 KiB aligned and `index << 1` is even, so the value multiplied is even, the odd constant keeps the product even, and setting bit 0 with `|` or flipping it with `^` gives the same word.
-    //! equivalent mutant: hypervisor/core/src/arch/fake.rs:63:17: replace ^ with | in pattern_word -- every caller passes a page base (4 KiB aligned) and `index << 1` < 1024 fits below bit 12, so the two operands share no bit and `^` equals `|`.
+    //! equivalent mutant: hypervisor/core/src/arch/fake.rs:64:78: replace | with ^ in pattern_word -- the page is 4 KiB aligned and `index << 1` is even, so the value multiplied is even, the odd constant keeps the product even, and setting bit 0 with `|` or flipping it with `^` gives the same word.
+    //! equivalent mutant: hypervisor/core/src/arch/fake.rs:64:17: replace ^ with | in pattern_word -- every caller passes a page base (4 KiB aligned) and `index << 1` < 1024 fits below bit 12, so the two operands share no bit and `^` equals `|`.
 
     use super::*;
     use crate::descriptor::{encode_leaf, encode_table, Leaf, MemoryType, PageState, Rights};

@@ -6,7 +6,10 @@
 //! an arena that also checks break-before-make (I7) and that every removed or narrowed
 //! translation was invalidated (I6).
 
+use core::fmt;
+
 use crate::addr::{Ipa, PhysAddr, Vmid};
+use crate::fatal::FatalReason;
 
 /// A 4 KiB page seen as 512 64-bit words (a translation table, or a frame being zeroed).
 pub type PageWords = [u64; 512];
@@ -80,6 +83,25 @@ pub trait Stage2Arch: PhysMemory {
     /// Removes every cached stage-1 and stage-2 translation and walk-cache entry for `vmid`
     /// (`TLBI VMALLS12E1IS; DSB ISH; ISB`). Used when a table descriptor is removed.
     fn invalidate_vmid(&mut self, vmid: Vmid);
+
+    /// Halts the machine for `reason`: the core found a promise of its own broken (a commit
+    /// whose prepare under-counted), so the state may be half changed and nothing may run on.
+    /// The kernel prints the halt line and powers off; the host fake panics, failing the test.
+    fn fatal(&mut self, reason: FatalReason) -> !;
+}
+
+/// The whole machine as the portable [`Hypervisor`](crate::Hypervisor) sees it: stage-2 memory
+/// management plus the per-context state it keeps for the arch layer.
+pub trait Arch: Stage2Arch {
+    /// The arch's own state of one context (EL1 system registers, FP/SIMD, GIC virtual
+    /// interface on AArch64), switched by the arch layer when the running context changes.
+    type Context: Clone + fmt::Debug;
+
+    /// `SPSR_EL2` of a context's first entry (EL1h with every exception masked on AArch64).
+    const ENTRY_PSTATE: u64;
+
+    /// The state a fresh context starts with.
+    fn new_context(&self) -> Self::Context;
 }
 
 /// The host fake: a checking arena machine for tests (feature `fake`).
