@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use frameshift_abi::addr::{Ipa, PhysAddr};
 use frameshift_build::image::{ImageInputs, DEFAULT_RAM_SIZE};
 use frameshift_build::sdf::model::{
-    Channel, ChannelEnd, IdSetVar, Irq, IrqTrigger, Map, MemoryRegion, Perms, ProtectionDomain,
-    SetVar, SystemDescription, VirtualMachine,
+    Channel, ChannelEnd, Conversion, IdSetVar, Irq, IrqTrigger, Map, MemoryRegion, Perms,
+    ProtectionDomain, SetVar, SystemDescription, VirtualMachine,
 };
 use object::elf::{
     EM_AARCH64, ET_EXEC, PF_R, PF_W, PF_X, PT_LOAD, SHN_ABS, STB_GLOBAL, STT_OBJECT,
@@ -351,6 +351,7 @@ pub fn system() -> SystemDescription {
         vcpus: vec![0],
         maps: vec![map(GUEST_RAM, GUEST_RAM_IPA, RWX)],
         protected: true,
+        conversion: Some(Conversion::History),
     });
 
     let mut client = protection_domain("client", 50, "client.elf");
