@@ -1,5 +1,9 @@
 //! Frameshift's own SDF fixtures (build/tests/fixtures): one file per extension rule, each
 //! asserting its full message, plus valid systems whose parsed model is checked.
+#![allow(
+    clippy::expect_used,
+    reason = "a test fails loudly on the first unexpected result"
+)]
 
 use std::path::PathBuf;
 

@@ -394,3 +394,25 @@ pub fn aligned(bytes: &[u8]) -> Vec<u64> {
     zerocopy::IntoBytes::as_mut_bytes(words.as_mut_slice())[..bytes.len()].copy_from_slice(bytes);
     words
 }
+
+/// The bytes an image loads at `[pa, pa + len)` (zero where only `p_memsz` covers it), or
+/// `None` if no single `PT_LOAD` segment covers the range.
+pub fn loaded_bytes(image: &[u8], pa: u64, len: usize) -> Option<Vec<u8>> {
+    use object::elf::PT_LOAD;
+    use object::read::elf::{ElfFile64, ProgramHeader as _};
+    let file = ElfFile64::<Endianness>::parse(image).expect("image is ELF64");
+    let endian = file.endian();
+    let header = file.elf_program_headers().iter().find(|header| {
+        let start = header.p_paddr(endian);
+        header.p_type(endian) == PT_LOAD
+            && pa >= start
+            && pa + len as u64 <= start + header.p_memsz(endian)
+    })?;
+    let data = header.data(endian, image).expect("segment data");
+    let offset = (pa - header.p_paddr(endian)) as usize;
+    Some(
+        (0..len)
+            .map(|index| data.get(offset + index).copied().unwrap_or(0))
+            .collect(),
+    )
+}
