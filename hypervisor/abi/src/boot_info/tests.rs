@@ -1474,7 +1474,8 @@ fn record_layout_matches_docs_abi_md() {
 mod properties {
     //! Random edits of a valid blob, with the CRC recomputed so that the semantic checks are
     //! what decides: the reader never panics, and whatever it accepts keeps I4 (no mapping of
-    //! hypervisor memory) and I1 (an `OWNED` frame is mapped once, a window onto it aside).
+    //! hypervisor memory), I1 (an `OWNED` frame is mapped once, a window onto it aside) and the
+    //! vCPU and split-mode rules.
 
     use proptest::prelude::*;
 
@@ -1499,6 +1500,22 @@ mod properties {
                     !overlap || other.kind == MAPPING_KIND_WINDOW,
                     "I1 broken: owned mapping {index} overlaps mapping {other_index}"
                 );
+            }
+        }
+        for desc in info.domains() {
+            // Every accepted VM has 1 to MAX_VCPUS vCPU ids up to 61, the lowest its child id;
+            // a PD has none; split mode only on a protected VM.
+            if desc.kind == DOMAIN_KIND_VM {
+                let count = desc.vcpus().count();
+                assert!((1..=MAX_VCPUS).contains(&count), "{desc:?}");
+                assert_eq!(desc.vcpu_ids >> (MAX_VCPU_ID + 1), 0, "{desc:?}");
+                assert_eq!(desc.child_id, desc.vcpu_ids.trailing_zeros(), "{desc:?}");
+            } else {
+                assert_eq!(desc.vcpu_ids, 0, "{desc:?}");
+            }
+            if desc.flags & DOMAIN_FLAG_SPLIT != 0 {
+                assert_eq!(desc.kind, DOMAIN_KIND_VM, "{desc:?}");
+                assert_ne!(desc.flags & DOMAIN_FLAG_PROTECTED, 0, "{desc:?}");
             }
         }
         for domain in 0..info.domains().len() {
