@@ -118,6 +118,45 @@ pub enum Fault {
         /// The flag bits at fault.
         flags: u64,
     },
+    /// A flag that needs another flag the domain does not have ([`super::DOMAIN_FLAG_SPLIT`]
+    /// without [`super::DOMAIN_FLAG_PROTECTED`]).
+    FlagRequires {
+        /// The flag bits at fault.
+        flags: u64,
+        /// The flag bits they need.
+        requires: u64,
+    },
+    /// A protection domain with vCPU ids (only a VM has vCPUs).
+    VcpusOnPd {
+        /// The `vcpu_ids` found.
+        ids: u64,
+    },
+    /// A virtual machine without a vCPU.
+    NoVcpus,
+    /// A vCPU id above [`super::MAX_VCPU_ID`].
+    VcpuIdTooLarge {
+        /// The highest id found.
+        id: u32,
+    },
+    /// More vCPUs than [`super::MAX_VCPUS`].
+    TooManyVcpus {
+        /// How many the VM has.
+        count: u32,
+    },
+    /// An id already claimed by a sibling: child PD ids and vCPU ids share their parent's
+    /// child-id space.
+    DuplicateChildId {
+        /// The id claimed twice.
+        id: u32,
+        /// The earlier child (domain index) that claims it.
+        other: u32,
+    },
+    /// A mapping of a split-mode VM that reaches the shared alias half of its IPA space (IPA bit
+    /// 39 and above), where its shared pages appear.
+    InSharedAliasHalf {
+        /// Where the mapping ends (exclusive).
+        end: u64,
+    },
     /// Domain mapping ranges must partition the mapping table in domain order.
     NotContiguous {
         /// The `first_mapping` the previous domains imply.
@@ -268,6 +307,30 @@ impl fmt::Display for Fault {
             Self::FlagNotAllowed { flags } => {
                 write!(f, "flags {flags:#x} not allowed for this kind of domain")
             }
+            Self::FlagRequires { flags, requires } => {
+                write!(f, "flags {flags:#x} need flags {requires:#x}")
+            }
+            Self::VcpusOnPd { ids } => write!(
+                f,
+                "a protection domain has no vCPUs, but vCPU id set {ids:#x} is given"
+            ),
+            Self::NoVcpus => write!(f, "a virtual machine needs at least one vCPU"),
+            Self::VcpuIdTooLarge { id } => {
+                write!(f, "vCPU id {id} is above {}", super::MAX_VCPU_ID)
+            }
+            Self::TooManyVcpus { count } => {
+                write!(f, "{count} vCPUs, at most {}", super::MAX_VCPUS)
+            }
+            Self::DuplicateChildId { id, other } => write!(
+                f,
+                "child id {id} is already used by domain {other}, a child of the same parent \
+                 (child PD ids and vCPU ids share one id space)"
+            ),
+            Self::InSharedAliasHalf { end } => write!(
+                f,
+                "a split-mode VM's mapping ends at {end:#x}, in the shared alias half (from {:#x})",
+                crate::addr::SHARED_ALIAS_BIT
+            ),
             Self::NotContiguous { expected } => write!(
                 f,
                 "mapping ranges must follow each other in domain order (expected {expected})"
