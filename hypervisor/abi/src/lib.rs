@@ -5,6 +5,7 @@
 //! - [`boot_info`]: build tool to hypervisor (family 3).
 //! - [`domain_name`]: the rule every domain name obeys, so console prefixes are unforgeable.
 //! - [`pd_call`]: PD to hypervisor (family 2).
+//! - [`platform`]: QEMU `virt`'s devices, and which a domain may map (DMA, I10).
 //! - [`guest_call`]: guest to hypervisor calls, pKVM compatible (family 1).
 //! - [`vcpu`]: vCPU register numbers and VM fault encodings shared by the VMM and the hypervisor.
 //! - [`smccc`]: SMCCC return codes.
@@ -17,5 +18,6 @@ pub mod crc32;
 pub mod domain_name;
 pub mod guest_call;
 pub mod pd_call;
+pub mod platform;
 pub mod smccc;
 pub mod vcpu;

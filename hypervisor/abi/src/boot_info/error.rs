@@ -188,6 +188,17 @@ pub enum Fault {
         /// Size in bytes.
         size: u64,
     },
+    /// A device mapping that touches a device no domain may map: one the hypervisor drives, or
+    /// one that can DMA with no IOMMU in front of it (docs/ISOLATION.md, I10).
+    ForbiddenDevice {
+        /// The device's name in [`crate::platform`]'s table.
+        device: &'static str,
+    },
+    /// A second virtual machine under one parent PD (Microkit allows one).
+    SecondVirtualMachine {
+        /// Index of the parent's first VM.
+        other: u32,
+    },
     /// The ownership state is not allowed for this mapping kind.
     StateNotAllowed {
         /// `MAPPING_KIND_*`.
@@ -351,6 +362,14 @@ impl fmt::Display for Fault {
             Self::DeviceInRam { pa, size } => {
                 write!(f, "device range [{pa:#x}, +{size:#x}) touches RAM")
             }
+            Self::ForbiddenDevice { device } => write!(
+                f,
+                "maps {device}, which no domain may map (the hypervisor drives it, or it can DMA around stage 2)"
+            ),
+            Self::SecondVirtualMachine { other } => write!(
+                f,
+                "its parent already has a virtual machine (domain {other}); a PD has at most one"
+            ),
             Self::StateNotAllowed { kind, state } => {
                 write!(f, "state {state} not allowed for mapping kind {kind}")
             }

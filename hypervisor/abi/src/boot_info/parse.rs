@@ -443,6 +443,17 @@ impl<'a> BootInfo<'a> {
                 if parent_kind != Some(DOMAIN_KIND_PD) {
                     return err("parent", Fault::ParentNotPd { parent });
                 }
+                if domain.kind == DOMAIN_KIND_VM {
+                    let earlier_vm = self.domains[..position]
+                        .iter()
+                        .position(|desc| desc.kind == DOMAIN_KIND_VM && desc.parent == parent);
+                    if let Some(other) = earlier_vm {
+                        let fault = Fault::SecondVirtualMachine {
+                            other: index(other),
+                        };
+                        return err("parent", fault);
+                    }
+                }
                 if domain.child_id > MAX_CHANNEL_ID {
                     let fault = Fault::OutOfBounds {
                         found: domain.child_id.into(),
@@ -690,6 +701,14 @@ impl<'a> BootInfo<'a> {
             if mapping.kind == MAPPING_KIND_DEVICE {
                 if overlaps(pa, size, header.ram_base, header.ram_size) {
                     return err("pa", Fault::DeviceInRam { pa, size });
+                }
+                if let Some(device) = crate::platform::forbidden(pa, size) {
+                    return err(
+                        "pa",
+                        Fault::ForbiddenDevice {
+                            device: device.name,
+                        },
+                    );
                 }
             } else if !inside(pa, size, header.convertible_base, header.convertible_size) {
                 return err("pa", Fault::NotConvertible { pa, size });

@@ -180,7 +180,7 @@ impl Sample {
                 mapping(
                     0,
                     0x300_0000,
-                    0x0A00_0000,
+                    PL031_RTC,
                     0x1000,
                     RW,
                     MAPPING_KIND_DEVICE,
@@ -818,15 +818,21 @@ fn vm_child_id_must_be_its_lowest_vcpu_id() {
 }
 
 /// The sample with a second VM under the VMM, after the client: no mappings, vCPU ids `ids`.
-fn with_second_vm(s: &mut Sample, ids: u64) {
-    let mut vm = domain("guest2", DOMAIN_KIND_VM, 0, ids.trailing_zeros(), 9, 0);
+/// Gives `client` (domain 2) a child PD with child id `child_id` (domain 3) and then a VM with
+/// vCPU ids `ids` (domain 4): a second parent, so ids can meet among one parent's children in
+/// both orders.
+fn with_children_of_client(s: &mut Sample, child_id: u32, ids: u64) {
+    let first = s.mappings.len() as u32;
+    s.domains
+        .push(domain("helper", DOMAIN_KIND_PD, 2, child_id, first, 0));
+    let mut vm = domain("guest2", DOMAIN_KIND_VM, 2, ids.trailing_zeros(), first, 0);
     vm.vcpu_ids = ids;
     s.domains.push(vm);
 }
 
 #[test]
 fn child_ids_shared_by_siblings_are_refused() {
-    // A child PD of the VMM taking the guest's vCPU id 0.
+    // A child PD of the VMM taking the guest's vCPU id 0 (the VM comes first).
     assert_refused(
         |s| {
             s.domains[2].parent = 0;
@@ -836,32 +842,18 @@ fn child_ids_shared_by_siblings_are_refused() {
         "child_id",
         |f| *f == Fault::DuplicateChildId { id: 0, other: 1 },
     );
-    // A second VM whose vCPU ids meet the first's at id 3.
+    // A VM whose vCPU id meets an earlier child PD's id (the child PD comes first).
     assert_refused(
-        |s| {
-            s.domains[1].vcpu_ids = 0b1001;
-            with_second_vm(s, 0b1100);
-        },
-        Record::Domain(3),
+        |s| with_children_of_client(s, 4, 1 << 4 | 1 << 5),
+        Record::Domain(4),
         "vcpu_ids",
-        |f| *f == Fault::DuplicateChildId { id: 3, other: 1 },
-    );
-    // A VM whose vCPU id meets an earlier child PD's id.
-    assert_refused(
-        |s| {
-            s.domains[2].parent = 0;
-            s.domains[2].child_id = 4;
-            with_second_vm(s, 1 << 4);
-        },
-        Record::Domain(3),
-        "vcpu_ids",
-        |f| *f == Fault::DuplicateChildId { id: 4, other: 2 },
+        |f| *f == Fault::DuplicateChildId { id: 4, other: 3 },
     );
     // Distinct ids are accepted.
     let mut sample = Sample::new();
     sample.domains[2].parent = 0;
     sample.domains[2].child_id = 1;
-    with_second_vm(&mut sample, 0b1100);
+    with_children_of_client(&mut sample, 4, 0b1100);
     assert!(BootInfo::parse(sample.encode().bytes()).is_ok());
 }
 
@@ -910,6 +902,46 @@ fn parent_that_is_a_vm_is_refused() {
         "parent",
         |f| matches!(f, Fault::ParentNotPd { parent: 1 }),
     );
+}
+
+/// A device a PD may map: the PL031 real-time clock, which cannot DMA.
+const PL031_RTC: u64 = 0x0901_0000;
+
+#[test]
+fn devices_that_dma_or_that_the_hypervisor_drives_are_refused() {
+    for (pa, device) in [
+        (0x0902_0000, "fw_cfg"),
+        (0x0A00_0000, "virtio-mmio transports"),
+        (0x0900_0000, "PL011 UART (console)"),
+        (0x0800_0000, "GICv3 distributor"),
+        (0x40_1000_0000, "PCIe ECAM (high)"),
+    ] {
+        assert_refused(
+            |s| s.mappings[4].pa = pa,
+            Record::Mapping(4),
+            "pa",
+            |f| *f == Fault::ForbiddenDevice { device },
+        );
+    }
+}
+
+#[test]
+fn a_second_virtual_machine_under_one_parent_is_refused() {
+    let mut sample = Sample::new();
+    let mut second = sample.domains[1];
+    second.name = name("guest2");
+    second.child_id = 3;
+    second.vcpu_ids = 1 << 3;
+    second.first_mapping = sample.mappings.len() as u32;
+    second.mapping_count = 0;
+    sample.domains.push(second);
+    let error = BootInfo::parse(sample.encode().bytes()).expect_err("two VMs under one PD");
+    assert_eq!(
+        (error.record, error.field),
+        (Record::Domain(3), "parent"),
+        "{error}"
+    );
+    assert_eq!(error.fault, Fault::SecondVirtualMachine { other: 1 });
 }
 
 #[test]
