@@ -30,8 +30,9 @@ use crate::kernel::console::{ConsoleName, LineBuffer};
 /// frame table's 6-bit owner field can name.
 pub const MAX_DOMAINS: usize = 63;
 
-/// Most vCPUs (contexts) one virtual machine may have.
-pub const MAX_VCPUS: usize = 4;
+/// Most vCPUs (contexts) one virtual machine may have (the ABI crate's limit, which the build
+/// tool and the boot-information reader enforce too).
+pub use frameshift_abi::boot_info::MAX_VCPUS;
 
 /// Highest Microkit child id (`id` of a child PD, `<vcpu id>`): child faults are bits of a
 /// `u64`.

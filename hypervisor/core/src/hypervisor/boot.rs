@@ -9,9 +9,10 @@ use core::fmt;
 
 use frameshift_abi::boot_info::{
     BootInfo, BootInfoHeader, ChannelDesc, DomainDesc, IrqDesc, MappingDesc, DOMAIN_FLAG_PASSIVE,
-    DOMAIN_FLAG_PROTECTED, DOMAIN_KIND_PD, DOMAIN_KIND_VM, IRQ_TRIGGER_EDGE, IRQ_TRIGGER_LEVEL,
-    MAPPING_KIND_DEVICE, MAPPING_KIND_WINDOW, MAPPING_STATE_NO_PAGE, MAPPING_STATE_OWNED,
-    MAPPING_STATE_SHARED_BORROWED, MAPPING_STATE_SHARED_OWNED, MAPPING_STATE_UNTRACKED, NONE,
+    DOMAIN_FLAG_PROTECTED, DOMAIN_FLAG_SPLIT, DOMAIN_KIND_PD, DOMAIN_KIND_VM, IRQ_TRIGGER_EDGE,
+    IRQ_TRIGGER_LEVEL, MAPPING_KIND_DEVICE, MAPPING_KIND_WINDOW, MAPPING_STATE_NO_PAGE,
+    MAPPING_STATE_OWNED, MAPPING_STATE_SHARED_BORROWED, MAPPING_STATE_SHARED_OWNED,
+    MAPPING_STATE_UNTRACKED, NONE,
 };
 use frameshift_abi::domain_name::DomainNameError;
 use zerocopy::FromBytes;
@@ -123,7 +124,7 @@ pub enum BuildError {
     /// Domain `index` has a priority above [`MAX_PRIORITY`].
     Priority(usize),
     /// Domain `index` names a parent that does not exist, is itself, comes later, or is a VM,
-    /// or has a child id above 61.
+    /// or has a child id (or vCPU id) above 61, or more vCPUs than a VM may have.
     Parent(usize),
     /// The channel table is inconsistent.
     Channel(ChannelError),
@@ -483,8 +484,8 @@ impl<A: Arch> Hypervisor<A> {
     /// Makes every protected VM a guest of its parent, through the window the parent maps its
     /// memory at (`MAPPING_KIND_WINDOW`): the VM's mapping and the parent's window cover the same
     /// frames, so guest IPA `vm.ipa + x` is host IPA `window.ipa + x`. A VM's windows must form
-    /// one window (one offset between its IPAs and its host's); the conversion mode is history
-    /// (pKVM's) until the boot information says otherwise.
+    /// one window (one offset between its IPAs and its host's). The link's conversion mode is
+    /// the VM's (split with `DOMAIN_FLAG_SPLIT`, else history).
     fn link_guests(&mut self, tables: &BootTables<'_>) -> Result<(), BootError> {
         for (index, window) in tables.mappings.iter().enumerate() {
             if window.kind != MAPPING_KIND_WINDOW {
@@ -566,8 +567,9 @@ impl<A: Arch> Hypervisor<A> {
 }
 
 /// A domain as the boot information describes it, with a fresh context per thread of execution:
-/// a PD's one (ready to run `init` at its entry), or one per vCPU of a VM (stopped: VMs do not
-/// run in this version).
+/// a PD's one (ready to run `init` at its entry), or one per vCPU of a VM, named by its
+/// `<vcpu id>` (stopped: VMs do not run in this version). A VM's conversion mode is split with
+/// `DOMAIN_FLAG_SPLIT`, else history.
 fn new_domain<A: Arch>(
     index: usize,
     desc: &DomainDesc,
@@ -580,24 +582,18 @@ fn new_domain<A: Arch>(
             passive: desc.flags & DOMAIN_FLAG_PASSIVE != 0,
         }
     } else {
+        let mode = if desc.flags & DOMAIN_FLAG_SPLIT != 0 {
+            ConversionMode::Split
+        } else {
+            ConversionMode::History
+        };
         DomainKind::Vm {
             protected: desc.flags & DOMAIN_FLAG_PROTECTED != 0,
-            mode: ConversionMode::History,
+            mode,
         }
     };
     let parent = (desc.parent != NONE).then_some(DomainId(desc.parent as u8));
-    let child_id = parent.map(|_| desc.child_id as u8);
-    let (state, registers) = match kind {
-        DomainKind::Pd { .. } => (
-            RunState::Ready,
-            Registers::initial(desc.entry, desc.stack_top, A::ENTRY_PSTATE),
-        ),
-        // VMs are started by their VMM in a later issue; until then they never run.
-        DomainKind::Vm { .. } => (RunState::Stopped, Registers::default()),
-    };
-    let mut contexts = heapless::Vec::new();
-    // Cannot fail: one context, capacity MAX_VCPUS.
-    let _ = contexts.push(Context {
+    let context = |registers, state, child_id| Context {
         registers,
         state,
         child_id,
@@ -605,7 +601,28 @@ fn new_domain<A: Arch>(
         last_fault: None,
         faults: 0,
         arch: arch.new_context(),
-    });
+    };
+    let mut contexts = heapless::Vec::new();
+    match kind {
+        DomainKind::Pd { .. } => {
+            let registers = Registers::initial(desc.entry, desc.stack_top, A::ENTRY_PSTATE);
+            let child_id = parent.map(|_| desc.child_id as u8);
+            // Cannot fail: one context, capacity MAX_VCPUS.
+            let _ = contexts.push(context(registers, RunState::Ready, child_id));
+        }
+        // One context per vCPU, named by its `<vcpu id>` (its child id at the VMM). VMs are
+        // started by their VMM in a later issue; until then they never run.
+        DomainKind::Vm { .. } => {
+            for id in desc.vcpus() {
+                let id = u8::try_from(id)
+                    .ok()
+                    .filter(|&id| id <= MAX_CHILD_ID)
+                    .ok_or(BuildError::Parent(index))?;
+                let vcpu = context(Registers::default(), RunState::Stopped, Some(id));
+                contexts.push(vcpu).map_err(|_| BuildError::Parent(index))?;
+            }
+        }
+    }
     Ok(Domain {
         // Checked by `check_domains` already.
         name: ConsoleName::from_padded(&desc.name)

@@ -8,7 +8,7 @@ use std::vec::Vec;
 
 use frameshift_abi::boot_info::{
     encode, encoded_len, BootInfo, BootInfoHeader, ChannelDesc, DomainDesc, MappingDesc, Tables,
-    CHANNEL_A_NOTIFIES_B, DOMAIN_FLAG_PROTECTED, DOMAIN_KIND_PD, DOMAIN_KIND_VM,
+    CHANNEL_A_NOTIFIES_B, DOMAIN_FLAG_PROTECTED, DOMAIN_FLAG_SPLIT, DOMAIN_KIND_PD, DOMAIN_KIND_VM,
     MAPPING_KIND_PROGRAM, MAPPING_KIND_REGION, MAPPING_KIND_STACK, MAPPING_KIND_WINDOW,
     MAPPING_STATE_NO_PAGE, MAPPING_STATE_OWNED, MAPPING_STATE_SHARED_BORROWED,
     MAPPING_STATE_SHARED_OWNED, NAME_LEN, NONE, PD_STACK_TOP, RIGHT_EXECUTE, RIGHT_READ,
@@ -373,6 +373,7 @@ fn vmm_and_guest(pages: u64) -> ([DomainDesc; 2], [MappingDesc; 2]) {
     vm.flags = DOMAIN_FLAG_PROTECTED;
     vm.parent = 0;
     vm.child_id = 5;
+    vm.vcpu_ids = 1 << 5;
     vm.entry = 0;
     vm.stack_top = 0;
     let rwx = RIGHT_READ | RIGHT_WRITE | RIGHT_EXECUTE;
@@ -451,5 +452,60 @@ fn a_window_onto_no_protected_guest_of_its_own_is_refused() {
             index: 0,
             error: Error::NotLinked
         }
+    );
+}
+
+#[test]
+fn a_split_mode_guest_gets_its_mode_and_one_context_per_vcpu() {
+    let (mut domains, mappings) = vmm_and_guest(4);
+    domains[1].flags |= DOMAIN_FLAG_SPLIT;
+    domains[1].vcpu_ids = (1 << 5) | (1 << 9);
+    let header = header(64);
+    let (result, mut hypervisor, mut arch) = boot_tables(&tables(&header, &domains, &mappings), 64);
+    result.unwrap();
+    let guest = DomainId(1);
+    let link = hypervisor.domains.vspace(guest).unwrap().link.unwrap();
+    assert_eq!(link.mode, ConversionMode::Split);
+    assert_eq!(
+        hypervisor.domain(guest).unwrap().kind,
+        crate::domain::DomainKind::Vm {
+            protected: true,
+            mode: ConversionMode::Split
+        }
+    );
+    // vCPU index n is the n-th lowest id; each is its VMM's child by that id.
+    let vcpus: Vec<_> = hypervisor
+        .domain(guest)
+        .unwrap()
+        .contexts
+        .iter()
+        .map(|vcpu| (vcpu.child_id, vcpu.state))
+        .collect();
+    assert_eq!(
+        vcpus,
+        [(Some(5), RunState::Stopped), (Some(9), RunState::Stopped)]
+    );
+    assert_eq!(
+        hypervisor.domains.child_context(DomainId(0), 9),
+        Some(ContextId {
+            domain: guest,
+            index: 1
+        })
+    );
+    // A split-mode guest's share lands at its alias; the window shows it at the same offset.
+    let hypervisor = &mut *hypervisor;
+    hypervisor
+        .engine
+        .share(&mut arch, &hypervisor.domains, guest, Ipa(0x4000_1000), 1)
+        .unwrap();
+    let alias = Ipa(0x4000_1000).shared_alias().get();
+    assert_eq!(
+        state(hypervisor, &arch, 1, alias),
+        Some(PageState::SharedOwned)
+    );
+    assert_eq!(state(hypervisor, &arch, 1, 0x4000_1000), None);
+    assert_eq!(
+        state(hypervisor, &arch, 0, 0x2000_1000),
+        Some(PageState::SharedBorrowed)
     );
 }

@@ -7,7 +7,8 @@ use frameshift_abi::boot_info::{
 use crate::domain::DomainId;
 
 /// Most channels a system may have (Microkit allows 63 per PD; this bounds the whole system).
-pub const MAX_CHANNELS: usize = 256;
+/// Defined in the ABI crate, so that the build tool refuses a system with more.
+pub use frameshift_abi::boot_info::MAX_CHANNELS;
 
 /// Highest Microkit channel id (defined once, in the ABI crate).
 pub use frameshift_abi::boot_info::MAX_CHANNEL_ID;

@@ -42,7 +42,7 @@ fn pd(name: &str, priority: u8, parent: u32) -> DomainDesc {
         reserved1: 0,
         entry: 0x20_0000,
         stack_top: 0x40_0000,
-        ipc_buffer: 0,
+        vcpu_ids: 0,
     }
 }
 
