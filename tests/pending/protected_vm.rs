@@ -18,8 +18,8 @@
 //! - the ABI checker in each mode: `failed=0` in both runs, the `FS_CONSOLE_WRITE` line, the
 //!   forwarded calls, and the MMIO guard's abort.
 
-use frameshift_build::console::HaltLine;
-use frameshift_build::qemu::RunOutcome;
+use frameshift_xtask::console::HaltLine;
+use frameshift_xtask::qemu::RunOutcome;
 use frameshift_tests::protocol::{self, position, position_starting, texts, HYPERVISOR};
 use frameshift_tests::scenario;
 use frameshift_vm_protocol::demo::PLAINTEXT;
@@ -156,7 +156,7 @@ fn the_demo_runs_in_split_mode() -> Result<(), String> {
 
 #[test]
 fn the_default_system_shows_both_modes_one_after_the_other() -> Result<(), String> {
-    let system = frameshift_build::firmware::workspace_root().join("system.xml");
+    let system = frameshift_xtask::firmware::workspace_root().join("system.xml");
     let image = scenario::build_image(&system, "default-system-protected")?;
     let run = scenario::boot(&image)?;
     let domains = ["vmm_history", "guest_history", "vmm_split", "guest_split"];

@@ -1,7 +1,7 @@
 //! The console protocol, checked strictly: every line is `FS|<domain>|<text>` for a domain of
 //! the system (or `hypervisor`), and the last line is the hypervisor's halt line.
 
-use frameshift_build::console::{self, HaltLine};
+use frameshift_xtask::console::{self, HaltLine};
 
 /// The hypervisor's console domain.
 pub const HYPERVISOR: &str = "hypervisor";

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use frameshift_build::firmware::{self, Firmware};
 use frameshift_build::image::{self, BuiltImage, ImageInputs};
-use frameshift_build::qemu::{self, QemuOptions, RunOutcome};
+use frameshift_xtask::firmware::{self, Firmware};
+use frameshift_xtask::qemu::{self, QemuOptions, RunOutcome};
 
 /// How long a scenario may run before it counts as hung (and fails).
 pub const TIMEOUT: Duration = Duration::from_secs(30);

@@ -41,7 +41,7 @@ fn every_scenario_system_is_valid() {
             panic!("{}: {error}", system.display());
         }
     }
-    let system = frameshift_build::firmware::workspace_root().join("system.xml");
+    let system = frameshift_xtask::firmware::workspace_root().join("system.xml");
     if let Err(error) = frameshift_build::sdf::parse_file(&system, &[]) {
         panic!("{}: {error}", system.display());
     }

@@ -22,7 +22,7 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// Boots plain QEMU `virt` (no EL2, no EL3) with `load` arguments; returns the console and
 /// QEMU's exit status, or an error on timeout.
 fn boot_plain(load: &[String]) -> Result<(String, i32), String> {
-    let mut child = Command::new(frameshift_build::qemu::QEMU_PROGRAM)
+    let mut child = Command::new(frameshift_xtask::qemu::QEMU_PROGRAM)
         .args([
             "-machine",
             "virt",
@@ -160,7 +160,7 @@ fn the_flat_image_is_the_elf_loaded_from_the_link_base() -> Result<(), String> {
     let elf = program("demo_guest.elf")?;
     let bytes = std::fs::read(&elf).map_err(|error| error.to_string())?;
     let image =
-        frameshift_build::firmware::flat_image(&elf, &bytes).map_err(|error| error.to_string())?;
+        frameshift_xtask::firmware::flat_image(&elf, &bytes).map_err(|error| error.to_string())?;
     assert_eq!(image.base, 0x4000_0000);
     let bin = std::fs::read(program("demo_guest.bin")?).map_err(|error| error.to_string())?;
     assert_eq!(bin, image.bytes);

@@ -12,11 +12,11 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use frameshift_abi::boot_info::{seal, DomainDesc, NAME_LEN};
-use frameshift_build::console::HaltLine;
-use frameshift_build::qemu::{self, QemuOptions, RunOutcome};
 use frameshift_tests::boot_info::{self, expected_refusal, find};
 use frameshift_tests::protocol::{self, position, position_starting, texts, HYPERVISOR};
 use frameshift_tests::scenario;
+use frameshift_xtask::console::HaltLine;
+use frameshift_xtask::qemu::{self, QemuOptions, RunOutcome};
 
 /// Boots `image` with the scenario timeout, one QEMU at a time in this test binary; `icount`
 /// makes counter time follow executed instructions, so a run does not depend on host load.

@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
-use frameshift_build::qemu::{self, Cpu, QemuOptions, RunOutcome};
 use frameshift_tests::protocol::{self, texts};
 use frameshift_tests::scenario;
+use frameshift_xtask::qemu::{self, Cpu, QemuOptions, RunOutcome};
 
 const SYSTEM: &str = "register_channel";
 const DOMAINS: [&str; 4] = ["reader", "writer", "spin_a", "spin_b"];

@@ -2,10 +2,10 @@
 //! reads the console and the halt status, and checks what every domain printed, line by line.
 //! Each run has a 30 s timeout; a timeout fails the test.
 
-use frameshift_build::console::HaltLine;
-use frameshift_build::qemu::RunOutcome;
 use frameshift_tests::protocol::{self, position, position_starting, texts, HYPERVISOR};
 use frameshift_tests::scenario;
+use frameshift_xtask::console::HaltLine;
+use frameshift_xtask::qemu::RunOutcome;
 
 /// The run's console must follow the protocol for `domains`, end with `halt status=<status>`,
 /// and QEMU's verdict must agree; returns the halt line.
@@ -274,7 +274,7 @@ fn fp_simd_registers_survive_preemption_by_other_domains() -> Result<(), String>
 
 #[test]
 fn the_default_system_with_a_protected_guest_boots_and_ends_with_status_0() -> Result<(), String> {
-    let system = frameshift_build::firmware::workspace_root().join("system.xml");
+    let system = frameshift_xtask::firmware::workspace_root().join("system.xml");
     let image = scenario::build_image(&system, "default-system")?;
     let run = scenario::boot(&image)?;
     let halt = finished(&run, &["vmm", "echo", "guest"], 0)?;

@@ -5,8 +5,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-use frameshift_abi::boot_info::{BootInfoError, MAX_CHANNELS, MAX_VCPUS, MAX_VCPU_ID};
-use frameshift_hypervisor::kernel::system::MAX_IRQS;
+use frameshift_abi::boot_info::{BootInfoError, MAX_CHANNELS, MAX_IRQS, MAX_VCPUS, MAX_VCPU_ID};
 
 use crate::sdf::devices::{self, Device};
 

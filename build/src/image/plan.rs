@@ -28,8 +28,8 @@ use frameshift_abi::boot_info::{
 };
 use object::elf::{PF_R, PF_W};
 
+use frameshift_abi::boot_info::MAX_IRQS;
 use frameshift_abi::domain_name;
-use frameshift_hypervisor::kernel::system::MAX_IRQS;
 
 use crate::sdf::devices;
 use crate::sdf::model::{

@@ -9,9 +9,8 @@
 //! | 7 | no `phys_addr` region overlaps a device the hypervisor keeps or a DMA-capable device (`devices.rs`) | a DMA-capable device writes physical memory behind stage 2 |
 //! | 8 | at most `MAX_IRQS` (64) `<irq>`s and `MAX_CHANNELS` (256) `<channel>`s in the system, and at most `MAX_VCPUS` (4) `<vcpu>`s in each VM, checked in that order | the hypervisor routes at most that many interrupts, its channel table holds that many channels, and it keeps a VM's vCPUs in an array of that size (Microkit allows more of each) |
 
-use frameshift_abi::boot_info::{MAX_CHANNELS, MAX_VCPUS};
+use frameshift_abi::boot_info::{MAX_CHANNELS, MAX_IRQS, MAX_VCPUS};
 use frameshift_abi::domain_name;
-use frameshift_hypervisor::kernel::system::MAX_IRQS;
 
 use super::devices;
 use super::error::{SdfError, SdfErrorKind, SdfResult};

@@ -279,6 +279,9 @@ pub struct ChannelDesc {
 pub const IRQ_TRIGGER_LEVEL: u32 = 0;
 /// [`IrqDesc::trigger`]: edge triggered.
 pub const IRQ_TRIGGER_EDGE: u32 = 1;
+/// Most interrupts a system may route to PDs: the hypervisor's interrupt table holds this many
+/// (one bit each in a `u64` of acknowledgements), and the build tool refuses a system with more.
+pub const MAX_IRQS: usize = 64;
 
 /// One hardware interrupt delivered to a PD as a notification on a channel id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]

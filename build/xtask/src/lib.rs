@@ -1,0 +1,9 @@
+//! Frameshift's developer tooling behind `cargo xtask`: installing what is missing, building the
+//! AArch64 firmware, launching QEMU, reading the console protocol, and the tasks themselves.
+//! The system description and the boot image come from `frameshift-build` (Microkit's tool).
+#![forbid(unsafe_code)]
+pub mod console;
+pub mod firmware;
+pub mod install;
+pub mod qemu;
+pub mod tasks;
