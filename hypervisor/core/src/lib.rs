@@ -42,7 +42,9 @@ pub mod table_pool;
 pub mod walk;
 
 pub use addr::{Ipa, PhysAddr, Vmid, BLOCK_SIZE, PAGE_SIZE};
-pub use arch::{Arch, DescriptorSlot, PhysMemory, Stage2Arch};
+pub use arch::{
+    Arch, ContextKind, DescriptorSlot, ListRegistersFull, PhysMemory, Stage2Arch, VirtualIrq,
+};
 pub use audit::{audit, AuditSummary, Invariant, Violation};
 pub use descriptor::{Leaf, MemoryType, PageState, Rights};
 pub use domain::{

@@ -19,7 +19,7 @@ use zerocopy::FromBytes;
 
 use super::{Hypervisor, IrqBinding, MAX_IRQS, MAX_PRIORITY};
 use crate::addr::{Ipa, PhysAddr, Vmid, PAGE_SIZE};
-use crate::arch::Arch;
+use crate::arch::{Arch, ContextKind};
 use crate::audit::{audit, Violation};
 use crate::descriptor::{MemoryType, Rights};
 use crate::domain::{
@@ -593,14 +593,14 @@ fn new_domain<A: Arch>(
         }
     };
     let parent = (desc.parent != NONE).then_some(DomainId(desc.parent as u8));
-    let context = |registers, state, child_id| Context {
+    let context = |registers, state, child_id, kind| Context {
         registers,
         state,
         child_id,
         budget,
         last_fault: None,
         faults: 0,
-        arch: arch.new_context(),
+        arch: arch.new_context(kind),
     };
     let mut contexts = heapless::Vec::new();
     match kind {
@@ -608,17 +608,26 @@ fn new_domain<A: Arch>(
             let registers = Registers::initial(desc.entry, desc.stack_top, A::ENTRY_PSTATE);
             let child_id = parent.map(|_| desc.child_id as u8);
             // Cannot fail: one context, capacity MAX_VCPUS.
-            let _ = contexts.push(context(registers, RunState::Ready, child_id));
+            let _ = contexts.push(context(
+                registers,
+                RunState::Ready,
+                child_id,
+                ContextKind::Pd,
+            ));
         }
         // One context per vCPU, named by its `<vcpu id>` (its child id at the VMM). VMs are
         // started by their VMM in a later issue; until then they never run.
         DomainKind::Vm { .. } => {
-            for id in desc.vcpus() {
+            for (position, id) in desc.vcpus().enumerate() {
                 let id = u8::try_from(id)
                     .ok()
                     .filter(|&id| id <= MAX_CHILD_ID)
                     .ok_or(BuildError::Parent(index))?;
-                let vcpu = context(Registers::default(), RunState::Stopped, Some(id));
+                // MPIDR: Aff0 = the vCPU's position in the VM (docs/ABI.md, PSCI).
+                let kind = ContextKind::Vcpu {
+                    mpidr: position as u64,
+                };
+                let vcpu = context(Registers::default(), RunState::Stopped, Some(id), kind);
                 contexts.push(vcpu).map_err(|_| BuildError::Parent(index))?;
             }
         }

@@ -86,6 +86,11 @@ pub enum Exit {
     Fault(FaultReport),
     /// A hardware interrupt arrived; the arch layer has masked it until the owner acknowledges.
     Interrupt(u32),
+    /// The running vCPU's virtual timer fired (PPI 27). The arch layer keeps it masked for that
+    /// vCPU until its VMM acknowledges it (`PD_VCPU_ACK_VPPI`,
+    /// [`Arch::ack_virtual_ppi`](crate::Arch::ack_virtual_ppi)); the core reports it to the
+    /// VMM as `FAULT_VM_VPPI`. Only ever reported for a vCPU.
+    VirtualTimer,
 }
 
 /// Why the kernel stopped a PD, as `stopped pd=<name> reason=<word>` says.
@@ -363,6 +368,8 @@ impl<A: Arch> Hypervisor<A> {
             }
             Exit::Fault(report) => self.fault(current, report, out),
             Exit::Interrupt(intid) => self.interrupt(intid),
+            // Served with the VM calls (the protected-VM issue); until then a vCPU never runs.
+            Exit::VirtualTimer => self.schedule(),
         }
     }
 

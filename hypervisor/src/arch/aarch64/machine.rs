@@ -6,7 +6,7 @@ use aarch64_cpu::registers::*;
 
 use frameshift_core::addr::{Ipa, PhysAddr, Vmid};
 use frameshift_core::arch::{Arch, DescriptorSlot, PageWords, PhysMemory, Stage2Arch};
-use frameshift_core::{ContextId, FatalReason};
+use frameshift_core::{ContextId, ContextKind, FatalReason, ListRegistersFull, VirtualIrq};
 
 use super::context::ArchContext;
 use super::features::CpuFeatures;
@@ -118,7 +118,28 @@ impl Arch for El2Machine {
 
     const ENTRY_PSTATE: u64 = SPSR_EL1H_MASKED;
 
-    fn new_context(&self) -> ArchContext {
+    fn new_context(&self, _kind: ContextKind) -> ArchContext {
         ArchContext::initial()
+    }
+
+    // vCPUs do not run yet (the protected-VM issue): until they do, the VMM calls that reach
+    // the arch's per-vCPU state are refused here.
+    fn vcpu_register(_context: &ArchContext, _register: u64) -> Option<u64> {
+        None
+    }
+
+    fn set_vcpu_register(_context: &mut ArchContext, _register: u64, _value: u64) -> bool {
+        false
+    }
+
+    fn inject_virtual_irq(
+        _context: &mut ArchContext,
+        _irq: VirtualIrq,
+    ) -> Result<(), ListRegistersFull> {
+        Err(ListRegistersFull)
+    }
+
+    fn ack_virtual_ppi(_context: &mut ArchContext, _intid: u32) -> bool {
+        false
     }
 }
