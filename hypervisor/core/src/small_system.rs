@@ -176,6 +176,7 @@ pub fn small_domain<C>(
         state: RunState::Stopped,
         child_id: None,
         budget: 0,
+        overrun: 0,
         last_fault: None,
         faults: 0,
         arch: context,

@@ -67,10 +67,23 @@ pub struct Context<C> {
     /// What is left of its time slice, in counter ticks. Spent only while it runs; refilled only
     /// when it reaches zero or the context yields (kernel/schedule.rs).
     pub budget: u64,
+    /// Ticks it ran beyond its budget before the kernel could stop it (a late timer, an exit
+    /// that came after the budget ran out): paid out of its next budget, so time it was not
+    /// given is never free (kernel/schedule.rs).
+    pub overrun: u64,
     /// The fault reported for this context (kept for its parent's `fault` event).
     pub last_fault: Option<FaultReport>,
     /// Faults this context has taken.
     pub faults: u32,
     /// The arch's per-context state.
     pub arch: C,
+}
+
+impl<C> Context<C> {
+    /// Gives the context a new budget: a full `slice` less what it overran the last one by (at
+    /// least one tick, so it still runs).
+    pub fn refill(&mut self, slice: u64) {
+        self.budget = slice.saturating_sub(self.overrun).max(1);
+        self.overrun = 0;
+    }
 }

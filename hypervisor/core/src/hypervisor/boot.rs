@@ -598,6 +598,7 @@ fn new_domain<A: Arch>(
         state,
         child_id,
         budget,
+        overrun: 0,
         last_fault: None,
         faults: 0,
         arch: arch.new_context(kind),

@@ -302,6 +302,7 @@ impl<A: Arch> Hypervisor<A> {
         for (_, domain) in self.domains.iter_mut() {
             for context in domain.contexts.iter_mut() {
                 context.budget = self.time_slice;
+                context.overrun = 0;
             }
         }
     }
@@ -353,7 +354,7 @@ impl<A: Arch> Hypervisor<A> {
                 context.registers.pc = context.registers.pc.wrapping_add(length.bytes());
                 // A yield: the rest of the slice goes to the peers, and the context waits its
                 // turn at the tail with a full one.
-                context.budget = self.time_slice;
+                context.refill(self.time_slice);
                 self.ready.move_to_back(current);
                 self.schedule()
             }

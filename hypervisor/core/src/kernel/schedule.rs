@@ -7,14 +7,19 @@
 //! | event | where the context goes | its budget |
 //! | --- | --- | --- |
 //! | a higher priority becomes runnable | stays at the head of its queue | kept, not refilled |
-//! | its budget reaches zero | tail of its queue | refilled |
-//! | it yields (`WFI`/`WFE`) | tail of its queue | refilled |
+//! | its budget reaches zero | tail of its queue | refilled, less its overrun |
+//! | it yields (`WFI`/`WFE`) | tail of its queue | refilled, less its overrun |
 //! | it blocks (`PD_REPLY_RECV` with nothing pending, a fault to its parent) | out of the queues | kept |
 //! | it wakes (an event arrives, its parent restarts it) | tail of its queue | kept |
 //! | its protected call returns (or the server stopped) | head of its queue | kept |
 //!
 //! A context that blocked just as its budget ran out is refilled only when it is queued again,
 //! and then at the tail: a refilled budget never goes ahead of a peer.
+//!
+//! The kernel learns that a budget ran out only at the next exit, so a context can run past it
+//! (the timer is late, or some other exit comes first). That overrun is owed: the next budget
+//! is a full slice less the overrun. Without it, a context that keeps overrunning while its
+//! peer's slices end on time gains a little every round, without bound.
 //!
 //! So each runnable context gets a full slice per round of its queue whatever the others do:
 //! being preempted, or waking a higher priority, never moves anyone ahead of a peer. A call
@@ -94,6 +99,10 @@ impl<A: Arch> Hypervisor<A> {
         let elapsed = now.saturating_sub(self.slice_start);
         self.slice_start = self.slice_start.max(now);
         if let Some(context) = self.charged.and_then(|c| self.domains.context_mut(c)) {
+            // Time beyond the budget is owed, not forgiven: it comes out of the next one.
+            context.overrun = context
+                .overrun
+                .saturating_add(elapsed.saturating_sub(context.budget));
             context.budget = context.budget.saturating_sub(elapsed);
         }
     }
@@ -110,7 +119,7 @@ impl<A: Arch> Hypervisor<A> {
             .context(charged)
             .is_some_and(|context| context.budget == 0);
         if spent && self.ready.contains(charged) {
-            self.domains[charged].budget = self.time_slice;
+            self.domains[charged].refill(self.time_slice);
             self.ready.move_to_back(charged);
         }
     }
@@ -123,7 +132,7 @@ impl<A: Arch> Hypervisor<A> {
         let priority = self.domains[context.domain].priority;
         let record = &mut self.domains[context];
         if record.budget == 0 {
-            record.budget = self.time_slice;
+            record.refill(self.time_slice);
             self.ready.push_back(context, priority);
         } else if at_head {
             self.ready.push_front(context, priority);

@@ -1251,3 +1251,37 @@ fn names_that_break_the_console_rule_or_repeat_are_refused() {
     hvc(&mut kernel, &[PD_DEBUG_WRITE.into(), 3, word], &mut out);
     assert_eq!(out, "FS|a?b|hi\n");
 }
+
+#[test]
+fn time_run_past_the_budget_comes_out_of_the_next_one() {
+    let mut out = String::new();
+    let domains = [pd("a", 10, NONE), pd("b", 10, NONE)];
+    let mut kernel = TestSystem::new(&domains, &[], &[]).unwrap();
+    kernel.set_time_slice(1000);
+    assert_eq!(kernel.start(0), Decision::Run(A));
+    // The timer comes 80 ticks late: A ran 1080 ticks on a 1000-tick budget.
+    assert_eq!(
+        kernel.handle(Exit::TimerTick, 1080, &mut out),
+        Decision::Run(B)
+    );
+    assert_eq!(kernel.domain(A).unwrap().budget, 920);
+    // B's timer is on time: B gets its full 1000 and owes nothing.
+    assert_eq!(kernel.slice_end(), Some(2080));
+    assert_eq!(
+        kernel.handle(Exit::TimerTick, 2080, &mut out),
+        Decision::Run(A)
+    );
+    assert_eq!(kernel.domain(B).unwrap().budget, 1000);
+    // A's slice ends 920 ticks later: over the two rounds each ran exactly 2000 ticks' worth.
+    assert_eq!(kernel.slice_end(), Some(3000));
+    // A yields having overrun again by 30 (a late exit): the yield refills it less the 30.
+    assert_eq!(
+        kernel.handle(
+            Exit::WaitForInterrupt(InstructionLength::Wide),
+            3030,
+            &mut out
+        ),
+        Decision::Run(B)
+    );
+    assert_eq!(kernel.domain(A).unwrap().budget, 970);
+}
