@@ -110,9 +110,14 @@ struct Machine {
 impl Machine {
     /// A VMM (priority 100), its VM with vCPUs 3 and 4 (priority 50) and a helper child PD
     /// with id 7 (priority 10). With `protected`, the VM's 8 pages of RAM are private from boot
-    /// and the VMM has a window onto them; `flags` adds `DOMAIN_FLAG_SPLIT`.
+    /// and the VMM has a window onto them; `split` adds `DOMAIN_FLAG_SPLIT`.
     fn boot(protected: bool, split: bool) -> Self {
-        let mut vmm = desc("vmm", DOMAIN_KIND_PD, 100, NONE, NONE);
+        Self::boot_with(protected, split, 100)
+    }
+
+    /// [`Machine::boot`] with the VMM at `vmm_priority`.
+    fn boot_with(protected: bool, split: bool, vmm_priority: u8) -> Self {
+        let mut vmm = desc("vmm", DOMAIN_KIND_PD, vmm_priority, NONE, NONE);
         let mut vm = desc("guest", DOMAIN_KIND_VM, 50, 0, ID0 as u32);
         vm.vcpu_ids = (1 << ID0) | (1 << ID1);
         let mut helper = desc("helper", DOMAIN_KIND_PD, 10, 0, HELPER_ID as u32);
@@ -1180,5 +1185,65 @@ fn random_calls_and_exits_never_panic_and_keep_every_invariant() {
     assert!(
         accepted > 400 && guest_accepted > 100,
         "{accepted} {guest_accepted} {steps}"
+    );
+}
+
+#[test]
+fn a_handler_preempted_by_its_vm_never_answers_a_fault_it_has_not_seen() {
+    // The VMM below its VM: the VM's vCPUs preempt the VMM's handler.
+    let mut machine = Machine::boot_with(false, false, 20);
+    machine.accepted(&[PD_VCPU_WRITE_REG.into(), ID0, 0, 1]);
+    assert_eq!(
+        machine.call(&[PD_VCPU_RESTART.into(), ID0, RAM]),
+        Decision::Run(VCPU0)
+    );
+    assert_eq!(
+        machine.status(&[guest::PSCI_CPU_ON.into(), 1, RAM, 0]),
+        SUCCESS
+    );
+    // vCPU 3 powers off (its VMM will hear of it), vCPU 4 faults.
+    assert_eq!(
+        machine.call(&[guest::PSCI_CPU_OFF.into()]),
+        Decision::Run(VCPU1)
+    );
+    assert_eq!(machine.call(&[0xC600_0050]), Decision::Run(VMM));
+    // The VMM takes the power event of vCPU 3 and, in that handler, restarts vCPU 4, which
+    // preempts it and starts vCPU 3 again; vCPU 3 faults.
+    assert_eq!(
+        machine.call(&[PD_REPLY_RECV.into(), REPLY_NONE]),
+        Decision::Run(VMM)
+    );
+    assert_eq!(
+        (MessageInfo(machine.event()[2]).label(), machine.event()[11]),
+        (FAULT_VM_POWER, ID0)
+    );
+    assert_eq!(
+        machine.call(&[PD_VCPU_RESTART.into(), ID1, RAM + 0x900]),
+        Decision::Run(VCPU1)
+    );
+    assert_eq!(
+        machine.status(&[guest::PSCI_CPU_ON.into(), 0, RAM, 0]),
+        SUCCESS
+    );
+    let yielded = machine.system.handle(
+        Exit::WaitForInterrupt(InstructionLength::Wide),
+        0,
+        &mut machine.out,
+    );
+    assert_eq!(yielded, Decision::Run(VCPU0));
+    assert_eq!(machine.call(&[0xC600_0050, 0x30]), Decision::Run(VCPU1));
+    assert_eq!(
+        machine.call(&[guest::PSCI_CPU_OFF.into()]),
+        Decision::Run(VMM)
+    );
+    // The VMM's reply ends the power event's handler: it must not resume vCPU 3, whose new
+    // fault it has not been shown; that fault comes next.
+    assert_eq!(machine.reply(RESUME_SKIP, &[0x77]), Decision::Run(VMM));
+    assert_eq!(machine.state(VCPU0), RunState::Faulted);
+    assert_eq!(machine.registers(VCPU0).x[..2], [0xC600_0050, 0x30]);
+    let event = machine.event();
+    assert_eq!(
+        (MessageInfo(event[2]).label(), event[3], event[11]),
+        (FAULT_VM_HVC, 0xC600_0050, ID0)
     );
 }
