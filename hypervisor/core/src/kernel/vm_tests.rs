@@ -777,20 +777,25 @@ fn psci_starts_and_stops_secondary_vcpus() {
 }
 
 #[test]
-fn system_off_stops_this_vm_only_and_the_system_runs_on() {
+fn system_off_and_reset_stop_this_vm_only_and_the_system_runs_on() {
+    for function in [guest::PSCI_SYSTEM_OFF, guest::PSCI_SYSTEM_RESET] {
+        system_power(function);
+    }
+}
+
+fn system_power(function: u32) {
     let mut machine = Machine::boot(true, false);
     machine.start_guest();
     assert_eq!(
         machine.status(&[guest::PSCI_CPU_ON.into(), 1, RAM, 0]),
         SUCCESS
     );
-    assert_eq!(
-        machine.call(&[guest::PSCI_SYSTEM_OFF.into()]),
-        Decision::Run(VMM)
-    );
+    assert_eq!(machine.call(&[function.into()]), Decision::Run(VMM));
     let event = machine.event();
     assert_eq!(MessageInfo(event[2]).label(), FAULT_VM_POWER);
-    assert_eq!(event[3], u64::from(guest::PSCI_SYSTEM_OFF));
+    assert_eq!(event[3], u64::from(function));
+    // A protected VM that has run cannot be restarted by its VMM without a teardown.
+    machine.refused(&[PD_VCPU_RESTART.into(), ID0, RAM], INVALID_PARAMETER, 1);
     assert_eq!(machine.state(VCPU0), RunState::Stopped);
     assert_eq!(machine.state(VCPU1), RunState::Stopped);
     // The VMM and the helper run on; the run ends idle, not by a system off.
