@@ -1139,7 +1139,7 @@ fn random_calls_and_exits_never_panic_and_keep_every_invariant() {
                         FaultKind::OtherAbort,
                         FaultKind::Unknown,
                     ]),
-                    ipa: Ipa(sequence.pick(&values) & ((1 << 40) - 1)),
+                    ipa: Ipa(sequence.pick(&values)),
                     esr: sequence.next(),
                     pc: sequence.next(),
                     injectable: false,
