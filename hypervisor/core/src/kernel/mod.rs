@@ -9,6 +9,7 @@ pub mod fault;
 mod microkit;
 pub mod ready_queues;
 mod schedule;
+pub mod vm;
 
 #[cfg(test)]
 #[allow(
@@ -25,5 +26,12 @@ mod system_tests;
 
 #[cfg(test)]
 mod test_system;
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
+mod vm_tests;
 
 pub use fault::{FaultKind, FaultReport, InstructionLength};
+pub use vm::VmFault;
