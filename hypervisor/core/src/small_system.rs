@@ -177,6 +177,7 @@ pub fn small_domain<C>(
         child_id: None,
         budget: 0,
         last_fault: None,
+        vm_fault: None,
         faults: 0,
         arch: context,
     });
@@ -190,6 +191,8 @@ pub fn small_domain<C>(
         contexts,
         events: Events::default(),
         line: LineBuffer::new(),
+        fresh: true,
+        mmio_guard: heapless::Vec::new(),
     }
 }
 
