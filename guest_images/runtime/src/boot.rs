@@ -99,12 +99,18 @@ pub fn mode_from_mem_state(ram_base: Ipa) -> ConversionMode {
 /// Most RAM boot looks for: 1 GiB.
 pub const MAX_RAM_PAGES: u64 = 1 << 18;
 
-/// How many private pages start at `base`: the guest's RAM at boot, when it has shared nothing.
+/// How many pages from `base` are in the state of the first one: the guest's RAM at boot, when
+/// it has shared nothing. In a protected VM that is private memory; in a VM that is not
+/// protected, the VMM's memory mapped into it.
 pub fn measure_ram(base: Ipa) -> Result<u64, SmcccError> {
+    let first = calls::mem_state(base, 1)?.state();
+    if first.is_none() || first == Some(MemState::NoPage) {
+        return Ok(0);
+    }
     let mut pages = 0;
     while pages < MAX_RAM_PAGES {
         let answer = calls::mem_state(Ipa(base.get() + pages * PAGE_SIZE), MAX_RANGE_PAGES)?;
-        if answer.state() != Some(MemState::Owned) {
+        if answer.state() != first {
             break;
         }
         let run = answer.run.min(MAX_RANGE_PAGES);
@@ -340,8 +346,15 @@ mod tests {
         assert_eq!(measure_ram(GUEST_RAM_IPA), Ok(1031));
         assert_eq!(
             *log.borrow(),
-            [(0x4000_0000, 512), (0x4020_0000, 512), (0x4040_0000, 512)]
+            [
+                (0x4000_0000, 1),
+                (0x4000_0000, 512),
+                (0x4020_0000, 512),
+                (0x4040_0000, 512)
+            ]
         );
+        let _log = hypervisor(0, false);
+        assert_eq!(measure_ram(GUEST_RAM_IPA), Ok(0));
         let _log = hypervisor(512, false);
         assert_eq!(measure_ram(GUEST_RAM_IPA), Ok(512));
     }
