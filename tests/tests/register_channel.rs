@@ -134,7 +134,9 @@ const VCPU_DOMAINS: [&str; 2] = ["vmm", "guest"];
 /// The image of `system`, built once per test binary.
 fn image(system: &'static str) -> Result<PathBuf, String> {
     static IMAGES: Mutex<BTreeMap<&str, Result<PathBuf, String>>> = Mutex::new(BTreeMap::new());
-    let mut images = IMAGES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut images = IMAGES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     images
         .entry(system)
         .or_insert_with(|| scenario::build_image(&scenario::system_path(system), system))
@@ -355,13 +357,20 @@ fn check_vcpus(cpu: Cpu) -> Result<(), String> {
         total("leaks"),
         total("lr-leaks"),
     );
-    assert_eq!(lines.len(), 2, "one registers line per run; console:\n{console}");
+    assert_eq!(
+        lines.len(),
+        2,
+        "one registers line per run; console:\n{console}"
+    );
     for fields in &lines {
         assert_eq!(fields.get("checked"), Some(&17), "{console}");
         assert_eq!(fields.get("distinct"), Some(&17), "{console}");
         assert_eq!(fields.get("leaks"), Some(&0), "{console}");
         assert_eq!(fields.get("lr-leaks"), Some(&0), "{console}");
-        assert!(fields.get("interleavings").is_some_and(|&n| n >= 1), "{console}");
+        assert!(
+            fields.get("interleavings").is_some_and(|&n| n >= 1),
+            "{console}"
+        );
         assert!(fields.get("vmm-runs").is_some_and(|&n| n >= 1), "{console}");
     }
     let halt = protocol::check(console, &VCPU_DOMAINS)
