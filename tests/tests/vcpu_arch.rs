@@ -9,7 +9,8 @@
 //! - the virtual timer fires as `FAULT_VM_VPPI` to the VMM, which injects INTID 27 through a
 //!   list register and acknowledges the PPI; the guest takes the tick at its virtual CPU
 //!   interface, three times per run;
-//! - EL1 registers and list registers stay with their vCPU across the other vCPU and the VMM.
+//! - EL1 registers and list registers stay with their vCPU across the other vCPU and the VMM;
+//! - the FP/SIMD registers a run leaves behind (`d31`) are not those the restarted guest finds.
 
 use std::sync::OnceLock;
 
@@ -62,7 +63,7 @@ fn both_runs_pass_and_the_system_ends_cleanly() -> Result<(), String> {
     let console = run.console.as_str();
     for line in per_run(console, "arch-check ") {
         assert_eq!(field(line, "failed"), [0], "{console}");
-        assert_eq!(field(line, "passed"), [20], "{console}");
+        assert_eq!(field(line, "passed"), [21], "{console}");
     }
     assert!(
         !texts(console, "guest")

@@ -230,6 +230,40 @@ fn secondary_main(_context: u64) {
     SHARED.done.store(1, Ordering::Release);
 }
 
+/// What each run leaves in `d31` when it ends: the next run, on the same vCPU after a teardown
+/// and a restart, must not find it (a fresh vCPU's FP/SIMD registers are zero; with the lazy
+/// FP switch, the register file may still be the old run's when the new one starts).
+const FP_SECRET: u64 = 0x5EC2_E7F0_0D00_F00D;
+
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+fn read_d31() -> u64 {
+    let value: u64;
+    #[allow(unsafe_code)]
+    // SAFETY: reads a SIMD register this program does not otherwise use.
+    unsafe {
+        core::arch::asm!("fmov {}, d31", out(reg) value, options(nomem, nostack, preserves_flags));
+    }
+    value
+}
+
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+fn write_d31(value: u64) {
+    #[allow(unsafe_code)]
+    // SAFETY: writes a SIMD register this program does not otherwise use (d31 is caller-saved,
+    // and nothing after this call depends on it).
+    unsafe {
+        core::arch::asm!("fmov d31, {}", in(reg) value, options(nomem, nostack, preserves_flags));
+    }
+}
+
+#[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
+fn read_d31() -> u64 {
+    0
+}
+
+#[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
+fn write_d31(_value: u64) {}
+
 /// A static the stage-1 check reads through the guest's tables.
 static KNOWN: AtomicU64 = AtomicU64::new(0x5EED_0F57_A9E1_0001);
 
@@ -433,7 +467,13 @@ fn run(guest: &Guest) {
         println!("arch-check needs the Frameshift hypervisor: nothing to check here");
         return;
     };
+    let inherited = read_d31();
     let mut checks = Checks::default();
+    checks.check(
+        "FP/SIMD registers of a previous run",
+        inherited != FP_SECRET,
+        format_args!("d31 = {inherited:#x}: the previous run's value"),
+    );
     checks.equal(
         "MMIO_GUARD doorbell",
         calls::mmio_guard(DOORBELL_PAGE),
@@ -450,6 +490,8 @@ fn run(guest: &Guest) {
     let Checks { passed, failed } = checks;
     Doorbell.ring(Command::Result { failures: failed });
     println!("arch-check passed={passed} failed={failed}");
+    // Last, right before the runtime's PSCI SYSTEM_OFF.
+    write_d31(FP_SECRET);
 }
 
 frameshift_guest::guest_main!(run, devices = [DOORBELL_PAGE]);

@@ -289,12 +289,21 @@ pub struct ArchContext {
     /// The vCPU's virtual timer (PPI 27) fired and its VMM has not acknowledged it yet
     /// (`PD_VCPU_ACK_VPPI`): the PPI stays disabled at the redistributor while it runs.
     pub virtual_timer_masked: bool,
+    /// Which creation of the context this is (unique per boot): state the CPU keeps lazily
+    /// for a context (FP/SIMD, stage-1 TLB entries) belongs to one incarnation only, so a vCPU
+    /// the core re-created never inherits its previous life's registers.
+    pub incarnation: u64,
 }
 
 impl ArchContext {
     /// A context of `kind` about to run for the first time on a CPU with `features` whose own
     /// `MPIDR_EL1` is `cpu_mpidr`.
-    pub const fn new(kind: ContextKind, features: &CpuFeatures, cpu_mpidr: u64) -> Self {
+    pub const fn new(
+        kind: ContextKind,
+        features: &CpuFeatures,
+        cpu_mpidr: u64,
+        incarnation: u64,
+    ) -> Self {
         let hcr = hcr_el2(
             kind,
             HcrFeatures {
@@ -312,6 +321,7 @@ impl ArchContext {
                 hcr,
                 vmpidr: cpu_mpidr,
                 virtual_timer_masked: false,
+                incarnation,
             },
             ContextKind::Vcpu { mpidr } => Self {
                 el1: El1Registers::vcpu_reset(),
@@ -321,6 +331,7 @@ impl ArchContext {
                 hcr,
                 vmpidr: vcpu_vmpidr(mpidr),
                 virtual_timer_masked: false,
+                incarnation,
             },
         }
     }
