@@ -79,7 +79,11 @@ impl<A: Arch> Hypervisor<A> {
                 let result = self.frame_caps(arch, current, from);
                 self.answer(current, result)
             }
-            PdCall::Audit => {
+            PdCall::Audit { dump } => {
+                if dump {
+                    self.dump_at_halt = true;
+                    let _ = self.write_dump(arch, crate::dump::DumpPoint::Call, out);
+                }
                 let result = match self.run_audit(arch, &mut |_| {}) {
                     Some(summary) => Ok(Reply::success(&[
                         summary.violations as u64,

@@ -262,7 +262,7 @@ impl<A: Arch> Hypervisor<A> {
             | PdCall::SystemOff { .. }
             | PdCall::Stop(_)
             | PdCall::FrameCaps { .. }
-            | PdCall::Audit => Err(CallError::NotSupported),
+            | PdCall::Audit { .. } => Err(CallError::NotSupported),
         }
     }
 
@@ -300,7 +300,9 @@ impl<A: Arch> Hypervisor<A> {
             rights,
             ..Request::new(operation, caller, guest, range.ipa, range.pages)
         };
-        self.engine.convert(arch, &self.domains, request)?;
+        let result = self.engine.convert(arch, &self.domains, request);
+        self.record_conversion(arch, caller, guest, operation, range.ipa, range.pages, result);
+        result?;
         Ok(Reply::Status(SUCCESS))
     }
 
@@ -334,7 +336,10 @@ impl<A: Arch> Hypervisor<A> {
             return Ok(());
         }
         domain.vspace.alive = false;
-        self.engine.teardown(arch, &mut self.domains, vm)?;
+        let result = self.engine.teardown(arch, &mut self.domains, vm);
+        let by = self.domains[vm].parent.unwrap_or(vm);
+        self.record_conversion(arch, by, vm, Operation::Teardown, Ipa(0), 0, result);
+        result?;
         // Every frame is back: the VM lives again, empty, for its VMM to populate.
         self.domains[vm].vspace.alive = true;
         Ok(())
@@ -605,6 +610,7 @@ impl<A: Arch> Hypervisor<A> {
                 let request = Request::new(operation, link.host, vm, range.ipa, range.pages);
                 self.engine.convert(arch, &self.domains, request)
             });
+        self.record_conversion(arch, vm, vm, operation, range.ipa, range.pages, result);
         match result {
             Ok(()) => Reply::success(&[range.pages]),
             Err(error) => Reply::with_status(CallError::Refused(error).code(), &[0]),

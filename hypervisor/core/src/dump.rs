@@ -1,0 +1,431 @@
+//! The auditor's record: a log of the conversions since boot, the audit after each one (feature
+//! `audit-every-conversion`), and the compact dump `cargo xtask audit` reads (docs/ABI.md,
+//! "The audit dump").
+//!
+//! The dump is a run of console lines, each `FS|hypervisor|dump <kind> key=value...`:
+//!
+//! | kind | one per | fields |
+//! | --- | --- | --- |
+//! | `begin` | dump | `at` (`call`, `halt`), `time` (counter ticks), `base`, `frames`, `conversions` (since boot), `logged` |
+//! | `domain` | domain | `id`, `name`, `kind` (`pd`, `vm`), `protected` |
+//! | `frames` | run of like frames | `pa`, `count`, `state` (`free`, `owned`, `shared`, `lent`), `owner`, `rights`, `borrowers` (`id:rights,...` or `-`) |
+//! | `map` | run of like leaves | `domain`, `ipa`, `pa`, `pages`, `state` (`owned`, `shared-owned`, `shared-borrowed`, `passthrough`, `lent-away`), `rights`, `memory` |
+//! | `conversion` | logged conversion, oldest first | `seq`, `time`, `by`, `vm`, `op`, `ipa`, `pages`, `pa`, `code` |
+//! | `end` | dump | `lines` (the lines between `begin` and `end`) |
+//!
+//! The dump reads the tables through the software walker and the frame table, as the audit
+//! does; the host re-runs the I1-I4 audit on it without trusting the kernel's own verdict.
+
+use core::fmt::{self, Write};
+
+use crate::addr::{Ipa, PhysAddr, PAGE_SIZE};
+use crate::arch::Arch;
+use crate::descriptor::{level_span, MemoryType, PageState, Rights};
+use crate::domain::DomainId;
+use crate::error::Error;
+use crate::frame_table::{FrameRecord, FrameState};
+use crate::hypervisor::{Decision, Halt, HaltReason, Hypervisor};
+use crate::ownership::Operation;
+use crate::walk::{for_each_leaf, LeafKind};
+
+/// Conversions the log keeps (the most recent ones).
+pub const LOG_CAPACITY: usize = 128;
+
+/// One conversion request, accepted or refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConversionRecord {
+    /// Its number since boot (from 1).
+    pub seq: u64,
+    /// The counter value of the exit that made it.
+    pub time: u64,
+    /// Who asked: the VMM for its calls, the VM for a guest call or a teardown's subject.
+    pub by: DomainId,
+    /// The VM whose memory it converts.
+    pub vm: DomainId,
+    /// What.
+    pub operation: Operation,
+    /// The first guest page.
+    pub ipa: Ipa,
+    /// Pages asked for.
+    pub pages: u64,
+    /// The first frame, where a table maps it after the request (`None`: mapped nowhere).
+    pub frame: Option<PhysAddr>,
+    /// 0 if accepted, else the refusal's code.
+    pub code: i64,
+}
+
+/// The conversion log: a ring of the last [`LOG_CAPACITY`] records.
+#[derive(Debug)]
+pub struct ConversionLog {
+    records: heapless::Deque<ConversionRecord, LOG_CAPACITY>,
+    total: u64,
+    /// A conversion was made since the last audit (feature `audit-every-conversion`).
+    unaudited: bool,
+}
+
+impl ConversionLog {
+    /// An empty log.
+    pub const fn new() -> Self {
+        Self {
+            records: heapless::Deque::new(),
+            total: 0,
+            unaudited: false,
+        }
+    }
+
+    /// Conversions requested since boot.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// The records kept, oldest first.
+    pub fn records(&self) -> impl Iterator<Item = &ConversionRecord> {
+        self.records.iter()
+    }
+
+    fn push(&mut self, mut record: ConversionRecord) {
+        self.total += 1;
+        self.unaudited = true;
+        record.seq = self.total;
+        if self.records.is_full() {
+            self.records.pop_front();
+        }
+        let _ = self.records.push_back(record);
+    }
+}
+
+impl Default for ConversionLog {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Where a dump was asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DumpPoint {
+    /// `PD_AUDIT` with `x1` = `AUDIT_DUMP`.
+    Call,
+    /// Just before the halt line.
+    Halt,
+}
+
+fn operation_name(operation: Operation) -> &'static str {
+    match operation {
+        Operation::Donate => "donate",
+        Operation::Share => "share",
+        Operation::Unshare => "unshare",
+        Operation::Relinquish => "relinquish",
+        Operation::ShareWithGuest => "share-with-guest",
+        Operation::UnshareFromGuest => "unshare-from-guest",
+        Operation::Lend => "lend",
+        Operation::Reclaim => "reclaim",
+        Operation::Teardown => "teardown",
+    }
+}
+
+/// Rights as `r`, `w`, `x` letters (`-` for none).
+struct RightsText(Rights);
+
+impl fmt::Display for RightsText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("-");
+        }
+        for (flag, letter) in [
+            (Rights::READ, "r"),
+            (Rights::WRITE, "w"),
+            (Rights::EXECUTE, "x"),
+        ] {
+            if self.0.contains(flag) {
+                f.write_str(letter)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn frame_state_name(state: FrameState) -> &'static str {
+    match state {
+        FrameState::Free => "free",
+        FrameState::Owned => "owned",
+        FrameState::SharedOwned => "shared",
+        FrameState::Lent => "lent",
+    }
+}
+
+fn page_state_name(state: PageState) -> &'static str {
+    match state {
+        PageState::Owned => "owned",
+        PageState::SharedOwned => "shared-owned",
+        PageState::SharedBorrowed => "shared-borrowed",
+        PageState::Passthrough => "passthrough",
+    }
+}
+
+/// One run of leaves being coalesced for a `map` line.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct MapRun {
+    ipa: u64,
+    pa: u64,
+    pages: u64,
+    state: &'static str,
+    rights: Rights,
+    memory: MemoryType,
+}
+
+impl MapRun {
+    fn extends(&self, next: &MapRun) -> bool {
+        let bytes = self.pages * PAGE_SIZE;
+        self.state == next.state
+            && self.rights == next.rights
+            && self.memory == next.memory
+            && self.ipa + bytes == next.ipa
+            && self.pa + bytes == next.pa
+    }
+}
+
+impl<A: Arch> Hypervisor<A> {
+    /// Logs one conversion request and its result (`vm`'s memory, asked by `by`).
+    pub(crate) fn record_conversion(
+        &mut self,
+        arch: &A,
+        by: DomainId,
+        vm: DomainId,
+        operation: Operation,
+        ipa: Ipa,
+        pages: u64,
+        result: Result<(), Error>,
+    ) {
+        let frame = self.frame_behind(arch, vm, ipa);
+        let code = match result {
+            Ok(()) => 0,
+            Err(error) => crate::call::CallError::Refused(error).code(),
+        };
+        self.conversions.push(ConversionRecord {
+            seq: 0,
+            time: self.slice_start,
+            by,
+            vm,
+            operation,
+            ipa,
+            pages,
+            frame,
+            code,
+        });
+    }
+
+    /// The frame behind guest page `ipa` now: the guest's mapping (either view in split mode),
+    /// else the VMM's window mapping of it.
+    fn frame_behind(&self, arch: &A, vm: DomainId, ipa: Ipa) -> Option<PhysAddr> {
+        let vspace = self.domains.vspace(vm)?;
+        let private = ipa.private_ipa();
+        for at in [ipa, private, private.shared_alias()] {
+            if let Some(leaf) = vspace.table.lookup(arch, at) {
+                return Some(leaf.pa);
+            }
+        }
+        let link = vspace.link?;
+        let host_ipa = link.window.host_ipa(private)?;
+        let host = self.domains.vspace(link.host)?;
+        host.table.lookup(arch, host_ipa).map(|leaf| leaf.pa)
+    }
+
+    /// The conversion log.
+    pub fn conversions(&self) -> &ConversionLog {
+        &self.conversions
+    }
+
+    /// Feature `audit-every-conversion`: after an exit that made a conversion (accepted or
+    /// refused), runs the I1-I4 audit. A violation prints `audit violation <what>` and halts
+    /// the system: `halt status=3 reason=audit-violation`.
+    pub(crate) fn audit_after_conversion(
+        &mut self,
+        arch: &A,
+        out: &mut dyn Write,
+    ) -> Option<Decision> {
+        if !cfg!(feature = "audit-every-conversion") || !self.conversions.unaudited {
+            return None;
+        }
+        self.conversions.unaudited = false;
+        let summary = self.run_audit(arch, &mut |violation| {
+            let _ = writeln!(out, "FS|hypervisor|audit violation {violation}");
+        })?;
+        if summary.violations == 0 {
+            return None;
+        }
+        self.audit_violations += summary.violations as u64;
+        Some(Decision::Halt(Halt {
+            status: 3,
+            reason: HaltReason::AuditViolation,
+        }))
+    }
+
+    /// Writes the dump (the module doc's format) to `out`.
+    pub fn write_dump(&self, arch: &A, at: DumpPoint, out: &mut dyn Write) -> fmt::Result {
+        let frames = self.engine.frame_table();
+        let domains = self.domains.iter().count();
+        writeln!(
+            out,
+            "FS|hypervisor|dump begin at={} time={} base={} frames={} domains={domains} conversions={} logged={}",
+            match at {
+                DumpPoint::Call => "call",
+                DumpPoint::Halt => "halt",
+            },
+            self.slice_start,
+            frames.base(),
+            frames.frames(),
+            self.conversions.total,
+            self.conversions.records.len(),
+        )?;
+        let mut lines = 0u64;
+        for (id, domain) in self.domains.iter() {
+            writeln!(
+                out,
+                "FS|hypervisor|dump domain id={} name={} kind={} protected={}",
+                id.0,
+                domain.name.as_str(),
+                if domain.is_pd() { "pd" } else { "vm" },
+                u8::from(domain.is_protected()),
+            )?;
+            lines += 1;
+        }
+        // Frames: runs of frames whose records agree and whose borrowers agree.
+        let mut start = 0;
+        while start < frames.frames() {
+            let record = frames.record_at(start);
+            let mut end = start + 1;
+            while end < frames.frames()
+                && frames.record_at(end) == record
+                && self.same_borrowers(start, end)
+            {
+                end += 1;
+            }
+            self.write_frames(out, start, end - start, record)?;
+            lines += 1;
+            start = end;
+        }
+        // Mappings: runs of leaves contiguous in IPA and PA with the same attributes.
+        let pool = self.engine.pool();
+        for (id, domain) in self.domains.iter() {
+            let mut run: Option<MapRun> = None;
+            let mut result = Ok(());
+            let table_ok = |table: PhysAddr| pool.contains(table);
+            for_each_leaf(arch, domain.vspace.table.root(), &table_ok, &mut |entry| {
+                let next = match entry.kind {
+                    LeafKind::Mapped(leaf) => MapRun {
+                        ipa: entry.ipa.0,
+                        pa: leaf.pa.0,
+                        pages: level_span(entry.level) / PAGE_SIZE,
+                        state: page_state_name(leaf.state),
+                        rights: leaf.rights,
+                        memory: leaf.memory,
+                    },
+                    LeafKind::LentAway(pa) => MapRun {
+                        ipa: entry.ipa.0,
+                        pa: pa.0,
+                        pages: 1,
+                        state: "lent-away",
+                        rights: Rights::empty(),
+                        memory: MemoryType::Normal,
+                    },
+                    // The audit reports these; the dump shows what translates or names a frame.
+                    _ => return,
+                };
+                match run.as_mut() {
+                    Some(current) if current.extends(&next) => current.pages += next.pages,
+                    Some(current) => {
+                        let done = *current;
+                        result = result.and(write_map(out, id, &done));
+                        lines += 1;
+                        run = Some(next);
+                    }
+                    None => run = Some(next),
+                }
+            });
+            result?;
+            if let Some(done) = run {
+                write_map(out, id, &done)?;
+                lines += 1;
+            }
+        }
+        for record in self.conversions.records() {
+            writeln!(
+                out,
+                "FS|hypervisor|dump conversion seq={} time={} by={} vm={} op={} ipa={} pages={} pa={} code={}",
+                record.seq,
+                record.time,
+                record.by.0,
+                record.vm.0,
+                operation_name(record.operation),
+                record.ipa,
+                record.pages,
+                record.frame.map_or(-1, |pa| pa.0 as i64),
+                record.code,
+            )?;
+            lines += 1;
+        }
+        writeln!(out, "FS|hypervisor|dump end lines={lines}")
+    }
+
+    fn same_borrowers(&self, a: usize, b: usize) -> bool {
+        let frames = self.engine.frame_table();
+        if frames.borrower_count(a) != frames.borrower_count(b) {
+            return false;
+        }
+        let mut same = true;
+        frames.for_each_borrower(a, |domain, rights| {
+            same &= frames.borrower_rights(b, domain) == Some(rights);
+        });
+        same
+    }
+
+    fn write_frames(
+        &self,
+        out: &mut dyn Write,
+        index: usize,
+        count: usize,
+        record: FrameRecord,
+    ) -> fmt::Result {
+        let frames = self.engine.frame_table();
+        write!(
+            out,
+            "FS|hypervisor|dump frames pa={} count={count} state={} owner=",
+            frames.frame_address(index),
+            frame_state_name(record.state()),
+        )?;
+        match record.owner() {
+            Some(owner) => write!(out, "{}", owner.0)?,
+            None => out.write_str("-")?,
+        }
+        write!(out, " rights={} borrowers=", RightsText(record.owner_rights()))?;
+        let mut first = true;
+        let mut result = Ok(());
+        frames.for_each_borrower(index, |domain, rights| {
+            let separator = if first { "" } else { "," };
+            first = false;
+            result = result.and(write!(out, "{separator}{}:{}", domain.0, RightsText(rights)));
+        });
+        result?;
+        if first {
+            out.write_str("-")?;
+        }
+        writeln!(out)
+    }
+}
+
+fn write_map(out: &mut dyn Write, domain: DomainId, run: &MapRun) -> fmt::Result {
+    writeln!(
+        out,
+        "FS|hypervisor|dump map domain={} ipa={} pa={} pages={} state={} rights={} memory={}",
+        domain.0,
+        Ipa(run.ipa),
+        PhysAddr(run.pa),
+        run.pages,
+        run.state,
+        RightsText(run.rights),
+        match run.memory {
+            MemoryType::Normal => "normal",
+            MemoryType::Device => "device",
+        }
+    )
+}
