@@ -58,14 +58,18 @@ frameshift_pd_vectors:
     .endr
 
 frameshift_pd_sync_current:
-    // Only the probe's load may fault and resume. x0-x3 are the probe's result registers, so
+    // Only the probe's load or store may fault and resume. x0-x3 are the probe's result registers, so
     // this path may use them freely; everything else must be left as it was.
     mrs     x0, elr_el1
     adrp    x1, frameshift_pd_probe_load
     add     x1, x1, :lo12:frameshift_pd_probe_load
     cmp     x0, x1
+    b.eq    3f
+    adrp    x1, frameshift_pd_probe_store
+    add     x1, x1, :lo12:frameshift_pd_probe_store
+    cmp     x0, x1
     b.ne    4f
-    adrp    x1, frameshift_pd_probe_fixup
+3:  adrp    x1, frameshift_pd_probe_fixup
     add     x1, x1, :lo12:frameshift_pd_probe_fixup
     msr     elr_el1, x1
     mrs     x2, esr_el1
@@ -90,6 +94,15 @@ frameshift_pd_probe_read:
 frameshift_pd_probe_load:
     ldr     x0, [x0]
 frameshift_pd_probe_fixup:
+    ret
+
+    // frameshift_pd_probe_write(address: x0, value: x1) -> x1 = 0 (written) or 1 (faulted),
+    // x2 = ESR_EL1, x3 = FAR_EL1 (both only when faulted).
+    .global frameshift_pd_probe_write
+frameshift_pd_probe_write:
+frameshift_pd_probe_store:
+    str     x1, [x0]
+    mov     x1, #0
     ret
 "#
 );

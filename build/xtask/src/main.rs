@@ -78,6 +78,29 @@ enum Task {
     },
     /// Benchmarks (none yet).
     Bench,
+    /// Boot the hostile system's soak: the hostile guest makes N seeded random hypercalls, with
+    /// the audit after every conversion; prints `soak: calls=N audits=A violations=V
+    /// mismatches=M panics=P seed=S` and exits 0 only when V, M and P are 0.
+    Soak {
+        /// Hypercalls to make (CI runs 10^6; 10^8 is a long run).
+        #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+        calls: u64,
+        /// The PRNG seed (default: from the clock; printed either way).
+        #[arg(long, value_name = "S", value_parser = parse_seed)]
+        seed: Option<u64>,
+        /// Copy the console to stdout as it arrives.
+        #[arg(long)]
+        stream: bool,
+    },
+}
+
+/// A seed in decimal or `0x` hex.
+fn parse_seed(text: &str) -> Result<u64, String> {
+    match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse(),
+    }
+    .map_err(|error| format!("{text}: {error}"))
 }
 
 /// `--cpu` values.
@@ -125,6 +148,11 @@ fn main() -> ExitCode {
         Task::Test => tasks::test::test(),
         Task::Mutants { file, jobs } => tasks::mutants::mutants(file.as_deref(), jobs),
         Task::Bench => tasks::bench::bench(),
+        Task::Soak {
+            calls,
+            seed,
+            stream,
+        } => tasks::soak::soak(calls, seed, stream),
     };
     match result {
         Ok(code) => ExitCode::from(code),

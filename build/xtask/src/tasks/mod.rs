@@ -3,9 +3,11 @@
 pub mod bench;
 pub mod build;
 pub mod check;
+pub mod hostile;
 pub mod model_check;
 pub mod mutants;
 pub mod run;
+pub mod soak;
 pub mod system;
 pub mod test;
 
