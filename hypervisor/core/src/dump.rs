@@ -25,6 +25,8 @@ use crate::domain::DomainId;
 use crate::error::Error;
 use crate::frame_table::{FrameRecord, FrameState};
 use crate::hypervisor::{Decision, Halt, HaltReason, Hypervisor};
+use crate::call::PageRange;
+use crate::engine::MAX_RANGE_PAGES;
 use crate::ownership::Operation;
 use crate::walk::{for_each_leaf, LeafKind};
 
@@ -54,6 +56,34 @@ pub struct ConversionRecord {
     pub code: i64,
 }
 
+/// A conversion request as it was made (dump.rs's record of it before the engine ran).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    by: DomainId,
+    vm: DomainId,
+    operation: Operation,
+    range: PageRange,
+    before: u64,
+}
+
+/// FNV-1a over words: the I8 fingerprint (not a defence against an adversary, who cannot
+/// choose what the kernel's own tables hold; a detector of a refused request that wrote).
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn add(&mut self, word: u64) {
+        for byte in word.to_le_bytes() {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+}
+
 /// The conversion log: a ring of the last [`LOG_CAPACITY`] records.
 #[derive(Debug)]
 pub struct ConversionLog {
@@ -61,6 +91,8 @@ pub struct ConversionLog {
     total: u64,
     /// A conversion was made since the last audit (feature `audit-every-conversion`).
     unaudited: bool,
+    /// A refused request whose range's fingerprint changed (an I8 violation).
+    refusal_changed: Option<Attempt>,
 }
 
 impl ConversionLog {
@@ -70,6 +102,7 @@ impl ConversionLog {
             records: heapless::Deque::new(),
             total: 0,
             unaudited: false,
+            refusal_changed: None,
         }
     }
 
@@ -85,7 +118,6 @@ impl ConversionLog {
 
     fn push(&mut self, mut record: ConversionRecord) {
         self.total += 1;
-        self.unaudited = true;
         record.seq = self.total;
         if self.records.is_full() {
             self.records.pop_front();
@@ -185,18 +217,34 @@ impl MapRun {
 }
 
 impl<A: Arch> Hypervisor<A> {
-    /// Logs one conversion request and its result (`vm`'s memory, asked by `by`).
-    pub(crate) fn record_conversion(
-        &mut self,
+    /// A conversion request about to be made: who, what, and (feature
+    /// `audit-every-conversion`) the fingerprint of what it may touch, for the I8 check.
+    pub(crate) fn attempt(
+        &self,
         arch: &A,
         by: DomainId,
         vm: DomainId,
         operation: Operation,
-        ipa: Ipa,
-        pages: u64,
-        result: Result<(), Error>,
-    ) {
-        let frame = self.frame_behind(arch, vm, ipa);
+        range: PageRange,
+    ) -> Attempt {
+        let before = if cfg!(feature = "audit-every-conversion") {
+            self.fingerprint(arch, vm, range)
+        } else {
+            0
+        };
+        Attempt {
+            by,
+            vm,
+            operation,
+            range,
+            before,
+        }
+    }
+
+    /// Logs one conversion request and its result. Accepted, it is due the full audit; refused,
+    /// what it may have touched must be as it was (I8), checked here.
+    pub(crate) fn record_conversion(&mut self, arch: &A, attempt: Attempt, result: Result<(), Error>) {
+        let frame = self.frame_behind(arch, attempt.vm, attempt.range.ipa);
         let code = match result {
             Ok(()) => 0,
             Err(error) => crate::call::CallError::Refused(error).code(),
@@ -204,14 +252,65 @@ impl<A: Arch> Hypervisor<A> {
         self.conversions.push(ConversionRecord {
             seq: 0,
             time: self.slice_start,
-            by,
-            vm,
-            operation,
-            ipa,
-            pages,
+            by: attempt.by,
+            vm: attempt.vm,
+            operation: attempt.operation,
+            ipa: attempt.range.ipa,
+            pages: attempt.range.pages,
             frame,
             code,
         });
+        if cfg!(feature = "audit-every-conversion") {
+            if result.is_ok() {
+                self.conversions.unaudited = true;
+            } else if self.fingerprint(arch, attempt.vm, attempt.range) != attempt.before {
+                self.conversions.refusal_changed = Some(attempt);
+            }
+        }
+    }
+
+    /// A digest of everything a request on `range` of `vm`'s memory can change: for each page
+    /// (at most [`MAX_RANGE_PAGES`], the most a request may name), the guest's leaves at the
+    /// IPA and its alias, the VMM's window leaf, and the frame records behind them. A teardown
+    /// (no range) digests the whole frame table.
+    fn fingerprint(&self, arch: &A, vm: DomainId, range: PageRange) -> u64 {
+        let mut hash = Fnv::default();
+        let frames = self.engine.frame_table();
+        let Some(vspace) = self.domains.vspace(vm) else {
+            return 0;
+        };
+        if range.pages == 0 {
+            (0..frames.frames()).for_each(|index| hash.add(frames.record_at(index).raw()));
+            return hash.0;
+        }
+        let host = vspace
+            .link
+            .and_then(|link| Some((link, self.domains.vspace(link.host)?)));
+        for index in 0..range.pages.min(MAX_RANGE_PAGES) {
+            let Some(ipa) = range.ipa.get().checked_add(index * PAGE_SIZE) else {
+                break;
+            };
+            let private = Ipa(ipa).private_ipa();
+            let mut leaves = [None; 3];
+            leaves[0] = vspace.table.lookup(arch, private);
+            leaves[1] = vspace.table.lookup(arch, private.shared_alias());
+            if let Some((link, host)) = host {
+                leaves[2] = link
+                    .window
+                    .host_ipa(private)
+                    .and_then(|at| host.table.lookup(arch, at));
+            }
+            for leaf in leaves {
+                match leaf {
+                    Some(leaf) => {
+                        hash.add(leaf.pa.0 | u64::from(leaf.rights.bits()) | (leaf.state as u64) << 8);
+                        hash.add(frames.record(leaf.pa).map_or(u64::MAX, FrameRecord::raw));
+                    }
+                    None => hash.add(0),
+                }
+            }
+        }
+        hash.0
     }
 
     /// The frame behind guest page `ipa` now: the guest's mapping (either view in split mode),
@@ -235,25 +334,38 @@ impl<A: Arch> Hypervisor<A> {
         &self.conversions
     }
 
-    /// Feature `audit-every-conversion`: after an exit that made a conversion (accepted or
-    /// refused), runs the I1-I4 audit. A violation prints `audit violation <what>` and halts
-    /// the system: `halt status=3 reason=audit-violation`.
+    /// Feature `audit-every-conversion`: after an exit that converted memory, runs the full
+    /// I1-I4 audit; after a refused request, reports an I8 violation if what it names changed.
+    /// A violation prints `audit violation <what>` and halts the system: `halt status=3
+    /// reason=audit-violation`.
     pub(crate) fn audit_after_conversion(
         &mut self,
         arch: &A,
         out: &mut dyn Write,
     ) -> Option<Decision> {
-        if !cfg!(feature = "audit-every-conversion") || !self.conversions.unaudited {
+        let mut violations = 0;
+        if let Some(attempt) = self.conversions.refusal_changed.take() {
+            violations += 1;
+            let _ = writeln!(
+                out,
+                "FS|hypervisor|audit violation I8 {} ipa {} pages {}: a refused {} changed what it names",
+                attempt.vm,
+                attempt.range.ipa,
+                attempt.range.pages,
+                operation_name(attempt.operation),
+            );
+        }
+        if self.conversions.unaudited {
+            self.conversions.unaudited = false;
+            let summary = self.run_audit(arch, &mut |violation| {
+                let _ = writeln!(out, "FS|hypervisor|audit violation {violation}");
+            })?;
+            violations += summary.violations as u64;
+        }
+        if violations == 0 {
             return None;
         }
-        self.conversions.unaudited = false;
-        let summary = self.run_audit(arch, &mut |violation| {
-            let _ = writeln!(out, "FS|hypervisor|audit violation {violation}");
-        })?;
-        if summary.violations == 0 {
-            return None;
-        }
-        self.audit_violations += summary.violations as u64;
+        self.audit_violations += violations;
         Some(Decision::Halt(Halt {
             status: 3,
             reason: HaltReason::AuditViolation,
@@ -295,7 +407,7 @@ impl<A: Arch> Hypervisor<A> {
             let record = frames.record_at(start);
             let mut end = start + 1;
             while end < frames.frames()
-                && frames.record_at(end) == record
+                && same_fields(frames.record_at(end), record)
                 && self.same_borrowers(start, end)
             {
                 end += 1;
@@ -411,6 +523,11 @@ impl<A: Arch> Hypervisor<A> {
         }
         writeln!(out)
     }
+}
+
+/// Whether two frame records print the same (state, owner, rights): one `frames` line.
+fn same_fields(a: FrameRecord, b: FrameRecord) -> bool {
+    (a.state(), a.owner(), a.owner_rights()) == (b.state(), b.owner(), b.owner_rights())
 }
 
 fn write_map(out: &mut dyn Write, domain: DomainId, run: &MapRun) -> fmt::Result {

@@ -329,17 +329,23 @@ impl Vmm {
     fn finish(&mut self) {
         let figures = &self.figures;
         debug_println!(
-            "hostile-vmm runs={} forwarded={} window-faults={} window-landed={} refusals={} accepted-attacks={} toctou-landed={} toctou-faults={} toctou-late={} mmio-aborts={} zero-pages={} nonzero-pages={} count-drift={}",
+            "hostile-vmm runs={} forwarded={} window-faults={} window-landed={} refusals={} accepted-attacks={}",
             self.run,
             figures.forwarded,
             figures.window_faults,
             figures.window_accesses_landed,
             figures.refusals,
             figures.accepted_attacks,
+        );
+        debug_println!(
+            "hostile-vmm toctou-landed={} toctou-faults={} toctou-late={} mmio-aborts={}",
             figures.toctou_landed,
             figures.toctou_faults,
             figures.toctou_late,
             figures.mmio_aborts,
+        );
+        debug_println!(
+            "hostile-vmm zero-pages={} nonzero-pages={} count-drift={}",
             figures.zero_pages_checked,
             figures.nonzero_pages,
             figures.count_drift

@@ -174,7 +174,31 @@ struct Targets {
     ram_end: u64,
 }
 
+/// Pool pages the soak shares and unshares back and forth; the rest of the pool, and the free
+/// RAM above it, it may relinquish for good.
+const TOGGLE_PAGES: usize = 12;
+
 impl Targets {
+    /// A pool page that goes back and forth between private and shared (most often), or any
+    /// address a conversion may name.
+    fn toggle(&self, rng: &mut Rng) -> u64 {
+        if rng.below(10) < 7 {
+            self.pool[rng.below(TOGGLE_PAGES as u64) as usize].get()
+        } else {
+            self.convertible(rng)
+        }
+    }
+
+    /// A page the guest may lose (most often), or any address a conversion may name.
+    fn disposable(&self, rng: &mut Rng) -> u64 {
+        if rng.below(10) < 7 {
+            let first = self.pool[TOGGLE_PAGES].get();
+            first + rng.below((self.ram_end - first) / PAGE_SIZE + 2) * PAGE_SIZE
+        } else {
+            self.convertible(rng)
+        }
+    }
+
     /// A page address for a call that may convert memory: never a secret page (the guest would
     /// lose it legitimately), but anything else a guest can name.
     fn convertible(&self, rng: &mut Rng) -> u64 {
@@ -205,6 +229,9 @@ impl Targets {
 }
 
 fn page_count(rng: &mut Rng) -> u64 {
+    if rng.below(10) < 6 {
+        return 1 + rng.below(3);
+    }
     match rng.below(10) {
         0 => 0,
         1..=4 => 1 + rng.below(4),
@@ -299,17 +326,21 @@ fn soak(guest: &Guest, checks: &mut Checks) {
         };
         let function = match rng.below(20) {
             0..=2 => {
-                args[0] = targets.convertible(&mut rng);
+                args[0] = targets.toggle(&mut rng);
                 args[1] = page_count(&mut rng);
                 guest::MEM_SHARE
             }
             3..=5 => {
-                args[0] = targets.any(&mut rng);
+                args[0] = if rng.below(5) == 0 {
+                    targets.any(&mut rng)
+                } else {
+                    targets.toggle(&mut rng)
+                };
                 args[1] = page_count(&mut rng);
                 guest::MEM_UNSHARE
             }
             6..=7 => {
-                args[0] = targets.convertible(&mut rng);
+                args[0] = targets.disposable(&mut rng);
                 args[1] = page_count(&mut rng);
                 guest::MEM_RELINQUISH
             }
@@ -375,8 +406,11 @@ fn soak(guest: &Guest, checks: &mut Checks) {
     checks.equal("secret mismatches", mismatches, 0);
     checks.equal("audit violations", violations, 0);
     println!(
-        "hostile soak calls={calls} ok={} not-supported={} not-required={} invalid={} other={} smc={smc} random-ids={random_ids} audits={audits} violations={violations} mismatches={mismatches} seed={seed:#x}",
+        "hostile soak outcomes ok={} not-supported={} not-required={} invalid={} other={} smc={smc} random-ids={random_ids}",
         outcomes.ok, outcomes.not_supported, outcomes.not_required, outcomes.invalid, outcomes.other
+    );
+    println!(
+        "hostile soak calls={calls} audits={audits} violations={violations} mismatches={mismatches} seed={seed:#x}"
     );
 }
 

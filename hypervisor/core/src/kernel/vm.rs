@@ -300,8 +300,9 @@ impl<A: Arch> Hypervisor<A> {
             rights,
             ..Request::new(operation, caller, guest, range.ipa, range.pages)
         };
+        let attempt = self.attempt(arch, caller, guest, operation, range);
         let result = self.engine.convert(arch, &self.domains, request);
-        self.record_conversion(arch, caller, guest, operation, range.ipa, range.pages, result);
+        self.record_conversion(arch, attempt, result);
         result?;
         Ok(Reply::Status(SUCCESS))
     }
@@ -336,9 +337,14 @@ impl<A: Arch> Hypervisor<A> {
             return Ok(());
         }
         domain.vspace.alive = false;
-        let result = self.engine.teardown(arch, &mut self.domains, vm);
         let by = self.domains[vm].parent.unwrap_or(vm);
-        self.record_conversion(arch, by, vm, Operation::Teardown, Ipa(0), 0, result);
+        let whole = PageRange {
+            ipa: Ipa(0),
+            pages: 0,
+        };
+        let attempt = self.attempt(arch, by, vm, Operation::Teardown, whole);
+        let result = self.engine.teardown(arch, &mut self.domains, vm);
+        self.record_conversion(arch, attempt, result);
         result?;
         // Every frame is back: the VM lives again, empty, for its VMM to populate.
         self.domains[vm].vspace.alive = true;
@@ -601,6 +607,7 @@ impl<A: Arch> Hypervisor<A> {
         operation: Operation,
         range: PageRange,
     ) -> Reply {
+        let attempt = self.attempt(arch, vm, vm, operation, range);
         let result = self
             .domains
             .vspace(vm)
@@ -610,7 +617,7 @@ impl<A: Arch> Hypervisor<A> {
                 let request = Request::new(operation, link.host, vm, range.ipa, range.pages);
                 self.engine.convert(arch, &self.domains, request)
             });
-        self.record_conversion(arch, vm, vm, operation, range.ipa, range.pages, result);
+        self.record_conversion(arch, attempt, result);
         match result {
             Ok(()) => Reply::success(&[range.pages]),
             Err(error) => Reply::with_status(CallError::Refused(error).code(), &[0]),
