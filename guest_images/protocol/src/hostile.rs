@@ -164,6 +164,8 @@ pub enum HostileCommand {
     ToctouWrite(Ipa),
     /// The guest's figures for the run are on the console; the VMM checks its own.
     Done,
+    /// The guest is about to spin with interrupts masked: the VMM sets the attacker PD going.
+    Spinning,
 }
 
 /// What the VMM writes into a page the guest shares with it.
@@ -185,6 +187,7 @@ impl HostileCommand {
             Self::Shared(ipa) => (0x103, ipa.0 / PAGE_SIZE),
             Self::ToctouWrite(ipa) => (0x104, ipa.0 / PAGE_SIZE),
             Self::Done => (0x105, 0),
+            Self::Spinning => (0x106, 0),
         };
         payload << CODE_BITS | code
     }
@@ -206,6 +209,7 @@ impl HostileCommand {
             0x103 => Self::Shared(ipa),
             0x104 => Self::ToctouWrite(ipa),
             0x105 => Self::Done,
+            0x106 => Self::Spinning,
             _ => return None,
         })
     }
@@ -228,13 +232,14 @@ mod tests {
             HostileCommand::Shared(ipa),
             HostileCommand::ToctouWrite(ipa),
             HostileCommand::Done,
+            HostileCommand::Spinning,
         ];
         for command in commands {
             assert_eq!(HostileCommand::decode(command.encode()), Some(command));
             assert_eq!(crate::doorbell::Command::decode(command.encode()), None);
         }
         assert_eq!(HostileCommand::decode(0x101 | 9 << 12), None);
-        assert_eq!(HostileCommand::decode(0x106), None);
+        assert_eq!(HostileCommand::decode(0x107), None);
     }
 
     #[test]
@@ -246,8 +251,9 @@ mod tests {
             plan: PLAN_ALL,
         };
         let bytes = params.encode();
-        let words: [u64; 5] =
-            core::array::from_fn(|i| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap()));
+        let words: [u64; 5] = core::array::from_fn(|i| {
+            u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap())
+        });
         assert_eq!(Params::decode(words), Some(params));
         assert_eq!(Params::decode([0, 1, 2, 3, 4]), None);
     }

@@ -20,13 +20,13 @@ use core::fmt::{self, Write};
 
 use crate::addr::{Ipa, PhysAddr, PAGE_SIZE};
 use crate::arch::Arch;
+use crate::call::PageRange;
 use crate::descriptor::{level_span, MemoryType, PageState, Rights};
 use crate::domain::DomainId;
+use crate::engine::MAX_RANGE_PAGES;
 use crate::error::Error;
 use crate::frame_table::{FrameRecord, FrameState};
 use crate::hypervisor::{Decision, Halt, HaltReason, Hypervisor};
-use crate::call::PageRange;
-use crate::engine::MAX_RANGE_PAGES;
 use crate::ownership::Operation;
 use crate::walk::{for_each_leaf, LeafKind};
 
@@ -243,7 +243,12 @@ impl<A: Arch> Hypervisor<A> {
 
     /// Logs one conversion request and its result. Accepted, it is due the full audit; refused,
     /// what it may have touched must be as it was (I8), checked here.
-    pub(crate) fn record_conversion(&mut self, arch: &A, attempt: Attempt, result: Result<(), Error>) {
+    pub(crate) fn record_conversion(
+        &mut self,
+        arch: &A,
+        attempt: Attempt,
+        result: Result<(), Error>,
+    ) {
         let frame = self.frame_behind(arch, attempt.vm, attempt.range.ipa);
         let code = match result {
             Ok(()) => 0,
@@ -303,7 +308,9 @@ impl<A: Arch> Hypervisor<A> {
             for leaf in leaves {
                 match leaf {
                     Some(leaf) => {
-                        hash.add(leaf.pa.0 | u64::from(leaf.rights.bits()) | (leaf.state as u64) << 8);
+                        hash.add(
+                            leaf.pa.0 | u64::from(leaf.rights.bits()) | (leaf.state as u64) << 8,
+                        );
                         hash.add(frames.record(leaf.pa).map_or(u64::MAX, FrameRecord::raw));
                     }
                     None => hash.add(0),
@@ -509,13 +516,22 @@ impl<A: Arch> Hypervisor<A> {
             Some(owner) => write!(out, "{}", owner.0)?,
             None => out.write_str("-")?,
         }
-        write!(out, " rights={} borrowers=", RightsText(record.owner_rights()))?;
+        write!(
+            out,
+            " rights={} borrowers=",
+            RightsText(record.owner_rights())
+        )?;
         let mut first = true;
         let mut result = Ok(());
         frames.for_each_borrower(index, |domain, rights| {
             let separator = if first { "" } else { "," };
             first = false;
-            result = result.and(write!(out, "{separator}{}:{}", domain.0, RightsText(rights)));
+            result = result.and(write!(
+                out,
+                "{separator}{}:{}",
+                domain.0,
+                RightsText(rights)
+            ));
         });
         result?;
         if first {

@@ -225,11 +225,6 @@ impl Vmm {
         self.run += 1;
         self.task = task;
         self.uart.clear();
-        if task == Task::Spin {
-            if let Some(channel) = self.attacker {
-                channel.notify();
-            }
-        }
         if let Err(error) = self.vm.vcpu_write_reg(VcpuRegister::x(0), BOOT_MAGIC) {
             fail(format_args!("writing the boot vCPU's x0: {error}"));
         }
@@ -289,7 +284,8 @@ impl Vmm {
         }
         for page in 0..self.window.pages {
             let offset = page * PAGE_SIZE;
-            let nonzero = (0..PAGE_SIZE / 8).any(|word| self.window_region.read_u64(offset + word * 8) != 0);
+            let nonzero =
+                (0..PAGE_SIZE / 8).any(|word| self.window_region.read_u64(offset + word * 8) != 0);
             self.figures.zero_pages_checked += 1;
             if nonzero {
                 self.figures.nonzero_pages += 1;
@@ -408,8 +404,14 @@ impl Vmm {
                 self.figures.window_accesses_landed
             );
             // The vCPU is in a hypercall (this MMIO access) right now.
-            self.refused("vcpu-restart-outside-ram", code(vcpu.vcpu_restart(Ipa(0x1000))));
-            self.refused("vcpu-write-x0-in-flight", code(vcpu.vcpu_write_reg(VcpuRegister::x(0), 0)));
+            self.refused(
+                "vcpu-restart-outside-ram",
+                code(vcpu.vcpu_restart(Ipa(0x1000))),
+            );
+            self.refused(
+                "vcpu-write-x0-in-flight",
+                code(vcpu.vcpu_write_reg(VcpuRegister::x(0), 0)),
+            );
             self.refused("vcpu-read-pc", code(vcpu.vcpu_read_reg(VcpuRegister::PC)));
             for intid in [1020u16, 1023, 4096, u16::MAX] {
                 let result = vcpu.vcpu_inject_irq(intid, 0xA0, 1);
@@ -447,9 +449,18 @@ impl Vmm {
         let page = ipa.private_ipa().page_base();
         self.refused("donate-not-owned", code(self.vm.donate(page, 1)));
         self.refused("reclaim-live", code(self.vm.reclaim(page, 1)));
-        self.refused("lend-not-owned", code(self.vm.lend(page, 1, Rights::READ_WRITE)));
-        self.refused("share-not-owned", code(self.vm.share_with_guest(page, 1, Rights::READ_WRITE)));
-        self.refused("unshare-not-shared", code(self.vm.unshare_from_guest(page, 1)));
+        self.refused(
+            "lend-not-owned",
+            code(self.vm.lend(page, 1, Rights::READ_WRITE)),
+        );
+        self.refused(
+            "share-not-owned",
+            code(self.vm.share_with_guest(page, 1, Rights::READ_WRITE)),
+        );
+        self.refused(
+            "unshare-not-shared",
+            code(self.vm.unshare_from_guest(page, 1)),
+        );
         (
             self.figures.accepted_attacks - accepted_before,
             self.figures.window_faults - faults_before,
@@ -471,7 +482,14 @@ impl Vmm {
             match probe::write_u64(page, writes) {
                 Ok(()) if faults == 0 => landed += 1,
                 Ok(()) => late += 1,
-                Err(_) => faults += 1,
+                Err(_) => {
+                    faults += 1;
+                    // The fault is the hypervisor's word that the page left the VMM: its
+                    // capability must be gone too (and the call renews the fault budget).
+                    if frame_cap_at(page).is_some() {
+                        late += 1;
+                    }
+                }
             }
         }
         self.figures.toctou_landed += landed;
@@ -503,7 +521,9 @@ impl Vmm {
             },
             HostileCommand::AttackPrivate(ipa) => self.attack_private(vcpu, ipa),
             HostileCommand::Shared(ipa) => match self.window.page_of(ipa) {
-                Some(page) if frame_cap_at(page).is_some_and(|(run, _)| run.held == CapHeld::Derived) => {
+                Some(page)
+                    if frame_cap_at(page).is_some_and(|(run, _)| run.held == CapHeld::Derived) =>
+                {
                     self.window_region
                         .write_u64(page.get() - self.window.base.get(), SHARED_MARK);
                     (STATUS_OK, 0)
@@ -512,6 +532,12 @@ impl Vmm {
             },
             HostileCommand::ToctouWrite(ipa) => self.toctou_write(ipa),
             HostileCommand::Done => (STATUS_OK, 0),
+            HostileCommand::Spinning => {
+                if let Some(channel) = self.attacker {
+                    channel.notify();
+                }
+                (STATUS_OK, 0)
+            }
         };
         self.doorbell_value = value;
         status
@@ -519,7 +545,9 @@ impl Vmm {
 
     fn handle(&mut self, vcpu: Child, fault: VmFault) -> VmReply {
         match fault {
-            VmFault::DataAbort { ipa, access, value, .. } if access.valid => {
+            VmFault::DataAbort {
+                ipa, access, value, ..
+            } if access.valid => {
                 let offset = ipa.get() - ipa.page_base().get();
                 if ipa.page_base() == UART_IPA {
                     self.uart(offset, access, value)
@@ -529,10 +557,12 @@ impl Vmm {
                     fail(format_args!("no device at {ipa} to emulate"))
                 }
             }
-            VmFault::DataAbort { ipa, esr, .. } => {
-                fail(format_args!("access to {ipa} without a valid syndrome (esr={esr:#x})"))
-            }
-            VmFault::Abort { ipa, esr } if self.task == Task::Mmio && ipa.page_base() == UNREGISTERED_MMIO => {
+            VmFault::DataAbort { ipa, esr, .. } => fail(format_args!(
+                "access to {ipa} without a valid syndrome (esr={esr:#x})"
+            )),
+            VmFault::Abort { ipa, esr }
+                if self.task == Task::Mmio && ipa.page_base() == UNREGISTERED_MMIO =>
+            {
                 self.figures.mmio_aborts += 1;
                 debug_println!(
                     "mmio: the guest's read of unregistered {ipa} came as an abort (esr={esr:#x}), not for emulation; stopping the run"
@@ -551,7 +581,11 @@ impl Vmm {
             }
             VmFault::Power { .. } if vcpu != self.vm => VmReply::stop(),
             VmFault::Power { function } => {
-                debug_println!("run {} ({}) ended: PSCI {function:#x}", self.run, self.task.name());
+                debug_println!(
+                    "run {} ({}) ended: PSCI {function:#x}",
+                    self.run,
+                    self.task.name()
+                );
                 self.run_ended();
                 VmReply::stop()
             }

@@ -209,8 +209,19 @@ impl Targets {
             7 => pool + rng.below(PAGE_SIZE) | 1,
             8 => 0x2000_0000 + rng.below(512) * PAGE_SIZE, // the VMM's window, in its own space
             9 => HYPERVISOR_BASE.0 + rng.below(32 << 8) * PAGE_SIZE, // hypervisor memory as an IPA
-            10 => rng.pick(&[0x0800_0000, 0x0900_0000, 0x0a00_0000, 0x0a00_3000, 0x1000_0000]), // MMIO
-            11 => rng.pick(&[IPA_LIMIT - PAGE_SIZE, IPA_LIMIT, ALIAS - PAGE_SIZE, u64::MAX & !0xFFF]),
+            10 => rng.pick(&[
+                0x0800_0000,
+                0x0900_0000,
+                0x0a00_0000,
+                0x0a00_3000,
+                0x1000_0000,
+            ]), // MMIO
+            11 => rng.pick(&[
+                IPA_LIMIT - PAGE_SIZE,
+                IPA_LIMIT,
+                ALIAS - PAGE_SIZE,
+                u64::MAX & !0xFFF,
+            ]),
             12 => self.ram_end + rng.below(4) * PAGE_SIZE, // just past RAM
             _ => rng.word(),
         }
@@ -257,7 +268,11 @@ fn random_function(rng: &mut Rng) -> u32 {
         let word = rng.word();
         let function = match word % 4 {
             // Fast calls of every owner, small function numbers.
-            0 => fast_call(word & 16 != 0, (word >> 8) as u32 % 64, (word >> 16) as u32 % 256),
+            0 => fast_call(
+                word & 16 != 0,
+                (word >> 8) as u32 % 64,
+                (word >> 16) as u32 % 256,
+            ),
             // The owners the hypervisor serves, any number.
             1 => fast_call(
                 word & 16 != 0,
@@ -398,7 +413,9 @@ fn soak(guest: &Guest, checks: &mut Checks) {
         let wrong = secret.mismatches(if full { None } else { Some(rng.word()) });
         if wrong != 0 {
             mismatches += wrong;
-            println!("FAIL secret: {wrong} words changed after call {call} ({function:#x} {args:x?})");
+            println!(
+                "FAIL secret: {wrong} words changed after call {call} ({function:#x} {args:x?})"
+            );
         }
     }
     mismatches += secret.mismatches(None);
@@ -423,7 +440,11 @@ fn vmm_attacks(checks: &mut Checks) {
     let Some([given]) = allocate::<1>(checks) else {
         return;
     };
-    checks.equal("relinquish one page", calls::mem_relinquish(given, 1), Ok(1));
+    checks.equal(
+        "relinquish one page",
+        calls::mem_relinquish(given, 1),
+        Ok(1),
+    );
     let mut faults = 0;
     let mut wrong_codes = 0;
     for page in pages {
@@ -435,7 +456,9 @@ fn vmm_attacks(checks: &mut Checks) {
     checks.equal("VMM attack refusals with their codes", wrong_codes, 0);
     checks.equal("secret after the VMM's attacks", mismatches, 0);
     checks.check("VMM faults", faults > 0, format_args!("{faults}"));
-    println!("hostile vmm-attacks vmm-faults={faults} wrong-codes={wrong_codes} mismatches={mismatches}");
+    println!(
+        "hostile vmm-attacks vmm-faults={faults} wrong-codes={wrong_codes} mismatches={mismatches}"
+    );
 }
 
 /// The ToCToU buffer (shared view) vCPU 1 hands the VMM, and whether vCPU 1 is done.
@@ -491,7 +514,11 @@ fn toctou(guest: &Guest, checks: &mut Checks) {
     let late = TOCTOU_LANDED_LATE.load(Ordering::Acquire);
     checks.equal("buffer changes after MEM_UNSHARE", changes, 0);
     checks.equal("VMM writes landed after the first fault", late, 0);
-    checks.check("VMM wrote before", landed > 0 && seen != 0, format_args!("landed={landed} seen={seen:#x}"));
+    checks.check(
+        "VMM wrote before",
+        landed > 0 && seen != 0,
+        format_args!("landed={landed} seen={seen:#x}"),
+    );
     println!(
         "hostile toctou vmm-writes-landed={landed} vmm-faults-after-unshare={TOCTOU_FAULTS} late-writes={late} guest-reads={reads} changes={changes}"
     );
@@ -551,6 +578,9 @@ fn unregistered_mmio() {
 
 fn spin(checks: &mut Checks) {
     let second = cpu::counter_frequency();
+    // A jump of the counter this long between two reads is a time slice someone else had.
+    let gap = second / 1000;
+    ring(HostileCommand::Spinning);
     let start = cpu::virtual_counter();
     #[cfg(all(target_arch = "aarch64", target_os = "none"))]
     #[allow(unsafe_code)]
@@ -559,7 +589,14 @@ fn spin(checks: &mut Checks) {
         core::arch::asm!("msr daifset, #0xf");
     }
     let mut loops = 0u64;
-    while cpu::virtual_counter() - start < second / 2 {
+    let mut descheduled = 0u64;
+    let mut last = start;
+    while last - start < second / 2 {
+        let now = cpu::virtual_counter();
+        if now - last > gap {
+            descheduled += 1;
+        }
+        last = now;
         loops += 1;
     }
     #[cfg(all(target_arch = "aarch64", target_os = "none"))]
@@ -568,8 +605,12 @@ fn spin(checks: &mut Checks) {
     unsafe {
         core::arch::asm!("msr daifclr, #0xf");
     }
-    checks.check("spun", loops > 0, format_args!("{loops}"));
-    println!("hostile spin: 0.5 s with DAIF masked, {loops} loops");
+    checks.check(
+        "descheduled",
+        descheduled > 0,
+        format_args!("{loops} loops, never descheduled"),
+    );
+    println!("hostile spin: 0.5 s with DAIF masked, loops={loops} descheduled={descheduled}");
 }
 
 fn run(guest: &Guest) {
@@ -584,7 +625,10 @@ fn run(guest: &Guest) {
     }
     let task = Task::from_code(ask(Ask::Task));
     let mode = guest.mode.map_or("?", ConversionMode::name);
-    println!("hostile guest: task {} in {mode} mode", task.map_or("?", Task::name));
+    println!(
+        "hostile guest: task {} in {mode} mode",
+        task.map_or("?", Task::name)
+    );
     match task {
         Some(Task::Soak) => soak(guest, &mut checks),
         Some(Task::VmmAttacks) => vmm_attacks(&mut checks),
@@ -597,7 +641,10 @@ fn run(guest: &Guest) {
             checks.check("task", false, format_args!("the VMM named no task"));
         }
     }
-    println!("hostile checks passed={} failed={}", checks.passed, checks.failed);
+    println!(
+        "hostile checks passed={} failed={}",
+        checks.passed, checks.failed
+    );
     ring(HostileCommand::Done);
     psci::system_off();
 }

@@ -31,8 +31,8 @@ pub use boot::{
 use core::fmt::{self, Write};
 
 use crate::arch::Arch;
-use crate::dump::{ConversionLog, DumpPoint};
 use crate::domain::{Context, ContextId, Domain, DomainId, Domains, Registers, RunState};
+use crate::dump::{ConversionLog, DumpPoint};
 use crate::engine::Engine;
 use crate::frame_table::StaticStorage;
 use crate::kernel::channels::ChannelTable;
@@ -48,8 +48,8 @@ pub use frameshift_abi::boot_info::MAX_IRQS;
 /// Most bytes one `PD_DEBUG_WRITE` carries (`x2`-`x7`).
 pub const DEBUG_WRITE_MAX: u64 = 48;
 
-/// How many faults a PD without a parent may have injected back into itself before the kernel
-/// stops it: bounds a PD whose own abort handler keeps faulting.
+/// How many faults in a row (no PD call in between) a PD without a parent may have injected back
+/// into itself before the kernel stops it: bounds a PD whose own abort handler keeps faulting.
 pub const MAX_INJECTED_FAULTS: u32 = 64;
 
 /// The time slice until the arch layer sets its own ([`Hypervisor::set_time_slice`]): 5 ms of

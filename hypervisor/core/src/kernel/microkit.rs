@@ -49,6 +49,9 @@ impl<A: Arch> Hypervisor<A> {
         if !self.domains[current.domain].is_pd() {
             return self.guest_call(arch, current, out);
         }
+        // A PD that makes a call is not stuck in a faulting abort handler: its injected-fault
+        // budget starts again (a prober may take many faults, each between two calls).
+        self.domains[current].faults = 0;
         let call = match PdCall::decode(&self.domains[current].registers) {
             Ok(call) => call,
             Err(error) => return self.refuse(current, error),

@@ -8,7 +8,7 @@
 #![deny(unsafe_code)]
 
 use frameshift_pd::probe::read_u64;
-use frameshift_pd::{debug_println, Channel, ChannelSet, Handler, Ipa};
+use frameshift_pd::{debug_println, frame_cap_at, Channel, ChannelSet, Handler, Ipa};
 
 /// The channel to the VMM.
 const VMM: Channel = Channel::new(0);
@@ -39,6 +39,11 @@ impl Handler for Attacker {
             if let Ok(value) = read_u64(Ipa(ipa)) {
                 leaked += 1;
                 debug_println!("vm-attacker LEAKED ipa={ipa:#x} value={value:#x}");
+            }
+            // No capability there either (and the call renews the injected-fault budget).
+            if frame_cap_at(Ipa(ipa)).is_some() {
+                leaked += 1;
+                debug_println!("vm-attacker LEAKED a capability at ipa={ipa:#x}");
             }
         };
         let (base, size) = GUEST_RAM;
