@@ -78,6 +78,20 @@ enum Task {
     },
     /// Benchmarks (none yet).
     Bench,
+    /// The auditor's view: boot a system whose PDs ask for the hypervisor's dump (default: the
+    /// hostile system, short), re-run the I1-I4 audit on every dump on the host, and write
+    /// audit.json, holdings.svg and timeline.svg; exit 1 on any finding.
+    Audit {
+        /// The system description (default: tests/systems/hostile.xml with a short plan).
+        #[arg(long, value_name = "FILE")]
+        system: Option<PathBuf>,
+        /// Audit a saved console transcript instead of booting.
+        #[arg(long, value_name = "FILE")]
+        console: Option<PathBuf>,
+        /// Where to write audit.json and the pictures (default: target/audit/).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Boot the hostile system's soak: the hostile guest makes N seeded random hypercalls, with
     /// the audit after every conversion; prints `soak: calls=N audits=A violations=V
     /// mismatches=M panics=P seed=S` and exits 0 only when V, M and P are 0.
@@ -148,6 +162,11 @@ fn main() -> ExitCode {
         Task::Test => tasks::test::test(),
         Task::Mutants { file, jobs } => tasks::mutants::mutants(file.as_deref(), jobs),
         Task::Bench => tasks::bench::bench(),
+        Task::Audit {
+            system,
+            console,
+            out,
+        } => tasks::audit::audit(system.as_deref(), console.as_deref(), out.as_deref()),
         Task::Soak {
             calls,
             seed,

@@ -10,7 +10,7 @@
 //! | `domain` | domain | `id`, `name`, `kind` (`pd`, `vm`), `protected` |
 //! | `frames` | run of like frames | `pa`, `count`, `state` (`free`, `owned`, `shared`, `lent`), `owner`, `rights`, `borrowers` (`id:rights,...` or `-`) |
 //! | `map` | run of like leaves | `domain`, `ipa`, `pa`, `pages`, `state` (`owned`, `shared-owned`, `shared-borrowed`, `passthrough`, `lent-away`), `rights`, `memory` |
-//! | `conversion` | logged conversion, oldest first | `seq`, `time`, `by`, `vm`, `op`, `ipa`, `pages`, `pa`, `code` |
+//! | `conversion` | logged conversion, oldest first | `seq`, `time`, `by`, `vm`, `op`, `ipa`, `pages`, `pa` (all ones: mapped nowhere), `code` |
 //! | `end` | dump | `lines` (the lines between `begin` and `end`) |
 //!
 //! The dump reads the tables through the software walker and the frame table, as the audit
@@ -470,7 +470,7 @@ impl<A: Arch> Hypervisor<A> {
         for record in self.conversions.records() {
             writeln!(
                 out,
-                "FS|hypervisor|dump conversion seq={} time={} by={} vm={} op={} ipa={} pages={} pa={} code={}",
+                "FS|hypervisor|dump conversion seq={} time={} by={} vm={} op={} ipa={} pages={} pa={:#x} code={}",
                 record.seq,
                 record.time,
                 record.by.0,
@@ -478,7 +478,7 @@ impl<A: Arch> Hypervisor<A> {
                 operation_name(record.operation),
                 record.ipa,
                 record.pages,
-                record.frame.map_or(-1, |pa| pa.0 as i64),
+                record.frame.map_or(u64::MAX, |pa| pa.0),
                 record.code,
             )?;
             lines += 1;

@@ -104,6 +104,8 @@ struct Vmm {
     window_attacked: bool,
     spin_ended: bool,
     attacker_done: bool,
+    /// The dump while the guest shares a page was written.
+    dumped_shared: bool,
 }
 
 fn fail(reason: core::fmt::Arguments<'_>) -> ! {
@@ -180,6 +182,7 @@ fn init() -> Vmm {
         window_attacked: false,
         spin_ended: false,
         attacker_done: false,
+        dumped_shared: false,
     };
     match vmm.task_of(1) {
         Some(task) => vmm.start(task),
@@ -526,6 +529,13 @@ impl Vmm {
                 {
                     self.window_region
                         .write_u64(page.get() - self.window.base.get(), SHARED_MARK);
+                    if !self.dumped_shared {
+                        // The auditor's dump while a page is shared (cargo xtask audit).
+                        self.dumped_shared = true;
+                        if let Err(error) = audit_and_dump() {
+                            fail(format_args!("PD_AUDIT: {error}"));
+                        }
+                    }
                     (STATUS_OK, 0)
                 }
                 _ => (1, 0),

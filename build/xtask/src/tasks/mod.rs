@@ -1,5 +1,6 @@
 //! The tasks behind `cargo xtask`: one module per task, each returning the process exit status.
 
+pub mod audit;
 pub mod bench;
 pub mod build;
 pub mod check;

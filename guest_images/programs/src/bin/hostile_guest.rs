@@ -26,7 +26,7 @@ use frameshift_abi::addr::{Ipa, PAGE_SIZE};
 use frameshift_abi::guest_call::{
     self as guest, fast_call, MAX_RANGE_PAGES, OWNER_ARCH, OWNER_STANDARD, OWNER_VENDOR_HYP,
 };
-use frameshift_abi::layout::{HYPERVISOR_BASE, HYPERVISOR_LOAD_BASE};
+use frameshift_abi::layout::{HYPERVISOR_BASE, HYPERVISOR_END};
 use frameshift_guest::calls::{self, raw};
 use frameshift_guest::conduit::Conduit;
 use frameshift_guest::page::{self, WordView};
@@ -179,6 +179,14 @@ struct Targets {
 const TOGGLE_PAGES: usize = 12;
 
 impl Targets {
+    /// The physical address of a page of hypervisor memory, named as an IPA. The guest's own
+    /// RAM starts at the same address as the machine's, so only the part above it is named:
+    /// below, it would be the guest's own code.
+    fn hypervisor_page(&self, rng: &mut Rng) -> u64 {
+        let first = HYPERVISOR_BASE.0.max(self.ram_end);
+        first + rng.below((HYPERVISOR_END.0 - first) / PAGE_SIZE) * PAGE_SIZE
+    }
+
     /// A pool page that goes back and forth between private and shared (most often), or any
     /// address a conversion may name.
     fn toggle(&self, rng: &mut Rng) -> u64 {
@@ -193,6 +201,7 @@ impl Targets {
     fn disposable(&self, rng: &mut Rng) -> u64 {
         if rng.below(10) < 7 {
             let first = self.pool[TOGGLE_PAGES].get();
+            // From the first disposable page up to just past RAM.
             first + rng.below((self.ram_end - first) / PAGE_SIZE + 2) * PAGE_SIZE
         } else {
             self.convertible(rng)
@@ -202,13 +211,16 @@ impl Targets {
     /// A page address for a call that may convert memory: never a secret page (the guest would
     /// lose it legitimately), but anything else a guest can name.
     fn convertible(&self, rng: &mut Rng) -> u64 {
-        let pool = self.pool[rng.below(POOL_PAGES as u64) as usize].get();
+        // Never a page `toggle` uses: a relinquished page never comes back, and the soak keeps
+        // converting those until its last call.
+        let pool =
+            self.pool[TOGGLE_PAGES + rng.below((POOL_PAGES - TOGGLE_PAGES) as u64) as usize].get();
         match rng.below(14) {
             0..=5 => pool,
             6 => pool | ALIAS,
             7 => pool + rng.below(PAGE_SIZE) | 1,
             8 => 0x2000_0000 + rng.below(512) * PAGE_SIZE, // the VMM's window, in its own space
-            9 => HYPERVISOR_BASE.0 + rng.below(32 << 8) * PAGE_SIZE, // hypervisor memory as an IPA
+            9 => self.hypervisor_page(rng),
             10 => rng.pick(&[
                 0x0800_0000,
                 0x0900_0000,
@@ -232,7 +244,8 @@ impl Targets {
     fn any(&self, rng: &mut Rng) -> u64 {
         if rng.below(4) == 0 {
             let secret = self.secret[rng.below(SECRET_PAGES as u64) as usize].get();
-            rng.pick(&[secret, secret | ALIAS, secret + 8, HYPERVISOR_LOAD_BASE.0])
+            let hypervisor = self.hypervisor_page(rng);
+            rng.pick(&[secret, secret | ALIAS, secret + 8, hypervisor])
         } else {
             self.convertible(rng)
         }
