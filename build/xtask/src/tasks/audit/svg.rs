@@ -167,9 +167,19 @@ pub fn holdings(dump: &Dump) -> String {
             } else {
                 "owner"
             };
+            // Letters on stripes need a white backing to be read.
+            let backing = if borrowed.is_some() {
+                format!(
+                    "<rect x=\"{}\" y=\"{}\" width=\"30\" height=\"16\" rx=\"3\" fill=\"white\"/>",
+                    x + width / 2 - 15,
+                    y + 8
+                )
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 out,
-                "<g class=\"hold\" data-domain=\"{}\" data-pa=\"{:#x}\" data-role=\"{role}\"><rect x=\"{x}\" y=\"{y}\" width=\"{width}\" height=\"{}\" fill=\"{fill}\" stroke=\"#333\"/><text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-weight=\"bold\" fill=\"{}\">{}</text></g>",
+                "<g class=\"hold\" data-domain=\"{}\" data-pa=\"{:#x}\" data-role=\"{role}\"><rect x=\"{x}\" y=\"{y}\" width=\"{width}\" height=\"{}\" fill=\"{fill}\" stroke=\"#333\"/>{backing}<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-weight=\"bold\" fill=\"{}\">{}</text></g>",
                 domain.id,
                 run.pa,
                 row_height - 12,
@@ -233,9 +243,9 @@ fn state_after(op: &str) -> (&'static str, &'static str) {
 /// The "conversions over time" picture.
 pub fn timeline(dump: &Dump) -> String {
     let log = &dump.log;
-    // Rows: the ranges of frames conversions named, by first frame.
+    // Rows: the ranges of frames accepted conversions named, by first frame.
     let mut rows: BTreeMap<u64, u64> = BTreeMap::new();
-    for entry in log {
+    for entry in log.iter().filter(|entry| entry.code == 0) {
         if let Some(pa) = entry.pa {
             let pages = entry.pages.clamp(1, 512);
             let row = rows.entry(pa).or_insert(pages);
@@ -244,7 +254,7 @@ pub fn timeline(dump: &Dump) -> String {
     }
     let row_index: BTreeMap<u64, usize> = rows.keys().enumerate().map(|(i, pa)| (*pa, i)).collect();
     let left = 220;
-    let top = 110;
+    let top = 116;
     let row_height = 18;
     let plot_width = 900;
     let height = top + row_height * (rows.len() as u64 + 1) + 100;
@@ -276,7 +286,7 @@ pub fn timeline(dump: &Dump) -> String {
     }
     let _ = writeln!(
         out,
-        "<text x=\"16\" y=\"76\" fill=\"#555\">Rows: the frames each request named (first frame \u{d7} pages). A band starts at an accepted conversion and lasts until the next; <tspan fill=\"#d62728\" font-weight=\"bold\">\u{d7}</tspan> is a refused request. Grey hatching: before the log.</text>"
+        "<text x=\"16\" y=\"76\" fill=\"#555\">Rows: the frames each accepted request named (first frame \u{d7} pages). A band starts at an accepted conversion that named the whole row</text><text x=\"16\" y=\"92\" fill=\"#555\">(or a teardown) and lasts until the next; <tspan fill=\"#d62728\" font-weight=\"bold\">\u{d7}</tspan> is a refused request, on the row of its first frame. Grey hatching: before the log.</text>"
     );
     let _ = writeln!(
         out,
@@ -298,15 +308,16 @@ pub fn timeline(dump: &Dump) -> String {
         );
         // Bands: each accepted conversion on this row (or a teardown of its VM) until the next.
         let row_end = pa + pages * PAGE;
-        let overlaps = |entry: &&super::dump::Conversion| {
+        // A conversion changes this row when it named all of the row's frames.
+        let covers = |entry: &&super::dump::Conversion| {
             entry.pa.is_some_and(|first| {
-                first < row_end && first + entry.pages.clamp(1, 512) * PAGE > *pa
+                first <= *pa && first + entry.pages.clamp(1, 512) * PAGE >= row_end
             })
         };
         let changes: Vec<(u64, &str)> = log
             .iter()
             .filter(|entry| entry.code == 0)
-            .filter(|entry| overlaps(entry) || entry.op == "teardown")
+            .filter(|entry| covers(entry) || entry.op == "teardown")
             .map(|entry| (entry.time, entry.op.as_str()))
             .collect();
         for (index, (time, op)) in changes.iter().enumerate() {
@@ -327,14 +338,19 @@ pub fn timeline(dump: &Dump) -> String {
     let y_refused = top + row_height * refused_row as u64;
     let _ = writeln!(
         out,
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"end\" font-size=\"11\">refused, no frame</text>",
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"end\" font-size=\"11\">refused, on no row</text>",
         left - 8,
         y_refused + 13
     );
     for entry in log.iter().filter(|entry| entry.code != 0) {
+        // The row whose frames include the request's first frame.
         let row = entry
             .pa
-            .and_then(|pa| row_index.get(&pa).copied())
+            .and_then(|pa| {
+                rows.iter()
+                    .find(|(first, pages)| **first <= pa && pa < **first + **pages * PAGE)
+                    .map(|(first, _)| row_index[first])
+            })
             .unwrap_or(refused_row);
         let y = top + row_height * row as u64 + 12;
         let _ = writeln!(
@@ -407,12 +423,13 @@ mod tests {
     }
 
     #[test]
-    fn the_timeline_has_a_row_per_named_range_and_marks_refusals() {
+    fn the_timeline_has_a_row_per_accepted_range_and_marks_refusals() {
         let refused = CLEAN.replace("pa=0x42002000 code=0", "pa=0x42002000 code=-3");
         let dump = &parse(&refused).unwrap()[0];
         let svg = timeline(dump);
         assert!(svg.contains("0x42000000 \u{d7}3"));
-        assert!(svg.contains("0x42002000 \u{d7}1"));
+        // The refused share makes no row of its own: its cross is on the donated range's row.
+        assert!(!svg.contains("0x42002000 \u{d7}1"));
         assert_eq!(svg.matches("class=\"refused\"").count(), 1);
     }
 }
