@@ -80,6 +80,9 @@ struct Figures {
     toctou_late: u64,
     mmio_aborts: u64,
     zero_pages_checked: u64,
+    /// Accesses to a just-donated page that faulted, and that landed.
+    donated_faults: u64,
+    donated_landed: u64,
     nonzero_pages: u64,
     count_drift: u64,
 }
@@ -311,6 +314,19 @@ impl Vmm {
             }
             page += count;
         }
+        // The image's first page was written just above, so this CPU's TLB holds the VMM's
+        // translation of it: right after the donation (no other domain ran, VTTBR_EL2 never
+        // changed) a read and a write must both fault, which only a TLB invalidation by the
+        // donation ensures.
+        let first = self.window.vmm_page(0);
+        for landed in [probe::read_u64(first).is_ok(), probe::write_u64(first, 0x5741_4C4B).is_ok()] {
+            if landed {
+                self.figures.donated_landed += 1;
+                debug_println!("FAIL teardown: the window still reaches the donated page {first}");
+            } else {
+                self.figures.donated_faults += 1;
+            }
+        }
         let mapped = audit().map_or(u64::MAX, |report| report.mapped_pages);
         let counts = (mapped, self.owned_window_frames());
         match self.baseline {
@@ -344,10 +360,12 @@ impl Vmm {
             figures.mmio_aborts,
         );
         debug_println!(
-            "hostile-vmm zero-pages={} nonzero-pages={} count-drift={}",
+            "hostile-vmm zero-pages={} nonzero-pages={} count-drift={} donated-faults={} donated-landed={}",
             figures.zero_pages_checked,
             figures.nonzero_pages,
-            figures.count_drift
+            figures.count_drift,
+            figures.donated_faults,
+            figures.donated_landed
         );
         match audit_and_dump() {
             Ok(report) => debug_println!(
@@ -362,7 +380,8 @@ impl Vmm {
             && figures.accepted_attacks == 0
             && figures.toctou_late == 0
             && figures.nonzero_pages == 0
-            && figures.count_drift == 0;
+            && figures.count_drift == 0
+            && figures.donated_landed == 0;
         system_off(if clean { 0 } else { 1 })
     }
 
