@@ -319,7 +319,10 @@ impl Vmm {
         // changed) a read and a write must both fault, which only a TLB invalidation by the
         // donation ensures.
         let first = self.window.vmm_page(0);
-        for landed in [probe::read_u64(first).is_ok(), probe::write_u64(first, 0x5741_4C4B).is_ok()] {
+        for landed in [
+            probe::read_u64(first).is_ok(),
+            probe::write_u64(first, 0x5741_4C4B).is_ok(),
+        ] {
             if landed {
                 self.figures.donated_landed += 1;
                 debug_println!("FAIL teardown: the window still reaches the donated page {first}");
