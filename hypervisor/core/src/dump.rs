@@ -227,7 +227,7 @@ impl<A: Arch> Hypervisor<A> {
         operation: Operation,
         range: PageRange,
     ) -> Attempt {
-        let before = if cfg!(feature = "audit-every-conversion") {
+        let before = if self.audit_conversions {
             self.fingerprint(arch, vm, range)
         } else {
             0
@@ -265,7 +265,7 @@ impl<A: Arch> Hypervisor<A> {
             frame,
             code,
         });
-        if cfg!(feature = "audit-every-conversion") {
+        if self.audit_conversions {
             if result.is_ok() {
                 self.conversions.unaudited = true;
             } else if self.fingerprint(arch, attempt.vm, attempt.range) != attempt.before {

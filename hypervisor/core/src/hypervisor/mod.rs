@@ -211,6 +211,9 @@ pub struct Hypervisor<A: Arch> {
     pub(crate) conversions: ConversionLog,
     /// A PD asked for a dump: the halt writes one too.
     pub(crate) dump_at_halt: bool,
+    /// Audit after every conversion (dump.rs): the feature `audit-every-conversion`, which
+    /// host tests can turn on in one system.
+    pub(crate) audit_conversions: bool,
 }
 
 impl<A: Arch> Hypervisor<A> {
@@ -239,6 +242,7 @@ impl<A: Arch> Hypervisor<A> {
         audit_violations: 0,
         conversions: ConversionLog::new(),
         dump_at_halt: false,
+        audit_conversions: cfg!(feature = "audit-every-conversion"),
     };
 
     /// The domains.
