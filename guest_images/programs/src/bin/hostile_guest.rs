@@ -218,7 +218,7 @@ impl Targets {
         match rng.below(14) {
             0..=5 => pool,
             6 => pool | ALIAS,
-            7 => pool + rng.below(PAGE_SIZE) | 1,
+            7 => (pool + rng.below(PAGE_SIZE)) | 1,
             8 => 0x2000_0000 + rng.below(512) * PAGE_SIZE, // the VMM's window, in its own space
             9 => self.hypervisor_page(rng),
             10 => rng.pick(&[
@@ -228,12 +228,7 @@ impl Targets {
                 0x0a00_3000,
                 0x1000_0000,
             ]), // MMIO
-            11 => rng.pick(&[
-                IPA_LIMIT - PAGE_SIZE,
-                IPA_LIMIT,
-                ALIAS - PAGE_SIZE,
-                u64::MAX & !0xFFF,
-            ]),
+            11 => rng.pick(&[IPA_LIMIT - PAGE_SIZE, IPA_LIMIT, ALIAS - PAGE_SIZE, !0xFFF]),
             12 => self.ram_end + rng.below(4) * PAGE_SIZE, // just past RAM
             _ => rng.word(),
         }
