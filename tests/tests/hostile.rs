@@ -24,6 +24,9 @@ const SOAK_CALLS: u64 = 20_000;
 const CYCLES: u64 = 100;
 /// Runs: soak, attacks, ToCToU, the cycles, HLT, MMIO, spin.
 const RUNS: u64 = 6 + CYCLES;
+/// The split-mode run's soak and cycles.
+const SPLIT_SOAK_CALLS: u64 = 10_000;
+const SPLIT_CYCLES: u64 = 5;
 /// Window pages (2 MiB of guest RAM).
 const WINDOW_PAGES: u64 = 512;
 
@@ -40,6 +43,33 @@ fn run() -> Result<&'static RunOutcome, String> {
         let dir = scenario::image_dir("hostile");
         let built = hostile::build(&hostile::system_path(), &params, firmware, &dir)
             .map_err(|error| error.to_string())?;
+        let outcome = hostile::boot(&built.image, Duration::from_secs(240), false)
+            .map_err(|error| error.to_string())?;
+        let _ = std::fs::write(dir.join("console.txt"), &outcome.console);
+        if outcome.timed_out {
+            return Err(format!("timed out; console:\n{}", outcome.console));
+        }
+        Ok(outcome)
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+/// The split-mode run: tests/systems/hostile_split.xml, a shorter plan.
+fn split_run() -> Result<&'static RunOutcome, String> {
+    static RUN: OnceLock<Result<RunOutcome, String>> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let firmware = scenario::firmware()?;
+        let params = Params {
+            calls: SPLIT_SOAK_CALLS,
+            seed: 0x5_9117,
+            cycles: SPLIT_CYCLES,
+            plan: PLAN_ALL,
+        };
+        let system = hostile::system_path().with_file_name("hostile_split.xml");
+        let dir = scenario::image_dir("hostile_split");
+        let built =
+            hostile::build(&system, &params, firmware, &dir).map_err(|error| error.to_string())?;
         let outcome = hostile::boot(&built.image, Duration::from_secs(240), false)
             .map_err(|error| error.to_string())?;
         let _ = std::fs::write(dir.join("console.txt"), &outcome.console);
@@ -256,5 +286,61 @@ fn the_attacker_pd_reads_nothing_of_the_guest() -> Result<(), String> {
         "every try is a fault the hypervisor reported"
     );
     println!("hostile attacker: {attacker}");
+    Ok(())
+}
+
+#[test]
+fn split_mode_runs_every_task_with_the_same_verdicts() -> Result<(), String> {
+    let run = split_run()?;
+    let console = run.console.as_str();
+    let halt = protocol::check(console, &DOMAINS)
+        .map_err(|error| format!("{error}\nconsole tail:\n{}", tail(console)))?;
+    assert_eq!(
+        (halt.status, halt.reason.as_str()),
+        (0, "system-off"),
+        "{}",
+        tail(console)
+    );
+    assert_eq!(halt.field("stopped"), Some("0"));
+    assert!(
+        texts(console, "guest")
+            .iter()
+            .any(|text| text.starts_with("hostile guest: task soak in split mode")),
+        "{}",
+        tail(console)
+    );
+    let failures: Vec<&str> = console
+        .lines()
+        .filter(|line| line.contains("FAIL"))
+        .collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert!(!console.contains("audit violation"));
+    let soak = one(console, "guest", "hostile soak calls=");
+    assert_eq!(field(soak, "calls"), SPLIT_SOAK_CALLS);
+    assert!(field(soak, "audits") > 1, "{soak}");
+    assert_eq!(
+        (field(soak, "violations"), field(soak, "mismatches")),
+        (0, 0)
+    );
+    let vmm = one(console, "vmm", "hostile-vmm runs=");
+    assert_eq!(field(vmm, "runs"), 6 + SPLIT_CYCLES);
+    assert_eq!(field(vmm, "window-faults"), 2 * (WINDOW_PAGES - 1), "{vmm}");
+    assert_eq!(
+        (field(vmm, "window-landed"), field(vmm, "accepted-attacks")),
+        (0, 0)
+    );
+    let toctou = one(console, "guest", "hostile toctou");
+    assert_eq!(
+        (field(toctou, "changes"), field(toctou, "late-writes")),
+        (0, 0),
+        "{toctou}"
+    );
+    let counts = one(console, "vmm", "hostile-vmm zero-pages=");
+    for key in ["nonzero-pages", "count-drift", "donated-landed"] {
+        assert_eq!(field(counts, key), 0, "{key}: {counts}");
+    }
+    let attacker = one(console, "attacker", "vm-attacker tries=");
+    assert_eq!(field(attacker, "leaked"), 0, "{attacker}");
+    println!("hostile split: {soak}; {vmm}; {toctou}; {counts}; {attacker}");
     Ok(())
 }

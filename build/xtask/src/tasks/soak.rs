@@ -25,9 +25,11 @@ fn clock_seed() -> u64 {
         .map_or(1, |elapsed| elapsed.as_nanos() as u64)
 }
 
-/// The soak CI runs (`cargo xtask test`): the issue's 10^6 calls, about 4 minutes on a 2-core
-/// machine with the audit after every accepted conversion (README.md, "Hostile runs").
-pub const CI_CALLS: u64 = 1_000_000;
+/// The soak CI runs (`cargo xtask test`). The issue asks for 10^6 calls, which take 235-260 s on
+/// a 2-core machine with the audit after every accepted conversion; with the hostile QEMU tests
+/// that is over the issue's CI budget of 5 minutes, so CI makes half as many (about 2 minutes).
+/// `cargo xtask soak` makes 10^6 by default (README.md, "Hostile runs").
+pub const CI_CALLS: u64 = 500_000;
 
 /// One soak of `calls` calls with the firmware: its figures line, and whether it passed (clean
 /// figures, every call made, halt status 0).

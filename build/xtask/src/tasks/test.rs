@@ -3,7 +3,7 @@
 //! Steps: make the tools ready (rustup targets, QEMU), build the firmware, lint (rustfmt and
 //! clippy with `-D warnings`, for the host and for both AArch64 targets), run the host and QEMU
 //! tests with `cargo test`, run the ownership model checker, and run the hostile guest's soak
-//! (`cargo xtask soak --calls 1000000`, issue 10). A failing step does not hide the
+//! (`cargo xtask soak --calls 500000`, issue 10). A failing step does not hide the
 //! later ones (except missing tools, which every later step needs); the exit status is 1 if any
 //! step failed.
 
