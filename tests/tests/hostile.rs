@@ -15,6 +15,7 @@ use frameshift_tests::protocol::{self, texts};
 use frameshift_tests::scenario;
 use frameshift_vm_protocol::hostile::{Params, PLAN_ALL, TOCTOU_FAULTS};
 use frameshift_xtask::qemu::RunOutcome;
+use frameshift_xtask::tasks::audit;
 use frameshift_xtask::tasks::hostile::{self, number};
 
 const DOMAINS: [&str; 3] = ["vmm", "guest", "attacker"];
@@ -342,5 +343,47 @@ fn split_mode_runs_every_task_with_the_same_verdicts() -> Result<(), String> {
     let attacker = one(console, "attacker", "vm-attacker tries=");
     assert_eq!(field(attacker, "leaked"), 0, "{attacker}");
     println!("hostile split: {soak}; {vmm}; {toctou}; {counts}; {attacker}");
+    Ok(())
+}
+
+#[test]
+fn the_hosts_own_audit_of_the_kernels_dumps_finds_nothing_and_pictures_everything(
+) -> Result<(), String> {
+    let console = run()?.console.as_str();
+    let out = scenario::image_dir("hostile").join("audit");
+    let outcome = audit::audit_console(console, "hostile.xml", &out).map_err(|e| e.to_string())?;
+    assert!(outcome.clean, "{}", outcome.line);
+    // Three dumps: while the guest shares a page, the VMM's last call, and the halt.
+    let dumps = audit::dump::parse(console).map_err(|e| e.to_string())?;
+    assert_eq!(dumps.len(), 3, "{}", outcome.line);
+    assert_eq!(
+        dumps
+            .iter()
+            .map(|dump| dump.at.as_str())
+            .collect::<Vec<_>>(),
+        ["call", "call", "halt"]
+    );
+    let shared = &dumps[0];
+    assert!(shared.frame_runs.iter().any(|run| run.state == "shared"));
+    let holdings = std::fs::read_to_string(out.join("holdings.svg")).map_err(|e| e.to_string())?;
+    for domain in &shared.domains {
+        assert!(holdings.contains(&format!("id=\"domain-{}\"", domain.id)));
+    }
+    for map in &shared.maps {
+        let key = format!("data-domain=\"{}\" data-ipa=\"{:#x}\"", map.domain, map.ipa);
+        assert!(holdings.contains(&key), "{map:?} not pictured");
+    }
+    let timeline = std::fs::read_to_string(out.join("timeline.svg")).map_err(|e| e.to_string())?;
+    // A row for every frame range an accepted conversion of the last dump's log named.
+    let last = dumps.last().ok_or("no dump")?;
+    for entry in last.log.iter().filter(|entry| entry.code == 0) {
+        if let Some(pa) = entry.pa {
+            assert!(
+                timeline.contains(&format!("{pa:#x} \u{d7}")),
+                "{entry:?} has no row"
+            );
+        }
+    }
+    println!("hostile audit: {}", outcome.line);
     Ok(())
 }
