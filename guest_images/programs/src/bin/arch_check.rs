@@ -366,6 +366,59 @@ fn timer(checks: &mut Checks) {
     }
     println!("timer: {ticks} ticks of the virtual timer, each through the VMM (FAULT_VM_VPPI, inject, ack)");
     checks.equal("virtual timer ticks", ticks, TICKS);
+    taken_as_an_exception(checks, delay);
+}
+
+/// Virtual timer interrupts the IRQ handler acknowledged, the counter when it did, and any
+/// other interrupt it was given.
+static TAKEN: AtomicU64 = AtomicU64::new(0);
+static TAKEN_AT: AtomicU64 = AtomicU64::new(0);
+static OTHER: AtomicU64 = AtomicU64::new(0);
+
+/// The IRQ handler: acknowledge, stop the timer, end the interrupt.
+fn timer_irq() {
+    let intid = cpu::acknowledge();
+    if intid == VIRTUAL_TIMER_INTID {
+        TAKEN_AT.store(cpu::virtual_counter(), Ordering::Release);
+        cpu::set_virtual_timer(None);
+        TAKEN.fetch_add(1, Ordering::AcqRel);
+    } else {
+        OTHER.fetch_add(1, Ordering::AcqRel);
+    }
+    if intid != SPURIOUS_INTID {
+        cpu::end_of_interrupt(intid);
+    }
+}
+
+/// One more tick, taken the way an OS takes it: IRQs unmasked, the virtual interrupt the VMM
+/// listed is signalled by the virtual CPU interface and taken at the guest's IRQ vector.
+fn taken_as_an_exception(checks: &mut Checks, delay: u64) {
+    cpu::set_irq_handler(timer_irq);
+    let deadline = cpu::virtual_counter() + delay;
+    cpu::set_virtual_timer(Some(deadline));
+    cpu::enable_irqs();
+    let give_up = give_up_at();
+    while TAKEN.load(Ordering::Acquire) == 0 && cpu::virtual_counter() < give_up {
+        secondary::wait_for_event();
+    }
+    cpu::disable_irqs();
+    cpu::set_virtual_timer(None);
+    let taken = TAKEN.load(Ordering::Acquire);
+    let at = TAKEN_AT.load(Ordering::Acquire);
+    checks.equal("ticks taken at the IRQ vector", taken, 1);
+    checks.check(
+        "the IRQ is not early",
+        taken == 0 || at >= deadline,
+        format_args!("taken at {at}, due at {deadline}"),
+    );
+    checks.equal(
+        "other interrupts at the IRQ vector",
+        OTHER.load(Ordering::Acquire),
+        0,
+    );
+    if taken == 1 {
+        println!("timer: a tick taken as an IRQ at the guest's own vector");
+    }
 }
 
 /// Arms the timer to fire at once and waits until the VMM has listed its interrupt (it is then

@@ -18,6 +18,7 @@ use super::controls::{hcr_el2, vcpu_vmpidr, HcrFeatures};
 use super::entry::{fs_fp_restore, fs_fp_save};
 use super::features::CpuFeatures;
 use super::gic::VirtualInterface;
+use super::list_registers;
 
 /// `SCTLR_EL1` for a fresh context: stage 1 off (M = 0), data and instruction caches off for a
 /// vCPU (C = I = 0; a PD's memory attributes come from `HCR_EL2.DC`); only RES1 bits.
@@ -336,16 +337,14 @@ impl ArchContext {
         }
     }
 
-    /// Whether the virtual timer's PPI may interrupt this context now that it is on the CPU:
-    /// only a vCPU's, not masked since it fired, and not while the guest still has the virtual
-    /// timer interrupt listed (pending or being handled) — the level stays high until the guest
-    /// handles it, and enabling the PPI then would exit again before the guest could run.
+    /// Whether the virtual timer's PPI may interrupt this context now that it is on the CPU,
+    /// given its live list registers ([`list_registers::virtual_timer_wanted`]).
     pub fn virtual_timer_wanted(&self, live_list_registers: &[u64]) -> bool {
-        self.vcpu
-            && !self.virtual_timer_masked
-            && !super::list_registers::holds(
-                live_list_registers,
-                frameshift_core::arch::VIRTUAL_TIMER_PPI,
-            )
+        list_registers::virtual_timer_wanted(
+            self.vcpu,
+            self.virtual_timer_masked,
+            frameshift_core::arch::VIRTUAL_TIMER_PPI,
+            live_list_registers,
+        )
     }
 }
