@@ -16,11 +16,17 @@ pub fn default_system_path() -> PathBuf {
 }
 
 /// Where files named by a system description are looked up, in order: the directory of the
-/// system file itself, then the firmware's program directory (where `<bin>.elf` files are).
+/// system file itself, then the firmware's program directory (where `<bin>.elf` files are),
+/// then the Linux guest's directory (`target/linux/guest`, where `cargo xtask linux` leaves
+/// `vmlinuz` and `initramfs.cpio.gz`, so a system prefills them without committing them).
 pub fn search_paths(system: &Path, programs_dir: &Path) -> Vec<PathBuf> {
     let system_dir = system.parent().filter(|dir| !dir.as_os_str().is_empty());
     let system_dir = system_dir.map_or_else(|| PathBuf::from("."), Path::to_owned);
-    vec![system_dir, programs_dir.to_owned()]
+    vec![
+        system_dir,
+        programs_dir.to_owned(),
+        crate::linux::guest_dir(&firmware::workspace_root()),
+    ]
 }
 
 /// Parses and validates a system description; warnings go to stderr.
@@ -112,13 +118,18 @@ mod tests {
     #[test]
     fn search_paths_start_beside_the_system_file() {
         let programs = Path::new("/w/target/firmware/programs");
+        let linux = firmware::workspace_root().join("target/linux/guest");
         assert_eq!(
             search_paths(Path::new("/w/tests/systems/a.xml"), programs),
-            vec![PathBuf::from("/w/tests/systems"), programs.to_owned()]
+            vec![
+                PathBuf::from("/w/tests/systems"),
+                programs.to_owned(),
+                linux.clone()
+            ]
         );
         assert_eq!(
             search_paths(Path::new("system.xml"), programs),
-            vec![PathBuf::from("."), programs.to_owned()]
+            vec![PathBuf::from("."), programs.to_owned(), linux]
         );
     }
 
