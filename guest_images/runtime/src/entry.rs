@@ -10,8 +10,10 @@
 //! 4. zeroes `.bss` (stacks and table pool included: the flat image has no bytes for it);
 //! 5. calls `frameshift_guest_main(x0)`, which [`crate::guest_main!`] defines.
 //!
-//! A guest expects no exception at all: every vector prints what happened and powers the VM
-//! off, which its VMM sees as a power-off without a verdict.
+//! A guest expects no exception at all but one: a synchronous abort of the load in
+//! `frameshift_guest_probe_read` ([`crate::cpu::probe_read`]) returns to its caller with the
+//! syndrome. Every other vector prints what happened and powers the VM off, which its VMM sees
+//! as a power-off without a verdict.
 
 core::arch::global_asm!(
     r#"
@@ -88,12 +90,38 @@ frameshift_guest_vectors:
     b       frameshift_guest_vector
     .endr
 frameshift_guest_vector:
+    // A synchronous exception from EL1h (vector 4) taken by the probed load of
+    // frameshift_guest_probe_read is expected: return past the load with x0 = FAR_EL1 and
+    // x1 = ESR_EL1 (never 0 for a data abort), as cpu::probe_read reads them.
+    cmp     x0, #4
+    b.ne    6f
+    mrs     x1, elr_el1
+    adrp    x2, frameshift_guest_probe_load
+    add     x2, x2, :lo12:frameshift_guest_probe_load
+    cmp     x1, x2
+    b.ne    6f
+    mrs     x0, far_el1
     mrs     x1, esr_el1
+    add     x2, x2, #4
+    msr     elr_el1, x2
+    eret
+6:  mrs     x1, esr_el1
     mrs     x2, elr_el1
     mrs     x3, far_el1
     bl      frameshift_guest_exception
 5:  wfe
     b       5b
+
+    // cpu::probe_read: x0 = the address; returns x0 = the word and x1 = 0, or (through the
+    // vector above) x0 = FAR_EL1 and x1 = ESR_EL1.
+    .section .text.frameshift_guest_probe, "ax"
+    .global frameshift_guest_probe_read
+frameshift_guest_probe_read:
+    mov     x1, xzr
+    .global frameshift_guest_probe_load
+frameshift_guest_probe_load:
+    ldr     x0, [x0]
+    ret
 "#
 );
 

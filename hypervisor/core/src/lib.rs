@@ -8,7 +8,8 @@
 //! | [`addr`] | `PhysAddr`, `Ipa`, `Vmid` |
 //! | [`domain`] | the one domain model: `Domain`, `DomainId`, contexts, address spaces |
 //! | [`hypervisor`] | the `Hypervisor` object: all the state; boot, and the exits the arch layer reports |
-//! | [`kernel`] | the Microkit logic: scheduling, channels, faults, console |
+//! | [`call`] | PD and guest calls decoded into types; replies and events encoded |
+//! | [`kernel`] | the Microkit logic: scheduling, channels, faults, console, virtual machines |
 //! | [`descriptor`] | stage-2 descriptor encoding, break-before-make predicate |
 //! | [`walk`] | software table walker (as the hardware walks) |
 //! | [`stage2`] | stage-2 tables: map, split, coalesce, BBM + TLB maintenance |
@@ -26,6 +27,7 @@
 pub mod addr;
 pub mod arch;
 pub mod audit;
+pub mod call;
 pub mod descriptor;
 pub mod domain;
 pub mod engine;

@@ -178,6 +178,7 @@ pub fn small_domain<C>(
         budget: 0,
         overrun: 0,
         last_fault: None,
+        vm_fault: None,
         faults: 0,
         arch: context,
     });
@@ -191,6 +192,8 @@ pub fn small_domain<C>(
         contexts,
         events: Events::default(),
         line: LineBuffer::new(),
+        fresh: true,
+        mmio_guard: heapless::Vec::new(),
     }
 }
 

@@ -4,7 +4,9 @@
 use core::fmt;
 
 use super::{DomainId, Registers};
+use crate::call::Message;
 use crate::kernel::fault::FaultReport;
+use crate::kernel::vm::VmFault;
 
 /// A context: the domain and the context's index in it (0 for a PD; the vCPU index for a VM).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -44,12 +46,16 @@ pub enum RunState {
         server_channel: u8,
         /// Whether the server's `protected` handler has been given the call.
         delivered: bool,
+        /// The call's message, for the server's `protected` handler.
+        message: Message,
     },
     /// Faulted, and its fault went to its parent: blocked until the parent's `fault` handler
     /// ends. A reply restarts it at the faulting instruction (Ready); no reply stops it.
     /// Notifications and calls to it wait meanwhile, as they would for a busy PD.
     Faulted,
-    /// Stopped after a fault (or never started: a VM's vCPU in this version). Never runs again.
+    /// A PD stopped after a fault, never to run again; or a vCPU that is off (never started,
+    /// stopped by its VMM, powered off by the guest, torn down), which its VMM or a sibling's
+    /// PSCI `CPU_ON` may start again.
     Stopped,
 }
 
@@ -73,6 +79,9 @@ pub struct Context<C> {
     pub overrun: u64,
     /// The fault reported for this context (kept for its parent's `fault` event).
     pub last_fault: Option<FaultReport>,
+    /// A vCPU's fault waiting for its VMM's reply (or, for a power fault, to be delivered),
+    /// with what a reply may apply; `None` once answered or cancelled.
+    pub vm_fault: Option<VmFault>,
     /// Faults this context has taken.
     pub faults: u32,
     /// The arch's per-context state.

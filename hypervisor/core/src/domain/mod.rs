@@ -75,7 +75,7 @@ pub enum DomainKind {
         /// on the time of whoever gives it an event (docs/ABI.md, "Passive PDs").
         passive: bool,
     },
-    /// A virtual machine, child of its VMM PD. Its vCPUs never run in this version.
+    /// A virtual machine, child of its VMM PD, whose vCPUs its VMM starts.
     Vm {
         /// A protected VM (the Frameshift extension): its memory is private from boot.
         protected: bool,
@@ -132,12 +132,34 @@ pub struct Domain<C> {
     pub events: Events,
     /// Its partial console line.
     pub line: LineBuffer,
+    /// A VM none of whose vCPUs has been started since boot or its last teardown: only then may
+    /// its VMM read, write or start a protected VM's vCPUs.
+    pub fresh: bool,
+    /// The MMIO pages a VM registered with `MMIO_GUARD` (cleared by a teardown).
+    pub mmio_guard: MmioGuard,
 }
+
+/// Most MMIO pages one VM may register with `MMIO_GUARD`.
+pub const MAX_MMIO_GUARD_PAGES: usize = 16;
+
+/// A VM's registered MMIO pages.
+pub type MmioGuard = heapless::Vec<crate::addr::Ipa, MAX_MMIO_GUARD_PAGES>;
 
 impl<C> Domain<C> {
     /// Whether this is a PD.
     pub fn is_pd(&self) -> bool {
         self.kind.is_pd()
+    }
+
+    /// Whether this is a protected VM.
+    pub fn is_protected(&self) -> bool {
+        matches!(
+            self.kind,
+            DomainKind::Vm {
+                protected: true,
+                ..
+            }
+        )
     }
 
     /// The context whose Microkit child id is `child_id`, if it has one.

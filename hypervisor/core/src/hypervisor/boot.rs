@@ -568,7 +568,7 @@ impl<A: Arch> Hypervisor<A> {
 
 /// A domain as the boot information describes it, with a fresh context per thread of execution:
 /// a PD's one (ready to run `init` at its entry), or one per vCPU of a VM, named by its
-/// `<vcpu id>` (stopped: VMs do not run in this version). A VM's conversion mode is split with
+/// `<vcpu id>` (stopped until its VMM starts it). A VM's conversion mode is split with
 /// `DOMAIN_FLAG_SPLIT`, else history.
 fn new_domain<A: Arch>(
     index: usize,
@@ -600,6 +600,7 @@ fn new_domain<A: Arch>(
         budget,
         overrun: 0,
         last_fault: None,
+        vm_fault: None,
         faults: 0,
         arch: arch.new_context(kind),
     };
@@ -616,8 +617,8 @@ fn new_domain<A: Arch>(
                 ContextKind::Pd,
             ));
         }
-        // One context per vCPU, named by its `<vcpu id>` (its child id at the VMM). VMs are
-        // started by their VMM in a later issue; until then they never run.
+        // One context per vCPU, named by its `<vcpu id>` (its child id at the VMM), stopped
+        // until its VMM starts it (`PD_VCPU_RESTART`).
         DomainKind::Vm { .. } => {
             for (position, id) in desc.vcpus().enumerate() {
                 let id = u8::try_from(id)
@@ -644,6 +645,8 @@ fn new_domain<A: Arch>(
         contexts,
         events: Events::default(),
         line: LineBuffer::new(),
+        fresh: true,
+        mmio_guard: heapless::Vec::new(),
     })
 }
 

@@ -341,8 +341,10 @@ impl<A: Arch> Hypervisor<A> {
             }
             return self.schedule();
         };
+        let is_vm = !self.domains[current.domain].is_pd();
         match exit {
             Exit::Hypercall => self.hypercall(arch, current, out),
+            Exit::SecureMonitorCall(length) if is_vm => self.vm_smc(current, length),
             Exit::SecureMonitorCall(length) => {
                 let registers = &mut self.domains[current].registers;
                 registers.set_status(frameshift_abi::smccc::NOT_SUPPORTED);
@@ -367,9 +369,11 @@ impl<A: Arch> Hypervisor<A> {
                 }
                 decision
             }
+            Exit::Fault(report) if is_vm => self.vm_fault(arch, current, report),
             Exit::Fault(report) => self.fault(current, report, out),
             Exit::Interrupt(intid) => self.interrupt(intid),
-            // Served with the VM calls (the protected-VM issue); until then a vCPU never runs.
+            Exit::VirtualTimer if is_vm => self.vm_virtual_timer(current),
+            // Only ever reported for a vCPU: a PD's is ignored.
             Exit::VirtualTimer => self.schedule(),
         }
     }

@@ -22,78 +22,135 @@
 
 use core::fmt::Write;
 
-use frameshift_abi::pd_call::{
-    MessageInfo, EVENT_FAULT, EVENT_NOTIFIED, EVENT_PROTECTED, PD_DEBUG_WRITE, PD_IRQ_ACK,
-    PD_NOTIFY, PD_PPCALL, PD_REPLY_RECV, PD_STOP, PD_SYSTEM_OFF, REPLY_MESSAGE, REPLY_NONE,
-    STOP_EXCEPTION, STOP_PANIC,
-};
-use frameshift_abi::smccc::{INVALID_PARAMETER, NOT_SUPPORTED, SUCCESS};
+use frameshift_abi::pd_call::{CAP_DERIVED, CAP_LENT_AWAY, CAP_ORIGINAL};
+use frameshift_abi::smccc::{INVALID_PARAMETER, SUCCESS};
 
 use super::channels::ChannelUse;
 use super::fault::FaultReport;
 use crate::arch::Arch;
+use crate::call::{CallError, ChannelId, Event, Message, PdCall, Reply, StopCause};
 use crate::domain::{ContextId, RunState};
-use crate::hypervisor::{
-    Decision, Halt, HaltReason, Hypervisor, StopReason, DEBUG_WRITE_MAX, MAX_INJECTED_FAULTS,
-};
+use crate::engine::CapHeld;
+use crate::hypervisor::{Decision, Halt, HaltReason, Hypervisor, StopReason, MAX_INJECTED_FAULTS};
+
+/// `PD_FRAME_CAPS` `x6` when a capability has no peer.
+const NO_PEER: u64 = 0xFFFF_FFFF;
 
 impl<A: Arch> Hypervisor<A> {
+    /// An `HVC` from the running context: a PD call, or a guest call from a vCPU. The call is
+    /// decoded once ([`PdCall::decode`]); a malformed one is refused with its code before any
+    /// logic sees it, and changes nothing.
     pub(crate) fn hypercall(
         &mut self,
-        _arch: &mut A,
+        arch: &mut A,
         current: ContextId,
         out: &mut dyn Write,
     ) -> Decision {
-        let registers = self.domains[current].registers;
-        // SMCCC: the function identifier is W0.
-        match registers.x[0] as u32 {
-            PD_DEBUG_WRITE => self.debug_write(current, out),
-            PD_NOTIFY => self.notify(current),
-            PD_PPCALL => self.call(current),
-            PD_REPLY_RECV => self.reply_recv(current, out),
-            PD_SYSTEM_OFF => {
-                let status = u8::try_from(registers.x[1]).unwrap_or(u8::MAX);
-                Decision::Halt(Halt {
-                    status,
-                    reason: HaltReason::SystemOff(current.domain),
-                })
+        if !self.domains[current.domain].is_pd() {
+            return self.guest_call(arch, current, out);
+        }
+        let call = match PdCall::decode(&self.domains[current].registers) {
+            Ok(call) => call,
+            Err(error) => return self.finish(current, error.code()),
+        };
+        match call {
+            PdCall::DebugWrite(bytes) => {
+                let domain = &mut self.domains[current.domain];
+                let _ = domain.line.push_bytes(&domain.name, bytes.as_slice(), out);
+                self.finish(current, SUCCESS)
             }
-            PD_IRQ_ACK => self.irq_ack(current),
-            PD_STOP => self.stop_self(current, out),
-            _ => self.finish(current, NOT_SUPPORTED),
+            PdCall::Notify { channel } => self.notify(current, channel),
+            PdCall::IrqAck { channel } => self.irq_ack(current, channel),
+            PdCall::PpCall { channel, message } => self.call(current, channel, message),
+            PdCall::ReplyRecv { reply } => self.reply_recv(current, reply, out),
+            PdCall::SystemOff { status } => Decision::Halt(Halt {
+                status,
+                reason: HaltReason::SystemOff(current.domain),
+            }),
+            PdCall::Stop(cause) => {
+                let reason = match cause {
+                    StopCause::Panic => StopReason::Panic,
+                    StopCause::Exception => StopReason::Exception,
+                };
+                self.stop_abnormally(current, reason, out);
+                self.schedule()
+            }
+            PdCall::FrameCaps { from } => {
+                let result = self.frame_caps(arch, current, from);
+                self.answer(current, result)
+            }
+            PdCall::Audit => {
+                let result = match self.run_audit(arch, &mut |_| {}) {
+                    Some(summary) => Ok(Reply::success(&[
+                        summary.violations as u64,
+                        summary.mapped_pages as u64,
+                        self.audits,
+                    ])),
+                    None => Err(CallError::NotSupported),
+                };
+                self.answer(current, result)
+            }
+            vmm_call => {
+                let result = self.vmm_call(arch, current, vmm_call, out);
+                self.answer(current, result)
+            }
         }
     }
 
     /// Returns `status` to the caller and lets the scheduler decide (a call may have made a
     /// higher-priority context runnable).
-    fn finish(&mut self, current: ContextId, status: i64) -> Decision {
-        self.domains[current].registers.set_status(status);
+    pub(crate) fn finish(&mut self, current: ContextId, status: i64) -> Decision {
+        self.finish_with(current, Reply::Status(status))
+    }
+
+    /// Writes `reply` into the caller's registers and lets the scheduler decide.
+    pub(crate) fn finish_with(&mut self, current: ContextId, reply: Reply) -> Decision {
+        reply.write(&mut self.domains[current].registers);
         self.schedule()
     }
 
-    fn debug_write(&mut self, current: ContextId, out: &mut dyn Write) -> Decision {
-        let registers = self.domains[current].registers;
-        let count = registers.x[1];
-        if count > DEBUG_WRITE_MAX {
-            return self.finish(current, INVALID_PARAMETER);
-        }
-        let mut bytes = [0u8; DEBUG_WRITE_MAX as usize];
-        for (chunk, register) in bytes.chunks_exact_mut(8).zip(&registers.x[2..8]) {
-            chunk.copy_from_slice(&register.to_le_bytes());
-        }
-        let domain = &mut self.domains[current.domain];
-        let _ = domain
-            .line
-            .push_bytes(&domain.name, &bytes[..count as usize], out);
-        self.finish(current, SUCCESS)
+    /// Writes a call's result, or its refusal's code ([`CallError::code`]: the one place
+    /// refusals become codes), and lets the scheduler decide.
+    pub(crate) fn answer(
+        &mut self,
+        current: ContextId,
+        result: Result<Reply, CallError>,
+    ) -> Decision {
+        let reply = result.unwrap_or_else(|error| Reply::Status(error.code()));
+        self.finish_with(current, reply)
     }
 
-    fn irq_ack(&mut self, current: ContextId) -> Decision {
-        let channel = self.domains[current].registers.x[1];
+    /// `PD_FRAME_CAPS`: the caller's capability run at or after `from`.
+    fn frame_caps(
+        &self,
+        arch: &A,
+        current: ContextId,
+        from: crate::addr::Ipa,
+    ) -> Result<Reply, CallError> {
+        let run = self
+            .engine
+            .frame_caps(arch, &self.domains, current.domain, from)?
+            .ok_or(CallError::NotRequired)?;
+        let held = match run.held {
+            CapHeld::Original => CAP_ORIGINAL,
+            CapHeld::Derived => CAP_DERIVED,
+            CapHeld::LentAway => CAP_LENT_AWAY,
+        };
+        Ok(Reply::success(&[
+            run.ipa.get(),
+            run.pa.get(),
+            run.pages,
+            held,
+            u64::from(run.rights.bits()),
+            run.peer.map_or(NO_PEER, |peer| u64::from(peer.0)),
+        ]))
+    }
+
+    fn irq_ack(&mut self, current: ContextId, channel: ChannelId) -> Decision {
         let index = self
             .irqs
             .iter()
-            .position(|b| b.domain == current.domain && u64::from(b.channel) == channel);
+            .position(|b| b.domain == current.domain && b.channel == channel.get());
         match index {
             Some(index) => {
                 self.acknowledged |= 1 << index;
@@ -103,11 +160,10 @@ impl<A: Arch> Hypervisor<A> {
         }
     }
 
-    fn notify(&mut self, current: ContextId) -> Decision {
-        let channel = self.domains[current].registers.x[1];
-        let Some(far) = self
-            .channels
-            .far_end(current.domain, channel, ChannelUse::Notify)
+    fn notify(&mut self, current: ContextId, channel: ChannelId) -> Decision {
+        let Some(far) =
+            self.channels
+                .far_end(current.domain, u64::from(channel.get()), ChannelUse::Notify)
         else {
             return self.finish(current, INVALID_PARAMETER);
         };
@@ -121,11 +177,10 @@ impl<A: Arch> Hypervisor<A> {
         self.finish(current, SUCCESS)
     }
 
-    fn call(&mut self, current: ContextId) -> Decision {
-        let channel = self.domains[current].registers.x[1];
-        let Some(far) = self
-            .channels
-            .far_end(current.domain, channel, ChannelUse::Call)
+    fn call(&mut self, current: ContextId, channel: ChannelId, message: Message) -> Decision {
+        let Some(far) =
+            self.channels
+                .far_end(current.domain, u64::from(channel.get()), ChannelUse::Call)
         else {
             return self.finish(current, INVALID_PARAMETER);
         };
@@ -141,6 +196,7 @@ impl<A: Arch> Hypervisor<A> {
             server: far.domain,
             server_channel: far.channel,
             delivered: false,
+            message,
         };
         self.domains[far.domain].events.callers |= current.domain.bit();
         self.sync(current);
@@ -149,17 +205,27 @@ impl<A: Arch> Hypervisor<A> {
         self.schedule()
     }
 
-    /// Ends the current handler: sends its reply (`x1` = `REPLY_MESSAGE`) or none
-    /// (`REPLY_NONE`) to the caller it served or the child whose fault it handled, then waits.
-    fn reply_recv(&mut self, current: ContextId, out: &mut dyn Write) -> Decision {
-        let reply = self.domains[current].registers;
-        let replied = match reply.x[1] {
-            REPLY_NONE => false,
-            REPLY_MESSAGE => true,
-            // Refused before anything moves: the handler is still running and still owes.
-            _ => return self.finish(current, INVALID_PARAMETER),
-        };
-        let child = self.domains[current.domain].events.handling_fault.take();
+    /// Ends the current handler: sends its reply (`REPLY_MESSAGE`) or none (`REPLY_NONE`) to
+    /// the caller it served or the child whose fault it handled, then waits. A reply a vCPU's
+    /// fault does not accept (docs/ABI.md, "VM faults") is refused before anything moves.
+    fn reply_recv(
+        &mut self,
+        current: ContextId,
+        reply: Option<Message>,
+        out: &mut dyn Write,
+    ) -> Decision {
+        let child = self.domains[current.domain]
+            .events
+            .handling_fault
+            .and_then(|child_id| self.domains.child_context(current.domain, child_id))
+            .filter(|&child| self.domains[child].state == RunState::Faulted);
+        if let (Some(child), Some(message)) = (child, reply) {
+            if let Err(error) = self.check_vm_reply(child, &message) {
+                // The handler is still running and still owes its answer.
+                return self.finish(current, error.code());
+            }
+        }
+        self.domains[current.domain].events.handling_fault = None;
         self.domains[current].state = RunState::Waiting;
         // With another event already pending it stays runnable, and keeps its place.
         self.sync(current);
@@ -168,34 +234,35 @@ impl<A: Arch> Hypervisor<A> {
             let calling = &mut self.domains[caller];
             if matches!(calling.state, RunState::Calling { server, .. } if server == current.domain)
             {
-                if replied {
-                    calling.registers.x[2..=10].copy_from_slice(&reply.x[2..=10]);
-                    calling.registers.set_status(SUCCESS);
-                } else {
+                match reply {
+                    Some(message) => Reply::Message(message).write(&mut calling.registers),
                     // No reply: the caller learns it at once instead of waiting forever.
-                    calling.registers.set_status(INVALID_PARAMETER);
+                    None => calling.registers.set_status(INVALID_PARAMETER),
                 }
                 calling.state = RunState::Ready;
                 self.resume_caller(caller);
             }
         }
-        let child = child
-            .and_then(|child_id| self.domains.child_context(current.domain, child_id))
-            .filter(|&child| self.domains[child].state == RunState::Faulted);
         if let Some(child) = child {
-            if replied {
-                // seL4's fault reply: the child retries the faulting instruction with every
-                // register as it was. A parent that fixed nothing sees the same fault again.
-                self.domains[child].state = RunState::Ready;
-                self.sync(child);
-            } else {
-                let _ = writeln!(
-                    out,
-                    "FS|hypervisor|stopped pd={} reason={}",
-                    self.domains[child.domain].name,
-                    StopReason::Parent.word()
-                );
-                self.stop(child);
+            match reply {
+                Some(message) if self.domains[child].vm_fault.is_some() => {
+                    self.apply_vm_reply(child, &message);
+                }
+                Some(_) => {
+                    // seL4's fault reply: the child retries the faulting instruction with every
+                    // register as it was. A parent that fixed nothing sees the same fault again.
+                    self.domains[child].state = RunState::Ready;
+                    self.sync(child);
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "FS|hypervisor|stopped pd={} reason={}",
+                        self.domains[child.domain].name,
+                        StopReason::Parent.word()
+                    );
+                    self.stop(child);
+                }
             }
         }
         self.schedule()
@@ -242,11 +309,13 @@ impl<A: Arch> Hypervisor<A> {
     /// Stops a context for good. A caller blocked on its domain gets `INVALID_PARAMETER` back,
     /// so no PD waits forever for a dead server; a faulted child waiting for its answer stops
     /// too, since nobody is left to restart it.
-    fn stop(&mut self, context: ContextId) {
+    pub(crate) fn stop(&mut self, context: ContextId) {
         let record = &mut self.domains[context];
         let was = record.state;
         let child_id = record.child_id;
         record.state = RunState::Stopped;
+        // A vCPU's fault that nobody will answer now.
+        record.vm_fault = None;
         let domain = &mut self.domains[context.domain];
         domain.events = Default::default();
         let parent = domain.parent;
@@ -288,17 +357,6 @@ impl<A: Arch> Hypervisor<A> {
         }
     }
 
-    /// `PD_STOP`: the runtime gave up (panic, unexpected exception). Only this PD stops.
-    fn stop_self(&mut self, current: ContextId, out: &mut dyn Write) -> Decision {
-        let reason = match self.domains[current].registers.x[1] {
-            STOP_PANIC => StopReason::Panic,
-            STOP_EXCEPTION => StopReason::Exception,
-            _ => return self.finish(current, INVALID_PARAMETER),
-        };
-        self.stop_abnormally(current, reason, out);
-        self.schedule()
-    }
-
     /// Stops a PD that cannot go on, says why on the console, and counts it for the halt line.
     fn stop_abnormally(&mut self, context: ContextId, reason: StopReason, out: &mut dyn Write) {
         let domain = &mut self.domains[context.domain];
@@ -321,23 +379,23 @@ impl<A: Arch> Hypervisor<A> {
         if let Some(caller) = self.next_caller(server) {
             self.domains[server].events.callers &= !caller.bit();
             let caller = ContextId::pd(caller);
-            let (message, server_channel) = match self.domains[caller].state {
-                RunState::Calling { server_channel, .. } => {
-                    let mut message = [0u64; 9];
-                    message.copy_from_slice(&self.domains[caller].registers.x[2..=10]);
-                    (message, server_channel)
-                }
+            let RunState::Calling {
+                server_channel,
+                message,
+                delivered,
+                ..
+            } = &mut self.domains[caller].state
+            else {
                 // A stale bit (never set without the caller's state): consumed above.
-                _ => return,
+                return;
             };
-            if let RunState::Calling { delivered, .. } = &mut self.domains[caller].state {
-                *delivered = true;
-            }
+            *delivered = true;
+            let event = Event::Protected {
+                message: *message,
+                channel: *server_channel,
+            };
             let record = &mut self.domains[context];
-            record.registers.set_status(SUCCESS);
-            record.registers.x[1] = EVENT_PROTECTED;
-            record.registers.x[2..=10].copy_from_slice(&message);
-            record.registers.x[11] = u64::from(server_channel);
+            event.write(&mut record.registers);
             record.state = RunState::Ready;
             self.domains[server].events.serving = Some(caller.domain);
             return;
@@ -346,18 +404,33 @@ impl<A: Arch> Hypervisor<A> {
         if child_faults != 0 {
             let child_id = child_faults.trailing_zeros() as u8;
             self.domains[server].events.child_faults &= !(1 << child_id);
-            let report = self
+            let event = self
                 .domains
                 .child_context(server, child_id)
-                .and_then(|child| self.domains[child].last_fault);
-            if let Some(report) = report {
-                let (details, count) = report.message();
+                .and_then(|child| {
+                    let record = &mut self.domains[child];
+                    match (record.vm_fault, record.last_fault) {
+                        (Some(fault), _) => {
+                            // A power fault is only news: the vCPU is off, no reply applies.
+                            if record.state != RunState::Faulted {
+                                record.vm_fault = None;
+                            }
+                            Some(fault.event(child_id))
+                        }
+                        (None, Some(report)) => {
+                            let (details, count) = report.message();
+                            Some(Event::fault(
+                                report.kind.label(),
+                                &details[..count],
+                                child_id,
+                            ))
+                        }
+                        (None, None) => None,
+                    }
+                });
+            if let Some(event) = event {
                 let record = &mut self.domains[context];
-                record.registers.set_status(SUCCESS);
-                record.registers.x[1] = EVENT_FAULT;
-                record.registers.x[2] = MessageInfo::new(report.kind.label(), count).0;
-                record.registers.x[3..6].copy_from_slice(&details);
-                record.registers.x[11] = u64::from(child_id);
+                event.write(&mut record.registers);
                 record.state = RunState::Ready;
                 self.domains[server].events.handling_fault = Some(child_id);
                 return;
@@ -367,9 +440,7 @@ impl<A: Arch> Hypervisor<A> {
         if events.notifications != 0 {
             let notifications = core::mem::take(&mut events.notifications);
             let record = &mut self.domains[context];
-            record.registers.set_status(SUCCESS);
-            record.registers.x[1] = EVENT_NOTIFIED;
-            record.registers.x[2] = notifications;
+            Event::Notified(notifications).write(&mut record.registers);
             record.state = RunState::Ready;
         }
     }

@@ -9,6 +9,7 @@ pub mod fault;
 mod microkit;
 pub mod ready_queues;
 mod schedule;
+pub mod vm;
 
 #[cfg(test)]
 #[allow(
@@ -27,3 +28,4 @@ mod system_tests;
 mod test_system;
 
 pub use fault::{FaultKind, FaultReport, InstructionLength};
+pub use vm::VmFault;
