@@ -173,8 +173,8 @@ mod tests {
             placement,
             Ok(Placement {
                 kernel: Ipa(0x4000_0000),
-                initrd: Ipa(0x47D0_E000),
-                initrd_end: Ipa(0x47D0_E000 + 986_086),
+                initrd: Ipa(0x47D0_F000),
+                initrd_end: Ipa(0x47D0_F000 + 986_086),
                 dtb: Ipa(0x47E0_0000),
             })
         );
