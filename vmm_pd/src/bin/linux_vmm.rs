@@ -84,6 +84,22 @@ struct Vmm {
     /// it): acknowledge it once it is injected.
     timer_unacked: [bool; 2],
     reports: u32,
+    counts: Counts,
+}
+
+/// What the VMM did for its guest, printed when it powers off.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counts {
+    /// Virtual timer interrupts injected.
+    timer: u64,
+    /// SGIs injected (one per target vCPU).
+    sgis: u64,
+    /// UART interrupts raised.
+    uart: u64,
+    /// Emulated MMIO accesses (UART, distributor, redistributors).
+    mmio: u64,
+    /// Trapped system-register accesses.
+    sysregs: u64,
 }
 
 /// Print why the system failed and end it with status 1.
@@ -155,6 +171,7 @@ fn init() -> Vmm {
         gic: Vgic::new(config.vcpu_count),
         timer_unacked: [false; 2],
         reports: 0,
+        counts: Counts::default(),
     };
     vmm.load(&kernel);
     vmm.start();
@@ -290,8 +307,13 @@ impl Vmm {
                 self.gic.give_back(index, injection);
                 break;
             }
-            if injection.intid == VTIMER_PPI {
-                self.acknowledge_timer(index);
+            match injection.intid {
+                VTIMER_PPI => {
+                    self.counts.timer += 1;
+                    self.acknowledge_timer(index);
+                }
+                0..16 => self.counts.sgis += 1,
+                _ => {}
             }
         }
     }
@@ -331,6 +353,7 @@ impl Vmm {
         };
         let line = self.uart.interrupt();
         if line && !self.uart_line {
+            self.counts.uart += 1;
             self.gic.raise_spi(UART_INTID);
             self.deliver_all();
         }
@@ -340,6 +363,7 @@ impl Vmm {
 
     fn data_abort(&mut self, index: usize, ipa: Ipa, access: DataAccess, value: u64) -> VmReply {
         let bytes = 1u64 << access.size_log2;
+        self.counts.mmio += 1;
         if ipa.page_base() == UART_BASE {
             return self.uart(ipa.get() - UART_BASE.get(), access, value);
         }
@@ -369,6 +393,7 @@ impl Vmm {
             ))
         };
         let register = access.register;
+        self.counts.sysregs += 1;
         if access.is_sgi() {
             let value = if register == 31 {
                 0
@@ -406,6 +431,15 @@ impl Vmm {
             let _ = self.vm.vm_console_write(pending);
             let _ = self.vm.vm_console_write(b"\n");
         }
+        let counts = self.counts;
+        debug_println!(
+            "linux-vmm: injected timer={} sgi={} uart={}; emulated mmio={} sysreg={}",
+            counts.timer,
+            counts.sgis,
+            counts.uart,
+            counts.mmio,
+            counts.sysregs
+        );
         if function == u64::from(PSCI_SYSTEM_OFF) {
             debug_println!("linux-vmm: the guest powered off (PSCI SYSTEM_OFF)");
             if self.protected {
