@@ -24,6 +24,40 @@ impl Abort {
     }
 }
 
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// The program's IRQ handler (a `fn()` as usize; 0 for none).
+static IRQ_HANDLER: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets the function an IRQ taken at EL1 runs (with IRQs masked); it acknowledges and ends the
+/// interrupt itself. Without one, an IRQ is an unexpected exception (entry.rs).
+pub fn set_irq_handler(handler: fn()) {
+    IRQ_HANDLER.store(handler as usize, Ordering::Release);
+}
+
+/// Called by the IRQ vector (entry.rs) with every caller-saved register saved.
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+#[no_mangle]
+extern "C" fn frameshift_guest_irq() {
+    let handler = IRQ_HANDLER.load(Ordering::Acquire);
+    if handler == 0 {
+        crate::entry::unexpected_irq();
+    }
+    // SAFETY: the only value ever stored is a `fn()` cast to usize, in `set_irq_handler`.
+    let handler: fn() = unsafe { core::mem::transmute::<usize, fn()>(handler) };
+    handler();
+}
+
+/// Unmasks IRQs (PSTATE.I = 0): a pending virtual interrupt is then taken at the IRQ vector.
+pub fn enable_irqs() {
+    target::set_irq_mask(false);
+}
+
+/// Masks IRQs again (PSTATE.I = 1).
+pub fn disable_irqs() {
+    target::set_irq_mask(true);
+}
+
 /// The virtual timer's interrupt (PPI 27).
 pub const VIRTUAL_TIMER_INTID: u32 = 27;
 /// What `ICC_IAR1_EL1` reads when nothing is pending.
@@ -135,6 +169,17 @@ mod target {
         frequency
     }
 
+    pub(super) fn set_irq_mask(masked: bool) {
+        // SAFETY: only PSTATE.I changes; the IRQ vector saves and restores what it uses.
+        unsafe {
+            if masked {
+                core::arch::asm!("msr daifset, #2", options(nostack, preserves_flags));
+            } else {
+                core::arch::asm!("msr daifclr, #2", options(nostack, preserves_flags));
+            }
+        }
+    }
+
     pub(super) fn set_virtual_timer(deadline: Option<u64>) {
         // SAFETY: programs this vCPU's own EL1 virtual timer.
         unsafe {
@@ -191,6 +236,8 @@ mod target {
     }
 
     pub(super) fn set_virtual_timer(_deadline: Option<u64>) {}
+
+    pub(super) fn set_irq_mask(_masked: bool) {}
 }
 
 /// Reads the 64-bit word at virtual address `address` (8-byte aligned), or returns the abort

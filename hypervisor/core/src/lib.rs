@@ -48,6 +48,7 @@ pub use arch::{
     Arch, ContextKind, DescriptorSlot, ListRegistersFull, PhysMemory, Stage2Arch, VirtualIrq,
 };
 pub use audit::{audit, AuditSummary, Invariant, Violation};
+pub use call::{CallError, Event, GuestCall, PdCall, Reply};
 pub use descriptor::{Leaf, MemoryType, PageState, Rights};
 pub use domain::{
     Context, ContextId, ConversionMode, Domain, DomainId, DomainKind, Domains, GuestLink,

@@ -230,6 +230,40 @@ fn secondary_main(_context: u64) {
     SHARED.done.store(1, Ordering::Release);
 }
 
+/// What each run leaves in `d31` when it ends: the next run, on the same vCPU after a teardown
+/// and a restart, must not find it (a fresh vCPU's FP/SIMD registers are zero; with the lazy
+/// FP switch, the register file may still be the old run's when the new one starts).
+const FP_SECRET: u64 = 0x5EC2_E7F0_0D00_F00D;
+
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+fn read_d31() -> u64 {
+    let value: u64;
+    #[allow(unsafe_code)]
+    // SAFETY: reads a SIMD register this program does not otherwise use.
+    unsafe {
+        core::arch::asm!("fmov {}, d31", out(reg) value, options(nomem, nostack, preserves_flags));
+    }
+    value
+}
+
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+fn write_d31(value: u64) {
+    #[allow(unsafe_code)]
+    // SAFETY: writes a SIMD register this program does not otherwise use (d31 is caller-saved,
+    // and nothing after this call depends on it).
+    unsafe {
+        core::arch::asm!("fmov d31, {}", in(reg) value, options(nomem, nostack, preserves_flags));
+    }
+}
+
+#[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
+fn read_d31() -> u64 {
+    0
+}
+
+#[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
+fn write_d31(_value: u64) {}
+
 /// A static the stage-1 check reads through the guest's tables.
 static KNOWN: AtomicU64 = AtomicU64::new(0x5EED_0F57_A9E1_0001);
 
@@ -332,6 +366,59 @@ fn timer(checks: &mut Checks) {
     }
     println!("timer: {ticks} ticks of the virtual timer, each through the VMM (FAULT_VM_VPPI, inject, ack)");
     checks.equal("virtual timer ticks", ticks, TICKS);
+    taken_as_an_exception(checks, delay);
+}
+
+/// Virtual timer interrupts the IRQ handler acknowledged, the counter when it did, and any
+/// other interrupt it was given.
+static TAKEN: AtomicU64 = AtomicU64::new(0);
+static TAKEN_AT: AtomicU64 = AtomicU64::new(0);
+static OTHER: AtomicU64 = AtomicU64::new(0);
+
+/// The IRQ handler: acknowledge, stop the timer, end the interrupt.
+fn timer_irq() {
+    let intid = cpu::acknowledge();
+    if intid == VIRTUAL_TIMER_INTID {
+        TAKEN_AT.store(cpu::virtual_counter(), Ordering::Release);
+        cpu::set_virtual_timer(None);
+        TAKEN.fetch_add(1, Ordering::AcqRel);
+    } else {
+        OTHER.fetch_add(1, Ordering::AcqRel);
+    }
+    if intid != SPURIOUS_INTID {
+        cpu::end_of_interrupt(intid);
+    }
+}
+
+/// One more tick, taken the way an OS takes it: IRQs unmasked, the virtual interrupt the VMM
+/// listed is signalled by the virtual CPU interface and taken at the guest's IRQ vector.
+fn taken_as_an_exception(checks: &mut Checks, delay: u64) {
+    cpu::set_irq_handler(timer_irq);
+    let deadline = cpu::virtual_counter() + delay;
+    cpu::set_virtual_timer(Some(deadline));
+    cpu::enable_irqs();
+    let give_up = give_up_at();
+    while TAKEN.load(Ordering::Acquire) == 0 && cpu::virtual_counter() < give_up {
+        secondary::wait_for_event();
+    }
+    cpu::disable_irqs();
+    cpu::set_virtual_timer(None);
+    let taken = TAKEN.load(Ordering::Acquire);
+    let at = TAKEN_AT.load(Ordering::Acquire);
+    checks.equal("ticks taken at the IRQ vector", taken, 1);
+    checks.check(
+        "the IRQ is not early",
+        taken == 0 || at >= deadline,
+        format_args!("taken at {at}, due at {deadline}"),
+    );
+    checks.equal(
+        "other interrupts at the IRQ vector",
+        OTHER.load(Ordering::Acquire),
+        0,
+    );
+    if taken == 1 {
+        println!("timer: a tick taken as an IRQ at the guest's own vector");
+    }
 }
 
 /// Arms the timer to fire at once and waits until the VMM has listed its interrupt (it is then
@@ -433,7 +520,13 @@ fn run(guest: &Guest) {
         println!("arch-check needs the Frameshift hypervisor: nothing to check here");
         return;
     };
+    let inherited = read_d31();
     let mut checks = Checks::default();
+    checks.check(
+        "FP/SIMD registers of a previous run",
+        inherited != FP_SECRET,
+        format_args!("d31 = {inherited:#x}: the previous run's value"),
+    );
     checks.equal(
         "MMIO_GUARD doorbell",
         calls::mmio_guard(DOORBELL_PAGE),
@@ -450,6 +543,8 @@ fn run(guest: &Guest) {
     let Checks { passed, failed } = checks;
     Doorbell.ring(Command::Result { failures: failed });
     println!("arch-check passed={passed} failed={failed}");
+    // Last, right before the runtime's PSCI SYSTEM_OFF.
+    write_d31(FP_SECRET);
 }
 
 frameshift_guest::guest_main!(run, devices = [DOORBELL_PAGE]);

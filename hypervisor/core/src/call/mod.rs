@@ -232,3 +232,137 @@ fn at_most(raw: u64, max: u64, what: &'static str) -> Result<u64, CallError> {
         Err(CallError::Invalid(what))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Decoding is total: any registers give a call or a refusal, never a panic, and what is
+    //! decoded keeps the argument types' own promises.
+
+    extern crate std;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::Registers;
+
+    /// Function ids worth hitting: every PD and guest call, and a few unknown ones.
+    fn function() -> impl Strategy<Value = u64> {
+        let known: [u32; 42] = [
+            0xC600_0100,
+            0xC600_0101,
+            0xC600_0102,
+            0xC600_0103,
+            0xC600_0104,
+            0xC600_0105,
+            0xC600_0106,
+            0xC600_0107,
+            0xC600_0108,
+            0xC600_0109,
+            0xC600_010A,
+            0xC600_010B,
+            0xC600_010C,
+            0xC600_0110,
+            0xC600_0111,
+            0xC600_0112,
+            0xC600_0113,
+            0xC600_0114,
+            0xC600_0115,
+            0xC600_0116,
+            0xC600_0117,
+            0xC600_0118,
+            0xC600_0119,
+            0x8000_0000,
+            0x8000_0001,
+            0x8400_0000,
+            0x8400_0002,
+            0xC400_0003,
+            0xC400_0004,
+            0x8400_0008,
+            0x8400_0009,
+            0x8400_000A,
+            0x8600_FF01,
+            0x8600_0000,
+            0xC600_0002,
+            0xC600_0003,
+            0xC600_0004,
+            0xC600_0007,
+            0xC600_0009,
+            0xC600_0078,
+            0xC600_0079,
+            0xC600_0050,
+        ];
+        prop_oneof![
+            proptest::sample::select(known.to_vec()).prop_map(u64::from),
+            any::<u64>(),
+        ]
+    }
+
+    /// Argument values near every boundary the decoders check, and anything.
+    fn argument() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            proptest::sample::select(std::vec![
+                0u64,
+                1,
+                2,
+                31,
+                40,
+                41,
+                48,
+                49,
+                61,
+                62,
+                512,
+                513,
+                1019,
+                1020,
+                0x4000_0000,
+                0x4000_0008,
+                (1 << 40) - 0x1000,
+                1 << 40,
+                u64::MAX,
+            ]),
+            any::<u64>(),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_any_registers_is_total_and_keeps_the_argument_promises(
+            x0 in function(),
+            rest in proptest::collection::vec(argument(), 10),
+        ) {
+            let mut registers = Registers::default();
+            registers.x[0] = x0;
+            registers.x[1..11].copy_from_slice(&rest);
+            let check_range = |range: &PageRange| {
+                prop_assert!(range.ipa.is_page_aligned());
+                prop_assert!((1..=MAX_RANGE_PAGES).contains(&range.pages));
+                prop_assert!(range.ipa.get() + range.pages * PAGE_SIZE <= 1 << IPA_BITS);
+                Ok(())
+            };
+            match PdCall::decode(&registers) {
+                Ok(
+                    PdCall::MemDonate { range, .. }
+                    | PdCall::MemUnshareFromGuest { range, .. }
+                    | PdCall::MemReclaim { range, .. }
+                    | PdCall::MemShareWithGuest { range, .. }
+                    | PdCall::MemLend { range, .. },
+                ) => check_range(&range)?,
+                Ok(PdCall::DebugWrite(bytes)) => prop_assert!(bytes.as_slice().len() <= 48),
+                Ok(_) => {}
+                Err(error) => prop_assert!(error.code() < 0),
+            }
+            match GuestCall::decode(&registers) {
+                Ok(
+                    GuestCall::MemShare(range)
+                    | GuestCall::MemUnshare(range)
+                    | GuestCall::MemRelinquish(range)
+                    | GuestCall::MemState(range),
+                ) => check_range(&range)?,
+                Ok(GuestCall::ConsoleWrite(bytes)) => prop_assert!(bytes.as_slice().len() <= 40),
+                Ok(_) => {}
+                Err(error) => prop_assert!(error.error.code() < 0),
+            }
+        }
+    }
+}

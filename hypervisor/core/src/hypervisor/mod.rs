@@ -347,7 +347,9 @@ impl<A: Arch> Hypervisor<A> {
             Exit::SecureMonitorCall(length) if is_vm => self.vm_smc(current, length),
             Exit::SecureMonitorCall(length) => {
                 let registers = &mut self.domains[current].registers;
-                registers.set_status(frameshift_abi::smccc::NOT_SUPPORTED);
+                // A PD cannot reach the firmware: refused like an unknown call.
+                crate::call::Reply::Status(crate::call::CallError::NotSupported.code())
+                    .write(registers);
                 registers.pc = registers.pc.wrapping_add(length.bytes());
                 self.schedule()
             }

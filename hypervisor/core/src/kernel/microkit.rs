@@ -23,7 +23,7 @@
 use core::fmt::Write;
 
 use frameshift_abi::pd_call::{CAP_DERIVED, CAP_LENT_AWAY, CAP_ORIGINAL};
-use frameshift_abi::smccc::{INVALID_PARAMETER, SUCCESS};
+use frameshift_abi::smccc::SUCCESS;
 
 use super::channels::ChannelUse;
 use super::fault::FaultReport;
@@ -51,7 +51,7 @@ impl<A: Arch> Hypervisor<A> {
         }
         let call = match PdCall::decode(&self.domains[current].registers) {
             Ok(call) => call,
-            Err(error) => return self.finish(current, error.code()),
+            Err(error) => return self.refuse(current, error),
         };
         match call {
             PdCall::DebugWrite(bytes) => {
@@ -109,6 +109,11 @@ impl<A: Arch> Hypervisor<A> {
         self.schedule()
     }
 
+    /// Refuses a call: `x0` = its code, and nothing else changes.
+    pub(crate) fn refuse(&mut self, current: ContextId, error: CallError) -> Decision {
+        self.answer(current, Err(error))
+    }
+
     /// Writes a call's result, or its refusal's code ([`CallError::code`]: the one place
     /// refusals become codes), and lets the scheduler decide.
     pub(crate) fn answer(
@@ -156,7 +161,7 @@ impl<A: Arch> Hypervisor<A> {
                 self.acknowledged |= 1 << index;
                 self.finish(current, SUCCESS)
             }
-            None => self.finish(current, INVALID_PARAMETER),
+            None => self.refuse(current, CallError::Invalid("no interrupt on that channel")),
         }
     }
 
@@ -165,7 +170,10 @@ impl<A: Arch> Hypervisor<A> {
             self.channels
                 .far_end(current.domain, u64::from(channel.get()), ChannelUse::Notify)
         else {
-            return self.finish(current, INVALID_PARAMETER);
+            return self.refuse(
+                current,
+                CallError::Invalid("no notify right on that channel"),
+            );
         };
         let target = ContextId::pd(far.domain);
         if self.domains[target].state != RunState::Stopped {
@@ -182,7 +190,7 @@ impl<A: Arch> Hypervisor<A> {
             self.channels
                 .far_end(current.domain, u64::from(channel.get()), ChannelUse::Call)
         else {
-            return self.finish(current, INVALID_PARAMETER);
+            return self.refuse(current, CallError::Invalid("no call right on that channel"));
         };
         let server = ContextId::pd(far.domain);
         // Microkit: a PPC goes only to a strictly higher priority, so calls never form a cycle
@@ -190,7 +198,7 @@ impl<A: Arch> Hypervisor<A> {
         if self.domains[far.domain].priority <= self.domains[current.domain].priority
             || self.domains[server].state == RunState::Stopped
         {
-            return self.finish(current, INVALID_PARAMETER);
+            return self.refuse(current, CallError::Invalid("server not above, or stopped"));
         }
         self.domains[current].state = RunState::Calling {
             server: far.domain,
@@ -222,7 +230,7 @@ impl<A: Arch> Hypervisor<A> {
         if let (Some(child), Some(message)) = (child, reply) {
             if let Err(error) = self.check_vm_reply(child, &message) {
                 // The handler is still running and still owes its answer.
-                return self.finish(current, error.code());
+                return self.refuse(current, error);
             }
         }
         self.domains[current.domain].events.handling_fault = None;
@@ -237,7 +245,8 @@ impl<A: Arch> Hypervisor<A> {
                 match reply {
                     Some(message) => Reply::Message(message).write(&mut calling.registers),
                     // No reply: the caller learns it at once instead of waiting forever.
-                    None => calling.registers.set_status(INVALID_PARAMETER),
+                    None => Reply::Status(CallError::Invalid("no reply").code())
+                        .write(&mut calling.registers),
                 }
                 calling.state = RunState::Ready;
                 self.resume_caller(caller);
@@ -334,7 +343,8 @@ impl<A: Arch> Hypervisor<A> {
             let record = &mut self.domains[caller];
             if matches!(record.state, RunState::Calling { server, .. } if server == context.domain)
             {
-                record.registers.set_status(INVALID_PARAMETER);
+                Reply::Status(CallError::Invalid("server stopped").code())
+                    .write(&mut record.registers);
                 record.state = RunState::Ready;
                 self.resume_caller(caller);
             }

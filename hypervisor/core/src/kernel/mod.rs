@@ -26,6 +26,12 @@ mod system_tests;
 
 #[cfg(test)]
 mod test_system;
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
+mod vm_tests;
 
 pub use fault::{FaultKind, FaultReport, InstructionLength};
 pub use vm::VmFault;

@@ -7,20 +7,23 @@ use core::fmt::Write;
 use core::ops::{Deref, DerefMut};
 use std::boxed::Box;
 use std::vec;
+use std::vec::Vec;
 
-use frameshift_abi::boot_info::{BootInfoHeader, ChannelDesc, DomainDesc, IrqDesc};
+use frameshift_abi::boot_info::{BootInfoHeader, ChannelDesc, DomainDesc, IrqDesc, MappingDesc};
 use zerocopy::{FromZeros, IntoBytes};
 
 use crate::addr::{PhysAddr, PAGE_SIZE};
-use crate::arch::fake::FakeArch;
-use crate::domain::{ContextId, RunState};
+use crate::arch::fake::{FakeArch, FakeContext};
+use crate::descriptor::Rights;
+use crate::domain::{ContextId, DomainId, Domains, RunState};
 use crate::domain::{DomainKind, Registers};
+use crate::frame_table::FrameRecord;
 use crate::hypervisor::{
     heap_bytes, BootError, BootTables, BuildError, Decision, Exit, Heap, Hypervisor,
 };
 
 /// Frames the test systems' convertible range has.
-const FRAMES: u64 = 16;
+pub(super) const FRAMES: u64 = 16;
 /// Where the test systems' heap (the table pool) is.
 const HEAP: (u64, u64) = (0x4100_0000, 0x4200_0000);
 
@@ -38,6 +41,17 @@ impl TestSystem {
         channels: &[ChannelDesc],
         irqs: &[IrqDesc],
     ) -> Result<Self, BuildError> {
+        Self::with_mappings(domains, &[], channels, irqs)
+    }
+
+    /// Boots the system these tables describe, memory mappings included (the convertible
+    /// range is [`FRAMES`] frames from 0x4200_0000).
+    pub(super) fn with_mappings(
+        domains: &[DomainDesc],
+        mappings: &[MappingDesc],
+        channels: &[ChannelDesc],
+        irqs: &[IrqDesc],
+    ) -> Result<Self, BuildError> {
         let mut header = BootInfoHeader::new_zeroed();
         header.ram_base = 0x4000_0000;
         header.ram_size = 0x2000_0000;
@@ -48,7 +62,7 @@ impl TestSystem {
         let tables = BootTables {
             header: &header,
             domains,
-            mappings: &[],
+            mappings,
             channels,
             irqs,
         };
@@ -92,6 +106,69 @@ impl TestSystem {
     pub(super) fn domain_count(&self) -> usize {
         self.hypervisor.domains().len()
     }
+
+    /// The fake machine.
+    pub(super) fn arch(&self) -> &FakeArch {
+        &self.arch
+    }
+
+    /// The hypervisor and its machine, for calls that take both.
+    pub(super) fn parts(&mut self) -> (&mut Hypervisor<FakeArch>, &mut FakeArch) {
+        (&mut self.hypervisor, &mut self.arch)
+    }
+
+    /// Everything a refused call must leave as it was: every frame record and its borrowers,
+    /// every page of memory (tables included), every domain (contexts, registers, events).
+    pub(super) fn snapshot(&self) -> Snapshot {
+        let frames = self.hypervisor.engine().frame_table();
+        let records = (0..frames.frames())
+            .map(|index| {
+                let mut borrowers = Vec::new();
+                frames.for_each_borrower(index, |domain, rights| borrowers.push((domain, rights)));
+                (frames.record_at(index), borrowers)
+            })
+            .collect();
+        Snapshot {
+            records,
+            arch: self.arch.clone(),
+            domains: self.hypervisor.domains().clone(),
+        }
+    }
+
+    /// Whether nothing differs from `before` but the first `results` registers (`x0`..) of
+    /// `caller`, where a refused call writes its code.
+    pub(super) fn unchanged_since(
+        &self,
+        before: &Snapshot,
+        caller: ContextId,
+        results: usize,
+    ) -> bool {
+        let mut now = self.snapshot();
+        if let (Some(now), Some(then)) = (
+            now.domains.context_mut(caller),
+            before.domains.context(caller),
+        ) {
+            now.registers.x[..results].copy_from_slice(&then.registers.x[..results]);
+        }
+        now.records == before.records
+            && now.domains == before.domains
+            && self.arch.same_memory(&before.arch)
+    }
+}
+
+impl TestSystem {
+    /// Whether the frame table and memory (tables included) are as in `before`.
+    pub(super) fn memory_unchanged_since(&self, before: &Snapshot) -> bool {
+        self.snapshot().records == before.records && self.arch.same_memory(&before.arch)
+    }
+}
+
+/// The state [`TestSystem::snapshot`] takes.
+#[derive(Clone, Debug)]
+pub(super) struct Snapshot {
+    records: Vec<(FrameRecord, Vec<(DomainId, Rights)>)>,
+    arch: FakeArch,
+    domains: Domains<FakeContext>,
 }
 
 impl Deref for TestSystem {

@@ -377,7 +377,13 @@ impl<A: Arch> Hypervisor<A> {
             (Some(parent), Some(child_id)) => {
                 record.vm_fault = Some(fault);
                 record.state = RunState::Faulted;
-                self.domains[parent].events.child_faults |= 1 << child_id;
+                let events = &mut self.domains[parent].events;
+                // A handler still busy with an older event of this vCPU (a power fault, before
+                // a sibling's `CPU_ON` restarted it) must not answer this one unseen.
+                if events.handling_fault == Some(child_id) {
+                    events.handling_fault = None;
+                }
+                events.child_faults |= 1 << child_id;
                 self.sync(vcpu);
                 self.sync(ContextId::pd(parent));
             }

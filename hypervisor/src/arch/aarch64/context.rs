@@ -18,6 +18,7 @@ use super::controls::{hcr_el2, vcpu_vmpidr, HcrFeatures};
 use super::entry::{fs_fp_restore, fs_fp_save};
 use super::features::CpuFeatures;
 use super::gic::VirtualInterface;
+use super::list_registers;
 
 /// `SCTLR_EL1` for a fresh context: stage 1 off (M = 0), data and instruction caches off for a
 /// vCPU (C = I = 0; a PD's memory attributes come from `HCR_EL2.DC`); only RES1 bits.
@@ -289,12 +290,21 @@ pub struct ArchContext {
     /// The vCPU's virtual timer (PPI 27) fired and its VMM has not acknowledged it yet
     /// (`PD_VCPU_ACK_VPPI`): the PPI stays disabled at the redistributor while it runs.
     pub virtual_timer_masked: bool,
+    /// Which creation of the context this is (unique per boot): state the CPU keeps lazily
+    /// for a context (FP/SIMD, stage-1 TLB entries) belongs to one incarnation only, so a vCPU
+    /// the core re-created never inherits its previous life's registers.
+    pub incarnation: u64,
 }
 
 impl ArchContext {
     /// A context of `kind` about to run for the first time on a CPU with `features` whose own
     /// `MPIDR_EL1` is `cpu_mpidr`.
-    pub const fn new(kind: ContextKind, features: &CpuFeatures, cpu_mpidr: u64) -> Self {
+    pub const fn new(
+        kind: ContextKind,
+        features: &CpuFeatures,
+        cpu_mpidr: u64,
+        incarnation: u64,
+    ) -> Self {
         let hcr = hcr_el2(
             kind,
             HcrFeatures {
@@ -312,6 +322,7 @@ impl ArchContext {
                 hcr,
                 vmpidr: cpu_mpidr,
                 virtual_timer_masked: false,
+                incarnation,
             },
             ContextKind::Vcpu { mpidr } => Self {
                 el1: El1Registers::vcpu_reset(),
@@ -321,20 +332,19 @@ impl ArchContext {
                 hcr,
                 vmpidr: vcpu_vmpidr(mpidr),
                 virtual_timer_masked: false,
+                incarnation,
             },
         }
     }
 
-    /// Whether the virtual timer's PPI may interrupt this context now that it is on the CPU:
-    /// only a vCPU's, not masked since it fired, and not while the guest still has the virtual
-    /// timer interrupt listed (pending or being handled) — the level stays high until the guest
-    /// handles it, and enabling the PPI then would exit again before the guest could run.
+    /// Whether the virtual timer's PPI may interrupt this context now that it is on the CPU,
+    /// given its live list registers ([`list_registers::virtual_timer_wanted`]).
     pub fn virtual_timer_wanted(&self, live_list_registers: &[u64]) -> bool {
-        self.vcpu
-            && !self.virtual_timer_masked
-            && !super::list_registers::holds(
-                live_list_registers,
-                frameshift_core::arch::VIRTUAL_TIMER_PPI,
-            )
+        list_registers::virtual_timer_wanted(
+            self.vcpu,
+            self.virtual_timer_masked,
+            frameshift_core::arch::VIRTUAL_TIMER_PPI,
+            live_list_registers,
+        )
     }
 }

@@ -102,6 +102,17 @@ pub fn holds(images: &[u64], intid: u32) -> bool {
         .any(|image| listed_intid(*image) == Some(intid))
 }
 
+/// Whether the virtual timer's PPI (`intid`) may interrupt a context now on the CPU: only a
+/// vCPU's (`vcpu`), not masked since it last fired (`masked`, until its VMM acknowledges it),
+/// and not while the guest still has the PPI's virtual interrupt listed in `live_images`,
+/// pending or being handled. The timer's level stays high until the guest handles its tick
+/// (the list register has HW = 0: nothing physical is deactivated), so enabling the PPI before
+/// that would exit again before the guest ran one instruction. The PPI comes back at the first
+/// exit after the guest's end of interrupt freed the entry.
+pub fn virtual_timer_wanted(vcpu: bool, masked: bool, intid: u32, live_images: &[u64]) -> bool {
+    vcpu && !masked && !holds(live_images, intid)
+}
+
 /// Whether the entry is active (the guest acknowledged it and has not ended it yet).
 pub const fn is_active(image: u64) -> bool {
     image & STATE_ACTIVE != 0
@@ -181,6 +192,25 @@ mod tests {
         assert_eq!(images[0] & STATE_MASK, STATE_MASK);
         assert!(is_active(images[0]));
         assert_eq!(images[1..], [0, 0, 0]);
+    }
+
+    #[test]
+    fn the_timer_ppi_is_wanted_only_for_an_unmasked_vcpu_without_its_interrupt_listed() {
+        let mut images = [0u64; 4];
+        assert!(virtual_timer_wanted(true, false, 27, &images));
+        // A PD, or a vCPU whose tick its VMM has not acknowledged yet.
+        assert!(!virtual_timer_wanted(false, false, 27, &images));
+        assert!(!virtual_timer_wanted(true, true, 27, &images));
+        // Injected and acknowledged, but the guest has not taken it yet, or is handling it.
+        assert_eq!(inject(&mut images, irq(27, 0xA0, 1), 0xF8), Ok(()));
+        assert!(!virtual_timer_wanted(true, false, 27, &images));
+        images[0] = (images[0] & !STATE_MASK) | STATE_ACTIVE;
+        assert!(!virtual_timer_wanted(true, false, 27, &images));
+        // Another interrupt listed does not hold the timer back; its end of interrupt does not
+        // either.
+        assert_eq!(inject(&mut images, irq(40, 0xA0, 1), 0xF8), Ok(()));
+        images[0] &= !STATE_MASK;
+        assert!(virtual_timer_wanted(true, false, 27, &images));
     }
 
     #[test]

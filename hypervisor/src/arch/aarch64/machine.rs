@@ -23,8 +23,10 @@ use super::spsr::SPSR_EL1H_MASKED;
 pub struct El2Machine {
     /// What this CPU implements (probed at boot, before any domain runs).
     pub features: CpuFeatures,
-    /// The context whose FP/SIMD registers are live in the CPU.
-    pub fp_owner: Option<ContextId>,
+    /// The context whose FP/SIMD registers are live in the CPU, with its incarnation: a
+    /// context the core replaced since (a vCPU after a teardown or `CPU_ON`) does not own them,
+    /// so its fresh state is loaded instead of the old one's registers.
+    pub fp_owner: Option<(ContextId, u64)>,
     /// Set by boot once the hypervisor is built; a trap before that is a hypervisor bug.
     pub running: bool,
     /// The GIC driver (from boot on), to mask and unmask PDs' interrupts.
@@ -33,19 +35,24 @@ pub struct El2Machine {
     pub virtual_timer_enabled: bool,
     /// The vCPU whose stage-1 translations the TLB may hold under its VMID: another vCPU of the
     /// same VM shares the VMID but not the stage 1, so entering a different vCPU drops them.
-    pub last_vcpu: Option<ContextId>,
+    pub last_vcpu: Option<(ContextId, u64)>,
+    /// The last incarnation number [`Arch::new_context`] gave out.
+    pub incarnations: core::cell::Cell<u64>,
 }
 
 impl El2Machine {
     /// Before boot: every field zero (the feature probe fills `features`).
-    pub const EMPTY: Self = Self {
-        features: CpuFeatures::NONE,
-        fp_owner: None,
-        running: false,
-        gic: None,
-        virtual_timer_enabled: false,
-        last_vcpu: None,
-    };
+    pub const fn empty() -> Self {
+        Self {
+            features: CpuFeatures::NONE,
+            fp_owner: None,
+            running: false,
+            gic: None,
+            virtual_timer_enabled: false,
+            last_vcpu: None,
+            incarnations: core::cell::Cell::new(0),
+        }
+    }
 }
 
 impl PhysMemory for El2Machine {
@@ -129,7 +136,9 @@ impl Arch for El2Machine {
     const ENTRY_PSTATE: u64 = SPSR_EL1H_MASKED;
 
     fn new_context(&self, kind: ContextKind) -> ArchContext {
-        ArchContext::new(kind, &self.features, MPIDR_EL1.get())
+        let incarnation = self.incarnations.get().wrapping_add(1);
+        self.incarnations.set(incarnation);
+        ArchContext::new(kind, &self.features, MPIDR_EL1.get(), incarnation)
     }
 
     fn vcpu_register(context: &ArchContext, register: u64) -> Option<u64> {

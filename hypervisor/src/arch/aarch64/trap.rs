@@ -334,16 +334,17 @@ fn switch_context(
     HCR_EL2.set(incoming.arch.hcr);
     VMPIDR_EL2.set(incoming.arch.vmpidr);
     VTTBR_EL2.set(vttbr);
-    if incoming.arch.vcpu && machine.last_vcpu != Some(next) {
+    let incarnation = incoming.arch.incarnation;
+    if incoming.arch.vcpu && machine.last_vcpu != Some((next, incarnation)) {
         // Another vCPU of the same VM may have left stage-1 entries under this VMID: they are
         // not this vCPU's translations (its TTBRs differ, its ASIDs may not).
         barrier::isb(barrier::SY);
         // SAFETY: drops this CPU's cached EL1&0 translations for the VMID just loaded; no
         // memory is touched.
         unsafe { core::arch::asm!("tlbi vmalle1", "dsb nsh", options(nostack)) };
-        machine.last_vcpu = Some(next);
+        machine.last_vcpu = Some((next, incarnation));
     }
-    let fp_trap = if machine.fp_owner == Some(next) {
+    let fp_trap = if machine.fp_owner == Some((next, incarnation)) {
         0
     } else {
         CPTR_TFP
@@ -370,13 +371,19 @@ fn switch_fp(
 ) {
     CPTR_EL2.set(cptr_base(&machine.features));
     barrier::isb(barrier::SY);
-    if let Some(owner) = machine.fp_owner.and_then(|o| hypervisor.context_mut(o)) {
-        owner.arch.fp.save();
+    if let Some((owner, incarnation)) = machine.fp_owner {
+        match hypervisor.context_mut(owner) {
+            Some(owner) if owner.arch.incarnation == incarnation => owner.arch.fp.save(),
+            // Re-created since it last used FP: the live registers are its previous life's,
+            // and are dropped (overwritten below).
+            _ => {}
+        }
     }
+    machine.fp_owner = None;
     if let Some(incoming) = hypervisor.context(current) {
         incoming.arch.fp.restore();
+        machine.fp_owner = Some((current, incoming.arch.incarnation));
     }
-    machine.fp_owner = Some(current);
 }
 
 /// EL2 controls for running domains (Arm ARM D13.2.48 `HCR_EL2` and friends). Registers and
