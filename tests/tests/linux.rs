@@ -148,7 +148,8 @@ fn check_vm_boot(outcome: &RunOutcome, cpus: u32) -> Result<VmBoot, String> {
             files.kernel_release
         ));
     }
-    if console::init_cpu_count(&linux) != Some(cpus) || console::cpus_brought_up(&linux) != Some(cpus)
+    if console::init_cpu_count(&linux) != Some(cpus)
+        || console::cpus_brought_up(&linux) != Some(cpus)
     {
         return fail(&format!("Linux did not bring up {cpus} CPUs"));
     }
@@ -179,7 +180,7 @@ fn vmm_counts(vmm: &[String], key: &str) -> Option<u64> {
     let line = vmm
         .iter()
         .find(|line| line.starts_with("linux-vmm: injected "))?;
-    line.split(|c: char| c == ' ' || c == ';')
+    line.split([' ', ';'])
         .filter_map(|part| part.split_once('='))
         .find(|(name, _)| *name == key)
         .and_then(|(_, value)| value.parse().ok())
@@ -207,12 +208,22 @@ fn linux_boots_in_a_non_protected_vm_with_two_vcpus_and_powers_off() -> Result<(
     // The second CPU came up through PSCI CPU_ON and took interrupts: SGIs (IPIs) went through
     // the VMM's trapped ICC_SGI1R_EL1 path into list registers, and the timer ticked.
     assert!(
-        boot.linux.contains("CPU1: Booted secondary processor 0x0000000001"),
+        boot.linux
+            .contains("CPU1: Booted secondary processor 0x0000000001"),
         "{console}"
     );
-    assert!(vmm_counts(&boot.vmm, "sgi").is_some_and(|sgis| sgis > 0), "{console}");
-    assert!(vmm_counts(&boot.vmm, "timer").is_some_and(|ticks| ticks > 0), "{console}");
-    assert!(vmm_counts(&boot.vmm, "mmio").is_some_and(|accesses| accesses > 0), "{console}");
+    assert!(
+        vmm_counts(&boot.vmm, "sgi").is_some_and(|sgis| sgis > 0),
+        "{console}"
+    );
+    assert!(
+        vmm_counts(&boot.vmm, "timer").is_some_and(|ticks| ticks > 0),
+        "{console}"
+    );
+    assert!(
+        vmm_counts(&boot.vmm, "mmio").is_some_and(|accesses| accesses > 0),
+        "{console}"
+    );
     // The UART's lines are the VM's own console lines, Linux's banner first.
     assert!(
         texts(console, "linux")
@@ -253,8 +264,14 @@ fn linux_boots_in_a_protected_vm_whose_memory_the_vmm_cannot_read() -> Result<()
     // One more: the VMM's first probe, which told it the VM is protected.
     assert_eq!(window_faults, 3, "{console}");
     // Console, timer and interrupts still work for a guest with no pKVM driver.
-    assert!(vmm_counts(&boot.vmm, "timer").is_some_and(|ticks| ticks > 0), "{console}");
-    assert!(vmm_counts(&boot.vmm, "mmio").is_some_and(|accesses| accesses > 0), "{console}");
+    assert!(
+        vmm_counts(&boot.vmm, "timer").is_some_and(|ticks| ticks > 0),
+        "{console}"
+    );
+    assert!(
+        vmm_counts(&boot.vmm, "mmio").is_some_and(|accesses| accesses > 0),
+        "{console}"
+    );
     Ok(())
 }
 
@@ -288,12 +305,12 @@ fn the_cost_of_virtualization_in_instructions_under_icount() -> Result<(), Strin
         "-icount shift=0,sleep=off, 1 CPU, 256 MiB: init marker at (virtual ns = instructions)"
     );
     println!("  plain QEMU:                     {plain_ns}");
-    for (name, boot) in [("Frameshift, non-protected VM:", &up), ("Frameshift, protected VM:    ", &protected)] {
+    for (name, boot) in [
+        ("Frameshift, non-protected VM:", &up),
+        ("Frameshift, protected VM:    ", &protected),
+    ] {
         let ns = boot.init_marker.as_nanos();
-        println!(
-            "  {name}   {ns} (x{:.3})",
-            ns as f64 / plain_ns as f64
-        );
+        println!("  {name}   {ns} (x{:.3})", ns as f64 / plain_ns as f64);
     }
     Ok(())
 }

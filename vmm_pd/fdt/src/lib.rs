@@ -351,7 +351,10 @@ mod tests {
         let (strings, strings_len, struct_len) = (word(12), word(32), word(36));
         assert_eq!(strings, 56 + struct_len, "strings follow the structure");
         assert_eq!(strings + strings_len, word(4));
-        assert!(buffer[40..56].iter().all(|byte| *byte == 0), "no reservations");
+        assert!(
+            buffer[40..56].iter().all(|byte| *byte == 0),
+            "no reservations"
+        );
         assert_eq!(word(56), FDT_BEGIN_NODE);
         assert_eq!(word(56 + struct_len as usize - 4), FDT_END);
         // Each name is stored once: "#address-cells", "#size-cells", "compatible",
@@ -366,7 +369,11 @@ mod tests {
         let size = small_tree(&mut full).unwrap();
         for length in 0..size {
             let mut buffer = std::vec![0u8; length];
-            assert_eq!(small_tree(&mut buffer), Err(FdtError::BufferFull), "{length}");
+            assert_eq!(
+                small_tree(&mut buffer),
+                Err(FdtError::BufferFull),
+                "{length}"
+            );
         }
         let mut exact = std::vec![0u8; size];
         assert_eq!(small_tree(&mut exact), Ok(size));

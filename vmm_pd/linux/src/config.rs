@@ -178,13 +178,55 @@ mod tests {
     #[test]
     fn bad_symbols_are_refused() {
         for (symbols, error) in [
-            (Symbols { guest_ram_vaddr: 0, ..GOOD }, ConfigError::Window),
-            (Symbols { guest_ram_size: 0x10_0000, ..GOOD }, ConfigError::Window),
-            (Symbols { guest_ram_vaddr: 0x2000_0800, ..GOOD }, ConfigError::Window),
-            (Symbols { kernel_size: 0, ..GOOD }, ConfigError::File("kernel")),
-            (Symbols { initrd_vaddr: 0, ..GOOD }, ConfigError::File("initrd")),
-            (Symbols { guest_vcpu_id: 62, ..GOOD }, ConfigError::Vcpu),
-            (Symbols { guest_vcpu2_id: 0, ..GOOD }, ConfigError::Vcpu),
+            (
+                Symbols {
+                    guest_ram_vaddr: 0,
+                    ..GOOD
+                },
+                ConfigError::Window,
+            ),
+            (
+                Symbols {
+                    guest_ram_size: 0x10_0000,
+                    ..GOOD
+                },
+                ConfigError::Window,
+            ),
+            (
+                Symbols {
+                    guest_ram_vaddr: 0x2000_0800,
+                    ..GOOD
+                },
+                ConfigError::Window,
+            ),
+            (
+                Symbols {
+                    kernel_size: 0,
+                    ..GOOD
+                },
+                ConfigError::File("kernel"),
+            ),
+            (
+                Symbols {
+                    initrd_vaddr: 0,
+                    ..GOOD
+                },
+                ConfigError::File("initrd"),
+            ),
+            (
+                Symbols {
+                    guest_vcpu_id: 62,
+                    ..GOOD
+                },
+                ConfigError::Vcpu,
+            ),
+            (
+                Symbols {
+                    guest_vcpu2_id: 0,
+                    ..GOOD
+                },
+                ConfigError::Vcpu,
+            ),
         ] {
             assert_eq!(Config::from_symbols(&symbols), Err(error), "{symbols:?}");
         }

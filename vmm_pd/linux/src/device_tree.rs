@@ -80,7 +80,10 @@ pub fn write(buffer: &mut [u8], guest: &Guest<'_>) -> Result<usize, FdtError> {
 
     tree.begin_node("chosen")?;
     tree.property_string("bootargs", guest.bootargs)?;
-    tree.property_string("stdout-path", node_name(&mut name, "/pl011", UART_BASE.get()))?;
+    tree.property_string(
+        "stdout-path",
+        node_name(&mut name, "/pl011", UART_BASE.get()),
+    )?;
     tree.property_u64s("linux,initrd-start", &[guest.placement.initrd.get()])?;
     tree.property_u64s("linux,initrd-end", &[guest.placement.initrd_end.get()])?;
     tree.end_node()?;
@@ -244,6 +247,9 @@ mod tests {
         let mut name = [0u8; 32];
         assert_eq!(node_name(&mut name, "cpu", 0), "cpu@0");
         assert_eq!(node_name(&mut name, "pl011", 0x900_0000), "pl011@9000000");
-        assert_eq!(node_name(&mut name, "memory", 0x4000_0000), "memory@40000000");
+        assert_eq!(
+            node_name(&mut name, "memory", 0x4000_0000),
+            "memory@40000000"
+        );
     }
 }

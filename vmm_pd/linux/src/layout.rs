@@ -110,7 +110,10 @@ pub fn place(
         .get()
         .checked_add(header.image_size.max(kernel_bytes))
         .ok_or(LayoutError::TooBig)?;
-    let ram_end = RAM_BASE.get().checked_add(ram_bytes).ok_or(LayoutError::TooBig)?;
+    let ram_end = RAM_BASE
+        .get()
+        .checked_add(ram_bytes)
+        .ok_or(LayoutError::TooBig)?;
     let dtb = ram_end
         .checked_sub(DTB_MAX)
         .map(|address| address & !(BLOCK_SIZE - 1))
@@ -184,7 +187,10 @@ mod tests {
     fn what_does_not_fit_is_refused() {
         let header = ImageHeader::parse(&DEBIAN).unwrap_or_else(|error| panic!("{error}"));
         // 36 MiB of RAM: the kernel's 34.25 MiB and the 2 MiB for the DTB leave no room.
-        assert_eq!(place(0x240_0000, &header, 34_891_712, 4096), Err(LayoutError::TooBig));
+        assert_eq!(
+            place(0x240_0000, &header, 34_891_712, 4096),
+            Err(LayoutError::TooBig)
+        );
         assert_eq!(place(0x10_0000, &header, 1, 1), Err(LayoutError::TooBig));
         assert_eq!(
             place(0x800_0000, &header, 1, 0x800_0000),
@@ -198,6 +204,9 @@ mod tests {
         };
         let placement = place(0x400_0000, &old, 0x100_0000, 0x1000);
         assert_eq!(placement.map(|p| p.kernel), Ok(Ipa(0x4008_0000)));
-        assert_eq!(place(0x400_0000, &old, 0x3F0_0000, 0x1000), Err(LayoutError::TooBig));
+        assert_eq!(
+            place(0x400_0000, &old, 0x3F0_0000, 0x1000),
+            Err(LayoutError::TooBig)
+        );
     }
 }

@@ -123,9 +123,7 @@ impl Pl011 {
             UARTRIS => self.raw,
             UARTMIS => self.raw & self.imsc,
             UARTDMACR => self.dmacr,
-            id @ UARTPERIPHID0..=0xFFC if id % 4 == 0 => {
-                IDS[((id - UARTPERIPHID0) / 4) as usize]
-            }
+            id @ UARTPERIPHID0..=0xFFC if id % 4 == 0 => IDS[((id - UARTPERIPHID0) / 4) as usize],
             // UARTDR (nothing received), UARTRSR (no errors), write-only and reserved ones.
             _ => 0,
         };
@@ -192,7 +190,10 @@ mod tests {
     #[test]
     fn bytes_become_lines_and_the_flags_say_never_full_never_received() {
         let mut uart = Pl011::new();
-        assert_eq!(send(&mut uart, b"[    0.0] psci\r\nabc"), [b"[    0.0] psci\r\n".to_vec()]);
+        assert_eq!(
+            send(&mut uart, b"[    0.0] psci\r\nabc"),
+            [b"[    0.0] psci\r\n".to_vec()]
+        );
         assert_eq!(uart.pending(), b"abc");
         let flags = uart.read(UARTFR) as u32;
         assert_eq!(flags & (FR_TXFF | FR_BUSY), 0, "never full or busy");
@@ -206,7 +207,9 @@ mod tests {
     fn the_amba_bus_finds_a_pl011() {
         let uart = Pl011::new();
         let id = |base: u64| {
-            (0..4).fold(0u32, |id, index| id | (uart.read(base + index * 4) as u32) << (8 * index))
+            (0..4).fold(0u32, |id, index| {
+                id | (uart.read(base + index * 4) as u32) << (8 * index)
+            })
         };
         // What Linux's AMBA bus assembles and matches (amba-pl011's id 0x00041011, mask
         // 0x000fffff), and the PrimeCell id it requires.

@@ -289,7 +289,10 @@ impl Vgic {
     fn write_priority_byte(&mut self, vcpu: Option<usize>, offset: u64, byte: u8) {
         match vcpu {
             None => {
-                if let Some(intid) = offset.checked_sub(IPRIORITYR).filter(|i| (32..64).contains(i)) {
+                if let Some(intid) = offset
+                    .checked_sub(IPRIORITYR)
+                    .filter(|i| (32..64).contains(i))
+                {
                     self.spis[(intid / 32) as usize].priority[(intid % 32) as usize] = byte;
                 }
             }
@@ -346,7 +349,7 @@ impl Vgic {
             {
                 let intid = ((offset - GICD_IROUTER) / 8) as usize;
                 let route = self.router[intid];
-                if offset % 8 == 0 {
+                if offset.is_multiple_of(8) {
                     route as u32
                 } else {
                     (route >> 32) as u32
@@ -381,7 +384,7 @@ impl Vgic {
                 let route = &mut self.router[intid];
                 // Aff3.Aff2.Aff1.Aff0 and the routing mode are the writable fields.
                 let writable: u64 = 0xFF_0000_0000 | IROUTER_ANY | 0xFF_FFFF;
-                let merged = if offset % 8 == 0 {
+                let merged = if offset.is_multiple_of(8) {
                     (*route & !0xFFFF_FFFF) | u64::from(value)
                 } else {
                     (*route & 0xFFFF_FFFF) | u64::from(value) << 32
@@ -560,8 +563,15 @@ mod tests {
         for vcpu in 0..vcpus {
             let rd = GICR_BASE.add(vcpu * GICR_STRIDE);
             let waker = gic.read(rd.add(GICR_WAKER), 4);
-            gic.write(rd.add(GICR_WAKER), 4, waker & !u64::from(WAKER_PROCESSOR_SLEEP));
-            assert_eq!(gic.read(rd.add(GICR_WAKER), 4) & u64::from(WAKER_CHILDREN_ASLEEP), 0);
+            gic.write(
+                rd.add(GICR_WAKER),
+                4,
+                waker & !u64::from(WAKER_PROCESSOR_SLEEP),
+            );
+            assert_eq!(
+                gic.read(rd.add(GICR_WAKER), 4) & u64::from(WAKER_CHILDREN_ASLEEP),
+                0
+            );
             gic.write(sgi_frame(vcpu, IGROUPR), 4, 0xFFFF_FFFF);
             gic.write(sgi_frame(vcpu, ICACTIVER), 4, 0xFFFF_FFFF);
             gic.write(sgi_frame(vcpu, ICENABLER), 4, 0xFFFF_FFFF);
@@ -598,7 +608,10 @@ mod tests {
             assert_eq!(typer & 1 << 4 != 0, vcpu == 1, "Last");
             assert_eq!(typer & 1, 0, "no physical LPIs");
         }
-        assert!(!gic.contains(GICR_BASE.add(2 * GICR_STRIDE)), "no third frame");
+        assert!(
+            !gic.contains(GICR_BASE.add(2 * GICR_STRIDE)),
+            "no third frame"
+        );
         assert!(gic.contains(GICD_BASE) && !gic.contains(GICD_BASE.add(GICD_SIZE)));
         assert_eq!(gic.redistributors_size(), 0x4_0000);
     }
@@ -609,7 +622,11 @@ mod tests {
         linux_boot(&mut gic, 2);
         assert_eq!(gic.read(gicd(CTLR), 4) & 0x3, 0x3);
         assert_eq!(gic.read(gicd(IGROUPR + 4), 4), 0xFFFF_FFFF);
-        assert_eq!(gic.read(gicd(IGROUPR), 4), 0, "SGIs and PPIs are not the distributor's");
+        assert_eq!(
+            gic.read(gicd(IGROUPR), 4),
+            0,
+            "SGIs and PPIs are not the distributor's"
+        );
         assert_eq!(gic.read(gicd(IPRIORITYR + 33), 1), 0xA0);
         assert_eq!(gic.read(gicd(IPRIORITYR + 4), 4), 0, "RAZ below 32");
         gic.write(gicd(IPRIORITYR + 33), 1, 0x80);
@@ -617,13 +634,21 @@ mod tests {
         gic.write(gicd(GICD_IROUTER + 33 * 8), 8, 1);
         assert_eq!(gic.read(gicd(GICD_IROUTER + 33 * 8), 8), 1);
         gic.write(gicd(GICD_IROUTER + 33 * 8 + 4), 4, 0xFFFF_FFFF);
-        assert_eq!(gic.read(gicd(GICD_IROUTER + 33 * 8), 8), 0xFF_0000_0001, "Aff3 only");
+        assert_eq!(
+            gic.read(gicd(GICD_IROUTER + 33 * 8), 8),
+            0xFF_0000_0001,
+            "Aff3 only"
+        );
         gic.write(gicd(ICFGR + 8), 4, 0xFFFF_FFFF);
         assert_eq!(gic.read(gicd(ICFGR + 8), 4), 0xAAAA_AAAA);
         assert_eq!(gic.read(sgi_frame(1, ISENABLER), 4), 0xFFFF);
         assert_eq!(gic.read(sgi_frame(1, ICFGR), 4), u64::from(SGI_CONFIG));
         gic.write(sgi_frame(1, ICFGR), 4, 0);
-        assert_eq!(gic.read(sgi_frame(1, ICFGR), 4), u64::from(SGI_CONFIG), "read only");
+        assert_eq!(
+            gic.read(sgi_frame(1, ICFGR), 4),
+            u64::from(SGI_CONFIG),
+            "read only"
+        );
         gic.write(sgi_frame(1, ICFGR + 4), 4, 0x0080_0000);
         assert_eq!(gic.read(sgi_frame(1, ICFGR + 4), 4), 0x0080_0000);
         assert_eq!(gic.read(sgi_frame(0, IPRIORITYR + 27), 1), 0xA0);
@@ -649,7 +674,11 @@ mod tests {
                 group: 1
             })
         );
-        assert_eq!(gic.next_injection(1), None, "the list register holds it now");
+        assert_eq!(
+            gic.next_injection(1),
+            None,
+            "the list register holds it now"
+        );
         gic.write(sgi_frame(1, ICENABLER), 4, 1 << VTIMER_PPI);
         gic.raise_private(1, VTIMER_PPI);
         assert_eq!(gic.next_injection(1), None, "masked again");
@@ -668,7 +697,14 @@ mod tests {
         let injection = gic.next_injection(1);
         assert_eq!(injection.map(|i| (i.intid, i.group)), Some((33, 1)));
         // Refused by the hypervisor: it is pending again.
-        gic.give_back(1, injection.unwrap_or(Injection { intid: 33, priority: 0, group: 1 }));
+        gic.give_back(
+            1,
+            injection.unwrap_or(Injection {
+                intid: 33,
+                priority: 0,
+                group: 1,
+            }),
+        );
         assert_eq!(gic.next_injection(1).map(|i| i.intid), Some(33));
         // A route to a vCPU that does not exist, or to any PE, means vCPU 0.
         gic.write(gicd(GICD_IROUTER + 33 * 8), 8, 7);
@@ -700,7 +736,11 @@ mod tests {
             .collect();
         assert_eq!(order, [40, 27, 33]);
         gic.write(gicd(ISPENDR + 4), 4, 1 << 2);
-        assert_eq!(gic.next_injection(0).map(|i| i.intid), Some(34), "set pending by the guest");
+        assert_eq!(
+            gic.next_injection(0).map(|i| i.intid),
+            Some(34),
+            "set pending by the guest"
+        );
     }
 
     #[test]

@@ -204,8 +204,18 @@ impl Vmm {
         }
         let window = self.window();
         let initrd = region(self.config.initrd.base, self.config.initrd.bytes);
-        self.copy_in(&window, kernel, self.placement.kernel, self.config.kernel.bytes);
-        self.copy_in(&window, &initrd, self.placement.initrd, self.config.initrd.bytes);
+        self.copy_in(
+            &window,
+            kernel,
+            self.placement.kernel,
+            self.config.kernel.bytes,
+        );
+        self.copy_in(
+            &window,
+            &initrd,
+            self.placement.initrd,
+            self.config.initrd.bytes,
+        );
         let mut tree = [0u8; DTB_BUFFER];
         let guest = Guest {
             ram_bytes: self.config.ram_bytes,
@@ -237,7 +247,9 @@ impl Vmm {
             while page < pages {
                 let count = (pages - page).min(MAX_RANGE_PAGES);
                 if let Err(error) = self.vm.donate(RAM_BASE.add(page * PAGE_SIZE), count) {
-                    fail(format_args!("donating {count} pages at page {page}: {error}"));
+                    fail(format_args!(
+                        "donating {count} pages at page {page}: {error}"
+                    ));
                 }
                 page += count;
             }
@@ -419,7 +431,9 @@ impl Vmm {
         ));
         if access.read && register != 31 {
             if let Err(error) = child.vcpu_write_reg(VcpuRegister::x(register), 0) {
-                fail(format_args!("writing x{register} for a trapped read: {error}"));
+                fail(format_args!(
+                    "writing x{register} for a trapped read: {error}"
+                ));
             }
         }
         VmReply::skip()
@@ -454,7 +468,10 @@ impl Vmm {
 
     fn handle(&mut self, child: Child, fault: VmFault) -> VmReply {
         let Some(index) = self.config.vcpu_index(child.index() as u64) else {
-            fail(format_args!("a fault from child {}, not one of our vCPUs", child.index()))
+            fail(format_args!(
+                "a fault from child {}, not one of our vCPUs",
+                child.index()
+            ))
         };
         let reply = match fault {
             VmFault::DataAbort {
