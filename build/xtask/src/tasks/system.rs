@@ -35,8 +35,24 @@ pub fn parse_system(system: &Path, programs_dir: &Path) -> Result<SystemDescript
         for warning in error.warnings() {
             eprintln!("{warning}");
         }
-        TaskError::new(error.message())
+        TaskError::new(with_linux_hint(error.message().to_owned()))
     })
+}
+
+/// `message`, and what to run when it is a missing Linux guest file (which `cargo xtask linux`
+/// fetches or builds into `target/linux/guest`, never committed).
+pub fn with_linux_hint(message: String) -> String {
+    let missing_guest_file = [crate::linux::VMLINUZ, crate::linux::INITRAMFS]
+        .iter()
+        .any(|file| message.contains(&format!("unable to find prefill file: '{file}'")));
+    if missing_guest_file {
+        format!(
+            "{message}\n(the Linux guest's files: run `cargo xtask linux` first, which puts them in {})",
+            crate::linux::GUEST_FILES
+        )
+    } else {
+        message
+    }
 }
 
 /// The files written for one system.
@@ -152,5 +168,16 @@ mod tests {
         );
         assert_eq!(resolve(Path::new("absent.elf"), &paths), None);
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn a_missing_linux_guest_file_says_what_to_run() {
+        let missing =
+            "Error: unable to find prefill file: 'vmlinuz' on element 'memory_region': a.xml:3:5";
+        let hinted = with_linux_hint(missing.to_owned());
+        assert!(hinted.starts_with(missing));
+        assert!(hinted.contains("run `cargo xtask linux` first"), "{hinted}");
+        let other = "Error: unable to find prefill file: 'arch_check.bin' on element 'memory_region': a.xml:3:5";
+        assert_eq!(with_linux_hint(other.to_owned()), other);
     }
 }
