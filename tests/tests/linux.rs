@@ -31,7 +31,7 @@ use frameshift_xtask::qemu::{self, QemuOptions, RunOutcome};
 use frameshift_xtask::tasks::linux::{check_plain_boot, PlainBootReport};
 
 /// The longest any one boot may take (wall time) before it counts as hung.
-const TIMEOUT: Duration = Duration::from_secs(50);
+const TIMEOUT: Duration = Duration::from_secs(40);
 
 /// The guest's files: what `cargo xtask test` prepared, else fetched (or found cached) here.
 fn guest_files() -> Result<&'static GuestFiles, String> {

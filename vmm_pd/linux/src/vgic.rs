@@ -760,4 +760,57 @@ mod tests {
             })
         );
     }
+
+    /// A guest access: an IPA near or in the GIC's frames, a size of 1 to 8 bytes, a value.
+    fn access() -> impl proptest::strategy::Strategy<Value = (u64, u64, u64, bool)> {
+        use proptest::prelude::*;
+        let near = prop_oneof![
+            (0u64..GICD_SIZE + 0x100).prop_map(|offset| GICD_BASE.get() - 0x80 + offset),
+            (0u64..GICR_STRIDE * 3).prop_map(|offset| GICR_BASE.get() + offset),
+            any::<u64>(),
+        ];
+        (near, 0u32..4, any::<u64>(), any::<bool>())
+            .prop_map(|(ipa, size, value, write)| (ipa, 1 << size, value, write))
+    }
+
+    proptest::proptest! {
+        /// Whatever a guest does to the distributor and redistributors, the VMM does not
+        /// panic, a read returns no more bits than it asked for, an access outside the frames
+        /// changes nothing, and only real interrupts of real vCPUs come out for injection.
+        #[test]
+        fn any_guest_access_is_total_and_bounded(
+            vcpus in 1usize..3,
+            accesses in proptest::collection::vec(access(), 1..64),
+            raised in proptest::collection::vec((0usize..3, 0u32..80), 0..8),
+        ) {
+            let mut gic = Vgic::new(vcpus);
+            linux_boot(&mut gic, vcpus as u64);
+            for (vcpu, intid) in raised {
+                gic.raise_private(vcpu, intid);
+                gic.raise_spi(intid);
+            }
+            for (ipa, bytes, value, write) in accesses {
+                let ipa = Ipa(ipa);
+                let before = gic.clone();
+                if write {
+                    gic.write(ipa, bytes, value);
+                } else {
+                    let read = gic.read(ipa, bytes);
+                    if bytes < 8 {
+                        proptest::prop_assert!(read >> (bytes * 8) == 0, "{read:#x} from {bytes} bytes");
+                    }
+                }
+                if !gic.contains(ipa) || !write {
+                    proptest::prop_assert_eq!(&gic, &before);
+                }
+            }
+            for vcpu in 0..MAX_VCPUS + 1 {
+                while let Some(injection) = gic.next_injection(vcpu) {
+                    proptest::prop_assert!(vcpu < vcpus);
+                    proptest::prop_assert!(injection.intid < INTIDS);
+                    proptest::prop_assert!(injection.group <= 1);
+                }
+            }
+        }
+    }
 }

@@ -515,8 +515,8 @@ impl Vmm {
             }
             VmFault::Exception { esr, pc } => self.system_register(index, child, esr, pc),
         };
-        // Whatever was waiting for this vCPU's list registers gets another chance.
-        self.deliver(index);
+        // Whatever was waiting for a full set of list registers gets another chance.
+        self.deliver_all();
         reply
     }
 }
