@@ -763,7 +763,7 @@ mod tests {
                     // Frames leaving the guest: owned by it, or lent to it (teardown only).
                     let lent_to_dead_guest = operation == Operation::Teardown
                         && view.owner == Host
-                        && view.state == FrameState::Lent;
+                        && view.state == Lent;
                     assert!(
                         view.owner == Guest || lent_to_dead_guest,
                         "only frames leaving the guest"
