@@ -4,10 +4,15 @@
 //! (a notification to a higher-priority reader, and time-slice preemption between two equal
 //! spinners). Every register the hypervisor refuses must be refused as UNDEFINED, with the PD
 //! running on, from AArch64 EL1 and from AArch32 EL0. Each run prints `register channel cpu=<cpu> registers=<held> leaks=<n>`.
+//!
+//! vCPUs too: tests/systems/vcpu_arch.xml runs the `arch_check` guest, whose two vCPUs fill the
+//! EL1 registers a guest owns (and the boot vCPU a list register) with complementary values and
+//! re-check them while the other vCPU and the VMM (a PD) run in between, on each CPU. Each run
+//! prints `register channel vcpu cpu=<cpu> registers=<n> leaks=<n> lr-leaks=<n>`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use frameshift_tests::protocol::{self, texts};
 use frameshift_tests::scenario;
@@ -122,18 +127,31 @@ fn expected_outcome(cpu: Cpu, register: &str) -> &'static str {
     }
 }
 
-/// The image, built once per test binary.
-fn image() -> Result<PathBuf, String> {
-    static IMAGE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    IMAGE
-        .get_or_init(|| scenario::build_image(&scenario::system_path(SYSTEM), SYSTEM))
+/// The vCPU system and its domains.
+const VCPU_SYSTEM: &str = "vcpu_arch";
+const VCPU_DOMAINS: [&str; 2] = ["vmm", "guest"];
+
+/// The image of `system`, built once per test binary.
+fn image(system: &'static str) -> Result<PathBuf, String> {
+    static IMAGES: Mutex<BTreeMap<&str, Result<PathBuf, String>>> = Mutex::new(BTreeMap::new());
+    let mut images = IMAGES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    images
+        .entry(system)
+        .or_insert_with(|| scenario::build_image(&scenario::system_path(system), system))
         .clone()
 }
 
 /// Boots the image on `cpu`, one QEMU at a time, with the scenario timeout.
 fn boot(cpu: Cpu) -> Result<RunOutcome, String> {
+    boot_system(SYSTEM, cpu)
+}
+
+/// Boots `system` on `cpu`, one QEMU at a time, with the scenario timeout.
+fn boot_system(system: &'static str, cpu: Cpu) -> Result<RunOutcome, String> {
     static QEMU: Mutex<()> = Mutex::new(());
-    let image = image()?;
+    let image = image(system)?;
     let _one_at_a_time = QEMU.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let options = QemuOptions {
         timeout: Some(scenario::TIMEOUT),
@@ -297,4 +315,77 @@ fn no_register_carries_data_between_domains_on_cortex_a53() -> Result<(), String
 #[test]
 fn no_register_carries_data_between_domains_on_max() -> Result<(), String> {
     check(Cpu::Max)
+}
+
+/// The vCPU case: both runs of arch_check report every register held apart on both vCPUs, no
+/// leak, no list-register leak, and the other vCPU and the VMM ran between checks.
+fn check_vcpus(cpu: Cpu) -> Result<(), String> {
+    let run = boot_system(VCPU_SYSTEM, cpu)?;
+    let console = run.console.as_str();
+    let lines: Vec<BTreeMap<String, u64>> = texts(console, "guest")
+        .into_iter()
+        .filter(|text| text.starts_with("registers "))
+        .map(|text| {
+            text.split(' ')
+                .filter_map(|field| field.split_once('='))
+                .map(|(key, value)| {
+                    // `a,b` (one number per vCPU) counts as the smaller.
+                    let number = value
+                        .split(',')
+                        .map(|part| part.parse::<u64>().unwrap_or(0))
+                        .min()
+                        .unwrap_or(0);
+                    (key.to_owned(), number)
+                })
+                .collect()
+        })
+        .collect();
+    let total = |key: &str| -> u64 {
+        lines
+            .iter()
+            .map(|fields| fields.get(key).copied().unwrap_or(u64::MAX))
+            .sum()
+    };
+    println!(
+        "register channel vcpu cpu={} registers={} leaks={} lr-leaks={}",
+        cpu.qemu_name(),
+        lines
+            .first()
+            .and_then(|fields| fields.get("checked"))
+            .copied()
+            .unwrap_or(0),
+        total("leaks"),
+        total("lr-leaks"),
+    );
+    assert_eq!(
+        lines.len(),
+        2,
+        "one registers line per run; console:\n{console}"
+    );
+    for fields in &lines {
+        assert_eq!(fields.get("checked"), Some(&17), "{console}");
+        assert_eq!(fields.get("distinct"), Some(&17), "{console}");
+        assert_eq!(fields.get("leaks"), Some(&0), "{console}");
+        assert_eq!(fields.get("lr-leaks"), Some(&0), "{console}");
+        assert!(
+            fields.get("interleavings").is_some_and(|&n| n >= 1),
+            "{console}"
+        );
+        assert!(fields.get("vmm-runs").is_some_and(|&n| n >= 1), "{console}");
+    }
+    let halt = protocol::check(console, &VCPU_DOMAINS)
+        .map_err(|error| format!("{error}\nconsole:\n{console}"))?;
+    assert_eq!((halt.status, run.exit_code()), (0, 0), "{console}");
+    assert_eq!(halt.reason, "system-off", "{console}");
+    Ok(())
+}
+
+#[test]
+fn no_register_carries_data_between_vcpus_on_cortex_a53() -> Result<(), String> {
+    check_vcpus(Cpu::CortexA53)
+}
+
+#[test]
+fn no_register_carries_data_between_vcpus_on_max() -> Result<(), String> {
+    check_vcpus(Cpu::Max)
 }

@@ -24,6 +24,15 @@ impl Doorbell {
         }
     }
 
+    /// The `STATUS` of the last command, read again: an access the VMM emulates, so it runs.
+    pub fn status(self) -> u64 {
+        #[allow(unsafe_code)]
+        // SAFETY: as in `ring`: the doorbell page is mapped as Device memory and registered.
+        unsafe {
+            mmio::read64(DOORBELL_IPA.add(STATUS))
+        }
+    }
+
     /// The `VALUE` the last command produced.
     pub fn value(self) -> u64 {
         #[allow(unsafe_code)]

@@ -47,6 +47,9 @@ pub enum ProgramKind {
     Demo,
     /// `abi_check`: calls every guest function and checks every answer.
     AbiCheck,
+    /// `arch_check`: checks what the hypervisor's arch layer gives a vCPU (its own stage 1, the
+    /// virtual timer through the VMM, no register shared with another context).
+    ArchCheck,
 }
 
 impl ProgramKind {
@@ -54,6 +57,7 @@ impl ProgramKind {
         match self {
             Self::Demo => 1,
             Self::AbiCheck => 2,
+            Self::ArchCheck => 3,
         }
     }
 
@@ -61,6 +65,7 @@ impl ProgramKind {
         match code {
             1 => Some(Self::Demo),
             2 => Some(Self::AbiCheck),
+            3 => Some(Self::ArchCheck),
             _ => None,
         }
     }
@@ -70,6 +75,7 @@ impl ProgramKind {
         match self {
             Self::Demo => "demo_guest",
             Self::AbiCheck => "abi_check",
+            Self::ArchCheck => "arch_check",
         }
     }
 }
@@ -180,7 +186,7 @@ impl Command {
 mod tests {
     use super::*;
 
-    fn every_command(ipa: Ipa) -> [Command; 16] {
+    fn every_command(ipa: Ipa) -> [Command; 17] {
         [
             Command::Hello {
                 program: ProgramKind::Demo,
@@ -189,6 +195,10 @@ mod tests {
             Command::Hello {
                 program: ProgramKind::AbiCheck,
                 mode: ConversionMode::Split,
+            },
+            Command::Hello {
+                program: ProgramKind::ArchCheck,
+                mode: ConversionMode::History,
             },
             Command::BufferShared(ipa),
             Command::BufferUnshared(ipa),
@@ -250,7 +260,7 @@ mod tests {
             assert_eq!(Command::decode(word), None, "{word:#x}");
         }
         // HELLO with an unknown program or mode.
-        assert_eq!(Command::decode(3 << 12 | 1), None);
+        assert_eq!(Command::decode(4 << 12 | 1), None);
         assert_eq!(Command::decode((1 | 3 << 4) << 12 | 1), None);
         assert_eq!(Command::decode(1 << 12 | 1), None);
     }

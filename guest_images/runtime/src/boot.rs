@@ -5,7 +5,7 @@
 //!   run(): x0 == BOOT_MAGIC?  -- no -->  bare: RAM = the image and a few pages, no hypercalls
 //!           | yes
 //!           MMIO_GUARD(UART)              (refused: console through FS_CONSOLE_WRITE)
-//!           FS_MEM_STATE(RAM | 1 << 39)   private there => split mode, else history mode
+//!           HYP_MEMINFO                   x2 = 1 << 39 => split mode, 0 => history mode
 //!           FS_MEM_STATE from the RAM base => how much RAM is ours
 //!         stage 1 built and on, first console line, main(&guest), PSCI SYSTEM_OFF
 //! ```
@@ -17,7 +17,7 @@ use crate::calls::{self, SmcccError};
 use crate::console::{self, ConsoleBackend};
 use crate::memory_map::{self, GuestRam, MemoryPlan, TablePage, TablePool};
 use frameshift_abi::addr::{Ipa, PAGE_SIZE};
-use frameshift_abi::guest_call::{MemState, MAX_RANGE_PAGES};
+use frameshift_abi::guest_call::{MemState, MAX_RANGE_PAGES, SPLIT_SHARED_BIT};
 use frameshift_vm_protocol::boot::{ConversionMode, Launcher, GUEST_RAM_IPA};
 use frameshift_vm_protocol::pl011::UART_IPA;
 
@@ -54,10 +54,42 @@ impl Guest {
     }
 }
 
-/// The mode the hypervisor runs this guest in: the shared alias of the first RAM page answers
-/// as a private page of ours only in split mode, where a guest "may name either half"
-/// (docs/ABI.md, `FS_MEM_STATE`); in history mode that IPA is not ours at all.
-pub fn detect_mode(ram_base: Ipa) -> ConversionMode {
+/// Why the hypervisor's `HYP_MEMINFO` answer gives no conversion mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModeError {
+    /// The call itself failed.
+    Call(SmcccError),
+    /// `x2` is neither 0 nor the split-mode alias bit.
+    UnknownAlias(u64),
+}
+
+impl core::fmt::Display for ModeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Call(error) => write!(f, "HYP_MEMINFO failed: {error}"),
+            Self::UnknownAlias(bit) => {
+                write!(f, "HYP_MEMINFO x2 = {bit:#x} is no alias bit I know")
+            }
+        }
+    }
+}
+
+/// The mode the hypervisor runs this guest in, from `HYP_MEMINFO`'s `x2` (docs/ABI.md): the
+/// shared-alias bit in split mode, 0 in history mode. The VMM has no say in it.
+pub fn detect_mode() -> Result<ConversionMode, ModeError> {
+    let info = calls::hyp_meminfo().map_err(ModeError::Call)?;
+    match info.shared_alias {
+        0 => Ok(ConversionMode::History),
+        SPLIT_SHARED_BIT => Ok(ConversionMode::Split),
+        other => Err(ModeError::UnknownAlias(other)),
+    }
+}
+
+/// The mode as the state query sees it: the shared alias of the first RAM page answers as a
+/// private page of ours only in split mode, where a guest "may name either half" (docs/ABI.md,
+/// `FS_MEM_STATE`); in history mode that IPA is not ours at all. A cross-check of
+/// [`detect_mode`] for the ABI checker.
+pub fn mode_from_mem_state(ram_base: Ipa) -> ConversionMode {
     match calls::mem_state(ram_base.shared_alias(), 1) {
         Ok(answer) if answer.state() == Some(MemState::Owned) => ConversionMode::Split,
         _ => ConversionMode::History,
@@ -67,12 +99,18 @@ pub fn detect_mode(ram_base: Ipa) -> ConversionMode {
 /// Most RAM boot looks for: 1 GiB.
 pub const MAX_RAM_PAGES: u64 = 1 << 18;
 
-/// How many private pages start at `base`: the guest's RAM at boot, when it has shared nothing.
+/// How many pages from `base` are in the state of the first one: the guest's RAM at boot, when
+/// it has shared nothing. In a protected VM that is private memory; in a VM that is not
+/// protected, the VMM's memory mapped into it.
 pub fn measure_ram(base: Ipa) -> Result<u64, SmcccError> {
+    let first = calls::mem_state(base, 1)?.state();
+    if first.is_none() || first == Some(MemState::NoPage) {
+        return Ok(0);
+    }
     let mut pages = 0;
     while pages < MAX_RAM_PAGES {
         let answer = calls::mem_state(Ipa(base.get() + pages * PAGE_SIZE), MAX_RANGE_PAGES)?;
-        if answer.state() != Some(MemState::Owned) {
+        if answer.state() != first {
             break;
         }
         let run = answer.run.min(MAX_RANGE_PAGES);
@@ -119,7 +157,11 @@ pub fn run(program: &'static str, boot_register: u64, devices: &[Ipa], main: fn(
                 base: GUEST_RAM_IPA,
                 pages,
             };
-            (Some(detect_mode(GUEST_RAM_IPA)), ram)
+            let mode = match detect_mode() {
+                Ok(mode) => mode,
+                Err(error) => fail(format_args!("no conversion mode: {error}")),
+            };
+            (Some(mode), ram)
         }
         Launcher::Bare => {
             let image_pages = (image.end - image.start).div_ceil(PAGE_SIZE);
@@ -228,7 +270,7 @@ macro_rules! guest_main {
 mod tests {
     use super::*;
     use crate::conduit::install_fake;
-    use frameshift_abi::guest_call::FS_MEM_STATE;
+    use frameshift_abi::guest_call::{FS_MEM_STATE, HYP_MEMINFO};
     use std::cell::RefCell;
     use std::rc::Rc;
     use std::vec::Vec;
@@ -253,19 +295,49 @@ mod tests {
         log
     }
 
-    #[test]
-    fn split_mode_is_when_the_alias_is_ours() {
-        let _log = hypervisor(512, true);
-        assert_eq!(detect_mode(GUEST_RAM_IPA), ConversionMode::Split);
-        let log = hypervisor(512, false);
-        assert_eq!(detect_mode(GUEST_RAM_IPA), ConversionMode::History);
-        assert_eq!(*log.borrow(), [(0x80_4000_0000, 1)]);
+    /// A fake hypervisor that answers `HYP_MEMINFO` with `x2` = `alias` and records the calls.
+    fn meminfo(alias: u64) -> Rc<RefCell<Vec<u64>>> {
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let calls = log.clone();
+        install_fake(move |_, registers| {
+            calls.borrow_mut().push(registers[0]);
+            *registers = [0; 18];
+            registers[0] = 4096;
+            registers[1] = 1;
+            registers[2] = alias;
+        });
+        log
     }
 
     #[test]
-    fn a_refused_query_means_history_mode() {
+    fn the_mode_is_hyp_meminfos_alias_bit() {
+        let log = meminfo(1 << 39);
+        assert_eq!(detect_mode(), Ok(ConversionMode::Split));
+        assert_eq!(*log.borrow(), [u64::from(HYP_MEMINFO)]);
+        let _log = meminfo(0);
+        assert_eq!(detect_mode(), Ok(ConversionMode::History));
+    }
+
+    #[test]
+    fn an_unknown_alias_or_a_failed_call_gives_no_mode() {
+        let _log = meminfo(1 << 38);
+        assert_eq!(detect_mode(), Err(ModeError::UnknownAlias(1 << 38)));
+        install_fake(|_, registers| registers[0] = SmcccError::NOT_SUPPORTED.0 as u64);
+        assert_eq!(
+            detect_mode(),
+            Err(ModeError::Call(SmcccError::NOT_SUPPORTED))
+        );
+    }
+
+    #[test]
+    fn the_state_query_cross_check_sees_the_alias_only_in_split_mode() {
+        let _log = hypervisor(512, true);
+        assert_eq!(mode_from_mem_state(GUEST_RAM_IPA), ConversionMode::Split);
+        let log = hypervisor(512, false);
+        assert_eq!(mode_from_mem_state(GUEST_RAM_IPA), ConversionMode::History);
+        assert_eq!(*log.borrow(), [(0x80_4000_0000, 1)]);
         install_fake(|_, registers| registers[0] = SmcccError::INVALID_PARAMETER.0 as u64);
-        assert_eq!(detect_mode(GUEST_RAM_IPA), ConversionMode::History);
+        assert_eq!(mode_from_mem_state(GUEST_RAM_IPA), ConversionMode::History);
     }
 
     #[test]
@@ -274,8 +346,15 @@ mod tests {
         assert_eq!(measure_ram(GUEST_RAM_IPA), Ok(1031));
         assert_eq!(
             *log.borrow(),
-            [(0x4000_0000, 512), (0x4020_0000, 512), (0x4040_0000, 512)]
+            [
+                (0x4000_0000, 1),
+                (0x4000_0000, 512),
+                (0x4020_0000, 512),
+                (0x4040_0000, 512)
+            ]
         );
+        let _log = hypervisor(0, false);
+        assert_eq!(measure_ram(GUEST_RAM_IPA), Ok(0));
         let _log = hypervisor(512, false);
         assert_eq!(measure_ram(GUEST_RAM_IPA), Ok(512));
     }

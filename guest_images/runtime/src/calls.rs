@@ -99,6 +99,9 @@ pub struct MemInfo {
     pub granule: u64,
     /// `x1`: bit 0 set when the memory calls take a page count (pKVM's range form).
     pub flags: u64,
+    /// `x2`: the shared-alias bit of a split-mode VM (`1 << 39`), 0 in history mode (a
+    /// Frameshift addition: pKVM leaves `x2` zero, which reads as history mode).
+    pub shared_alias: u64,
 }
 
 impl MemInfo {
@@ -114,6 +117,7 @@ pub fn hyp_meminfo() -> Result<MemInfo, SmcccError> {
     Ok(MemInfo {
         granule: status(results[0])?,
         flags: results[1],
+        shared_alias: results[2],
     })
 }
 

@@ -15,6 +15,7 @@
 //! - [`boot`]: `_start` to `main`: the launcher, the conversion mode and the RAM, stage 1.
 //! - [`calls`] and [`psci`]: every call of ABI family 1, typed; [`conduit`]: `HVC`/`SMC`.
 //! - [`console`]: `print!`/`println!` to the PL011 (emulated by the VMM) or `FS_CONSOLE_WRITE`.
+//! - [`cpu`]: probing the guest's own stage 1, its virtual GIC CPU interface and virtual timer.
 //! - [`memory_map`]: the stage-1 plan and the tables aarch64-paging builds from it.
 //! - [`page`]: free pages, and how to touch shared and private ones.
 //! - [`mmio`]: device register access the VMM can emulate from the syndrome.
@@ -35,6 +36,7 @@ pub mod boot;
 pub mod calls;
 pub mod conduit;
 pub mod console;
+pub mod cpu;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod entry;
 pub mod memory_map;

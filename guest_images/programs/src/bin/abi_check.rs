@@ -17,7 +17,7 @@ use frameshift_abi::guest_call::{
     self as abi, features_bitmap, KVM_UID, MEMINFO_GRANULE, MEMINFO_RANGE, PEER_HOST, PEER_NONE,
 };
 use frameshift_abi::smccc::{INVALID_PARAMETER, NOT_SUPPORTED};
-use frameshift_guest::boot::Guest;
+use frameshift_guest::boot::{mode_from_mem_state, Guest};
 use frameshift_guest::calls::raw;
 use frameshift_guest::conduit::Conduit;
 use frameshift_guest::console::{self, ConsoleBackend};
@@ -273,10 +273,16 @@ impl Checker<'_> {
         self.checks
             .equal("FEATURES = implemented", words, features_bitmap());
         let meminfo = hvc(abi::HYP_MEMINFO, &[0, 0, 0]);
+        // x2 is the shared-alias bit, which must agree with what the state query says about the
+        // alias of the first RAM page (boot took the mode from x2 alone).
+        let alias = match mode_from_mem_state(self.page(0)) {
+            ConversionMode::Split => abi::SPLIT_SHARED_BIT,
+            ConversionMode::History => 0,
+        };
         self.checks.equal(
             "HYP_MEMINFO",
-            (meminfo[0], meminfo[1]),
-            (MEMINFO_GRANULE, MEMINFO_RANGE),
+            (meminfo[0], meminfo[1], meminfo[2]),
+            (MEMINFO_GRANULE, MEMINFO_RANGE, alias),
         );
 
         self.checks

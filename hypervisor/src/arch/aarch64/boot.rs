@@ -39,7 +39,7 @@ pub struct State {
 /// (`.bss`).
 pub static STATE: GlobalCell<State> = GlobalCell::new(State {
     hypervisor: Hypervisor::EMPTY,
-    machine: El2Machine::EMPTY,
+    machine: El2Machine::empty(),
 });
 
 extern "C" {

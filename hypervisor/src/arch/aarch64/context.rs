@@ -1,6 +1,9 @@
 //! Per-context architectural state beyond the trap frame: the EL1 system registers, the GIC
 //! virtual CPU interface and the FP/SIMD register file, switched when the running context
-//! changes (the stage-2 root, `VTTBR_EL2`, is the context's domain's). docs/ISOLATION.md (I9) lists every register EL1
+//! changes (the stage-2 root, `VTTBR_EL2`, is the context's domain's), and the EL2 controls the
+//! context runs under (`HCR_EL2`, `VMPIDR_EL2`: controls.rs). PDs and vCPUs switch the same
+//! state; a vCPU differs in its controls (its own stage 1), its reset state (MMU and FP off),
+//! its list registers and its virtual timer. docs/ISOLATION.md (I9) lists every register EL1
 //! and EL0 can write on the supported CPUs and whether it is switched here, trapped or disabled.
 //!
 //! FP/SIMD is switched lazily: entering a domain that does not own the register file sets
@@ -8,12 +11,17 @@
 //! owner's state saved and this domain's loaded. A domain that never uses FP costs nothing.
 
 use aarch64_cpu::registers::*;
+use frameshift_abi::vcpu;
+use frameshift_core::ContextKind;
 
+use super::controls::{hcr_el2, vcpu_vmpidr, HcrFeatures};
 use super::entry::{fs_fp_restore, fs_fp_save};
 use super::features::CpuFeatures;
 use super::gic::VirtualInterface;
+use super::list_registers;
 
-/// `SCTLR_EL1` for a fresh domain: stage 1 off, caches governed by `HCR_EL2.DC`; only RES1 bits.
+/// `SCTLR_EL1` for a fresh context: stage 1 off (M = 0), data and instruction caches off for a
+/// vCPU (C = I = 0; a PD's memory attributes come from `HCR_EL2.DC`); only RES1 bits.
 const SCTLR_EL1_RESET: u64 = 0x30D0_0800;
 /// `CPACR_EL1.FPEN` = 0b11: EL1 and EL0 may use FP/SIMD (PD programs are built with NEON).
 const CPACR_EL1_FP_ON: u64 = 3 << 20;
@@ -57,13 +65,50 @@ pub struct El1Registers {
 }
 
 impl El1Registers {
-    /// A fresh domain's EL1 state.
+    /// A fresh PD's EL1 state: stage 1 off, FP/SIMD on (PD programs are built with NEON).
     pub const fn initial() -> Self {
         Self {
             sctlr: SCTLR_EL1_RESET,
             cpacr: CPACR_EL1_FP_ON,
             ..Self::zeroed()
         }
+    }
+
+    /// A fresh vCPU's EL1 state, as a CPU comes out of reset into a guest's first instruction:
+    /// MMU and caches off, FP/SIMD trapped to the guest's own EL1 (`CPACR_EL1.FPEN` = 0, which
+    /// its boot code turns on), virtual timer disabled, everything else zero.
+    pub const fn vcpu_reset() -> Self {
+        Self {
+            sctlr: SCTLR_EL1_RESET,
+            ..Self::zeroed()
+        }
+    }
+
+    /// The field behind a VMM register number (`frameshift_abi::vcpu::REG_SP_EL0` to
+    /// `REG_CNTV_CVAL_EL0`; `REG_MPIDR_EL1` is not here: it is the context's `VMPIDR_EL2`).
+    pub fn vcpu_register_mut(&mut self, register: u64) -> Option<&mut u64> {
+        Some(match register {
+            vcpu::REG_SP_EL0 => &mut self.sp_el0,
+            vcpu::REG_SCTLR_EL1 => &mut self.sctlr,
+            vcpu::REG_TTBR0_EL1 => &mut self.ttbr0,
+            vcpu::REG_TTBR1_EL1 => &mut self.ttbr1,
+            vcpu::REG_TCR_EL1 => &mut self.tcr,
+            vcpu::REG_MAIR_EL1 => &mut self.mair,
+            vcpu::REG_VBAR_EL1 => &mut self.vbar,
+            vcpu::REG_ELR_EL1 => &mut self.elr,
+            vcpu::REG_SPSR_EL1 => &mut self.spsr,
+            vcpu::REG_ESR_EL1 => &mut self.esr,
+            vcpu::REG_FAR_EL1 => &mut self.far,
+            vcpu::REG_TPIDR_EL1 => &mut self.tpidr_el1,
+            vcpu::REG_CNTV_CTL_EL0 => &mut self.cntv_ctl,
+            vcpu::REG_CNTV_CVAL_EL0 => &mut self.cntv_cval,
+            _ => return None,
+        })
+    }
+
+    /// The saved `SCTLR_EL1.M`: the context's stage 1 is on.
+    pub const fn stage1_on(&self) -> bool {
+        self.sctlr & 1 != 0
     }
 
     /// All zero: the state of an unused slot (never loaded into a CPU).
@@ -236,15 +281,70 @@ pub struct ArchContext {
     pub gic: VirtualInterface,
     /// FP/SIMD registers while another context owns the register file.
     pub fp: FpState,
+    /// A vCPU (else a PD).
+    pub vcpu: bool,
+    /// `HCR_EL2` while it runs (controls.rs).
+    pub hcr: u64,
+    /// `VMPIDR_EL2` while it runs: what it reads as `MPIDR_EL1`.
+    pub vmpidr: u64,
+    /// The vCPU's virtual timer (PPI 27) fired and its VMM has not acknowledged it yet
+    /// (`PD_VCPU_ACK_VPPI`): the PPI stays disabled at the redistributor while it runs.
+    pub virtual_timer_masked: bool,
+    /// Which creation of the context this is (unique per boot): state the CPU keeps lazily
+    /// for a context (FP/SIMD, stage-1 TLB entries) belongs to one incarnation only, so a vCPU
+    /// the core re-created never inherits its previous life's registers.
+    pub incarnation: u64,
 }
 
 impl ArchContext {
-    /// A context about to run for the first time.
-    pub const fn initial() -> Self {
-        Self {
-            el1: El1Registers::initial(),
-            gic: VirtualInterface::initial(),
-            fp: FpState::zeroed(),
+    /// A context of `kind` about to run for the first time on a CPU with `features` whose own
+    /// `MPIDR_EL1` is `cpu_mpidr`.
+    pub const fn new(
+        kind: ContextKind,
+        features: &CpuFeatures,
+        cpu_mpidr: u64,
+        incarnation: u64,
+    ) -> Self {
+        let hcr = hcr_el2(
+            kind,
+            HcrFeatures {
+                lor: features.lor,
+                ras: features.ras,
+            },
+        );
+        match kind {
+            // Exactly what every PD ran with before vCPUs: the CPU's own MPIDR.
+            ContextKind::Pd => Self {
+                el1: El1Registers::initial(),
+                gic: VirtualInterface::new(features, false),
+                fp: FpState::zeroed(),
+                vcpu: false,
+                hcr,
+                vmpidr: cpu_mpidr,
+                virtual_timer_masked: false,
+                incarnation,
+            },
+            ContextKind::Vcpu { mpidr } => Self {
+                el1: El1Registers::vcpu_reset(),
+                gic: VirtualInterface::new(features, true),
+                fp: FpState::zeroed(),
+                vcpu: true,
+                hcr,
+                vmpidr: vcpu_vmpidr(mpidr),
+                virtual_timer_masked: false,
+                incarnation,
+            },
         }
+    }
+
+    /// Whether the virtual timer's PPI may interrupt this context now that it is on the CPU,
+    /// given its live list registers ([`list_registers::virtual_timer_wanted`]).
+    pub fn virtual_timer_wanted(&self, live_list_registers: &[u64]) -> bool {
+        list_registers::virtual_timer_wanted(
+            self.vcpu,
+            self.virtual_timer_masked,
+            frameshift_core::arch::VIRTUAL_TIMER_PPI,
+            live_list_registers,
+        )
     }
 }

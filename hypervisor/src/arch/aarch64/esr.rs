@@ -4,7 +4,7 @@
 //! reads the registers and the core sees only the typed exit ([`Exit`](frameshift_core::Exit)).
 
 use frameshift_core::kernel::{FaultKind, FaultReport, InstructionLength};
-use frameshift_core::Ipa;
+use frameshift_core::{Exit, Ipa};
 
 /// `ESR_EL2.EC` (bits 31:26): the exception class.
 pub const fn exception_class(esr: u64) -> u64 {
@@ -78,6 +78,123 @@ pub const fn classify_abort(esr: u64) -> FaultKind {
 /// bits 47:12), the offset from `FAR_EL2` (DESIGN.md 9).
 pub const fn abort_ipa(hpfar: u64, far: u64) -> Ipa {
     Ipa(((hpfar & 0xF_FFFF_FFF0) << 8) | (far & 0xFFF))
+}
+
+/// `ESR_EL2.ISS.S1PTW` of an abort (bit 7): the stage-2 fault happened on the walk of the
+/// domain's own stage-1 tables.
+const S1PTW: u64 = 1 << 7;
+/// `ESR_EL2.ISS.FnV` of an abort (bit 10): `FAR_EL2` is not valid.
+const FNV: u64 = 1 << 10;
+
+/// Whether `HPFAR_EL2` holds the faulting IPA: only for the stage-2 translation, access flag and
+/// permission faults (fault status 0x04-0x0F; Arm ARM, `HPFAR_EL2`). For any other abort
+/// taken to EL2 (an external abort, a TLB conflict...) its value is UNKNOWN.
+pub const fn hpfar_valid(esr: u64) -> bool {
+    matches!(esr & 0x3F, 0x04..=0x0F)
+}
+
+/// The faulting IPA of an abort from a lower EL, if the registers tell it:
+///
+/// - `HPFAR_EL2` valid ([`hpfar_valid`]): its page with `FAR_EL2`'s offset ([`abort_ipa`]);
+///   when the fault was on a stage-1 table walk (`S1PTW`), `FAR_EL2` is the address being
+///   translated, not the descriptor's, so the offset is left 0;
+/// - otherwise, when the domain's stage 1 is off (`stage1_off`: a PD, or a guest before it
+///   turns its MMU on) and `FAR_EL2` is valid: `FAR_EL2` itself, which is then the IPA;
+/// - otherwise `None`: the IPA is unknown (the trap reports IPA 0 and an
+///   [`FaultKind::OtherAbort`]).
+pub const fn fault_ipa(esr: u64, hpfar: u64, far: u64, stage1_off: bool) -> Option<Ipa> {
+    if hpfar_valid(esr) {
+        let offset = if esr & S1PTW != 0 { 0 } else { far };
+        Some(abort_ipa(hpfar, offset))
+    } else if stage1_off && esr & FNV == 0 {
+        Some(Ipa(far))
+    } else {
+        None
+    }
+}
+
+/// The registers a synchronous exception from EL1 is decoded from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncSyndrome {
+    /// `ESR_EL2`.
+    pub esr: u64,
+    /// `HPFAR_EL2`.
+    pub hpfar: u64,
+    /// `FAR_EL2`.
+    pub far: u64,
+    /// `ELR_EL2`: the faulting instruction (the trap frame's PC).
+    pub pc: u64,
+}
+
+/// What the trapped context is, as far as decoding its exception goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Trapped {
+    /// A vCPU (else a PD).
+    pub vcpu: bool,
+    /// Its stage 1 is off: always for a PD (`HCR_EL2.DC`), for a vCPU while `SCTLR_EL1.M` is 0.
+    pub stage1_off: bool,
+    /// It has installed an EL1 exception vector (`VBAR_EL1` is not 0).
+    pub has_vectors: bool,
+}
+
+/// What the trap handler does with a synchronous exception from EL1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncAction {
+    /// An FP/SIMD instruction of a context that does not own the register file: switch it
+    /// lazily and retry the instruction.
+    SwitchFp,
+    /// A PD's access to a feature EL2 refuses: give it back as UNDEFINED at its EL1 vector.
+    Undefined,
+    /// Tell the core.
+    Exit(Exit),
+}
+
+/// Decodes a synchronous exception from EL1 (Arm ARM D24.2.40, the `ESR_EL2` exception
+/// classes). The same classes mean the same exits for a PD and a vCPU, except:
+///
+/// - a refused system-register or instruction access (an [`is_refused_access`] class) is
+///   given back to a PD as UNDEFINED when it has vectors, but is a fault of unknown kind for a
+///   vCPU, which its VMM handles (`FAULT_VM_EXCEPTION`);
+/// - an abort is never `injectable` for a vCPU: its VMM decides.
+pub const fn decode_sync(syndrome: SyncSyndrome, trapped: Trapped) -> SyncAction {
+    let esr = syndrome.esr;
+    let class = exception_class(esr);
+    let exit = match class {
+        EC_FP => return SyncAction::SwitchFp,
+        EC_HVC64 => Exit::Hypercall,
+        EC_SMC64 => Exit::SecureMonitorCall(instruction_length(esr)),
+        EC_WFX => Exit::WaitForInterrupt(instruction_length(esr)),
+        EC_DATA_ABORT_LOWER | EC_INSTRUCTION_ABORT_LOWER => {
+            let ipa = fault_ipa(esr, syndrome.hpfar, syndrome.far, trapped.stage1_off);
+            let (kind, ipa) = match ipa {
+                Some(ipa) => (classify_abort(esr), ipa),
+                None => (FaultKind::OtherAbort, Ipa(0)),
+            };
+            Exit::Fault(FaultReport {
+                kind,
+                ipa,
+                esr,
+                pc: syndrome.pc,
+                injectable: !trapped.vcpu && trapped.has_vectors,
+            })
+        }
+        _ if is_refused_access(class) && !trapped.vcpu && trapped.has_vectors => {
+            return SyncAction::Undefined
+        }
+        _ => Exit::Fault(unknown_fault(esr, syndrome.pc)),
+    };
+    SyncAction::Exit(exit)
+}
+
+/// The report of an exception the hypervisor does not serve itself.
+pub const fn unknown_fault(esr: u64, pc: u64) -> FaultReport {
+    FaultReport {
+        kind: FaultKind::Unknown,
+        ipa: Ipa(0),
+        esr,
+        pc,
+        injectable: false,
+    }
 }
 
 /// `ESR_EL1` of the synchronous external abort given back to the domain: a data abort becomes
@@ -187,6 +304,146 @@ mod tests {
                 is_refused_access(class),
                 refused.contains(&class),
                 "{class:#x}"
+            );
+        }
+    }
+
+    const PD: Trapped = Trapped {
+        vcpu: false,
+        stage1_off: true,
+        has_vectors: true,
+    };
+    const GUEST: Trapped = Trapped {
+        vcpu: true,
+        stage1_off: false,
+        has_vectors: true,
+    };
+
+    fn syndrome(esr: u64) -> SyncSyndrome {
+        SyncSyndrome {
+            esr,
+            hpfar: (0x12_3456_7000_u64 >> 12) << 4,
+            far: 0xFFFF_0000_1234_5ABC,
+            pc: 0x4000_1000,
+        }
+    }
+
+    #[test]
+    fn a_guest_abort_reports_the_full_ipa_and_is_never_injected() {
+        // `str w1, [x0]` to an unmapped page, guest MMU on: FAR is a VA, HPFAR the IPA page.
+        let esr = (0x24 << 26) | (1 << 25) | (1 << 24) | (2 << 22) | (1 << 16) | (1 << 6) | 0x07;
+        let expected = FaultReport {
+            kind: FaultKind::Translation,
+            ipa: Ipa(0x12_3456_7ABC),
+            esr,
+            pc: 0x4000_1000,
+            injectable: false,
+        };
+        assert_eq!(
+            decode_sync(syndrome(esr), GUEST),
+            SyncAction::Exit(Exit::Fault(expected))
+        );
+        // The same abort from a PD with vectors can be given back to it.
+        assert_eq!(
+            decode_sync(syndrome(esr), PD),
+            SyncAction::Exit(Exit::Fault(FaultReport {
+                injectable: true,
+                ..expected
+            }))
+        );
+        // An instruction fetch from a page without execute rights: permission, level 3.
+        let fetch = (0x20 << 26) | (1 << 25) | 0x0F;
+        assert_eq!(
+            decode_sync(syndrome(fetch), GUEST),
+            SyncAction::Exit(Exit::Fault(FaultReport {
+                kind: FaultKind::Permission,
+                esr: fetch,
+                ..expected
+            }))
+        );
+    }
+
+    #[test]
+    fn without_a_valid_hpfar_the_ipa_is_far_only_with_stage_1_off() {
+        // Synchronous external abort (FSC 0x10): HPFAR_EL2 is UNKNOWN.
+        let external = (0x24 << 26) | (1 << 25) | 0x10;
+        assert!(!hpfar_valid(external));
+        assert_eq!(
+            fault_ipa(external, 0x000D_EAD0, 0x4000_0123, true),
+            Some(Ipa(0x4000_0123))
+        );
+        assert_eq!(fault_ipa(external, 0x000D_EAD0, 0x4000_0123, false), None);
+        // FnV: FAR_EL2 is not valid either.
+        assert_eq!(fault_ipa(external | (1 << 10), 0, 0x4000_0123, true), None);
+        let SyncAction::Exit(Exit::Fault(report)) = decode_sync(syndrome(external), GUEST) else {
+            panic!("an abort is a fault");
+        };
+        assert_eq!((report.kind, report.ipa), (FaultKind::OtherAbort, Ipa(0)));
+        // Access flag faults (FSC 0x09-0x0B) do have a valid HPFAR_EL2.
+        assert_eq!(
+            fault_ipa(0x0B, 0x4_0000 << 4, 0x7FF, false),
+            Some(Ipa(0x4000_07FF))
+        );
+    }
+
+    #[test]
+    fn a_fault_on_the_guests_own_table_walk_has_no_offset() {
+        // S1PTW: HPFAR is the IPA of the stage-1 descriptor's page; FAR is the VA translated.
+        let esr = (0x24 << 26) | (1 << 25) | (1 << 7) | 0x06;
+        assert_eq!(
+            fault_ipa(esr, 0x4_0010 << 4, 0xFFFF_0000_0000_0ABC, false),
+            Some(Ipa(0x4001_0000))
+        );
+    }
+
+    #[test]
+    fn calls_and_waits_decode_alike_for_pds_and_guests() {
+        let hvc = (0x16 << 26) | (1 << 25);
+        let smc = (0x17 << 26) | (1 << 25);
+        let wfi = (0x01 << 26) | (1 << 25);
+        for trapped in [PD, GUEST] {
+            assert_eq!(
+                decode_sync(syndrome(hvc), trapped),
+                SyncAction::Exit(Exit::Hypercall)
+            );
+            let SyncAction::Exit(Exit::SecureMonitorCall(length)) =
+                decode_sync(syndrome(smc), trapped)
+            else {
+                panic!("SMC is a secure monitor call");
+            };
+            assert_eq!(length.bytes(), 4);
+            let SyncAction::Exit(Exit::WaitForInterrupt(length)) =
+                decode_sync(syndrome(wfi), trapped)
+            else {
+                panic!("WFI waits");
+            };
+            assert_eq!(length.bytes(), 4);
+            assert_eq!(
+                decode_sync(syndrome(0x07 << 26 | 1 << 25), trapped),
+                SyncAction::SwitchFp
+            );
+        }
+    }
+
+    #[test]
+    fn a_trapped_system_register_is_undefined_for_a_pd_and_a_fault_for_a_guest() {
+        // `mrs x0, actlr_el1` trapped by HCR_EL2.TACR: EC 0x18.
+        let msr = (0x18 << 26) | (1 << 25) | 0x32_0C01;
+        assert_eq!(decode_sync(syndrome(msr), PD), SyncAction::Undefined);
+        let unknown = SyncAction::Exit(Exit::Fault(unknown_fault(msr, 0x4000_1000)));
+        assert_eq!(decode_sync(syndrome(msr), GUEST), unknown);
+        // A PD without vectors cannot take the UNDEF: it faults too.
+        let bare = Trapped {
+            has_vectors: false,
+            ..PD
+        };
+        assert_eq!(decode_sync(syndrome(msr), bare), unknown);
+        // An illegal execution state (EC 0x0E) is a fault of unknown kind for everyone.
+        let illegal = (0x0E << 26) | (1 << 25);
+        for trapped in [PD, GUEST] {
+            assert_eq!(
+                decode_sync(syndrome(illegal), trapped),
+                SyncAction::Exit(Exit::Fault(unknown_fault(illegal, 0x4000_1000)))
             );
         }
     }

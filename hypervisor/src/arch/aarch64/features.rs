@@ -9,7 +9,7 @@
 //! | FEAT_LOR (`ID_AA64MMFR1_EL1.LO`) | `LORSA/LOREA/LORN/LORC_EL1` | `HCR_EL2.TLOR` |
 //! | FEAT_HCX (`ID_AA64MMFR1_EL1.HCX`) | enables of later features | `HCRX_EL2` = 0 |
 //! | FEAT_AMUv1 (`ID_AA64PFR0_EL1.AMU`) | `AMCNTEN*`, `AMUSERENR_EL0` | `CPTR_EL2.TAM` |
-//! | GICv3 virtual interface (`ICH_VTR_EL2`, read by gic.rs) | `ICV_*` | `ICH_VMCR_EL2`, `ICH_AP{0,1}R<n>_EL2` switched |
+//! | GICv3 virtual interface (`ICH_VTR_EL2`, read by gic.rs) | `ICV_*` | `ICH_VMCR_EL2`, `ICH_AP{0,1}R<n>_EL2`, `ICH_LR<n>_EL2` switched |
 //!
 //! Features whose EL1 state needs fine-grained traps this hypervisor does not program are
 //! refused at boot by [`IdRegisters::unhandled_feature`]: no QEMU 7.2 CPU has them.
@@ -111,6 +111,8 @@ pub struct CpuFeatures {
     pub active_priority_registers: usize,
     /// `ICH_LR<n>_EL2` registers that exist (1 to 16).
     pub list_registers: usize,
+    /// Virtual priority bits the GIC implements (`ICH_VTR_EL2.PRIbits` + 1: 5 to 8).
+    pub virtual_priority_bits: u32,
 }
 
 impl CpuFeatures {
@@ -124,6 +126,7 @@ impl CpuFeatures {
         amu: false,
         active_priority_registers: 0,
         list_registers: 0,
+        virtual_priority_bits: 0,
     };
 
     /// Before the probe: nothing optional, one active-priority register per group (the minimum).
@@ -135,6 +138,7 @@ impl CpuFeatures {
         amu: false,
         active_priority_registers: 1,
         list_registers: 1,
+        virtual_priority_bits: 5,
     };
 
     /// These features with the GIC virtual interface's size from `ICH_VTR_EL2` (readable only
@@ -143,13 +147,15 @@ impl CpuFeatures {
         // ICH_VTR_EL2.PRIbits (31:29) is the number of virtual priority bits minus one: 5 bits
         // need one active-priority register per group, 6 need two, 7 need four (GICv3
         // architecture specification, ICH_AP0R<n>_EL2).
-        let active_priority_registers = match ((ich_vtr >> 29) & 0x7) + 1 {
+        let virtual_priority_bits = ((ich_vtr >> 29) & 0x7) as u32 + 1;
+        let active_priority_registers = match virtual_priority_bits {
             0..=5 => 1,
             6 => 2,
             _ => 4,
         };
         Self {
             active_priority_registers,
+            virtual_priority_bits,
             // ICH_VTR_EL2.ListRegs (4:0) is the number of list registers minus one.
             list_registers: (ich_vtr & 0x1F) as usize + 1,
             ..self

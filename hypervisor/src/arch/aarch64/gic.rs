@@ -12,7 +12,10 @@ use arm_gic::gicv3::registers::{Gicd, GicrSgi};
 use arm_gic::gicv3::{GicCpuInterface, GicError, GicV3};
 use arm_gic::{IntId, InterruptGroup, Trigger, UniqueMmioPointer};
 
+use frameshift_core::{ListRegistersFull, VirtualIrq};
+
 use super::features::CpuFeatures;
+use super::list_registers;
 
 /// The GIC driver, kept (in [`super::machine::El2Machine`]) after boot to mask and unmask PDs'
 /// interrupts.
@@ -26,6 +29,12 @@ const GICR_BASE: usize = 0x080A_0000;
 
 /// The EL2 physical timer's interrupt (DESIGN.md 9).
 pub const EL2_TIMER: IntId = IntId::ppi(10);
+
+/// The EL1 virtual timer's interrupt, PPI 27 (`frameshift_core::arch::VIRTUAL_TIMER_PPI`).
+/// Enabled only while a vCPU whose virtual timer is not masked runs ([`set_virtual_timer`]);
+/// when it fires the vCPU exits to its VMM (`FAULT_VM_VPPI`), which injects it as a virtual
+/// interrupt. A PD's virtual timer is never delivered (its PPI is disabled while a PD runs).
+pub const VIRTUAL_TIMER: IntId = IntId::ppi(11);
 
 /// Length of a time slice: 1/200 s = 5 ms.
 const SLICES_PER_SECOND: u64 = 200;
@@ -60,6 +69,9 @@ pub unsafe fn init(features: &mut CpuFeatures) -> Result<Gic, GicError> {
     gic.set_interrupt_priority(EL2_TIMER, Some(0), 0x80)?;
     gic.set_trigger(EL2_TIMER, Some(0), Trigger::Level)?;
     gic.enable_interrupt(EL2_TIMER, Some(0), true)?;
+    gic.set_interrupt_priority(VIRTUAL_TIMER, Some(0), DEVICE_PRIORITY)?;
+    gic.set_trigger(VIRTUAL_TIMER, Some(0), Trigger::Level)?;
+    gic.enable_interrupt(VIRTUAL_TIMER, Some(0), false)?;
     Ok(gic)
 }
 
@@ -87,11 +99,18 @@ pub fn unmask(gic: &mut Gic, intid: u32) {
     }
 }
 
+/// Enables or disables the virtual timer's PPI at the redistributor.
+pub fn set_virtual_timer(gic: &mut Gic, enabled: bool) {
+    let _ = gic.enable_interrupt(VIRTUAL_TIMER, Some(0), enabled);
+}
+
 /// An interrupt taken at EL2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Interrupt {
     /// The running domain's budget ran out (the timer is stopped until the next decision).
     TimeSlice,
+    /// The running vCPU's virtual timer fired; its PPI is now disabled.
+    VirtualTimer,
     /// A PD's interrupt, now masked until the PD acknowledges it.
     Device(u32),
 }
@@ -138,6 +157,11 @@ pub fn take_interrupt(gic: &mut Gic) -> Option<Interrupt> {
         // re-arms it for whichever domain runs next.
         stop_slice();
         Some(Interrupt::TimeSlice)
+    } else if intid == VIRTUAL_TIMER {
+        // Disabled before EOI: the level stays high until the guest handles its tick, so it
+        // must not fire again before the VMM acknowledged it (`ack_virtual_ppi`).
+        set_virtual_timer(gic, false);
+        Some(Interrupt::VirtualTimer)
     } else if let Some(index) = intid.spi_index() {
         let _ = gic.enable_interrupt(intid, None, false);
         Some(Interrupt::Device(index as u32 + 32))
@@ -148,65 +172,116 @@ pub fn take_interrupt(gic: &mut Gic) -> Option<Interrupt> {
     taken
 }
 
-/// The GIC virtual CPU interface state EL1 can change. With `HCR_EL2.IMO` and `FMO` set, every
+/// The GIC virtual CPU interface state a context owns. With `HCR_EL2.IMO` and `FMO` set, every
 /// EL1 access to an `ICC_*` register of the CPU interface reaches its `ICV_*` twin instead
 /// (GICv3 architecture specification 2.4, "Virtual CPU interface"), and those are backed by
-/// EL2 registers that a domain switch must carry over:
+/// EL2 registers that a context switch must carry over:
 ///
-/// | EL1 writes | backed by |
+/// | EL1 sees | backed by |
 /// | --- | --- |
 /// | `ICC_PMR_EL1`, `ICC_BPR0/1_EL1`, `ICC_IGRPEN0/1_EL1`, `ICC_CTLR_EL1` (CBPR, EOImode) | `ICH_VMCR_EL2` |
 /// | `ICC_AP0R<n>_EL1`, `ICC_AP1R<n>_EL1`, and the priority drop of `ICC_EOIR0/1_EL1` | `ICH_AP0R<n>_EL2`, `ICH_AP1R<n>_EL2` |
+/// | the virtual interrupts `ICC_IAR1_EL1` acknowledges, `ICC_EOIR1_EL1` completes | `ICH_LR<n>_EL2` (list_registers.rs) |
 ///
-/// The list registers `ICH_LR<n>_EL2` are not part of it: the hypervisor never makes one valid
-/// (no virtual interrupts yet), and EL1 can only move a valid entry between states (acknowledge,
-/// end of interrupt, deactivate), so they stay zero for every domain ([`reset_virtual_interface`]).
+/// Only a vCPU's interface is enabled (`ICH_HCR_EL2.En`) and only a vCPU's list registers are
+/// ever written by the hypervisor ([`VirtualInterface::inject`]); a PD's stay empty, and EL1 can
+/// only move a valid entry between states, so they stay zero for every PD.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VirtualInterface {
     vmcr: u64,
     ap0r: [u64; 4],
     ap1r: [u64; 4],
+    /// `ICH_LR<n>_EL2`; only the first `list_registers` exist on this CPU.
+    list: [u64; 16],
+    /// `ICH_HCR_EL2` while the context runs: En (bit 0) for a vCPU, 0 for a PD.
+    hcr: u64,
+    /// List registers this CPU implements (`ICH_VTR_EL2.ListRegs` + 1).
+    list_registers: usize,
+    /// The virtual priority bits this CPU implements, as a mask of the 8-bit field.
+    priority_mask: u8,
 }
 
+/// `ICH_HCR_EL2.En`: the virtual CPU interface signals the list registers' interrupts.
+const ICH_HCR_EN: u64 = 1;
+
 impl VirtualInterface {
-    /// A fresh domain's interface: every field zero (the CPU raises the binary points to their
-    /// minimum on the first write of `ICH_VMCR_EL2`), no active priority.
-    pub const fn initial() -> Self {
+    /// A fresh context's interface on a CPU with `features`: every register zero (the CPU
+    /// raises the binary points to their minimum on the first write of `ICH_VMCR_EL2`), no
+    /// active priority, no listed interrupt; enabled for a vCPU.
+    pub const fn new(features: &CpuFeatures, vcpu: bool) -> Self {
         Self {
             vmcr: 0,
             ap0r: [0; 4],
             ap1r: [0; 4],
+            list: [0; 16],
+            hcr: if vcpu { ICH_HCR_EN } else { 0 },
+            list_registers: if features.list_registers > 16 {
+                16
+            } else {
+                features.list_registers
+            },
+            priority_mask: list_registers::priority_mask(features.virtual_priority_bits),
         }
     }
 
-    /// Reads the live interface state (the outgoing domain's).
+    /// Lists `irq` pending in this (saved) interface: list_registers.rs says how. Refused for a
+    /// PD's interface, which is never enabled.
+    pub fn inject(&mut self, irq: VirtualIrq) -> Result<(), ListRegistersFull> {
+        if self.hcr & ICH_HCR_EN == 0 {
+            return Err(ListRegistersFull);
+        }
+        let count = self.list_registers.min(self.list.len());
+        list_registers::inject(&mut self.list[..count], irq, self.priority_mask)
+    }
+
+    /// Reads the live interface state (the outgoing context's), and disables the interface.
     pub fn save(&mut self, features: &CpuFeatures) {
         self.vmcr = ICH_VMCR_EL2.get();
         for index in 0..features.active_priority_registers.min(4) {
             self.ap0r[index] = read_ap0r(index);
             self.ap1r[index] = read_ap1r(index);
         }
+        let count = self.list_registers.min(self.list.len());
+        for (index, image) in self.list[..count].iter_mut().enumerate() {
+            *image = read_list_register(index);
+        }
     }
 
-    /// Loads this state into the interface (the incoming domain's).
+    /// Loads this state into the interface (the incoming context's).
     pub fn restore(&self, features: &CpuFeatures) {
         ICH_VMCR_EL2.set(self.vmcr);
         for index in 0..features.active_priority_registers.min(4) {
             write_ap0r(index, self.ap0r[index]);
             write_ap1r(index, self.ap1r[index]);
         }
+        let count = self.list_registers.min(self.list.len());
+        for (index, image) in self.list[..count].iter().enumerate() {
+            write_list_register(index, *image);
+        }
+        ICH_HCR_EL2.set(self.hcr);
     }
+}
+
+/// The running context's list registers as the GIC holds them now (the guest may have
+/// acknowledged or completed some since they were restored).
+pub fn live_list_registers(features: &CpuFeatures) -> ([u64; 16], usize) {
+    let mut images = [0; 16];
+    let count = features.list_registers.min(16);
+    for (index, image) in images[..count].iter_mut().enumerate() {
+        *image = read_list_register(index);
+    }
+    (images, count)
 }
 
 /// Puts the virtual CPU interface in a known state at boot (its reset state is UNKNOWN on
 /// hardware): no virtual interrupt enabled or listed, no maintenance interrupt, no trap, no
-/// active priority. Every domain then starts from [`VirtualInterface::initial`].
+/// active priority. Every PD then starts from [`VirtualInterface::new`].
 pub fn reset_virtual_interface(features: &CpuFeatures) {
     ICH_HCR_EL2.set(0);
     for index in 0..features.list_registers.min(16) {
         write_list_register(index, 0);
     }
-    VirtualInterface::initial().restore(features);
+    VirtualInterface::new(features, false).restore(features);
 }
 
 fn read_ap0r(index: usize) -> u64 {
@@ -242,6 +317,27 @@ fn write_ap1r(index: usize, value: u64) {
         1 => ICH_AP1R1_EL2.set(value),
         2 => ICH_AP1R2_EL2.set(value),
         _ => ICH_AP1R3_EL2.set(value),
+    }
+}
+
+fn read_list_register(index: usize) -> u64 {
+    match index {
+        0 => ICH_LR0_EL2.get(),
+        1 => ICH_LR1_EL2.get(),
+        2 => ICH_LR2_EL2.get(),
+        3 => ICH_LR3_EL2.get(),
+        4 => ICH_LR4_EL2.get(),
+        5 => ICH_LR5_EL2.get(),
+        6 => ICH_LR6_EL2.get(),
+        7 => ICH_LR7_EL2.get(),
+        8 => ICH_LR8_EL2.get(),
+        9 => ICH_LR9_EL2.get(),
+        10 => ICH_LR10_EL2.get(),
+        11 => ICH_LR11_EL2.get(),
+        12 => ICH_LR12_EL2.get(),
+        13 => ICH_LR13_EL2.get(),
+        14 => ICH_LR14_EL2.get(),
+        _ => ICH_LR15_EL2.get(),
     }
 }
 

@@ -4,8 +4,11 @@
 
 use aarch64_cpu::registers::*;
 
+use frameshift_abi::vcpu;
 use frameshift_core::addr::{Ipa, PhysAddr, Vmid};
-use frameshift_core::arch::{Arch, DescriptorSlot, PageWords, PhysMemory, Stage2Arch};
+use frameshift_core::arch::{
+    Arch, DescriptorSlot, PageWords, PhysMemory, Stage2Arch, VIRTUAL_TIMER_PPI,
+};
 use frameshift_core::{ContextId, ContextKind, FatalReason, ListRegistersFull, VirtualIrq};
 
 use super::context::ArchContext;
@@ -20,22 +23,36 @@ use super::spsr::SPSR_EL1H_MASKED;
 pub struct El2Machine {
     /// What this CPU implements (probed at boot, before any domain runs).
     pub features: CpuFeatures,
-    /// The context whose FP/SIMD registers are live in the CPU.
-    pub fp_owner: Option<ContextId>,
+    /// The context whose FP/SIMD registers are live in the CPU, with its incarnation: a
+    /// context the core replaced since (a vCPU after a teardown or `CPU_ON`) does not own them,
+    /// so its fresh state is loaded instead of the old one's registers.
+    pub fp_owner: Option<(ContextId, u64)>,
     /// Set by boot once the hypervisor is built; a trap before that is a hypervisor bug.
     pub running: bool,
     /// The GIC driver (from boot on), to mask and unmask PDs' interrupts.
     pub gic: Option<Gic>,
+    /// The virtual timer's PPI is enabled at the redistributor (a vCPU that may take it runs).
+    pub virtual_timer_enabled: bool,
+    /// The vCPU whose stage-1 translations the TLB may hold under its VMID: another vCPU of the
+    /// same VM shares the VMID but not the stage 1, so entering a different vCPU drops them.
+    pub last_vcpu: Option<(ContextId, u64)>,
+    /// The last incarnation number [`Arch::new_context`] gave out.
+    pub incarnations: core::cell::Cell<u64>,
 }
 
 impl El2Machine {
     /// Before boot: every field zero (the feature probe fills `features`).
-    pub const EMPTY: Self = Self {
-        features: CpuFeatures::NONE,
-        fp_owner: None,
-        running: false,
-        gic: None,
-    };
+    pub const fn empty() -> Self {
+        Self {
+            features: CpuFeatures::NONE,
+            fp_owner: None,
+            running: false,
+            gic: None,
+            virtual_timer_enabled: false,
+            last_vcpu: None,
+            incarnations: core::cell::Cell::new(0),
+        }
+    }
 }
 
 impl PhysMemory for El2Machine {
@@ -118,28 +135,51 @@ impl Arch for El2Machine {
 
     const ENTRY_PSTATE: u64 = SPSR_EL1H_MASKED;
 
-    fn new_context(&self, _kind: ContextKind) -> ArchContext {
-        ArchContext::initial()
+    fn new_context(&self, kind: ContextKind) -> ArchContext {
+        let incarnation = self.incarnations.get().wrapping_add(1);
+        self.incarnations.set(incarnation);
+        ArchContext::new(kind, &self.features, MPIDR_EL1.get(), incarnation)
     }
 
-    // vCPUs do not run yet (the protected-VM issue): until they do, the VMM calls that reach
-    // the arch's per-vCPU state are refused here.
-    fn vcpu_register(_context: &ArchContext, _register: u64) -> Option<u64> {
-        None
+    fn vcpu_register(context: &ArchContext, register: u64) -> Option<u64> {
+        if !context.vcpu {
+            return None;
+        }
+        if register == vcpu::REG_MPIDR_EL1 {
+            return Some(context.vmpidr);
+        }
+        let mut el1 = context.el1;
+        el1.vcpu_register_mut(register).map(|value| *value)
     }
 
-    fn set_vcpu_register(_context: &mut ArchContext, _register: u64, _value: u64) -> bool {
-        false
+    fn set_vcpu_register(context: &mut ArchContext, register: u64, value: u64) -> bool {
+        if !context.vcpu {
+            return false;
+        }
+        match context.el1.vcpu_register_mut(register) {
+            Some(saved) => {
+                *saved = value;
+                true
+            }
+            None => false,
+        }
     }
 
     fn inject_virtual_irq(
-        _context: &mut ArchContext,
-        _irq: VirtualIrq,
+        context: &mut ArchContext,
+        irq: VirtualIrq,
     ) -> Result<(), ListRegistersFull> {
-        Err(ListRegistersFull)
+        if !context.vcpu {
+            return Err(ListRegistersFull);
+        }
+        context.gic.inject(irq)
     }
 
-    fn ack_virtual_ppi(_context: &mut ArchContext, _intid: u32) -> bool {
-        false
+    fn ack_virtual_ppi(context: &mut ArchContext, intid: u32) -> bool {
+        if !context.vcpu || intid != VIRTUAL_TIMER_PPI {
+            return false;
+        }
+        context.virtual_timer_masked = false;
+        true
     }
 }

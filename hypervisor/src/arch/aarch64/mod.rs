@@ -15,8 +15,10 @@
 //! | `machine`, `context`, `features` | the [`Arch`](frameshift_core::Arch), per-context state, CPU probe | kernel only |
 //! | `mmu`, `gic`, `console`, `psci`, `global` | EL2 stage 1, GICv3 and timer, PL011, power-off, global state | kernel only |
 
+pub mod controls;
 pub mod esr;
 pub mod frame;
+pub mod list_registers;
 pub mod spsr;
 
 #[cfg(all(target_arch = "aarch64", feature = "el2"))]

@@ -9,16 +9,18 @@
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::*;
 
-use frameshift_core::kernel::{FaultKind, FaultReport};
-use frameshift_core::{ContextId, Decision, Exit, FatalReason, Halt, Hypervisor, Ipa, Registers};
+use frameshift_core::kernel::FaultReport;
+use frameshift_core::{
+    ContextId, ContextKind, Decision, Exit, FatalReason, Halt, Hypervisor, Registers,
+};
 
 use super::boot::{State, STATE};
 use super::console::Pl011;
+use super::controls::{hcr_el2, HcrFeatures};
 use super::entry::{KIND_IRQ, KIND_SYNC};
 use super::esr::{
-    abort_ipa, classify_abort, el1_sync_vector_offset, exception_class, injected_abort_syndrome,
-    instruction_length, is_refused_access, undefined_syndrome, EC_DATA_ABORT_LOWER, EC_FP,
-    EC_HVC64, EC_INSTRUCTION_ABORT_LOWER, EC_SMC64, EC_WFX,
+    decode_sync, el1_sync_vector_offset, injected_abort_syndrome, undefined_syndrome,
+    unknown_fault, SyncAction, SyncSyndrome, Trapped,
 };
 use super::features::CpuFeatures;
 use super::global::Exclusive;
@@ -104,32 +106,51 @@ unsafe extern "C" fn fs_trap_lower(frame: *mut Registers, kind: u64) {
     };
     let exit = match kind {
         KIND_SYNC => {
-            let esr = ESR_EL2.get();
-            match exception_class(esr) {
-                EC_FP => {
+            let Some(arch) = hypervisor.context(current).map(|context| &context.arch) else {
+                fatal(FatalReason::NoCurrentContext)
+            };
+            let trapped = Trapped {
+                vcpu: arch.vcpu,
+                // A PD's stage 1 is off through HCR_EL2.DC whatever its SCTLR_EL1 says.
+                stage1_off: !arch.vcpu || SCTLR_EL1.get() & 1 == 0,
+                has_vectors: VBAR_EL1.get() != 0,
+            };
+            let syndrome = SyncSyndrome {
+                esr: ESR_EL2.get(),
+                hpfar: HPFAR_EL2.get(),
+                far: FAR_EL2.get(),
+                pc: frame.pc,
+            };
+            match decode_sync(syndrome, trapped) {
+                SyncAction::SwitchFp => {
                     switch_fp(hypervisor, machine, current);
                     return;
                 }
-                EC_HVC64 => Exit::Hypercall,
-                EC_SMC64 => Exit::SecureMonitorCall(instruction_length(esr)),
-                EC_WFX => Exit::WaitForInterrupt(instruction_length(esr)),
-                EC_DATA_ABORT_LOWER | EC_INSTRUCTION_ABORT_LOWER => {
-                    Exit::Fault(stage2_abort(esr, frame.pc))
-                }
-                class if is_refused_access(class) && VBAR_EL1.get() != 0 => {
-                    inject_undefined(esr, frame);
+                SyncAction::Undefined => {
+                    inject_undefined(syndrome.esr, frame);
                     return;
                 }
-                _ => Exit::Fault(unknown(esr, frame.pc)),
+                SyncAction::Exit(exit) => exit,
             }
         }
         KIND_IRQ => match machine.gic.as_mut().and_then(gic::take_interrupt) {
             Some(gic::Interrupt::TimeSlice) => Exit::TimerTick,
             Some(gic::Interrupt::Device(intid)) => Exit::Interrupt(intid),
+            Some(gic::Interrupt::VirtualTimer) => {
+                machine.virtual_timer_enabled = false;
+                match hypervisor.context_mut(current) {
+                    Some(context) if context.arch.vcpu => {
+                        context.arch.virtual_timer_masked = true;
+                        Exit::VirtualTimer
+                    }
+                    // Signalled just as a vCPU left the CPU: nobody's tick.
+                    _ => return,
+                }
+            }
             None => return,
         },
         // FIQ, SError, anything from AArch32.
-        _ => Exit::Fault(unknown(ESR_EL2.get(), frame.pc)),
+        _ => Exit::Fault(unknown_fault(ESR_EL2.get(), frame.pc)),
     };
     if let Some(saved) = hypervisor.registers_mut(current) {
         *saved = *frame;
@@ -141,31 +162,6 @@ unsafe extern "C" fn fs_trap_lower(frame: *mut Registers, kind: u64) {
         _ => None,
     };
     apply(hypervisor, machine, Some(current), decision, fault, frame);
-}
-
-fn unknown(esr: u64, pc: u64) -> FaultReport {
-    FaultReport {
-        kind: FaultKind::Unknown,
-        ipa: Ipa(0),
-        esr,
-        pc,
-        injectable: false,
-    }
-}
-
-/// Decodes a stage-2 abort: the IPA comes from HPFAR_EL2 (page) and FAR_EL2 (offset), as
-/// DESIGN.md 9 verified; the DFSC/IFSC (ESR bits 5:0) says which fault.
-fn stage2_abort(esr: u64, pc: u64) -> FaultReport {
-    let ipa = abort_ipa(HPFAR_EL2.get(), FAR_EL2.get());
-    // Only a domain that installed an exception vector can take the abort back.
-    let injectable = VBAR_EL1.get() != 0;
-    FaultReport {
-        kind: classify_abort(esr),
-        ipa,
-        esr,
-        pc,
-        injectable,
-    }
 }
 
 /// Carries out the hypervisor's decision on the trap frame.
@@ -184,10 +180,12 @@ fn apply(
             }
             // The kernel keeps each context's budget; the timer ends it when it runs out.
             gic::arm_slice(hypervisor.slice_end());
+            update_virtual_timer(hypervisor, machine, next);
             load_frame(hypervisor, next, frame);
         }
         Decision::InjectAbort(context) => {
             gic::arm_slice(hypervisor.slice_end());
+            update_virtual_timer(hypervisor, machine, context);
             load_frame(hypervisor, context, frame);
             if let Some(fault) = fault {
                 inject_external_abort(fault, frame);
@@ -208,6 +206,7 @@ fn wait_for_interrupt(
     machine: &mut El2Machine,
 ) -> Decision {
     gic::stop_slice();
+    set_virtual_timer(machine, false);
     loop {
         aarch64_cpu::asm::wfi();
         match machine.gic.as_mut().and_then(gic::take_interrupt) {
@@ -221,8 +220,41 @@ fn wait_for_interrupt(
             }
             // A slice that expired just before the CPU went idle: no context to slice.
             Some(gic::Interrupt::TimeSlice) => gic::stop_slice(),
+            // Signalled before the PPI was disabled: no vCPU runs to take it.
+            Some(gic::Interrupt::VirtualTimer) => machine.virtual_timer_enabled = false,
             None => {}
         }
+    }
+}
+
+/// Enables the virtual timer's PPI exactly while a vCPU that may take it runs
+/// ([`ArchContext::virtual_timer_wanted`](super::context::ArchContext::virtual_timer_wanted)),
+/// so that a PD's virtual timer, or a masked vCPU's, never interrupts anyone.
+fn update_virtual_timer(
+    hypervisor: &Hypervisor<El2Machine>,
+    machine: &mut El2Machine,
+    running: ContextId,
+) {
+    let wanted = match hypervisor.context(running) {
+        Some(context) if context.arch.vcpu => {
+            // The incoming context's list registers are live now (restored by the switch,
+            // or never left the CPU).
+            let (images, count) = gic::live_list_registers(&machine.features);
+            context.arch.virtual_timer_wanted(&images[..count])
+        }
+        _ => false,
+    };
+    set_virtual_timer(machine, wanted);
+}
+
+/// Enables or disables the virtual timer's PPI, touching the redistributor only on a change.
+fn set_virtual_timer(machine: &mut El2Machine, enabled: bool) {
+    if machine.virtual_timer_enabled == enabled {
+        return;
+    }
+    if let Some(gic) = machine.gic.as_mut() {
+        gic::set_virtual_timer(gic, enabled);
+        machine.virtual_timer_enabled = enabled;
     }
 }
 
@@ -289,7 +321,7 @@ fn switch_context(
     previous: Option<ContextId>,
     next: ContextId,
 ) {
-    let features = &machine.features;
+    let features = &{ machine.features };
     if let Some(previous) = previous.and_then(|p| hypervisor.context_mut(p)) {
         previous.arch.el1.save(features);
         previous.arch.gic.save(features);
@@ -299,8 +331,20 @@ fn switch_context(
     };
     incoming.arch.el1.restore(features);
     incoming.arch.gic.restore(features);
+    HCR_EL2.set(incoming.arch.hcr);
+    VMPIDR_EL2.set(incoming.arch.vmpidr);
     VTTBR_EL2.set(vttbr);
-    let fp_trap = if machine.fp_owner == Some(next) {
+    let incarnation = incoming.arch.incarnation;
+    if incoming.arch.vcpu && machine.last_vcpu != Some((next, incarnation)) {
+        // Another vCPU of the same VM may have left stage-1 entries under this VMID: they are
+        // not this vCPU's translations (its TTBRs differ, its ASIDs may not).
+        barrier::isb(barrier::SY);
+        // SAFETY: drops this CPU's cached EL1&0 translations for the VMID just loaded; no
+        // memory is touched.
+        unsafe { core::arch::asm!("tlbi vmalle1", "dsb nsh", options(nostack)) };
+        machine.last_vcpu = Some((next, incarnation));
+    }
+    let fp_trap = if machine.fp_owner == Some((next, incarnation)) {
         0
     } else {
         CPTR_TFP
@@ -327,47 +371,32 @@ fn switch_fp(
 ) {
     CPTR_EL2.set(cptr_base(&machine.features));
     barrier::isb(barrier::SY);
-    if let Some(owner) = machine.fp_owner.and_then(|o| hypervisor.context_mut(o)) {
-        owner.arch.fp.save();
+    if let Some((owner, incarnation)) = machine.fp_owner {
+        match hypervisor.context_mut(owner) {
+            Some(owner) if owner.arch.incarnation == incarnation => owner.arch.fp.save(),
+            // Re-created since it last used FP: the live registers are its previous life's,
+            // and are dropped (overwritten below).
+            _ => {}
+        }
     }
+    machine.fp_owner = None;
     if let Some(incoming) = hypervisor.context(current) {
         incoming.arch.fp.restore();
+        machine.fp_owner = Some((current, incoming.arch.incarnation));
     }
-    machine.fp_owner = Some(current);
 }
 
 /// EL2 controls for running domains (Arm ARM D13.2.48 `HCR_EL2` and friends). Registers and
 /// bits that exist only with an optional feature are touched only where `features` has it.
 pub fn configure_el2(features: &CpuFeatures) {
-    // VM, SWIO, FMO, IMO, AMO: stage 2 on, interrupts and SErrors to EL2.
-    // DC: stage-1-off PDs get Normal cacheable memory (DESIGN.md 9).
-    // TWI, TWE: WFI/WFE yield the time slice instead of sleeping the CPU.
-    // TSC: SMC traps (no direct PSCI for domains). TIDCP, TACR, TSW: implementation-defined
-    // registers, ACTLR and set/way cache maintenance trap. RW: EL1 is AArch64.
-    // Left clear on purpose, so that the feature is refused (docs/ISOLATION.md, I9): APK and
-    // API (pointer authentication keys and instructions trap), EnSCXT (SCXTNUM_EL0/EL1 trap),
-    // ATA (MTE allocation tags and GCR/RGSR/TFSR* trap), FIEN (RAS fault injection traps).
-    let mut hcr: u64 = (1 << 0)
-        | (1 << 1)
-        | (1 << 3)
-        | (1 << 4)
-        | (1 << 5)
-        | (1 << 12)
-        | (1 << 13)
-        | (1 << 14)
-        | (1 << 19)
-        | (1 << 20)
-        | (1 << 21)
-        | (1 << 22)
-        | (1 << 31);
-    if features.lor {
-        // TLOR: the LORegion registers trap (they are RES0 in HCR_EL2 without FEAT_LOR).
-        hcr |= 1 << 35;
-    }
-    if features.ras {
-        // TERR: the error record registers (ERRIDR_EL1, ERRSELR_EL1, ERX*) trap.
-        hcr |= 1 << 36;
-    }
+    // A PD's controls (controls.rs); each context switch loads the incoming context's own.
+    let hcr = hcr_el2(
+        ContextKind::Pd,
+        HcrFeatures {
+            lor: features.lor,
+            ras: features.ras,
+        },
+    );
     HCR_EL2.set(hcr);
     if features.hcx {
         // Every HCRX_EL2 enable off (its reset value is UNKNOWN): the later features it gates
@@ -383,6 +412,9 @@ pub fn configure_el2(features: &CpuFeatures) {
     MDCR_EL2.set(MDCR_EL2.get() | (1 << 11) | (1 << 10) | (1 << 9) | (1 << 6) | (1 << 5));
     // EL1 may read the physical counter (EL1PCTEN) but not program the physical timer (EL1PCEN).
     CNTHCTL_EL2.set(1);
+    // Every context's virtual counter is the physical one: no offset, so a guest's CNTVCT_EL0
+    // and the CNTV_CVAL_EL0 it programs (saved per context) are in the same time base as the
+    // hypervisor's budgets, and nothing about the time a vCPU spent off the CPU is hidden.
     CNTVOFF_EL2.set(0);
     VMPIDR_EL2.set(MPIDR_EL1.get());
     // SAFETY: VPIDR_EL2 only sets what EL1 reads as MIDR_EL1; aarch64-cpu has no accessor.
