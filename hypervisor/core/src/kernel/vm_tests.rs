@@ -925,6 +925,8 @@ fn teardown_zeroes_the_guest_cancels_its_fault_and_lets_it_start_again() {
     let read = data_abort(2, 1, false, false, false);
     machine.fault(abort_at(MMIO, read));
     machine.accepted(&[PD_MEM_LEND.into(), ID0, lent, 1, 3]);
+    // What the guest writes into the lent page while it has it to itself is private too.
+    machine.arch_poke(Machine::frame(6), 0x5EC2E7);
     machine.accepted(&[PD_VM_TEARDOWN.into(), ID1]);
     for vcpu in [VCPU0, VCPU1] {
         let record = machine.system.context(vcpu).unwrap();
@@ -933,8 +935,9 @@ fn teardown_zeroes_the_guest_cancels_its_fault_and_lets_it_start_again() {
         assert_eq!(record.vm_fault, None);
     }
     // Every frame the guest owned is the VMM's again, zeroed, in its window; the lent one is
-    // still lent away, unmapped from the guest.
+    // still lent away, unmapped from the guest, and zeroed as well (I5).
     assert_eq!(machine.page_state(VM, lent), None);
+    assert!(machine.system.arch().is_zero(Machine::frame(6)));
     assert_eq!(
         machine.page_state(DomainId(0), WINDOW + 6 * PAGE_SIZE),
         None
