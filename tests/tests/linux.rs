@@ -186,10 +186,12 @@ fn vmm_counts(vmm: &[String], key: &str) -> Option<u64> {
         .and_then(|(_, value)| value.parse().ok())
 }
 
-/// The VMM's lines that report a read of guest kernel memory, and whether each faulted.
-fn kernel_reads(vmm: &[String]) -> Vec<bool> {
+/// The VMM's lines that report a read or a write of guest kernel memory, and whether each
+/// faulted.
+fn kernel_accesses(vmm: &[String], verb: &str) -> Vec<bool> {
+    let prefix = format!("linux-vmm: {verb} guest kernel memory");
     vmm.iter()
-        .filter(|line| line.starts_with("linux-vmm: reading guest kernel memory"))
+        .filter(|line| line.starts_with(&prefix))
         .map(|line| line.contains(": faulted (esr="))
         .collect()
 }
@@ -232,7 +234,11 @@ fn linux_boots_in_a_non_protected_vm_with_two_vcpus_and_powers_off() -> Result<(
         "{console}"
     );
     // A non-protected VM's memory is the VMM's to read: it never tried and faulted.
-    assert_eq!(kernel_reads(&boot.vmm), Vec::<bool>::new(), "{console}");
+    assert_eq!(
+        kernel_accesses(&boot.vmm, "reading"),
+        Vec::<bool>::new(),
+        "{console}"
+    );
     assert!(!console.contains("FS|hypervisor|fault pd=vmm"), "{console}");
     Ok(())
 }
@@ -254,15 +260,24 @@ fn linux_boots_in_a_protected_vm_whose_memory_the_vmm_cannot_read() -> Result<()
             == "linux-vmm: all 65536 pages donated to the guest with their contents; the VMM keeps none"),
         "{console}"
     );
-    // The VMM read guest kernel memory through its window twice, before the boot and after the
-    // power-off, and both reads faulted; the hypervisor reports each as the VMM's fault.
-    assert_eq!(kernel_reads(&boot.vmm), [true, true], "{console}");
+    // The VMM read and wrote guest kernel memory through its window, before the boot and after
+    // the power-off, and every access faulted; the hypervisor reports each as the VMM's fault.
+    assert_eq!(
+        kernel_accesses(&boot.vmm, "reading"),
+        [true, true],
+        "{console}"
+    );
+    assert_eq!(
+        kernel_accesses(&boot.vmm, "writing"),
+        [true, true],
+        "{console}"
+    );
     let window_faults = console
         .lines()
         .filter(|line| line.starts_with("FS|hypervisor|fault pd=vmm ipa=0x20000000 "))
         .count();
     // One more: the VMM's first probe, which told it the VM is protected.
-    assert_eq!(window_faults, 3, "{console}");
+    assert_eq!(window_faults, 5, "{console}");
     // Console, timer and interrupts still work for a guest with no pKVM driver.
     assert!(
         vmm_counts(&boot.vmm, "timer").is_some_and(|ticks| ticks > 0),

@@ -10,8 +10,8 @@
 //!   under the probe), the VM is protected: its RAM is private from boot. The VMM then tears the
 //!   fresh VM down, which gives it the pages zeroed, writes the image into them, and donates
 //!   them all back with their contents (`PD_MEM_DONATE`), so no page of the booting guest is
-//!   ever the VMM's. It then reads a page of the guest's kernel through the window, expecting the
-//!   read to fault, and says so; and again once the guest has powered off.
+//!   ever the VMM's. It then reads and writes a page of the guest's kernel through the window,
+//!   expecting both to fault, and says so; and again once the guest has powered off.
 //! - **Devices.** The PL011 and the GICv3 distributor and redistributors are emulated from the
 //!   guest's stage-2 faults (`frameshift_linux_vmm::{pl011, vgic}`); the UART's lines become the
 //!   VM's console lines. The virtual timer arrives as `FAULT_VM_VPPI` and is injected, then
@@ -260,8 +260,8 @@ impl Vmm {
         }
     }
 
-    /// Reads the first page of the guest's kernel text through the window: for a protected VM
-    /// this must fault.
+    /// Reads, then writes, the first page of the guest's kernel text through the window: for a
+    /// protected VM both must fault.
     fn try_to_read_the_kernel(&self, when: &str) {
         let address = self
             .config
@@ -275,6 +275,17 @@ impl Vmm {
             ),
             Ok(value) => fail(format_args!(
                 "ISOLATION BROKEN: read {value:#x} from guest kernel memory {} {when}",
+                self.placement.kernel
+            )),
+        }
+        match probe::write_u64(address, 0) {
+            Err(fault) => debug_println!(
+                "linux-vmm: writing guest kernel memory {} (window {address}) {when}: faulted (esr={:#x})",
+                self.placement.kernel,
+                fault.esr
+            ),
+            Ok(()) => fail(format_args!(
+                "ISOLATION BROKEN: wrote guest kernel memory {} {when}",
                 self.placement.kernel
             )),
         }
@@ -461,8 +472,13 @@ impl Vmm {
             }
             system_off(0)
         }
+        if function == u64::from(PSCI_SYSTEM_RESET) {
+            fail(format_args!(
+                "the guest reset itself (PSCI SYSTEM_RESET): a kernel panic, with panic=-1"
+            ))
+        }
         fail(format_args!(
-            "the guest reset itself (PSCI function {function:#x}): a kernel panic with panic=-1"
+            "the guest turned its boot vCPU off (PSCI CPU_OFF)"
         ))
     }
 
