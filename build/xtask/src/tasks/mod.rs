@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod build;
 pub mod check;
+pub mod linux;
 pub mod model_check;
 pub mod mutants;
 pub mod run;
