@@ -1,9 +1,9 @@
-//! Protected guests in the image, from system files like the pending end-to-end systems
-//! (tests/pending): the guest's flat image lands in the frames the guest owns from boot and
+//! Protected guests in the image, from the end-to-end protected-VM systems (system.xml and
+//! tests/systems/protected_*.xml): the guest's flat image lands in the frames the guest owns from boot and
 //! nowhere else, the VMM's read-only copy lands in its own region, and the VMM's symbols
 //! (`setvar_vaddr`, `setvar_size`, `setvar_prefill_size`, `setvar_id` on `<vcpu>` and on
 //! channel ends) are patched with the values the file says. The programs are stand-ins, so the
-//! test needs no firmware; `pending_systems.rs` builds the same files with the real programs.
+//! test needs no firmware; `protected_systems.rs` (build/xtask/tests) builds the same files with the real programs.
 #![allow(
     clippy::expect_used,
     reason = "a test fails loudly on the first unexpected result"
@@ -23,7 +23,7 @@ use frameshift_build::sdf::{parse_bytes, parse_file, SystemDescription};
 use image_support::*;
 use zerocopy::IntoBytes;
 
-/// The symbols the pending systems patch into protected_vmm.elf, in [`setvar_address`] order.
+/// The symbols the protected-VM systems patch into protected_vmm.elf, in [`setvar_address`] order.
 const VMM_SETVARS: [&str; 7] = [
     "guest_ram_vaddr",
     "guest_ram_size",
@@ -224,23 +224,27 @@ fn check_only_the_prefill_lands_in(built: &Built, mapping: &MappingDesc, bin: &[
     );
 }
 
-fn pending(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/pending")
-        .join(path)
+/// A protected-VM system of the repository: the default `system.xml`, or one under `tests/`.
+fn system_file(path: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    if path == "system.xml" {
+        root.join(path)
+    } else {
+        root.join("tests").join(path)
+    }
 }
 
 #[test]
-fn every_pending_system_builds_with_its_guest_in_guest_owned_frames() {
+fn every_protected_system_builds_with_its_guest_in_guest_owned_frames() {
     for file in [
         "system.xml",
         "systems/protected_demo_history.xml",
         "systems/protected_demo_split.xml",
         "systems/protected_abi_check.xml",
     ] {
-        let dir = scratch(&format!("pending-{}", file.replace('/', "-")));
+        let dir = scratch(&format!("protected-{}", file.replace('/', "-")));
         let inputs = write_stand_ins(&dir);
-        let system = parse_file(&pending(file), &inputs.search_paths)
+        let system = parse_file(&system_file(file), &inputs.search_paths)
             .unwrap_or_else(|error| panic!("{file}: {error}"));
         let built = build_system(&system, &inputs);
         check_protected_guests(&system, &built);
@@ -249,7 +253,7 @@ fn every_pending_system_builds_with_its_guest_in_guest_owned_frames() {
 
 #[test]
 fn vcpu_and_channel_setvar_ids_patch_the_vmm() {
-    // The default pending system's shape, with ids that differ from each other and from 0.
+    // The default system's shape, with ids that differ from each other and from 0.
     let xml = r#"<system>
     <memory_region name="history_ram" size="0x200000" page_size="0x200000" prefill_path="demo_guest.bin" />
     <memory_region name="history_image" prefill_path="demo_guest.bin" />

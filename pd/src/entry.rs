@@ -9,7 +9,7 @@
 //! 3. zeroes `.bss` (the builder need not zero memory past a segment's file size);
 //! 4. calls `frameshift_pd_main`, which [`crate::protection_domain!`] defines.
 //!
-//! An exception is expected only at the probe's load (see [`crate::probe`]): the handler then
+//! An exception is expected only at a probe's load or store (see [`crate::probe`]): the handler then
 //! resumes at the probe's fixup with the syndrome. Any other exception is a bug or an attack by
 //! this PD: it is printed and this PD stops (`PD_STOP`), while the other PDs run on. A panic
 //! ends the same way.
@@ -58,8 +58,8 @@ frameshift_pd_vectors:
     .endr
 
 frameshift_pd_sync_current:
-    // Only the probe's load or store may fault and resume. x0-x3 are the probe's result registers, so
-    // this path may use them freely; everything else must be left as it was.
+    // Only the probes' load and store may fault and resume. x0-x3 are the probes' result
+    // registers, so this path may use them freely; everything else must be left as it was.
     mrs     x0, elr_el1
     adrp    x1, frameshift_pd_probe_load
     add     x1, x1, :lo12:frameshift_pd_probe_load
@@ -96,14 +96,14 @@ frameshift_pd_probe_load:
 frameshift_pd_probe_fixup:
     ret
 
-    // frameshift_pd_probe_write(address: x0, value: x1) -> x1 = 0 (written) or 1 (faulted),
-    // x2 = ESR_EL1, x3 = FAR_EL1 (both only when faulted).
+    // frameshift_pd_probe_write(address: x0, value: x4) -> x1 = 0 (written) or 1 (faulted),
+    // x2 = ESR_EL1, x3 = FAR_EL1 (both only when faulted); x0 is clobbered.
     .global frameshift_pd_probe_write
 frameshift_pd_probe_write:
-frameshift_pd_probe_store:
-    str     x1, [x0]
     mov     x1, #0
-    ret
+frameshift_pd_probe_store:
+    str     x4, [x0]
+    b       frameshift_pd_probe_fixup
 "#
 );
 

@@ -41,8 +41,12 @@ fn every_scenario_system_is_valid() {
             panic!("{}: {error}", system.display());
         }
     }
+    // The default system prefills its guests' RAM with a built guest image, so it is parsed
+    // with the firmware's programs directory on the search path, as `cargo xtask run` does.
     let system = frameshift_xtask::firmware::workspace_root().join("system.xml");
-    if let Err(error) = frameshift_build::sdf::parse_file(&system, &[]) {
+    let firmware = scenario::firmware().unwrap_or_else(|error| panic!("firmware: {error}"));
+    let paths = frameshift_xtask::tasks::search_paths(&system, &firmware.programs_dir);
+    if let Err(error) = frameshift_build::sdf::parse_file(&system, &paths) {
         panic!("{}: {error}", system.display());
     }
 }

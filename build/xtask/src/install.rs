@@ -254,7 +254,8 @@ fn qemu_version_output() -> Result<String, InstallError> {
     capture(QEMU_PROGRAM, &["--version"])
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root (effective uid 0).
+pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| parse_effective_uid(&status))

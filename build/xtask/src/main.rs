@@ -60,6 +60,17 @@ enum Task {
         #[arg(long = "search-path", value_name = "DIR")]
         search_paths: Vec<PathBuf>,
     },
+    /// Fetch (or find cached) Debian's arm64 kernel and busybox, build the Linux guest's
+    /// initramfs, and print where they are (target/linux/guest/).
+    Linux {
+        /// Ask the Debian archive for the current versions even if some are cached.
+        #[arg(long)]
+        refresh: bool,
+        /// Then boot them under plain QEMU (no hypervisor), as is and under -icount, and print
+        /// the figures.
+        #[arg(long)]
+        boot: bool,
+    },
     /// Exhaustively model-check the ownership state machine.
     ModelCheck,
     /// Install what is missing, build the firmware, run every host and QEMU test and the model
@@ -158,6 +169,9 @@ fn main() -> ExitCode {
         }),
         Task::Build { system, out } => tasks::build::build(system.as_deref(), out.as_deref()),
         Task::Check { file, search_paths } => tasks::check::check(&file, &search_paths),
+        Task::Linux { refresh, boot } => {
+            tasks::linux::linux(tasks::linux::LinuxArgs { refresh, boot })
+        }
         Task::ModelCheck => tasks::model_check::model_check(),
         Task::Test => tasks::test::test(),
         Task::Mutants { file, jobs } => tasks::mutants::mutants(file.as_deref(), jobs),

@@ -259,9 +259,13 @@ pub fn decide(
             let (state, host) = host_after_guest_leaves;
             Ok(keep(Host, state, Mapped(host), NoPage))
         }
-        (Operation::Teardown, Host, Lent) if view.guest_borrows => {
-            Ok(keep(Host, Lent, LentAway, NoPage))
-        }
+        // A lent frame was the dead guest's alone: what it wrote there is as private as its own
+        // memory, so it is zeroed before the VMM can reclaim it (I5). A live guest that drops
+        // it (`Relinquish`) chooses to hand its contents back, as an FF-A borrower does.
+        (Operation::Teardown, Host, Lent) if view.guest_borrows => Ok(Transition {
+            zero: true,
+            ..keep(Host, Lent, LentAway, NoPage)
+        }),
         _ => Err(Error::WrongState),
     }
 }
@@ -488,7 +492,7 @@ mod tests {
         row(Operation::Teardown, Host, &[SharedOwned], [Any, Set, Clear, Any], Anything,
             plain(keep(Host, Owned, O, NONE))),
         row(Operation::Teardown, Host, &[Lent], [Any, Set, Any, Any], Anything,
-            plain(keep(Host, Lent, LENT, NONE))),
+            plain(Transition { zero: true, ..keep(Host, Lent, LENT, NONE) })),
     ];
 
     const OPERATIONS: [Operation; 9] = [
@@ -756,7 +760,14 @@ mod tests {
                         operation,
                         Operation::Relinquish | Operation::Teardown
                     ));
-                    assert_eq!(view.owner, Guest, "only frames leaving the guest");
+                    // Frames leaving the guest: owned by it, or lent to it (teardown only).
+                    let lent_to_dead_guest = operation == Operation::Teardown
+                        && view.owner == Host
+                        && view.state == Lent;
+                    assert!(
+                        view.owner == Guest || lent_to_dead_guest,
+                        "only frames leaving the guest"
+                    );
                 }
                 assert!(matches!(transition.owner, Host | Guest));
                 assert!(view.owner == Host || view.owner == Guest);

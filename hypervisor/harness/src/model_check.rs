@@ -42,6 +42,7 @@ use frameshift_core::descriptor::{level_span, Rights};
 use frameshift_core::domain::{ConversionMode, DomainId};
 use frameshift_core::engine::Request;
 use frameshift_core::error::Error;
+use frameshift_core::frame_table::FrameState;
 use frameshift_core::ownership::Operation;
 use frameshift_core::small_system::{Layout, System, HOST};
 use frameshift_core::stage2::{Reach, Stage2Table};
@@ -187,6 +188,17 @@ impl fmt::Display for Report {
             self.states, self.transitions, self.violations, self.complete
         )
     }
+}
+
+/// Whether `guest` is among frame `index`'s borrowers.
+fn borrowed_by<S: frameshift_core::FrameStorage>(
+    frames: &frameshift_core::FrameTable<S>,
+    index: usize,
+    guest: Option<DomainId>,
+) -> bool {
+    let mut found = false;
+    frames.for_each_borrower(index, |domain, _| found |= Some(domain) == guest);
+    found
 }
 
 // ------------------------------------------------------------------ what the engine shows --
@@ -658,8 +670,8 @@ fn transition(
             problems.push(format!("I5: frame {frame} written with non-zero contents"));
         }
     }
-    // I5, without the model: a frame written left the guest for the host; a frame that left
-    // the guest for the host is zero.
+    // I5, without the model: a frame written left the guest for the host (it owned it, or it
+    // was lent to it and the guest died); a frame that left the guest for the host is zero.
     let guest = match step {
         Step::Convert(request) => Some(request.guest),
         Step::Teardown(guest) => Some(guest),
@@ -668,9 +680,14 @@ fn transition(
     let old_frames = before.system.engine.frame_table();
     let new_frames = system.engine.frame_table();
     for index in 0..new_frames.frames() {
-        let left_guest = guest.is_some()
+        let owned_by_guest = guest.is_some()
             && old_frames.record_at(index).owner() == guest
             && new_frames.record_at(index).owner() == Some(HOST);
+        let lent_to_dead_guest = matches!(step, Step::Teardown(_))
+            && old_frames.record_at(index).state() == FrameState::Lent
+            && borrowed_by(old_frames, index, guest)
+            && !borrowed_by(new_frames, index, guest);
+        let left_guest = owned_by_guest || lent_to_dead_guest;
         let frame = new_frames.frame_address(index);
         if written.contains(&frame) && !left_guest {
             problems.push(format!(

@@ -40,6 +40,9 @@ pub fn serve_sum(expected: Channel, channel: Channel, message: MessageInfo) -> (
 pub const ISOLATION_CHANNEL: Channel = Channel::new(0);
 /// Where the survivor maps its secret region; the attacker has nothing mapped there.
 pub const SECRET_IPA: Ipa = Ipa(0x1000_0000);
+/// Where the attacker maps the survivor's secret region read-only (isolation.xml): it may read
+/// the secret there, but a write must fault (I2: a borrower never has more than it was given).
+pub const SECRET_READ_ONLY_IPA: Ipa = Ipa(0x2000_0000);
 /// The value the survivor keeps in its secret region.
 pub const SECRET_VALUE: u64 = 0x5ec2_e75e_c2e7_0001;
 /// An address in the hypervisor's reserved range (its image is linked here): mapped in no

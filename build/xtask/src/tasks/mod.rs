@@ -5,6 +5,7 @@ pub mod bench;
 pub mod build;
 pub mod check;
 pub mod hostile;
+pub mod linux;
 pub mod model_check;
 pub mod mutants;
 pub mod run;

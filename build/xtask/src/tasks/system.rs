@@ -16,11 +16,17 @@ pub fn default_system_path() -> PathBuf {
 }
 
 /// Where files named by a system description are looked up, in order: the directory of the
-/// system file itself, then the firmware's program directory (where `<bin>.elf` files are).
+/// system file itself, then the firmware's program directory (where `<bin>.elf` files are),
+/// then the Linux guest's directory (`target/linux/guest`, where `cargo xtask linux` leaves
+/// `vmlinuz` and `initramfs.cpio.gz`, so a system prefills them without committing them).
 pub fn search_paths(system: &Path, programs_dir: &Path) -> Vec<PathBuf> {
     let system_dir = system.parent().filter(|dir| !dir.as_os_str().is_empty());
     let system_dir = system_dir.map_or_else(|| PathBuf::from("."), Path::to_owned);
-    vec![system_dir, programs_dir.to_owned()]
+    vec![
+        system_dir,
+        programs_dir.to_owned(),
+        crate::linux::guest_dir(&firmware::workspace_root()),
+    ]
 }
 
 /// Parses and validates a system description; warnings go to stderr.
@@ -29,8 +35,24 @@ pub fn parse_system(system: &Path, programs_dir: &Path) -> Result<SystemDescript
         for warning in error.warnings() {
             eprintln!("{warning}");
         }
-        TaskError::new(error.message())
+        TaskError::new(with_linux_hint(error.message().to_owned()))
     })
+}
+
+/// `message`, and what to run when it is a missing Linux guest file (which `cargo xtask linux`
+/// fetches or builds into `target/linux/guest`, never committed).
+pub fn with_linux_hint(message: String) -> String {
+    let missing_guest_file = [crate::linux::VMLINUZ, crate::linux::INITRAMFS]
+        .iter()
+        .any(|file| message.contains(&format!("unable to find prefill file: '{file}'")));
+    if missing_guest_file {
+        format!(
+            "{message}\n(the Linux guest's files: run `cargo xtask linux` first, which puts them in {})",
+            crate::linux::GUEST_FILES
+        )
+    } else {
+        message
+    }
 }
 
 /// The files written for one system.
@@ -112,13 +134,18 @@ mod tests {
     #[test]
     fn search_paths_start_beside_the_system_file() {
         let programs = Path::new("/w/target/firmware/programs");
+        let linux = firmware::workspace_root().join("target/linux/guest");
         assert_eq!(
             search_paths(Path::new("/w/tests/systems/a.xml"), programs),
-            vec![PathBuf::from("/w/tests/systems"), programs.to_owned()]
+            vec![
+                PathBuf::from("/w/tests/systems"),
+                programs.to_owned(),
+                linux.clone()
+            ]
         );
         assert_eq!(
             search_paths(Path::new("system.xml"), programs),
-            vec![PathBuf::from("."), programs.to_owned()]
+            vec![PathBuf::from("."), programs.to_owned(), linux]
         );
     }
 
@@ -141,5 +168,16 @@ mod tests {
         );
         assert_eq!(resolve(Path::new("absent.elf"), &paths), None);
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn a_missing_linux_guest_file_says_what_to_run() {
+        let missing =
+            "Error: unable to find prefill file: 'vmlinuz' on element 'memory_region': a.xml:3:5";
+        let hinted = with_linux_hint(missing.to_owned());
+        assert!(hinted.starts_with(missing));
+        assert!(hinted.contains("run `cargo xtask linux` first"), "{hinted}");
+        let other = "Error: unable to find prefill file: 'arch_check.bin' on element 'memory_region': a.xml:3:5";
+        assert_eq!(with_linux_hint(other.to_owned()), other);
     }
 }

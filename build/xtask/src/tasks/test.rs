@@ -1,9 +1,11 @@
 //! `cargo xtask test`: everything CI checks, on a fresh machine, with one summary at the end.
 //!
-//! Steps: make the tools ready (rustup targets, QEMU), build the firmware, lint (rustfmt and
-//! clippy with `-D warnings`, for the host and for both AArch64 targets), run the host and QEMU
-//! tests with `cargo test`, run the ownership model checker, and run the hostile guest's soak
-//! (`cargo xtask soak --calls 500000`, issue 10). A failing step does not hide the
+//! Steps: make the tools ready (rustup targets, QEMU), build the firmware, make the Linux
+//! guest's files ready (Debian's kernel and busybox, fetched once and cached, and the
+//! initramfs), lint (rustfmt and clippy with `-D warnings`, for the host and for both AArch64
+//! targets), run the host and QEMU tests with `cargo test`, run the ownership model checker, and
+//! run the hostile guest's soak (`cargo xtask soak --calls 500000`, issue 10). A failing step
+//! does not hide the
 //! later ones (except missing tools, which every later step needs); the exit status is 1 if any
 //! step failed.
 
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant};
 use super::{model_check, soak, TaskResult};
 use crate::firmware::{self, Firmware, FirmwarePlan};
 use crate::install;
+use crate::linux::{self, GuestFiles};
 
 /// One step's result, for the summary.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,8 +91,14 @@ pub fn test() -> TaskResult {
     });
     if tools_ok {
         let (firmware, plan) = firmware_step(&root, &mut steps);
+        let guest = linux_step(&root, &mut steps);
         steps.push(lint_step(&root, &plan));
-        steps.push(cargo_test_step(&root, &plan, firmware.as_ref()));
+        steps.push(cargo_test_step(
+            &root,
+            &plan,
+            firmware.as_ref(),
+            guest.as_ref(),
+        ));
         steps.push(model_check_step());
         steps.push(soak_step(firmware.as_ref()));
     }
@@ -147,6 +156,35 @@ fn firmware_step(root: &Path, steps: &mut Vec<StepResult>) -> (Option<Firmware>,
         duration: step_start.elapsed(),
     });
     (firmware, plan)
+}
+
+/// The Linux guest's files: fetched from the Debian archive the first time (the same archive
+/// the tools step installs QEMU from), from the cache after that. The tests get their directory
+/// in [`linux::GUEST_DIR_ENV`]; when this step fails, the Linux boot tests try again themselves
+/// and fail with the same message.
+fn linux_step(root: &Path, steps: &mut Vec<StepResult>) -> Option<GuestFiles> {
+    let step_start = Instant::now();
+    let result = linux::prepare(root, false);
+    let (passed, detail) = match &result {
+        Ok(files) => (
+            true,
+            format!(
+                "kernel {}, busybox {}, initramfs built",
+                files.kernel_release, files.busybox_version
+            ),
+        ),
+        Err(error) => {
+            eprintln!("xtask: linux: {error}");
+            (false, error.to_string())
+        }
+    };
+    steps.push(StepResult {
+        name: "linux",
+        passed,
+        detail,
+        duration: step_start.elapsed(),
+    });
+    result.ok()
 }
 
 /// The lint commands, each a `cargo` argument list: rustfmt over the workspace, then clippy with
@@ -231,7 +269,12 @@ fn lint_step(root: &Path, plan: &FirmwarePlan) -> StepResult {
     }
 }
 
-fn cargo_test_step(root: &Path, plan: &FirmwarePlan, firmware: Option<&Firmware>) -> StepResult {
+fn cargo_test_step(
+    root: &Path,
+    plan: &FirmwarePlan,
+    firmware: Option<&Firmware>,
+    guest: Option<&GuestFiles>,
+) -> StepResult {
     let step_start = Instant::now();
     let args = cargo_test_args(plan);
     eprintln!("xtask: cargo {}", args.join(" "));
@@ -239,6 +282,9 @@ fn cargo_test_step(root: &Path, plan: &FirmwarePlan, firmware: Option<&Firmware>
     command.args(&args).current_dir(root).stdin(Stdio::null());
     for (name, value) in firmware.map(Firmware::env_vars).unwrap_or_default() {
         command.env(name, value);
+    }
+    if let Some(guest) = guest {
+        command.env(linux::GUEST_DIR_ENV, &guest.dir);
     }
     let (passed, detail) = match command.status() {
         Ok(status) if status.success() => (true, "all tests passed".to_owned()),

@@ -333,11 +333,23 @@ impl Checker<'_> {
         self.checks
             .equal("VMM reads the shared page", peeked, Some(PATTERN));
         self.refused("MEM_SHARE twice", abi::MEM_SHARE, page, 1);
+        // A neighbour stays shared: the unshare takes exactly its one page (the VMM still reads
+        // the neighbour) and removes one descriptor from a table that stays.
+        let neighbour = self.page(1);
+        WordView::new(neighbour).write(0, !PATTERN);
+        self.done("MEM_SHARE neighbour", abi::MEM_SHARE, neighbour, 1, 1);
+        let peeked = self.peek(neighbour);
+        self.checks
+            .equal("VMM reads the neighbour", peeked, Some(!PATTERN));
         self.done("MEM_UNSHARE pages 0", abi::MEM_UNSHARE, page, 0, 1);
         self.expect_private("private again", page, 1);
         let peeked = self.peek(page);
         self.checks
             .equal("VMM read faults after MEM_UNSHARE", peeked, None);
+        let peeked = self.peek(neighbour);
+        self.checks
+            .equal("VMM still reads the neighbour", peeked, Some(!PATTERN));
+        self.done("MEM_UNSHARE neighbour", abi::MEM_UNSHARE, neighbour, 1, 1);
         self.checks
             .equal("contents kept", WordView::new(page).read(0), PATTERN);
         self.refused("MEM_UNSHARE private", abi::MEM_UNSHARE, page, 1);

@@ -418,12 +418,15 @@ impl<A: Arch> Hypervisor<A> {
         }
         let page = report.ipa.page_base();
         let data = (report.esr >> 26) & 0x3F == EC_DATA_ABORT_LOWER;
-        // Only a translation fault outside the VM's memory can be a device; a protected guest
-        // must also have registered the page, so a VMM cannot pass its memory off as MMIO.
+        // Only a translation fault outside the VM's memory can be a device. A protected guest
+        // that has registered any page with MMIO_GUARD must also have registered this one, so
+        // a VMM cannot pass its memory off as MMIO; one that never registered a page (an
+        // unmodified kernel, with no pKVM guest driver) has not enrolled, as with pKVM's
+        // enrolment, and its device accesses are emulated.
         let emulated = data
             && report.kind == FaultKind::Translation
             && !self.in_vm_memory(arch, vcpu.domain, page)
-            && (!protected || vm.mmio_guard.contains(&page));
+            && (!protected || vm.mmio_guard.is_empty() || vm.mmio_guard.contains(&page));
         if !emulated {
             let fault = VmFault::new(FAULT_VM_ABORT, &[report.ipa.get(), report.esr], skip);
             return self.report_vm_fault(vcpu, fault);

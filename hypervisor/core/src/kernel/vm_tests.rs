@@ -599,8 +599,22 @@ fn mmio_is_emulated_only_on_registered_pages_of_a_protected_guest() {
     machine.refused(&[guard, MMIO + 4, 0, 0], INVALID_PARAMETER, 1);
     machine.refused(&[guard, 1 << 40, 0, 0], INVALID_PARAMETER, 1);
     machine.refused(&[guard, MMIO, 1, 0], INVALID_PARAMETER, 1);
-    // An unregistered MMIO page: an abort the VMM may not emulate, and may not skip.
+    // A guest that has registered no page has not enrolled in the guard (an unmodified
+    // kernel): its device accesses are the VMM's to emulate.
     let read = data_abort(2, 1, false, false, false);
+    let event = machine.fault(abort_at(MMIO + PAGE_SIZE + 0x10, read));
+    assert_eq!(
+        MessageInfo(event[2]),
+        MessageInfo::new(FAULT_VM_DATA_ABORT, 5)
+    );
+    assert_eq!(machine.reply(RESUME_SKIP, &[0]), Decision::Run(VCPU0));
+    // Its own memory is never MMIO, enrolled or not.
+    let event = machine.fault(abort_at(RAM + 5 * PAGE_SIZE, read));
+    assert_eq!(MessageInfo(event[2]).label(), FAULT_VM_ABORT);
+    assert_eq!(machine.reply(RESUME_RETRY, &[]), Decision::Run(VCPU0));
+    // Once it registers one page, an unregistered MMIO page is an abort the VMM may not
+    // emulate, and may not skip.
+    machine.accepted(&[guard, MMIO + PAGE_SIZE, 0, 0]);
     let event = machine.fault(abort_at(MMIO + 0x10, read));
     assert_eq!(event[1], EVENT_FAULT);
     assert_eq!(MessageInfo(event[2]), MessageInfo::new(FAULT_VM_ABORT, 2));
@@ -911,6 +925,8 @@ fn teardown_zeroes_the_guest_cancels_its_fault_and_lets_it_start_again() {
     let read = data_abort(2, 1, false, false, false);
     machine.fault(abort_at(MMIO, read));
     machine.accepted(&[PD_MEM_LEND.into(), ID0, lent, 1, 3]);
+    // What the guest writes into the lent page while it has it to itself is private too.
+    machine.arch_poke(Machine::frame(6), 0x5EC2E7);
     machine.accepted(&[PD_VM_TEARDOWN.into(), ID1]);
     for vcpu in [VCPU0, VCPU1] {
         let record = machine.system.context(vcpu).unwrap();
@@ -919,8 +935,9 @@ fn teardown_zeroes_the_guest_cancels_its_fault_and_lets_it_start_again() {
         assert_eq!(record.vm_fault, None);
     }
     // Every frame the guest owned is the VMM's again, zeroed, in its window; the lent one is
-    // still lent away, unmapped from the guest.
+    // still lent away, unmapped from the guest, and zeroed as well (I5).
     assert_eq!(machine.page_state(VM, lent), None);
+    assert!(machine.system.arch().is_zero(Machine::frame(6)));
     assert_eq!(
         machine.page_state(DomainId(0), WINDOW + 6 * PAGE_SIZE),
         None

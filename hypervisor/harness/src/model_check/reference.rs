@@ -758,11 +758,12 @@ impl Model {
                 if relation.host_owns && frame.state == Lent && relation.guest_borrows =>
             {
                 record.borrowers.remove(&guest);
+                // The dead guest had the frame to itself: its contents are private (I5).
                 Ok(Rule {
                     record,
                     host: After::Lent,
                     guest: After::Nothing,
-                    zero: false,
+                    zero: true,
                 })
             }
             _ => Err(Error::WrongState),

@@ -1,4 +1,5 @@
-//! The pending end-to-end systems (tests/pending, issue 9) with the real firmware: each passes
+//! The protected-VM systems (the default system.xml and tests/systems/protected_*.xml) with the
+//! real firmware: each passes
 //! `cargo xtask check`'s parse and `cargo xtask build`'s build, every protected guest gets its
 //! conversion mode and vCPUs in the boot information, its flat image (`<guest>.bin`, built by
 //! `cargo xtask` next to the PD programs) lands in the frames it owns from boot, and the real
@@ -29,7 +30,7 @@ use image_support::{aligned, loaded_bytes, scratch};
 use object::{Object, ObjectSymbol};
 use zerocopy::IntoBytes;
 
-const PENDING: [&str; 4] = [
+const PROTECTED: [&str; 4] = [
     "system.xml",
     "systems/protected_demo_history.xml",
     "systems/protected_demo_split.xml",
@@ -42,8 +43,13 @@ fn firmware() -> Firmware {
     })
 }
 
-fn pending(file: &str) -> PathBuf {
-    firmware::workspace_root().join("tests/pending").join(file)
+fn system_file(file: &str) -> PathBuf {
+    let root = firmware::workspace_root();
+    if file == "system.xml" {
+        root.join(file)
+    } else {
+        root.join("tests").join(file)
+    }
 }
 
 /// The `u64` the image loads at symbol `symbol` of `program`, the PD that is domain `domain`.
@@ -166,15 +172,15 @@ fn check_guests(system: &SystemDescription, built: &BuiltImage, firmware: &Firmw
 }
 
 #[test]
-fn pending_systems_check_and_build_with_the_real_programs() {
+fn protected_systems_check_and_build_with_the_real_programs() {
     let firmware = firmware();
-    for file in PENDING {
-        let path = pending(file);
+    for file in PROTECTED {
+        let path = system_file(file);
         let paths = search_paths(&path, &firmware.programs_dir);
         let system = frameshift_build::sdf::parse_file(&path, &paths)
             .unwrap_or_else(|error| panic!("{file}: {error}"));
         // What `cargo xtask build --system FILE` does after building the firmware.
-        let out = scratch(&format!("pending-real-{}", file.replace('/', "-")));
+        let out = scratch(&format!("protected-real-{}", file.replace('/', "-")));
         let written =
             build_system(&path, &firmware, &out).unwrap_or_else(|error| panic!("{file}: {error}"));
         assert!(written.image.is_file() && written.report.is_file());

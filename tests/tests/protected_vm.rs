@@ -1,13 +1,5 @@
-//! QEMU scenario tests of protected VMs (issue 9), PENDING: they need the kernel to run virtual
-//! machines (vCPUs, the guest ABI at EL2, the VMM calls), which this branch does not have; on it
-//! every VMM stops at its first vCPU call (`refused with status -1`) and ends the run with
-//! status 1. To enable them once the kernel lands:
-//!
-//! 1. move `tests/pending/systems/*.xml` to `tests/systems/` and this file to `tests/tests/`;
-//! 2. make the drafts' `conversion="history|split"` attribute match the build tool's name for the
-//!    protected-VM mode (issue 9, item 4), and `tests/pending/system.xml` the top-level
-//!    `system.xml` (then update the default-system test in scenarios.rs, which checks the
-//!    placeholder VMM's lines).
+//! QEMU scenario tests of protected VMs (issue 9): the demo of DESIGN.md 8 in both conversion
+//! modes, the default system (`system.xml`), and the guest ABI checker.
 //!
 //! What they check, on the console only (DESIGN.md 8):
 //! - the demo in each mode: every step's line in order, on both sides; the VMM's read after
@@ -18,11 +10,11 @@
 //! - the ABI checker in each mode: `failed=0` in both runs, the `FS_CONSOLE_WRITE` line, the
 //!   forwarded calls, and the MMIO guard's abort.
 
-use frameshift_xtask::console::HaltLine;
-use frameshift_xtask::qemu::RunOutcome;
 use frameshift_tests::protocol::{self, position, position_starting, texts, HYPERVISOR};
 use frameshift_tests::scenario;
 use frameshift_vm_protocol::demo::PLAINTEXT;
+use frameshift_xtask::console::HaltLine;
+use frameshift_xtask::qemu::RunOutcome;
 
 /// The guest runs each VMM makes: the first boot and one restart after a teardown.
 const RUNS: usize = 2;
@@ -31,7 +23,10 @@ fn finished(run: &RunOutcome, domains: &[&str], by: &str) -> Result<HaltLine, St
     let halt = protocol::check(&run.console, domains)
         .map_err(|error| format!("{error}\nconsole:\n{}", run.console))?;
     if halt.status != 0 || run.exit_code() != 0 || halt.reason != "system-off" {
-        return Err(format!("expected a clean system-off, got {halt}; console:\n{}", run.console));
+        return Err(format!(
+            "expected a clean system-off, got {halt}; console:\n{}",
+            run.console
+        ));
     }
     assert_eq!(halt.field("by"), Some(by), "{}", run.console);
     Ok(halt)
@@ -43,7 +38,11 @@ fn count(lines: &[&str], prefix: &str) -> usize {
 
 /// The first index of a line of `lines` starting with `prefix` at or after `from`.
 fn find_from(lines: &[&str], from: usize, prefix: &str, console: &str) -> usize {
-    match lines.iter().skip(from).position(|line| line.starts_with(prefix)) {
+    match lines
+        .iter()
+        .skip(from)
+        .position(|line| line.starts_with(prefix))
+    {
         Some(offset) => from + offset,
         None => panic!("no line starting {prefix:?} after line {from}; console:\n{console}"),
     }
@@ -54,9 +53,11 @@ fn check_demo(console: &str, vmm: &str, guest: &str, mode: &str) {
     let guest_lines = texts(console, guest);
     let vmm_lines = texts(console, vmm);
     assert!(
-        guest_lines.first().is_some_and(|line| line.starts_with(&format!(
-            "{mode} mode: demo_guest booted at EL1 with its MMU on, RAM 0x40000000..0x40200000"
-        ))),
+        guest_lines
+            .first()
+            .is_some_and(|line| line.starts_with(&format!(
+                "{mode} mode: demo_guest booted at EL1 with its MMU on, RAM 0x40000000..0x40200000"
+            ))),
         "the guest's first line names its mode; console:\n{console}"
     );
     assert_eq!(count(&guest_lines, "FAIL"), 0, "{console}");
@@ -87,7 +88,10 @@ fn check_demo(console: &str, vmm: &str, guest: &str, mode: &str) {
         .iter()
         .find(|line| line.starts_with("MEM_SHARE done"))
         .map_or("", |line| line.rsplit(' ').next().unwrap_or(""));
-    assert!(reached.starts_with(alias), "shared view {reached:?} in {mode} mode");
+    assert!(
+        reached.starts_with(alias),
+        "shared view {reached:?} in {mode} mode"
+    );
 
     let mut at = 0;
     for run in 1..=RUNS {
@@ -107,12 +111,18 @@ fn check_demo(console: &str, vmm: &str, guest: &str, mode: &str) {
             at = find_from(&vmm_lines, at, prefix, console) + 1;
         }
     }
-    for line in vmm_lines.iter().filter(|line| line.starts_with("buffer frame before")) {
+    for line in vmm_lines
+        .iter()
+        .filter(|line| line.starts_with("buffer frame before"))
+    {
         let words: Vec<&str> = line.split([' ', ',', ':']).collect();
         let before = words.get(3).copied().unwrap_or("?");
         let after = words.get(6).copied().unwrap_or("!");
         assert_eq!(before, after, "the frame moved: {line}");
-        assert!(line.ends_with("the same physical page, nothing moved or was copied"), "{line}");
+        assert!(
+            line.ends_with("the same physical page, nothing moved or was copied"),
+            "{line}"
+        );
     }
     for prefix in [
         "teardown: the VM stopped; its 512 pages came back into the window, every byte zero",
@@ -121,7 +131,11 @@ fn check_demo(console: &str, vmm: &str, guest: &str, mode: &str) {
         "audit: 0 violations",
         "all 2 runs passed",
     ] {
-        assert_eq!(count(&vmm_lines, prefix), 1, "{prefix}; console:\n{console}");
+        assert_eq!(
+            count(&vmm_lines, prefix),
+            1,
+            "{prefix}; console:\n{console}"
+        );
     }
     // The hypervisor shows the VMM's faulting read, between the VMM's two lines about it.
     let read = position_starting(console, vmm, "step 2: the guest unshared");
@@ -186,7 +200,10 @@ fn the_abi_checker_passes_in_both_modes() -> Result<(), String> {
         let guest_lines = texts(console, guest);
         assert_eq!(count(&guest_lines, "FAIL"), 0, "{console}");
         assert_eq!(
-            count(&guest_lines, &format!("{mode} mode: abi_check booted at EL1 with its MMU on")),
+            count(
+                &guest_lines,
+                &format!("{mode} mode: abi_check booted at EL1 with its MMU on")
+            ),
             RUNS
         );
         let verdicts: Vec<&&str> = guest_lines
@@ -194,7 +211,10 @@ fn the_abi_checker_passes_in_both_modes() -> Result<(), String> {
             .filter(|line| line.starts_with("abi-check passed="))
             .collect();
         assert_eq!(verdicts.len(), RUNS, "{console}");
-        assert!(verdicts.iter().all(|line| line.ends_with(" failed=0")), "{console}");
+        assert!(
+            verdicts.iter().all(|line| line.ends_with(" failed=0")),
+            "{console}"
+        );
         // FS_CONSOLE_WRITE reaches the console without the VMM.
         assert_eq!(count(&guest_lines, "console-write ok"), RUNS, "{console}");
         let vmm_lines = texts(console, vmm);
@@ -205,7 +225,9 @@ fn the_abi_checker_passes_in_both_modes() -> Result<(), String> {
         assert_eq!(count(&vmm_lines, "forwarded SMC"), 2 * RUNS, "{console}");
         assert_eq!(count(&vmm_lines, "all 2 runs passed"), 1, "{console}");
         assert!(
-            vmm_lines.iter().any(|line| line.starts_with("vCPU 1 turned itself off")),
+            vmm_lines
+                .iter()
+                .any(|line| line.starts_with("vCPU 1 turned itself off")),
             "{console}"
         );
     }
