@@ -434,8 +434,11 @@ fn soak(guest: &Guest, checks: &mut Checks) {
         "hostile soak outcomes ok={} not-supported={} not-required={} invalid={} other={} smc={smc} random-ids={random_ids}",
         outcomes.ok, outcomes.not_supported, outcomes.not_required, outcomes.invalid, outcomes.other
     );
+    // The one summary line (the VMM's console cuts lines at 160 bytes: what `cargo xtask soak`
+    // reads comes first, the outcomes again in short last).
     println!(
-        "hostile soak calls={calls} audits={audits} violations={violations} mismatches={mismatches} seed={seed:#x}"
+        "hostile soak calls={calls} audits={audits} violations={violations} mismatches={mismatches} seed={seed:#x} ok={} nsup={} nreq={} inval={} other={}",
+        outcomes.ok, outcomes.not_supported, outcomes.not_required, outcomes.invalid, outcomes.other
     );
 }
 
