@@ -60,7 +60,7 @@ pub use address::Ipa;
 pub use call::CallError;
 pub use channel::{Channel, ChannelSet, Child};
 pub use handler::{Event, Handler};
-pub use memory::{audit, frame_cap_at, frame_caps, Rights};
+pub use memory::{audit, audit_and_dump, frame_cap_at, frame_caps, Rights};
 pub use message::{get_mr, set_mr, MessageInfo, MESSAGE_REGISTERS};
 pub use power::{stop_self, system_off, StopReason};
 pub use region::Region;

@@ -235,7 +235,18 @@ pub struct AuditReport {
 
 /// Run the hypervisor's I1-I4 audit now.
 pub fn audit() -> Result<AuditReport, CallError> {
+    audit_with(0)
+}
+
+/// Run the audit and have the hypervisor write the auditor's dump to the console (and again at
+/// the halt): what `cargo xtask audit` reads.
+pub fn audit_and_dump() -> Result<AuditReport, CallError> {
+    audit_with(frameshift_abi::pd_call::AUDIT_DUMP)
+}
+
+fn audit_with(flags: u64) -> Result<AuditReport, CallError> {
     let mut registers = CallRegisters::new(PD_AUDIT);
+    registers.0[1] = flags;
     call::hvc(&mut registers);
     registers.result()?;
     Ok(AuditReport {

@@ -24,8 +24,10 @@ use serde::Deserialize;
 pub const KERNEL_PACKAGE: &str = "frameshift-hypervisor";
 /// The kernel binary's name.
 pub const KERNEL_BIN: &str = "frameshift-hypervisor";
-/// The kernel's Cargo feature that enables the EL2 binary.
-pub const KERNEL_FEATURE: &str = "el2";
+/// The kernel's Cargo features: `el2` enables the EL2 binary; `audit-every-conversion` runs the
+/// I1-I4 audit after every conversion, so every QEMU run (tests, `run`, `soak`, `audit`) halts
+/// with `reason=audit-violation` on the first violation.
+pub const KERNEL_FEATURE: &str = "el2,audit-every-conversion";
 /// The kernel's target: softfloat, so the hypervisor never touches FP/SIMD state.
 pub const KERNEL_TARGET: &str = "aarch64-unknown-none-softfloat";
 /// The PD crates whose bins become program images, in build order.
@@ -591,7 +593,7 @@ mod tests {
         let root = Path::new("/w");
         assert_eq!(
             kernel_build_args(root).join(" "),
-            "build -p frameshift-hypervisor --bin frameshift-hypervisor --features el2 \
+            "build -p frameshift-hypervisor --bin frameshift-hypervisor --features el2,audit-every-conversion \
              --target aarch64-unknown-none-softfloat --release --target-dir /w/target/firmware"
         );
         assert_eq!(

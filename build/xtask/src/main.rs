@@ -89,6 +89,43 @@ enum Task {
     },
     /// Benchmarks (none yet).
     Bench,
+    /// The auditor's view: boot a system whose PDs ask for the hypervisor's dump (default: the
+    /// hostile system, short), re-run the I1-I4 audit on every dump on the host, and write
+    /// audit.json, holdings.svg and timeline.svg; exit 1 on any finding.
+    Audit {
+        /// The system description (default: tests/systems/hostile.xml with a short plan).
+        #[arg(long, value_name = "FILE")]
+        system: Option<PathBuf>,
+        /// Audit a saved console transcript instead of booting.
+        #[arg(long, value_name = "FILE")]
+        console: Option<PathBuf>,
+        /// Where to write audit.json and the pictures (default: target/audit/).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Boot the hostile system's soak: the hostile guest makes N seeded random hypercalls, with
+    /// the audit after every conversion; prints `soak: calls=N audits=A violations=V
+    /// mismatches=M panics=P seed=S` and exits 0 only when V, M and P are 0.
+    Soak {
+        /// Hypercalls to make (CI runs 10^6; 10^8 is a long run).
+        #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+        calls: u64,
+        /// The PRNG seed (default: from the clock; printed either way).
+        #[arg(long, value_name = "S", value_parser = parse_seed)]
+        seed: Option<u64>,
+        /// Copy the console to stdout as it arrives.
+        #[arg(long)]
+        stream: bool,
+    },
+}
+
+/// A seed in decimal or `0x` hex.
+fn parse_seed(text: &str) -> Result<u64, String> {
+    match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse(),
+    }
+    .map_err(|error| format!("{text}: {error}"))
 }
 
 /// `--cpu` values.
@@ -139,6 +176,16 @@ fn main() -> ExitCode {
         Task::Test => tasks::test::test(),
         Task::Mutants { file, jobs } => tasks::mutants::mutants(file.as_deref(), jobs),
         Task::Bench => tasks::bench::bench(),
+        Task::Audit {
+            system,
+            console,
+            out,
+        } => tasks::audit::audit(system.as_deref(), console.as_deref(), out.as_deref()),
+        Task::Soak {
+            calls,
+            seed,
+            stream,
+        } => tasks::soak::soak(calls, seed, stream),
     };
     match result {
         Ok(code) => ExitCode::from(code),

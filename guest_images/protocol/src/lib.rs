@@ -7,6 +7,7 @@
 //! - [`doorbell`]: the demo's emulated doorbell device: command words and registers.
 //! - [`demo`]: the demo's message, key and nonce (DESIGN.md 8).
 //! - [`answers`]: how the VMM answers calls the hypervisor forwards to it.
+//! - [`hostile`]: the hostile guest and VMM of issue 10: tasks, commands, soak parameters.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -17,4 +18,5 @@ pub mod answers;
 pub mod boot;
 pub mod demo;
 pub mod doorbell;
+pub mod hostile;
 pub mod pl011;

@@ -89,8 +89,11 @@ pub const PD_VM_TEARDOWN: u32 = 0xC600_0115;
 /// when there is none.
 pub const PD_FRAME_CAPS: u32 = 0xC600_0116;
 /// Run the I1-I4 audit now: returns `x1` = violations, `x2` = mapped pages, `x3` = audits run
-/// since boot.
+/// since boot. `x1` = [`AUDIT_DUMP`] also writes the auditor's dump to the console, and again at
+/// the halt.
 pub const PD_AUDIT: u32 = 0xC600_0117;
+/// `PD_AUDIT` `x1`: write the dump too (any other value: the audit alone).
+pub const AUDIT_DUMP: u64 = 1;
 /// Print bytes as a line of the VM's own console (the emulated UART): `x1` = VM, `x2` = byte
 /// count (0..=40), `x3`-`x7` = the bytes. The hypervisor prefixes them with the VM's name.
 pub const PD_VM_CONSOLE_WRITE: u32 = 0xC600_0118;

@@ -18,6 +18,7 @@
 //! | [`ownership`] | the state machine: one table, one `decide` |
 //! | [`engine`] | prepare → plan → commit conversions, boot mappings, teardown, frame capabilities |
 //! | [`audit`](mod@audit) | I1-I4 cross-check of tables against the frame table |
+//! | [`dump`] | the conversion log, the audit after every conversion, the auditor's dump |
 //! | [`error`], [`fatal`] | why a request is refused; why the hypervisor halts itself |
 //! | [`arch`] | the machine traits, and (feature `fake`) the host fake arch |
 //! | `small_system` | (feature `fake`) small test systems on the fake arch |
@@ -30,6 +31,7 @@ pub mod audit;
 pub mod call;
 pub mod descriptor;
 pub mod domain;
+pub mod dump;
 pub mod engine;
 pub mod error;
 pub mod fatal;

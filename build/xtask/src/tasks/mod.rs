@@ -1,12 +1,15 @@
 //! The tasks behind `cargo xtask`: one module per task, each returning the process exit status.
 
+pub mod audit;
 pub mod bench;
 pub mod build;
 pub mod check;
+pub mod hostile;
 pub mod linux;
 pub mod model_check;
 pub mod mutants;
 pub mod run;
+pub mod soak;
 pub mod system;
 pub mod test;
 

@@ -176,7 +176,10 @@ pub enum PdCall {
         from: Ipa,
     },
     /// `PD_AUDIT`.
-    Audit,
+    Audit {
+        /// `x1` = `AUDIT_DUMP`: write the auditor's dump too (dump.rs).
+        dump: bool,
+    },
     /// `PD_VM_CONSOLE_WRITE`.
     VmConsoleWrite {
         /// The VM.
@@ -284,7 +287,9 @@ impl PdCall {
                 }
                 Self::FrameCaps { from }
             }
-            PD_AUDIT => Self::Audit,
+            PD_AUDIT => Self::Audit {
+                dump: x[1] == frameshift_abi::pd_call::AUDIT_DUMP,
+            },
             PD_VM_CONSOLE_WRITE => Self::VmConsoleWrite {
                 vm: ChildId::new(x[1])?,
                 bytes: Bytes::new(x[2], &x[3..8])?,
@@ -445,7 +450,8 @@ mod tests {
                 with(PD_FRAME_CAPS, &[IPA]),
                 PdCall::FrameCaps { from: Ipa(IPA) },
             ),
-            (with(PD_AUDIT, &[]), PdCall::Audit),
+            (with(PD_AUDIT, &[]), PdCall::Audit { dump: false }),
+            (with(PD_AUDIT, &[1]), PdCall::Audit { dump: true }),
             (
                 with(PD_VM_CONSOLE_WRITE, &[VM, 5, word]),
                 PdCall::VmConsoleWrite {
@@ -460,7 +466,7 @@ mod tests {
         // The function id is w0: the upper half of x0 is ignored.
         assert_eq!(
             decode(&[(0xdead << 32) | u64::from(PD_AUDIT)]),
-            Ok(PdCall::Audit)
+            Ok(PdCall::Audit { dump: false })
         );
     }
 

@@ -82,7 +82,8 @@ pub struct Context<C> {
     /// A vCPU's fault waiting for its VMM's reply (or, for a power fault, to be delivered),
     /// with what a reply may apply; `None` once answered or cancelled.
     pub vm_fault: Option<VmFault>,
-    /// Faults this context has taken.
+    /// Faults this context has taken (a PD's: since its last PD call, for
+    /// `MAX_INJECTED_FAULTS`).
     pub faults: u32,
     /// The arch's per-context state.
     pub arch: C,

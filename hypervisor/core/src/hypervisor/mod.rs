@@ -32,6 +32,7 @@ use core::fmt::{self, Write};
 
 use crate::arch::Arch;
 use crate::domain::{Context, ContextId, Domain, DomainId, Domains, Registers, RunState};
+use crate::dump::{ConversionLog, DumpPoint};
 use crate::engine::Engine;
 use crate::frame_table::StaticStorage;
 use crate::kernel::channels::ChannelTable;
@@ -47,8 +48,8 @@ pub use frameshift_abi::boot_info::MAX_IRQS;
 /// Most bytes one `PD_DEBUG_WRITE` carries (`x2`-`x7`).
 pub const DEBUG_WRITE_MAX: u64 = 48;
 
-/// How many faults a PD without a parent may have injected back into itself before the kernel
-/// stops it: bounds a PD whose own abort handler keeps faulting.
+/// How many faults in a row (no PD call in between) a PD without a parent may have injected back
+/// into itself before the kernel stops it: bounds a PD whose own abort handler keeps faulting.
 pub const MAX_INJECTED_FAULTS: u32 = 64;
 
 /// The time slice until the arch layer sets its own ([`Hypervisor::set_time_slice`]): 5 ms of
@@ -129,6 +130,9 @@ pub enum HaltReason {
     /// reply, or faulted with a parent that can never answer. A run that stops like this did
     /// not finish its work.
     Deadlock,
+    /// The audit after a conversion found a violation (feature `audit-every-conversion`): a
+    /// hypervisor bug, each violation printed on its own `audit violation` line first.
+    AuditViolation,
 }
 
 /// The final status of the run.
@@ -201,6 +205,15 @@ pub struct Hypervisor<A: Arch> {
     pub(crate) audit_scratch: Option<&'static mut [u8]>,
     /// Audits run since boot (the boot audit included).
     pub(crate) audits: u64,
+    /// Violations the audit after a conversion found (feature `audit-every-conversion`).
+    pub(crate) audit_violations: u64,
+    /// The conversions since boot (dump.rs).
+    pub(crate) conversions: ConversionLog,
+    /// A PD asked for a dump: the halt writes one too.
+    pub(crate) dump_at_halt: bool,
+    /// Audit after every conversion (dump.rs): the feature `audit-every-conversion`, which
+    /// host tests can turn on in one system.
+    pub(crate) audit_conversions: bool,
 }
 
 impl<A: Arch> Hypervisor<A> {
@@ -226,6 +239,10 @@ impl<A: Arch> Hypervisor<A> {
         charged: None,
         audit_scratch: None,
         audits: 0,
+        audit_violations: 0,
+        conversions: ConversionLog::new(),
+        dump_at_halt: false,
+        audit_conversions: cfg!(feature = "audit-every-conversion"),
     };
 
     /// The domains.
@@ -334,6 +351,17 @@ impl<A: Arch> Hypervisor<A> {
     /// [`Hypervisor::registers_mut`], at counter value `now`. Console output (PD lines, fault
     /// lines) goes to `out`.
     pub fn handle(&mut self, arch: &mut A, exit: Exit, now: u64, out: &mut dyn Write) -> Decision {
+        let mut decision = self.dispatch(arch, exit, now, out);
+        if let Some(halt) = self.audit_after_conversion(arch, out) {
+            decision = halt;
+        }
+        if let (Decision::Halt(_), true) = (decision, self.dump_at_halt) {
+            let _ = self.write_dump(arch, DumpPoint::Halt, out);
+        }
+        decision
+    }
+
+    fn dispatch(&mut self, arch: &mut A, exit: Exit, now: u64, out: &mut dyn Write) -> Decision {
         self.charge(now);
         let Some(current) = self.current else {
             if let Exit::Interrupt(intid) = exit {
@@ -401,6 +429,7 @@ impl<A: Arch> Hypervisor<A> {
                 write!(out, "system-off by={name}")?;
             }
             HaltReason::Deadlock => out.write_str("deadlock")?,
+            HaltReason::AuditViolation => out.write_str("audit-violation")?,
         }
         let counters = self.counters;
         write!(

@@ -49,6 +49,9 @@ impl<A: Arch> Hypervisor<A> {
         if !self.domains[current.domain].is_pd() {
             return self.guest_call(arch, current, out);
         }
+        // A PD that makes a call is not stuck in a faulting abort handler: its injected-fault
+        // budget starts again (a prober may take many faults, each between two calls).
+        self.domains[current].faults = 0;
         let call = match PdCall::decode(&self.domains[current].registers) {
             Ok(call) => call,
             Err(error) => return self.refuse(current, error),
@@ -79,7 +82,11 @@ impl<A: Arch> Hypervisor<A> {
                 let result = self.frame_caps(arch, current, from);
                 self.answer(current, result)
             }
-            PdCall::Audit => {
+            PdCall::Audit { dump } => {
+                if dump {
+                    self.dump_at_halt = true;
+                    let _ = self.write_dump(arch, crate::dump::DumpPoint::Call, out);
+                }
                 let result = match self.run_audit(arch, &mut |_| {}) {
                     Some(summary) => Ok(Reply::success(&[
                         summary.violations as u64,

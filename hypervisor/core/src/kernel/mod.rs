@@ -25,6 +25,12 @@ mod system_properties;
 mod system_tests;
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
+mod dump_tests;
+#[cfg(test)]
 mod test_system;
 #[cfg(test)]
 #[allow(

@@ -409,6 +409,24 @@ fn an_injectable_fault_goes_back_to_the_pd_a_bounded_number_of_times() {
 }
 
 #[test]
+fn a_pd_call_between_faults_renews_the_injection_budget() {
+    let mut out = String::new();
+    let mut kernel = TestSystem::new(&[pd("prober", 10, NONE)], &[], &[]).unwrap();
+    assert_eq!(kernel.start(0), Decision::Run(A));
+    for _ in 0..3 {
+        for _ in 0..crate::hypervisor::MAX_INJECTED_FAULTS {
+            assert_eq!(
+                kernel.handle(stage2_fault(true), 0, &mut out),
+                Decision::InjectAbort(A)
+            );
+        }
+        // Any call, even one refused, shows the PD is not stuck in its abort handler.
+        assert_eq!(hvc(&mut kernel, &[0xC600_0F00], &mut out), Decision::Run(A));
+    }
+    assert_eq!(kernel.domain(A).unwrap().state, RunState::Ready);
+}
+
+#[test]
 fn a_childs_fault_goes_to_its_parent() {
     let mut out = String::new();
     let mut kernel =

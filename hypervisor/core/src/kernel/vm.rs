@@ -262,7 +262,7 @@ impl<A: Arch> Hypervisor<A> {
             | PdCall::SystemOff { .. }
             | PdCall::Stop(_)
             | PdCall::FrameCaps { .. }
-            | PdCall::Audit => Err(CallError::NotSupported),
+            | PdCall::Audit { .. } => Err(CallError::NotSupported),
         }
     }
 
@@ -300,7 +300,10 @@ impl<A: Arch> Hypervisor<A> {
             rights,
             ..Request::new(operation, caller, guest, range.ipa, range.pages)
         };
-        self.engine.convert(arch, &self.domains, request)?;
+        let attempt = self.attempt(arch, caller, guest, operation, range);
+        let result = self.engine.convert(arch, &self.domains, request);
+        self.record_conversion(arch, attempt, result);
+        result?;
         Ok(Reply::Status(SUCCESS))
     }
 
@@ -334,7 +337,15 @@ impl<A: Arch> Hypervisor<A> {
             return Ok(());
         }
         domain.vspace.alive = false;
-        self.engine.teardown(arch, &mut self.domains, vm)?;
+        let by = self.domains[vm].parent.unwrap_or(vm);
+        let whole = PageRange {
+            ipa: Ipa(0),
+            pages: 0,
+        };
+        let attempt = self.attempt(arch, by, vm, Operation::Teardown, whole);
+        let result = self.engine.teardown(arch, &mut self.domains, vm);
+        self.record_conversion(arch, attempt, result);
+        result?;
         // Every frame is back: the VM lives again, empty, for its VMM to populate.
         self.domains[vm].vspace.alive = true;
         Ok(())
@@ -599,6 +610,7 @@ impl<A: Arch> Hypervisor<A> {
         operation: Operation,
         range: PageRange,
     ) -> Reply {
+        let attempt = self.attempt(arch, vm, vm, operation, range);
         let result = self
             .domains
             .vspace(vm)
@@ -608,6 +620,7 @@ impl<A: Arch> Hypervisor<A> {
                 let request = Request::new(operation, link.host, vm, range.ipa, range.pages);
                 self.engine.convert(arch, &self.domains, request)
             });
+        self.record_conversion(arch, attempt, result);
         match result {
             Ok(()) => Reply::success(&[range.pages]),
             Err(error) => Reply::with_status(CallError::Refused(error).code(), &[0]),
