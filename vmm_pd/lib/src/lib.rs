@@ -4,7 +4,7 @@
 //!
 //! - [`config`]: the VMM's configuration, from the symbols the build tool patches.
 //! - [`window`]: where a guest page lies in the VMM's window.
-//! - [`pl011`]: the emulated UART: bytes in, whole console lines out.
+//! - [`pl011`]: the emulated UART, both VMMs': bytes in, whole console lines out.
 //! - [`run`]: one guest run's checks: the demo's steps, the guest's verdict, the MMIO guard.
 #![no_std]
 #![forbid(unsafe_code)]

@@ -13,8 +13,8 @@
 //!   ever the VMM's. It then reads and writes a page of the guest's kernel through the window,
 //!   expecting both to fault, and says so; and again once the guest has powered off.
 //! - **Devices.** The PL011 and the GICv3 distributor and redistributors are emulated from the
-//!   guest's stage-2 faults (`frameshift_linux_vmm::{pl011, vgic}`); the UART's lines become the
-//!   VM's console lines. The virtual timer arrives as `FAULT_VM_VPPI` and is injected, then
+//!   guest's stage-2 faults (`frameshift_vmm::pl011`, `frameshift_linux_vmm::vgic`); the UART's
+//!   lines become the VM's console lines. The virtual timer arrives as `FAULT_VM_VPPI` and is injected, then
 //!   acknowledged; a trapped `ICC_SGI1R_EL1` write sends SGIs to the other vCPU's list
 //!   registers; other trapped system registers (debug, PMU) read as zero.
 //! - **The end.** PSCI `SYSTEM_OFF` stops the VM; the VMM ends the system with status 0.
@@ -38,7 +38,6 @@ use frameshift_linux_vmm::calls::{self, SysRegAccess};
 use frameshift_linux_vmm::config::{Config, Symbols, UNSET};
 use frameshift_linux_vmm::device_tree::{self, Guest};
 use frameshift_linux_vmm::layout::{self, ImageHeader, Placement, RAM_BASE, UART_BASE, UART_INTID};
-use frameshift_linux_vmm::pl011::Pl011;
 use frameshift_linux_vmm::vgic::{Vgic, VTIMER_PPI};
 use frameshift_pd::symbols::read_patched;
 use frameshift_pd::vm_fault::DataAccess;
@@ -46,6 +45,7 @@ use frameshift_pd::{
     debug_println, memory_region_symbol, probe, system_off, ChannelSet, Child, Handler,
     MessageInfo, Region, VcpuRegister, VmFault, VmReply,
 };
+use frameshift_vmm::pl011::Pl011;
 
 /// The kernel command line: the PL011 console, and a reset (PSCI `SYSTEM_RESET`, so the VMM
 /// ends the run with a failure) instead of a hang should the kernel panic.
