@@ -1,5 +1,6 @@
-//! The VMM's portable logic, host-tested: everything the VMM PD (`vmm_pd/src/main.rs`) decides
-//! without making a call. The PD does the calls; this crate says what they should be and what
+//! The VMM's portable logic, host-tested: everything the protected-VM VMM
+//! (`vmm_pd/src/bin/protected_vmm.rs`) decides without making a call, and the PL011 both VMMs
+//! emulate. The PD does the calls; this crate says what they should be and what
 //! their answers mean.
 //!
 //! - [`config`]: the VMM's configuration, from the symbols the build tool patches.
