@@ -14,9 +14,9 @@ mod image_support;
 use std::path::{Path, PathBuf};
 
 use frameshift_abi::boot_info::{
-    BootInfo, DomainDesc, MappingDesc, DOMAIN_FLAG_PROTECTED, DOMAIN_FLAG_SPLIT, DOMAIN_KIND_PD,
-    DOMAIN_KIND_VM, MAPPING_KIND_PROGRAM, MAPPING_KIND_REGION, MAPPING_KIND_WINDOW,
-    MAPPING_STATE_NO_PAGE, MAPPING_STATE_OWNED, RIGHT_READ,
+    BootInfo, MappingDesc, DOMAIN_FLAG_PROTECTED, DOMAIN_FLAG_SPLIT, DOMAIN_KIND_PD,
+    MAPPING_KIND_PROGRAM, MAPPING_KIND_REGION, MAPPING_KIND_WINDOW, MAPPING_STATE_NO_PAGE,
+    MAPPING_STATE_OWNED, RIGHT_READ,
 };
 use frameshift_build::image::{build, BuiltImage, ImageInputs, DEFAULT_RAM_SIZE};
 use frameshift_build::sdf::{parse_bytes, parse_file, SystemDescription};
@@ -99,25 +99,22 @@ fn mapping(mappings: &[MappingDesc], matches: impl Fn(&MappingDesc) -> bool) -> 
 fn check_protected_guests(system: &SystemDescription, built: &Built) {
     let info = built.info();
     let bin = guest_image();
-    let mut guests = 0;
-    for (domain_index, desc) in info.domains().iter().enumerate() {
-        if desc.kind != DOMAIN_KIND_VM {
-            continue;
-        }
-        guests += 1;
-        let vmm_index = desc.parent as usize;
-        let vmm = system
-            .protection_domains
-            .iter()
-            .find(|pd| pd.name == info.domain_name(vmm_index))
-            .expect("the VMM in the model");
-        let vm = vmm.virtual_machine.as_ref().expect("the VM in the model");
+    let guests = vm_domains(system, &info);
+    for VmDomain {
+        domain: domain_index,
+        desc,
+        vmm_domain: vmm_index,
+        vmm,
+        vm,
+    } in &guests
+    {
+        let vmm_index = *vmm_index;
         check_vm_record(desc, vm);
 
         // The guest's RAM: owned by the guest, prefilled with exactly the flat image, and
         // reachable by the VMM only through its window.
         let ram_region = vm.maps[0].memory_region;
-        let [ram] = info.domain_mappings(domain_index) else {
+        let [ram] = info.domain_mappings(*domain_index) else {
             panic!("one guest mapping expected");
         };
         assert_eq!(
@@ -125,7 +122,7 @@ fn check_protected_guests(system: &SystemDescription, built: &Built) {
             (MAPPING_KIND_REGION, MAPPING_STATE_OWNED)
         );
         assert_eq!(ram.region as usize, ram_region);
-        check_only_the_prefill_lands_in(built, ram, &bin);
+        check_only_the_prefill_lands_in(&built.image, ram, &bin);
         let window = mapping(info.domain_mappings(vmm_index), |m| m.pa == ram.pa);
         assert_eq!(
             (window.kind, window.state, window.size),
@@ -147,7 +144,7 @@ fn check_protected_guests(system: &SystemDescription, built: &Built) {
             (MAPPING_KIND_REGION, MAPPING_STATE_OWNED, RIGHT_READ)
         );
         assert_ne!(copy.pa, ram.pa);
-        check_only_the_prefill_lands_in(built, &copy, &bin);
+        check_only_the_prefill_lands_in(&built.image, &copy, &bin);
 
         // The VMM's symbols, as the file sets them.
         let window_map = &vmm.maps[0];
@@ -172,56 +169,7 @@ fn check_protected_guests(system: &SystemDescription, built: &Built) {
             );
         }
     }
-    assert!(guests > 0, "the system has protected guests");
-}
-
-/// The VM's boot-info record says what the model says.
-fn check_vm_record(desc: &DomainDesc, vm: &frameshift_build::sdf::model::VirtualMachine) {
-    use frameshift_build::sdf::model::Conversion;
-    let split = vm.conversion == Some(Conversion::Split);
-    assert!(vm.protected);
-    assert_eq!(
-        desc.flags,
-        DOMAIN_FLAG_PROTECTED | if split { DOMAIN_FLAG_SPLIT } else { 0 },
-        "{}",
-        vm.name
-    );
-    let mut ids: Vec<u32> = vm.vcpus.iter().map(|&id| id as u32).collect();
-    ids.sort_unstable();
-    assert_eq!(desc.vcpus().collect::<Vec<_>>(), ids);
-    assert_eq!(Some(&desc.child_id), ids.first());
-}
-
-/// Of all the image's bytes, only `bin` lands in the frames of `mapping`: one segment, at the
-/// first frame, exactly `bin` long; the rest of the region is left to QEMU's zeroed RAM.
-fn check_only_the_prefill_lands_in(built: &Built, mapping: &MappingDesc, bin: &[u8]) {
-    let (start, end) = (mapping.pa, mapping.pa + mapping.size);
-    let inside: Vec<_> = built
-        .image
-        .segments
-        .iter()
-        .filter(|segment| segment.pa.0 < end && start < segment.pa.0 + segment.mem_size)
-        .collect();
-    let [segment] = inside[..] else {
-        panic!("one segment expected in [{start:#x}, {end:#x}): {inside:#?}");
-    };
-    assert_eq!(segment.pa.0, start);
-    assert_eq!(
-        (segment.file_size, segment.mem_size),
-        (bin.len() as u64, bin.len() as u64)
-    );
-    assert!(
-        segment.label.starts_with("prefill of memory region"),
-        "{}",
-        segment.label
-    );
-    let loaded = loaded_bytes(&built.image.image, start, bin.len()).expect("loaded");
-    assert_eq!(loaded, bin);
-    assert_eq!(
-        loaded_bytes(&built.image.image, start + bin.len() as u64, 1),
-        None,
-        "no byte past the image is loaded into the guest's frames"
-    );
+    assert!(!guests.is_empty(), "the system has protected guests");
 }
 
 /// A protected-VM system of the repository: the default `system.xml`, or one under `tests/`.

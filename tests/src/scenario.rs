@@ -8,6 +8,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use frameshift_build::image::{self, BuiltImage, ImageInputs};
+use frameshift_xtask::console::HaltLine;
 use frameshift_xtask::firmware::{self, Firmware};
 use frameshift_xtask::qemu::{self, QemuOptions, RunOutcome};
 
@@ -63,11 +64,16 @@ pub fn build_image(system: &Path, name: &str) -> Result<PathBuf, String> {
 
 /// Boot `image` in QEMU with the scenario timeout.
 pub fn boot(image: &Path) -> Result<RunOutcome, String> {
+    boot_with(image, QemuOptions::default())
+}
+
+/// Boot `image` in QEMU with `options` (an `icount` run, another CPU) and the scenario timeout.
+pub fn boot_with(image: &Path, options: QemuOptions) -> Result<RunOutcome, String> {
     static QEMU: Mutex<()> = Mutex::new(());
     let _one_at_a_time = QEMU.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let options = QemuOptions {
         timeout: Some(TIMEOUT),
-        ..QemuOptions::default()
+        ..options
     };
     let outcome = qemu::run(image, &options).map_err(|error| error.to_string())?;
     if outcome.timed_out {
@@ -81,6 +87,26 @@ pub fn boot(image: &Path) -> Result<RunOutcome, String> {
 
 /// Build and boot `tests/systems/<name>.xml`.
 pub fn run(name: &str) -> Result<RunOutcome, String> {
+    run_with(name, QemuOptions::default())
+}
+
+/// Build and boot `tests/systems/<name>.xml` with `options` (see [`boot_with`]).
+pub fn run_with(name: &str, options: QemuOptions) -> Result<RunOutcome, String> {
     let image = build_image(&system_path(name), name)?;
-    boot(&image)
+    boot_with(&image, options)
+}
+
+/// The run's console must follow the protocol for `domains`, end with `halt status=<status>`,
+/// and QEMU's verdict must agree; returns the halt line.
+pub fn finished(run: &RunOutcome, domains: &[&str], status: u32) -> Result<HaltLine, String> {
+    let halt = crate::protocol::check(&run.console, domains)
+        .map_err(|error| format!("{error}\nconsole:\n{}", run.console))?;
+    if halt.status != status || run.exit_code() != status as i32 {
+        return Err(format!(
+            "expected halt status {status}, got {halt} (exit code {}); console:\n{}",
+            run.exit_code(),
+            run.console
+        ));
+    }
+    Ok(halt)
 }

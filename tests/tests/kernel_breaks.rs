@@ -8,56 +8,23 @@
 //! - A parent blocked calling its own faulting child ends the run as a deadlock, not a success.
 
 use std::mem::{offset_of, size_of};
-use std::path::Path;
-use std::sync::Mutex;
 
 use frameshift_abi::boot_info::{seal, DomainDesc, NAME_LEN};
 use frameshift_tests::boot_info::{self, expected_refusal, find};
 use frameshift_tests::protocol::{self, position, position_starting, texts, HYPERVISOR};
-use frameshift_tests::scenario;
-use frameshift_xtask::console::HaltLine;
-use frameshift_xtask::qemu::{self, QemuOptions, RunOutcome};
+use frameshift_tests::scenario::{self, finished};
+use frameshift_xtask::qemu::{QemuOptions, RunOutcome};
 
-/// Boots `image` with the scenario timeout, one QEMU at a time in this test binary; `icount`
-/// makes counter time follow executed instructions, so a run does not depend on host load.
-fn boot(image: &Path, icount: bool) -> Result<RunOutcome, String> {
-    static QEMU: Mutex<()> = Mutex::new(());
-    let _one_at_a_time = QEMU.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let options = QemuOptions {
-        timeout: Some(scenario::TIMEOUT),
-        icount,
-        ..QemuOptions::default()
-    };
-    let outcome = qemu::run(image, &options).map_err(|error| error.to_string())?;
-    if outcome.timed_out {
-        return Err(format!(
-            "timed out after {:?}; console so far:\n{}",
-            scenario::TIMEOUT,
-            outcome.console
-        ));
-    }
-    Ok(outcome)
-}
-
-/// Builds and boots `tests/systems/<name>.xml`.
+/// Builds and boots `tests/systems/<name>.xml`; `icount` makes counter time follow executed
+/// instructions, so a run does not depend on host load.
 fn run(name: &str, icount: bool) -> Result<RunOutcome, String> {
-    let image = scenario::build_image(&scenario::system_path(name), name)?;
-    boot(&image, icount)
-}
-
-/// The console follows the protocol for `domains` and ends with `halt status=<status>`, and
-/// QEMU's exit code agrees.
-fn finished(run: &RunOutcome, domains: &[&str], status: u32) -> Result<HaltLine, String> {
-    let halt = protocol::check(&run.console, domains)
-        .map_err(|error| format!("{error}\nconsole:\n{}", run.console))?;
-    if halt.status != status || run.exit_code() != status as i32 {
-        return Err(format!(
-            "expected halt status {status}, got {halt} (exit code {}); console:\n{}",
-            run.exit_code(),
-            run.console
-        ));
-    }
-    Ok(halt)
+    scenario::run_with(
+        name,
+        QemuOptions {
+            icount,
+            ..QemuOptions::default()
+        },
+    )
 }
 
 /// Renames domain `index` of the boot-information `blob` to `name` and re-seals the CRC, so
@@ -99,7 +66,7 @@ fn a_domain_renamed_hypervisor_in_the_boot_info_is_refused_before_anything_runs(
     let image = dir.join("renamed.img");
     std::fs::write(&image, &bytes).map_err(|error| error.to_string())?;
 
-    let run = boot(&image, false)?;
+    let run = scenario::boot(&image)?;
     let console = run.console.as_str();
     // No domain may speak at all: only the hypervisor's lines are allowed.
     let halt = finished(&run, &[], 2)?;

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 
 use frameshift_tests::protocol::{self, texts};
 use frameshift_tests::scenario;
-use frameshift_xtask::qemu::{self, Cpu, QemuOptions, RunOutcome};
+use frameshift_xtask::qemu::{Cpu, QemuOptions, RunOutcome};
 
 const SYSTEM: &str = "register_channel";
 const DOMAINS: [&str; 4] = ["reader", "writer", "spin_a", "spin_b"];
@@ -150,23 +150,14 @@ fn boot(cpu: Cpu) -> Result<RunOutcome, String> {
 
 /// Boots `system` on `cpu`, one QEMU at a time, with the scenario timeout.
 fn boot_system(system: &'static str, cpu: Cpu) -> Result<RunOutcome, String> {
-    static QEMU: Mutex<()> = Mutex::new(());
     let image = image(system)?;
-    let _one_at_a_time = QEMU.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let options = QemuOptions {
-        timeout: Some(scenario::TIMEOUT),
-        cpu,
-        ..QemuOptions::default()
-    };
-    let run = qemu::run(&image, &options).map_err(|error| error.to_string())?;
-    if run.timed_out {
-        return Err(format!(
-            "timed out after {:?}; console so far:\n{}",
-            scenario::TIMEOUT,
-            run.console
-        ));
-    }
-    Ok(run)
+    scenario::boot_with(
+        &image,
+        QemuOptions {
+            cpu,
+            ..QemuOptions::default()
+        },
+    )
 }
 
 /// The numeric `key=value` fields of `domain`'s summary line (the one starting with `prefix`),

@@ -3,24 +3,8 @@
 //! Each run has a 30 s timeout; a timeout fails the test.
 
 use frameshift_tests::protocol::{self, position, position_starting, texts, HYPERVISOR};
-use frameshift_tests::scenario;
+use frameshift_tests::scenario::{self, finished};
 use frameshift_xtask::console::HaltLine;
-use frameshift_xtask::qemu::RunOutcome;
-
-/// The run's console must follow the protocol for `domains`, end with `halt status=<status>`,
-/// and QEMU's verdict must agree; returns the halt line.
-fn finished(run: &RunOutcome, domains: &[&str], status: u32) -> Result<HaltLine, String> {
-    let halt = protocol::check(&run.console, domains)
-        .map_err(|error| format!("{error}\nconsole:\n{}", run.console))?;
-    if halt.status != status || run.exit_code() != status as i32 {
-        return Err(format!(
-            "expected halt status {status}, got {halt} (exit code {}); console:\n{}",
-            run.exit_code(),
-            run.console
-        ));
-    }
-    Ok(halt)
-}
 
 /// The halt line says why the run ended (`reason`, and `by` for a system-off) and counts what
 /// happened; `expected` lists the counters this scenario fixes exactly.

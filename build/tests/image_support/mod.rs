@@ -16,7 +16,10 @@
 use std::path::{Path, PathBuf};
 
 use frameshift_abi::addr::{Ipa, PhysAddr};
-use frameshift_build::image::{ImageInputs, DEFAULT_RAM_SIZE};
+use frameshift_abi::boot_info::{
+    BootInfo, DomainDesc, MappingDesc, DOMAIN_FLAG_PROTECTED, DOMAIN_FLAG_SPLIT, DOMAIN_KIND_VM,
+};
+use frameshift_build::image::{BuiltImage, ImageInputs, DEFAULT_RAM_SIZE};
 use frameshift_build::sdf::model::{
     Channel, ChannelEnd, Conversion, IdSetVar, Irq, IrqTrigger, Map, MemoryRegion, Perms,
     ProtectionDomain, SetVar, SystemDescription, VirtualMachine,
@@ -415,4 +418,92 @@ pub fn loaded_bytes(image: &[u8], pa: u64, len: usize) -> Option<Vec<u8>> {
             .map(|index| data.get(offset + index).copied().unwrap_or(0))
             .collect(),
     )
+}
+
+/// A virtual machine of a built system: its domain in the boot information and its record, its
+/// VMM's domain, and the VMM and VM in the model.
+pub struct VmDomain<'a> {
+    /// The VM's domain index.
+    pub domain: usize,
+    /// The VM's boot-info record.
+    pub desc: DomainDesc,
+    /// The VMM's domain index.
+    pub vmm_domain: usize,
+    /// The VMM in the model.
+    pub vmm: &'a ProtectionDomain,
+    /// The VM in the model.
+    pub vm: &'a VirtualMachine,
+}
+
+/// Every virtual machine in `info`, the boot information built from `system`.
+pub fn vm_domains<'a>(system: &'a SystemDescription, info: &BootInfo<'_>) -> Vec<VmDomain<'a>> {
+    info.domains()
+        .iter()
+        .enumerate()
+        .filter(|(_, desc)| desc.kind == DOMAIN_KIND_VM)
+        .map(|(domain, desc)| {
+            let vmm_domain = desc.parent as usize;
+            let vmm = system
+                .protection_domains
+                .iter()
+                .find(|pd| pd.name == info.domain_name(vmm_domain))
+                .expect("the VMM in the model");
+            let vm = vmm.virtual_machine.as_ref().expect("the VM in the model");
+            VmDomain {
+                domain,
+                desc: *desc,
+                vmm_domain,
+                vmm,
+                vm,
+            }
+        })
+        .collect()
+}
+
+/// A protected VM's boot-info record says what the model says: its conversion mode, its vCPUs,
+/// and the lowest vCPU id as its child id.
+pub fn check_vm_record(desc: &DomainDesc, vm: &VirtualMachine) {
+    let split = vm.conversion == Some(Conversion::Split);
+    assert!(vm.protected, "{}", vm.name);
+    assert_eq!(
+        desc.flags,
+        DOMAIN_FLAG_PROTECTED | if split { DOMAIN_FLAG_SPLIT } else { 0 },
+        "{}",
+        vm.name
+    );
+    let mut ids: Vec<u32> = vm.vcpus.iter().map(|&id| id as u32).collect();
+    ids.sort_unstable();
+    assert_eq!(desc.vcpus().collect::<Vec<_>>(), ids, "{}", vm.name);
+    assert_eq!(Some(&desc.child_id), ids.first(), "{}", vm.name);
+}
+
+/// Of all the image's bytes, only `bin` lands in the frames of `mapping`: one segment, at the
+/// first frame, exactly `bin` long; the rest of the region is left to QEMU's zeroed RAM.
+pub fn check_only_the_prefill_lands_in(image: &BuiltImage, mapping: &MappingDesc, bin: &[u8]) {
+    let (start, end) = (mapping.pa, mapping.pa + mapping.size);
+    let inside: Vec<_> = image
+        .segments
+        .iter()
+        .filter(|segment| segment.pa.0 < end && start < segment.pa.0 + segment.mem_size)
+        .collect();
+    let [segment] = inside[..] else {
+        panic!("one segment expected in [{start:#x}, {end:#x}): {inside:#?}");
+    };
+    assert_eq!(segment.pa.0, start);
+    assert_eq!(
+        (segment.file_size, segment.mem_size),
+        (bin.len() as u64, bin.len() as u64)
+    );
+    assert!(
+        segment.label.starts_with("prefill of memory region"),
+        "{}",
+        segment.label
+    );
+    let loaded = loaded_bytes(&image.image, start, bin.len()).expect("loaded");
+    assert_eq!(loaded, bin);
+    assert_eq!(
+        loaded_bytes(&image.image, start + bin.len() as u64, 1),
+        None,
+        "no byte past the image is loaded into the guest's frames"
+    );
 }

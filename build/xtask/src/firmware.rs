@@ -320,31 +320,27 @@ pub fn build_planned(
         .map_err(|error| FirmwareError::Io(programs_dir.clone(), error))?;
     let release_dir = firmware_dir(workspace_root).join(PD_TARGET).join("release");
     let mut programs = Vec::new();
-    for (package, bins) in &plan.pd_packages {
-        eprintln!(
-            "xtask: building PD programs of {package} ({PD_TARGET}, release): {}",
-            bins.join(", ")
-        );
-        cargo_build(workspace_root, &pd_build_args(workspace_root, package))?;
-        for bin in bins {
-            let from = release_dir.join(bin);
-            let to = programs_dir.join(format!("{bin}.elf"));
-            install_program(&from, &to)?;
-            programs.push(to);
-        }
-    }
-    for (package, bins) in &plan.guest_packages {
-        eprintln!(
-            "xtask: building guest images of {package} ({PD_TARGET}, release): {}",
-            bins.join(", ")
-        );
-        cargo_build(workspace_root, &pd_build_args(workspace_root, package))?;
-        for bin in bins {
-            let from = release_dir.join(bin);
-            let to = programs_dir.join(format!("{bin}.elf"));
-            install_program(&from, &to)?;
-            install_flat_image(&to, &programs_dir.join(format!("{bin}.bin")))?;
-            programs.push(to);
+    // PD programs, then guest images, which also get a flat `<bin>.bin` next to their ELF.
+    let groups = [
+        (&plan.pd_packages, "PD programs", false),
+        (&plan.guest_packages, "guest images", true),
+    ];
+    for (packages, what, flat) in groups {
+        for (package, bins) in packages {
+            eprintln!(
+                "xtask: building {what} of {package} ({PD_TARGET}, release): {}",
+                bins.join(", ")
+            );
+            cargo_build(workspace_root, &pd_build_args(workspace_root, package))?;
+            for bin in bins {
+                let from = release_dir.join(bin);
+                let to = programs_dir.join(format!("{bin}.elf"));
+                install_program(&from, &to)?;
+                if flat {
+                    install_flat_image(&to, &programs_dir.join(format!("{bin}.bin")))?;
+                }
+                programs.push(to);
+            }
         }
     }
     for skipped in PD_PACKAGES

@@ -31,6 +31,25 @@ pub const GDB_PORT: u16 = 1234;
 /// the power-off path is broken: the run is then reported as a QEMU failure.
 pub const HALT_GRACE: Duration = Duration::from_secs(5);
 
+/// The arguments that make every QEMU run here a console-only one: the serial port on stdio, no
+/// display and no monitor, and a guest reset ends QEMU rather than rebooting.
+pub const CONSOLE_ONLY: [&str; 4] = ["-nographic", "-monitor", "none", "-no-reboot"];
+
+/// `-icount shift=0,sleep=off`: one virtual nanosecond per instruction, so counter values repeat
+/// run to run.
+pub const ICOUNT: [&str; 2] = ["-icount", "shift=0,sleep=off"];
+
+/// `machine` (the machine, CPU and memory arguments), then [`CONSOLE_ONLY`], then [`ICOUNT`]
+/// if `icount`: how every QEMU command line here begins.
+pub fn console_argv(machine: &[&str], icount: bool) -> Vec<OsString> {
+    let mut args: Vec<OsString> = machine.iter().map(OsString::from).collect();
+    args.extend(CONSOLE_ONLY.map(OsString::from));
+    if icount {
+        args.extend(ICOUNT.map(OsString::from));
+    }
+    args
+}
+
 /// How often the launcher checks whether QEMU has exited.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
@@ -91,24 +110,17 @@ impl Default for QemuOptions {
 impl QemuOptions {
     /// The full QEMU argument list (without the program name) to boot `image`.
     pub fn argv(&self, image: &Path) -> Vec<OsString> {
-        let mut args: Vec<OsString> = [
-            "-machine",
-            MACHINE,
-            "-cpu",
-            self.cpu.qemu_name(),
-            "-m",
-            &self.memory,
-            "-nographic",
-            "-monitor",
-            "none",
-            "-no-reboot",
-        ]
-        .iter()
-        .map(OsString::from)
-        .collect();
-        if self.icount {
-            args.extend(["-icount", "shift=0,sleep=off"].map(OsString::from));
-        }
+        let mut args = console_argv(
+            &[
+                "-machine",
+                MACHINE,
+                "-cpu",
+                self.cpu.qemu_name(),
+                "-m",
+                &self.memory,
+            ],
+            self.icount,
+        );
         if self.gdb_wait {
             args.extend(["-s", "-S"].map(OsString::from));
         }
@@ -287,6 +299,12 @@ fn read_console(mut stdout: impl Read, stream: bool, halt_is_last: &AtomicBool) 
     String::from_utf8_lossy(&captured).into_owned()
 }
 
+/// Waits for QEMU to exit, and kills it once `timeout` has passed. Returns the exit status and
+/// whether the timeout fired.
+pub fn wait_or_kill(child: &mut Child, timeout: Duration) -> io::Result<(ExitStatus, bool)> {
+    wait(child, Some(timeout), &AtomicBool::new(false))
+}
+
 /// Waits for QEMU to exit; kills it on timeout or when it outlives the halt line (the grace period
 /// runs while the halt line is the last protocol line, and starts again after a later halt line).
 /// Returns the exit status and whether the timeout fired.
@@ -294,7 +312,7 @@ fn wait(
     child: &mut Child,
     timeout: Option<Duration>,
     halt_is_last: &AtomicBool,
-) -> Result<(ExitStatus, bool), QemuError> {
+) -> io::Result<(ExitStatus, bool)> {
     let start = Instant::now();
     let mut halt_deadline: Option<Instant> = None;
     loop {
@@ -317,14 +335,14 @@ fn wait(
     }
 }
 
-fn kill(child: &mut Child) -> Result<ExitStatus, QemuError> {
+fn kill(child: &mut Child) -> io::Result<ExitStatus> {
     // QEMU may exit on its own between the last poll and the kill; that is not an error.
     if let Err(error) = child.kill() {
         if error.kind() != io::ErrorKind::InvalidInput {
-            return Err(error.into());
+            return Err(error);
         }
     }
-    Ok(child.wait()?)
+    child.wait()
 }
 
 #[cfg(test)]

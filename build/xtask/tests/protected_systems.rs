@@ -18,15 +18,17 @@ mod image_support;
 use std::path::{Path, PathBuf};
 
 use frameshift_abi::boot_info::{
-    BootInfo, MappingDesc, DOMAIN_FLAG_PROTECTED, DOMAIN_FLAG_SPLIT, DOMAIN_KIND_VM,
-    MAPPING_KIND_PROGRAM, MAPPING_KIND_REGION, MAPPING_KIND_WINDOW, MAPPING_STATE_NO_PAGE,
-    MAPPING_STATE_OWNED,
+    BootInfo, MappingDesc, MAPPING_KIND_PROGRAM, MAPPING_KIND_REGION, MAPPING_KIND_WINDOW,
+    MAPPING_STATE_NO_PAGE, MAPPING_STATE_OWNED,
 };
 use frameshift_build::image::{self, BuiltImage, ImageInputs};
-use frameshift_build::sdf::model::{Conversion, SystemDescription};
+use frameshift_build::sdf::model::SystemDescription;
 use frameshift_xtask::firmware::{self, Firmware};
 use frameshift_xtask::tasks::{build_system, search_paths};
-use image_support::{aligned, loaded_bytes, scratch};
+use image_support::{
+    aligned, check_only_the_prefill_lands_in, check_vm_record, loaded_bytes, scratch, vm_domains,
+    VmDomain,
+};
 use object::{Object, ObjectSymbol};
 use zerocopy::IntoBytes;
 
@@ -80,25 +82,17 @@ fn symbol_value(
 fn check_guests(system: &SystemDescription, built: &BuiltImage, firmware: &Firmware, file: &str) {
     let words = aligned(built.boot_info());
     let info = BootInfo::parse(&words.as_bytes()[..built.boot_info_len]).expect("valid");
-    let mut guests = 0;
-    for (domain, desc) in info.domains().iter().enumerate() {
-        if desc.kind != DOMAIN_KIND_VM {
-            continue;
-        }
-        guests += 1;
-        let vmm_domain = desc.parent as usize;
-        let vmm = system
-            .protection_domains
-            .iter()
-            .find(|pd| pd.name == info.domain_name(vmm_domain))
-            .expect("the VMM");
-        let vm = vmm.virtual_machine.as_ref().expect("its VM");
-        let split = vm.conversion == Some(Conversion::Split);
-        let flags = DOMAIN_FLAG_PROTECTED | if split { DOMAIN_FLAG_SPLIT } else { 0 };
-        assert_eq!(desc.flags, flags, "{file}: {}", vm.name);
-        let mut ids: Vec<u32> = vm.vcpus.iter().map(|&id| id as u32).collect();
-        ids.sort_unstable();
-        assert_eq!(desc.vcpus().collect::<Vec<_>>(), ids, "{file}");
+    let guests = vm_domains(system, &info);
+    for VmDomain {
+        domain,
+        desc,
+        vmm_domain,
+        vmm,
+        vm,
+    } in &guests
+    {
+        let (domain, vmm_domain) = (*domain, *vmm_domain);
+        check_vm_record(desc, vm);
 
         // The guest's flat image in its own frames, and nothing else there.
         let ram_region = &system.memory_regions[vm.maps[0].memory_region];
@@ -117,19 +111,7 @@ fn check_guests(system: &SystemDescription, built: &BuiltImage, firmware: &Firmw
             (ram.kind, ram.state),
             (MAPPING_KIND_REGION, MAPPING_STATE_OWNED)
         );
-        let in_ram: Vec<_> = built
-            .segments
-            .iter()
-            .filter(|s| s.pa.0 < ram.pa + ram.size && ram.pa < s.pa.0 + s.mem_size)
-            .collect();
-        let [segment] = in_ram[..] else {
-            panic!("{file}: one segment expected in the guest's RAM: {in_ram:#?}");
-        };
-        assert_eq!((segment.pa.0, segment.mem_size), (ram.pa, bin.len() as u64));
-        assert_eq!(
-            loaded_bytes(&built.image, ram.pa, bin.len()),
-            Some(bin.clone())
-        );
+        check_only_the_prefill_lands_in(built, ram, &bin);
         let window = info
             .domain_mappings(vmm_domain)
             .iter()
@@ -168,7 +150,7 @@ fn check_guests(system: &SystemDescription, built: &BuiltImage, firmware: &Firmw
             );
         }
     }
-    assert!(guests > 0, "{file}: protected guests expected");
+    assert!(!guests.is_empty(), "{file}: protected guests expected");
 }
 
 #[test]

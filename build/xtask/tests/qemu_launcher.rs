@@ -5,7 +5,9 @@
 // A failed expectation in a test is the test failing, which is what panicking reports.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::PathBuf;
 use std::time::Duration;
 
 use frameshift_xtask::qemu::{self, Cpu, QemuOptions};
@@ -84,9 +86,7 @@ fn elf(code: &[u8]) -> Vec<u8> {
 }
 
 fn write_image(name: &str, message: &str, ending: Ending) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("qemu_launcher");
-    std::fs::create_dir_all(&dir).expect("create test dir");
-    let path = dir.join(name);
+    let path = support::scratch_dir().join(name);
     std::fs::write(&path, elf(&program(message, ending))).expect("write test image");
     path
 }

@@ -6,33 +6,12 @@
 // A failed expectation in a test is the test failing, which is what panicking reports.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod support;
+
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use frameshift_build::sdf::limits::{MAX_ATTRIBUTES, MAX_ELEMENTS, MAX_FILE_BYTES};
-
-fn write_system(name: &str, xml: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sdf_large_inputs");
-    std::fs::create_dir_all(&dir).expect("create test dir");
-    let path = dir.join(name);
-    std::fs::write(&path, xml).expect("write system file");
-    path
-}
-
-fn check(path: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .arg("check")
-        .arg(path)
-        .output()
-        .expect("run xtask")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout)
-        .trim_end()
-        .to_owned()
-}
+use support::{check, stdout, write_system};
 
 #[test]
 fn ten_megabytes_of_memory_regions_get_an_answer() {
@@ -95,11 +74,7 @@ fn fifty_thousand_mapped_regions_and_the_overlap_at_the_end() {
 }
 
 fn output_path(name: &str) -> String {
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("sdf_large_inputs")
-        .join(name)
-        .display()
-        .to_string()
+    support::scratch_dir().join(name).display().to_string()
 }
 
 #[test]

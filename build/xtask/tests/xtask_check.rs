@@ -3,31 +3,12 @@
 // A failed expectation in a test is the test failing, which is what panicking reports.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
 
-fn write_system(name: &str, xml: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("xtask_check");
-    std::fs::create_dir_all(&dir).expect("create test dir");
-    let path = dir.join(name);
-    std::fs::write(&path, xml).expect("write system file");
-    path
-}
+use std::path::Path;
+use std::process::Command;
 
-fn check(path: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .arg("check")
-        .arg(path)
-        .output()
-        .expect("run xtask")
-}
-
-fn stdout_lines(output: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
+use support::{check, stdout_lines, write_system};
 
 #[test]
 fn valid_system_prints_ok() {

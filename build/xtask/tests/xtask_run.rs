@@ -6,16 +6,13 @@
 // A failed expectation in a test is the test failing, which is what panicking reports.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::process::{Command, Output};
 
 use frameshift_xtask::console;
-
-fn scratch_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("xtask_run");
-    std::fs::create_dir_all(&dir).expect("create test dir");
-    dir
-}
+use support::scratch_dir;
 
 fn xtask_run(system: &Path, out: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_xtask"))

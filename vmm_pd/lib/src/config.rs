@@ -17,8 +17,31 @@ use frameshift_abi::addr::{Ipa, PAGE_SIZE};
 /// A `setvar_id` symbol the build tool left alone (no such attribute in system.xml).
 pub const UNSET: u64 = u64::MAX;
 
-/// Highest channel id Microkit allows (the ABI crate's).
-const MAX_CHANNEL: u64 = frameshift_abi::boot_info::MAX_CHANNEL_ID as u64;
+/// Highest vCPU or channel id Microkit allows (the ABI crate's; both are 61).
+pub const MAX_ID: u64 = frameshift_abi::boot_info::MAX_CHANNEL_ID as u64;
+const _: () = assert!(frameshift_abi::boot_info::MAX_VCPU_ID as u64 == MAX_ID);
+
+/// A `setvar_id` symbol's value is above [`MAX_ID`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdOutOfRange;
+
+/// A `setvar_id` symbol: `None` when the build tool left it [`UNSET`], the id when it is in
+/// range.
+pub const fn optional_id(raw: u64) -> Result<Option<u64>, IdOutOfRange> {
+    match raw {
+        UNSET => Ok(None),
+        id if id <= MAX_ID => Ok(Some(id)),
+        _ => Err(IdOutOfRange),
+    }
+}
+
+/// The window `guest_ram_vaddr` and `guest_ram_size` describe: its first address, when that is
+/// not zero and is page aligned and the size is a nonzero multiple of `granule` bytes.
+pub fn window(vaddr: u64, size: u64, granule: u64) -> Option<Ipa> {
+    let window = Ipa(vaddr);
+    let whole = size != 0 && size.is_multiple_of(granule);
+    (window.get() != 0 && window.is_page_aligned() && whole).then_some(window)
+}
 
 /// The raw symbol values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,35 +103,23 @@ impl core::fmt::Display for ConfigError {
 }
 
 fn channel(raw: u64) -> Result<Option<usize>, ConfigError> {
-    match raw {
-        UNSET => Ok(None),
-        id if id <= MAX_CHANNEL => Ok(Some(id as usize)),
-        _ => Err(ConfigError::Id),
+    match optional_id(raw) {
+        Ok(id) => Ok(id.map(|id| id as usize)),
+        Err(IdOutOfRange) => Err(ConfigError::Id),
     }
 }
 
 impl Config {
     /// Checks the symbols.
     pub fn from_symbols(symbols: &Symbols) -> Result<Self, ConfigError> {
-        let window = Ipa(symbols.guest_ram_vaddr);
         let size = symbols.guest_ram_size;
-        if window.get() == 0
-            || !window.is_page_aligned()
-            || size == 0
-            || !size.is_multiple_of(PAGE_SIZE)
-        {
-            return Err(ConfigError::Window);
-        }
+        let window = window(symbols.guest_ram_vaddr, size, PAGE_SIZE).ok_or(ConfigError::Window)?;
         let image = Ipa(symbols.guest_image_vaddr);
         let image_bytes = symbols.guest_image_size;
         if image.get() == 0 || image_bytes == 0 || image_bytes > size {
             return Err(ConfigError::Image);
         }
-        let vcpu = match symbols.guest_vcpu_id {
-            UNSET => 0,
-            id if id <= MAX_CHANNEL => id as usize,
-            _ => return Err(ConfigError::Id),
-        };
+        let vcpu = channel(symbols.guest_vcpu_id)?.unwrap_or(0);
         Ok(Self {
             window,
             pages: size / PAGE_SIZE,
@@ -134,6 +145,36 @@ mod tests {
         vmm_start_channel: UNSET,
         vmm_done_channel: 2,
     };
+
+    #[test]
+    fn ids_are_unset_or_in_range() {
+        assert_eq!(optional_id(UNSET), Ok(None));
+        assert_eq!(optional_id(0), Ok(Some(0)));
+        assert_eq!(optional_id(MAX_ID), Ok(Some(61)));
+        assert_eq!(optional_id(MAX_ID + 1), Err(IdOutOfRange));
+        assert_eq!(optional_id(UNSET - 1), Err(IdOutOfRange));
+    }
+
+    #[test]
+    fn a_window_is_page_aligned_and_whole_granules() {
+        const BLOCK: u64 = 0x20_0000;
+        assert_eq!(
+            window(0x2000_0000, BLOCK, PAGE_SIZE),
+            Some(Ipa(0x2000_0000))
+        );
+        assert_eq!(
+            window(0x2000_1000, 2 * BLOCK, BLOCK),
+            Some(Ipa(0x2000_1000))
+        );
+        assert_eq!(
+            window(0x2000_0000, PAGE_SIZE, BLOCK),
+            None,
+            "not a whole block"
+        );
+        assert_eq!(window(0x2000_0000, 0, PAGE_SIZE), None, "empty");
+        assert_eq!(window(0, BLOCK, PAGE_SIZE), None, "no address");
+        assert_eq!(window(0x2000_0008, BLOCK, PAGE_SIZE), None, "unaligned");
+    }
 
     #[test]
     fn good_symbols_make_a_config_with_defaults() {

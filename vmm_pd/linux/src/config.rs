@@ -13,11 +13,8 @@
 //! window (`PD_FRAME_CAPS`).
 
 use frameshift_abi::addr::{Ipa, BLOCK_SIZE, PAGE_SIZE};
-
-/// A `setvar_id` symbol the build tool left alone.
-pub const UNSET: u64 = u64::MAX;
-/// Highest vCPU id Microkit allows.
-const MAX_ID: u64 = 61;
+pub use frameshift_vmm::config::UNSET;
+use frameshift_vmm::config::{optional_id, window};
 
 /// The raw symbol values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,15 +90,9 @@ impl core::fmt::Display for ConfigError {
 impl Config {
     /// Checks the symbols.
     pub fn from_symbols(symbols: &Symbols) -> Result<Self, ConfigError> {
-        let window = Ipa(symbols.guest_ram_vaddr);
         let ram_bytes = symbols.guest_ram_size;
-        if window.get() == 0
-            || !window.is_page_aligned()
-            || ram_bytes == 0
-            || !ram_bytes.is_multiple_of(BLOCK_SIZE)
-        {
-            return Err(ConfigError::Window);
-        }
+        let window =
+            window(symbols.guest_ram_vaddr, ram_bytes, BLOCK_SIZE).ok_or(ConfigError::Window)?;
         let file = |base: u64, bytes: u64, name| {
             if base == 0 || bytes == 0 || !base.is_multiple_of(PAGE_SIZE) {
                 Err(ConfigError::File(name))
@@ -114,15 +105,12 @@ impl Config {
         };
         let kernel = file(symbols.kernel_vaddr, symbols.kernel_size, "kernel")?;
         let initrd = file(symbols.initrd_vaddr, symbols.initrd_size, "initrd")?;
-        let boot = match symbols.guest_vcpu_id {
-            UNSET => 0,
-            id if id <= MAX_ID => id,
-            _ => return Err(ConfigError::Vcpu),
-        };
-        let (second, vcpu_count) = match symbols.guest_vcpu2_id {
-            UNSET => (UNSET, 1),
-            id if id <= MAX_ID && id != boot => (id, 2),
-            _ => return Err(ConfigError::Vcpu),
+        let vcpu = |raw| optional_id(raw).map_err(|_| ConfigError::Vcpu);
+        let boot = vcpu(symbols.guest_vcpu_id)?.unwrap_or(0);
+        let (second, vcpu_count) = match vcpu(symbols.guest_vcpu2_id)? {
+            None => (UNSET, 1),
+            Some(id) if id != boot => (id, 2),
+            Some(_) => return Err(ConfigError::Vcpu),
         };
         Ok(Self {
             window,

@@ -6,7 +6,6 @@
 //! - [`layout`]: the guest's physical map, the arm64 Image header, and where the kernel, the
 //!   initrd and the device tree go in guest RAM.
 //! - [`device_tree`]: the guest's device tree.
-//! - [`pl011`]: the emulated PL011 UART, as Linux's `amba-pl011` driver uses it.
 //! - [`vgic`]: the emulated GICv3 distributor and redistributors, and which virtual
 //!   interrupts are due for injection.
 //! - [`calls`]: answers to the SMCCC calls the hypervisor forwards, and what to do with a
@@ -21,5 +20,4 @@ pub mod calls;
 pub mod config;
 pub mod device_tree;
 pub mod layout;
-pub mod pl011;
 pub mod vgic;

@@ -13,8 +13,8 @@
 //!   ever the VMM's. It then reads and writes a page of the guest's kernel through the window,
 //!   expecting both to fault, and says so; and again once the guest has powered off.
 //! - **Devices.** The PL011 and the GICv3 distributor and redistributors are emulated from the
-//!   guest's stage-2 faults (`frameshift_linux_vmm::{pl011, vgic}`); the UART's lines become the
-//!   VM's console lines. The virtual timer arrives as `FAULT_VM_VPPI` and is injected, then
+//!   guest's stage-2 faults (`frameshift_vmm::pl011`, `frameshift_linux_vmm::vgic`); the UART's
+//!   lines become the VM's console lines. The virtual timer arrives as `FAULT_VM_VPPI` and is injected, then
 //!   acknowledged; a trapped `ICC_SGI1R_EL1` write sends SGIs to the other vCPU's list
 //!   registers; other trapped system registers (debug, PMU) read as zero.
 //! - **The end.** PSCI `SYSTEM_OFF` stops the VM; the VMM ends the system with status 0.
@@ -31,21 +31,19 @@
 #![deny(unsafe_code)]
 
 use frameshift_abi::addr::{Ipa, PAGE_SIZE};
-use frameshift_abi::guest_call::{
-    MAX_RANGE_PAGES, PSCI_CPU_OFF, PSCI_SYSTEM_OFF, PSCI_SYSTEM_RESET,
-};
+use frameshift_abi::guest_call::{PSCI_CPU_OFF, PSCI_SYSTEM_OFF, PSCI_SYSTEM_RESET};
 use frameshift_linux_vmm::calls::{self, SysRegAccess};
-use frameshift_linux_vmm::config::{Config, Symbols, UNSET};
+use frameshift_linux_vmm::config::{Config, Symbols};
 use frameshift_linux_vmm::device_tree::{self, Guest};
 use frameshift_linux_vmm::layout::{self, ImageHeader, Placement, RAM_BASE, UART_BASE, UART_INTID};
-use frameshift_linux_vmm::pl011::Pl011;
 use frameshift_linux_vmm::vgic::{Vgic, VTIMER_PPI};
-use frameshift_pd::symbols::read_patched;
 use frameshift_pd::vm_fault::DataAccess;
 use frameshift_pd::{
     debug_println, memory_region_symbol, probe, system_off, ChannelSet, Child, Handler,
     MessageInfo, Region, VcpuRegister, VmFault, VmReply,
 };
+use frameshift_vmm::pl011::Pl011;
+use frameshift_vmm_pd::{donate_all, fail, flush_console, serve_vm_fault, setvar_id, uart_access};
 
 /// The kernel command line: the PL011 console, and a reset (PSCI `SYSTEM_RESET`, so the VMM
 /// ends the run with a failure) instead of a hang should the kernel panic.
@@ -56,18 +54,6 @@ const DTB_BUFFER: usize = 4096;
 
 /// How many unexpected accesses (to no device, or to untrapped registers) are printed.
 const REPORT_LIMIT: u32 = 8;
-
-/// `setvar_id` symbols: left at [`UNSET`] when system.xml does not set them.
-mod ids {
-    #![allow(non_upper_case_globals, unsafe_code)]
-
-    #[no_mangle]
-    #[link_section = ".data"]
-    pub(super) static guest_vcpu_id: u64 = super::UNSET;
-    #[no_mangle]
-    #[link_section = ".data"]
-    pub(super) static guest_vcpu2_id: u64 = super::UNSET;
-}
 
 struct Vmm {
     config: Config,
@@ -102,12 +88,6 @@ struct Counts {
     sysregs: u64,
 }
 
-/// Print why the system failed and end it with status 1.
-fn fail(reason: core::fmt::Arguments<'_>) -> ! {
-    debug_println!("FAILED: {reason}");
-    system_off(1)
-}
-
 fn region(base: Ipa, bytes: u64) -> Region {
     #[allow(unsafe_code)]
     // SAFETY: every region made here is one system.xml maps into this PD, page granular, at
@@ -126,8 +106,8 @@ fn init() -> Vmm {
         kernel_size: memory_region_symbol!(kernel_size).get(),
         initrd_vaddr: memory_region_symbol!(initrd_vaddr).get(),
         initrd_size: memory_region_symbol!(initrd_size).get(),
-        guest_vcpu_id: read_patched(&ids::guest_vcpu_id),
-        guest_vcpu2_id: read_patched(&ids::guest_vcpu2_id),
+        guest_vcpu_id: setvar_id!(guest_vcpu_id),
+        guest_vcpu2_id: setvar_id!(guest_vcpu2_id),
     };
     let config = match Config::from_symbols(&symbols) {
         Ok(config) => config,
@@ -243,16 +223,7 @@ impl Vmm {
         );
         if self.protected {
             let pages = self.config.ram_bytes / PAGE_SIZE;
-            let mut page = 0;
-            while page < pages {
-                let count = (pages - page).min(MAX_RANGE_PAGES);
-                if let Err(error) = self.vm.donate(RAM_BASE.add(page * PAGE_SIZE), count) {
-                    fail(format_args!(
-                        "donating {count} pages at page {page}: {error}"
-                    ));
-                }
-                page += count;
-            }
+            donate_all(self.vm, RAM_BASE, pages);
             debug_println!(
                 "linux-vmm: all {pages} pages donated to the guest with their contents; the VMM keeps none"
             );
@@ -365,15 +336,7 @@ impl Vmm {
     }
 
     fn uart(&mut self, offset: u64, access: DataAccess, value: u64) -> VmReply {
-        let reply = if access.write {
-            if let Some(line) = self.uart.write(offset, value) {
-                // A refused console write has nowhere better to go; the guest runs on.
-                let _ = self.vm.vm_console_write(line);
-            }
-            VmReply::skip()
-        } else {
-            VmReply::skip_with_read(self.uart.read(offset))
-        };
+        let reply = uart_access(self.vm, &mut self.uart, offset, access, value);
         let line = self.uart.interrupt();
         if line && !self.uart_line {
             self.counts.uart += 1;
@@ -451,11 +414,7 @@ impl Vmm {
     }
 
     fn powered_off(&mut self, function: u64) -> ! {
-        let pending = self.uart.pending();
-        if !pending.is_empty() {
-            let _ = self.vm.vm_console_write(pending);
-            let _ = self.vm.vm_console_write(b"\n");
-        }
+        flush_console(self.vm, &self.uart);
         let counts = self.counts;
         debug_println!(
             "linux-vmm: injected timer={} sgi={} uart={}; emulated mmio={} sysreg={}",
@@ -546,14 +505,7 @@ impl Handler for Vmm {
     }
 
     fn fault(&mut self, child: Child, message: MessageInfo) -> Option<MessageInfo> {
-        match VmFault::from_message(message) {
-            Ok(fault) => self.handle(child, fault).send(),
-            Err(other) => fail(format_args!(
-                "child {} fault label {}: not a VM fault",
-                child.index(),
-                other.label
-            )),
-        }
+        serve_vm_fault(child, message, |fault| self.handle(child, fault))
     }
 }
 

@@ -15,11 +15,8 @@
 #![deny(unsafe_code)]
 
 use frameshift_abi::addr::{Ipa, PAGE_SIZE};
-use frameshift_abi::guest_call::{
-    MAX_RANGE_PAGES, PSCI_CPU_OFF, PSCI_SYSTEM_OFF, PSCI_SYSTEM_RESET,
-};
+use frameshift_abi::guest_call::{PSCI_CPU_OFF, PSCI_SYSTEM_OFF, PSCI_SYSTEM_RESET};
 use frameshift_pd::memory::CapHeld;
-use frameshift_pd::symbols::read_patched;
 use frameshift_pd::vm_fault::DataAccess;
 use frameshift_pd::{
     audit, debug_println, frame_cap_at, memory_region_symbol, probe, system_off, Channel,
@@ -33,10 +30,11 @@ use frameshift_vm_protocol::doorbell::{
     STATUS_UNKNOWN_COMMAND, VALUE, VMM_PAGE_MARK,
 };
 use frameshift_vm_protocol::pl011::UART_IPA;
-use frameshift_vmm::config::{Config, Symbols, UNSET};
+use frameshift_vmm::config::{Config, Symbols};
 use frameshift_vmm::pl011::Pl011;
 use frameshift_vmm::run::{Problem, RunChecks};
 use frameshift_vmm::window::Window;
+use frameshift_vmm_pd::{donate_all, fail, flush_console, serve_vm_fault, setvar_id, uart_access};
 
 /// How many times the guest runs: once from the image the build tool placed, then again after
 /// each teardown from the clean image the VMM restores.
@@ -44,21 +42,6 @@ const RUNS: u32 = 2;
 
 /// The virtual timer's PPI, and the priority and group it is injected with.
 const VTIMER_PPI: u16 = 27;
-
-/// `setvar_id` symbols: left at [`UNSET`] when system.xml does not set them.
-mod ids {
-    #![allow(non_upper_case_globals, unsafe_code)]
-
-    #[no_mangle]
-    #[link_section = ".data"]
-    pub(super) static guest_vcpu_id: u64 = super::UNSET;
-    #[no_mangle]
-    #[link_section = ".data"]
-    pub(super) static vmm_start_channel: u64 = super::UNSET;
-    #[no_mangle]
-    #[link_section = ".data"]
-    pub(super) static vmm_done_channel: u64 = super::UNSET;
-}
 
 struct Vmm {
     config: Config,
@@ -75,21 +58,15 @@ struct Vmm {
     checks: RunChecks,
 }
 
-/// Print why the system failed and end it with status 1.
-fn fail(reason: core::fmt::Arguments<'_>) -> ! {
-    debug_println!("FAILED: {reason}");
-    system_off(1)
-}
-
 fn init() -> Vmm {
     let symbols = Symbols {
         guest_ram_vaddr: memory_region_symbol!(guest_ram_vaddr).get(),
         guest_ram_size: memory_region_symbol!(guest_ram_size).get(),
         guest_image_vaddr: memory_region_symbol!(guest_image_vaddr).get(),
         guest_image_size: memory_region_symbol!(guest_image_size).get(),
-        guest_vcpu_id: read_patched(&ids::guest_vcpu_id),
-        vmm_start_channel: read_patched(&ids::vmm_start_channel),
-        vmm_done_channel: read_patched(&ids::vmm_done_channel),
+        guest_vcpu_id: setvar_id!(guest_vcpu_id),
+        vmm_start_channel: setvar_id!(vmm_start_channel),
+        vmm_done_channel: setvar_id!(vmm_done_channel),
     };
     let config = match Config::from_symbols(&symbols) {
         Ok(config) => config,
@@ -168,11 +145,7 @@ impl Vmm {
     }
 
     fn teardown_and_restart(&mut self) {
-        let pending = self.uart.pending();
-        if !pending.is_empty() {
-            let _ = self.vm.vm_console_write(pending);
-            let _ = self.vm.vm_console_write(b"\n");
-        }
+        flush_console(self.vm, &self.uart);
         if let Err(error) = self.vm.teardown() {
             fail(format_args!("PD_VM_TEARDOWN: {error}"));
         }
@@ -208,17 +181,7 @@ impl Vmm {
             self.window_region
                 .write_u64(word * 8, self.image_region.read_u64(word * 8));
         }
-        let mut page = 0;
-        while page < self.window.pages {
-            let count = (self.window.pages - page).min(MAX_RANGE_PAGES);
-            if let Err(error) = self.vm.donate(self.window.guest_page(page), count) {
-                fail(format_args!(
-                    "donating {count} pages at {}: {error}",
-                    self.window.guest_page(page)
-                ));
-            }
-            page += count;
-        }
+        donate_all(self.vm, self.window.guest_page(0), self.window.pages);
         debug_println!(
             "clean image ({} bytes) copied into the window and all {} pages donated back",
             self.config.image_bytes,
@@ -420,18 +383,6 @@ impl Vmm {
         }
     }
 
-    fn uart(&mut self, offset: u64, access: DataAccess, value: u64) -> VmReply {
-        if access.write {
-            if let Some(line) = self.uart.write(offset, value) {
-                // A refused console write has nowhere better to go; the guest runs on.
-                let _ = self.vm.vm_console_write(line);
-            }
-            VmReply::skip()
-        } else {
-            VmReply::skip_with_read(self.uart.read(offset))
-        }
-    }
-
     fn doorbell(&mut self, offset: u64, access: DataAccess, value: u64) -> VmReply {
         if access.write {
             if offset == COMMAND {
@@ -453,7 +404,7 @@ impl Vmm {
             VmFault::DataAbort { ipa, access, value, .. } if access.valid => {
                 let offset = ipa.get() - ipa.page_base().get();
                 if ipa.page_base() == UART_IPA {
-                    self.uart(offset, access, value)
+                    uart_access(self.vm, &mut self.uart, offset, access, value)
                 } else if ipa.page_base() == DOORBELL_IPA {
                     self.doorbell(offset, access, value)
                 } else {
@@ -529,14 +480,7 @@ impl Handler for Vmm {
     }
 
     fn fault(&mut self, child: Child, message: MessageInfo) -> Option<MessageInfo> {
-        match VmFault::from_message(message) {
-            Ok(fault) => self.handle(child, fault).send(),
-            Err(other) => fail(format_args!(
-                "child {} fault label {}: not a VM fault",
-                child.index(),
-                other.label
-            )),
-        }
+        serve_vm_fault(child, message, |fault| self.handle(child, fault))
     }
 }
 

@@ -15,7 +15,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::qemu::QEMU_PROGRAM;
+use crate::qemu::{console_argv, wait_or_kill, QEMU_PROGRAM};
 
 /// The kernel command line: the PL011 console, and a reboot (PSCI `SYSTEM_RESET`) instead of a
 /// hang should the kernel panic.
@@ -48,28 +48,21 @@ impl Default for PlainBoot {
 impl PlainBoot {
     /// QEMU's arguments to boot `kernel` with `initrd`.
     pub fn argv(&self, kernel: &Path, initrd: &Path) -> Vec<OsString> {
-        let mut args: Vec<OsString> = [
-            "-machine",
-            "virt,gic-version=3,dtb-randomness=off",
-            "-cpu",
-            "cortex-a57",
-            "-smp",
-            &self.cpus.to_string(),
-            "-m",
-            &self.memory,
-            "-rtc",
-            "base=2025-01-01T00:00:00,clock=vm",
-            "-nographic",
-            "-monitor",
-            "none",
-            "-no-reboot",
-        ]
-        .iter()
-        .map(OsString::from)
-        .collect();
-        if self.icount {
-            args.extend(["-icount", "shift=0,sleep=off"].map(OsString::from));
-        }
+        let mut args = console_argv(
+            &[
+                "-machine",
+                "virt,gic-version=3,dtb-randomness=off",
+                "-cpu",
+                "cortex-a57",
+                "-smp",
+                &self.cpus.to_string(),
+                "-m",
+                &self.memory,
+                "-rtc",
+                "base=2025-01-01T00:00:00,clock=vm",
+            ],
+            self.icount,
+        );
         args.push("-kernel".into());
         args.push(kernel.as_os_str().to_owned());
         args.push("-initrd".into());
@@ -112,17 +105,7 @@ pub fn boot(kernel: &Path, initrd: &Path, options: &PlainBoot) -> io::Result<Pla
         let _ = stdout.read_to_end(&mut bytes);
         String::from_utf8_lossy(&bytes).into_owned()
     });
-    let (status, timed_out) = loop {
-        if let Some(status) = child.try_wait()? {
-            break (status, false);
-        }
-        if start.elapsed() >= options.timeout {
-            // QEMU may exit between the poll and the kill: that is not an error.
-            let _ = child.kill();
-            break (child.wait()?, true);
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
+    let (status, timed_out) = wait_or_kill(&mut child, options.timeout)?;
     let console = reader.join().unwrap_or_default();
     Ok(PlainOutcome {
         console,
