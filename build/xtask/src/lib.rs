@@ -2,6 +2,7 @@
 //! AArch64 firmware, launching QEMU, reading the console protocol, and the tasks themselves.
 //! The system description and the boot image come from `frameshift-build` (Microkit's tool).
 #![forbid(unsafe_code)]
+pub mod bench;
 pub mod console;
 pub mod firmware;
 pub mod install;
