@@ -9,7 +9,7 @@ mod image_support;
 
 use frameshift_abi::boot_info::{
     BootInfo, MappingDesc, CHANNEL_A_NOTIFIES_B, CHANNEL_B_CALLS_A, CHANNEL_B_NOTIFIES_A,
-    DOMAIN_FLAG_PASSIVE, DOMAIN_FLAG_PROTECTED, DOMAIN_KIND_PD, DOMAIN_KIND_VM,
+    DOMAIN_FLAG_PASSIVE, DOMAIN_FLAG_PROTECTED, DOMAIN_FLAG_SPLIT, DOMAIN_KIND_PD, DOMAIN_KIND_VM,
     MAPPING_KIND_DEVICE, MAPPING_KIND_PROGRAM, MAPPING_KIND_REGION, MAPPING_KIND_STACK,
     MAPPING_KIND_WINDOW, MAPPING_STATE_NO_PAGE, MAPPING_STATE_OWNED, MAPPING_STATE_SHARED_BORROWED,
     MAPPING_STATE_SHARED_OWNED, MAPPING_STATE_UNTRACKED, NONE, PD_STACK_TOP, RIGHT_EXECUTE,
@@ -177,7 +177,11 @@ fn boot_info_in_the_image_parses_and_matches_the_layout() {
         (guest.kind, guest.priority, guest.parent),
         (DOMAIN_KIND_VM, 90, 0)
     );
-    assert_eq!((guest.flags, guest.child_id), (DOMAIN_FLAG_PROTECTED, 0));
+    assert_eq!(
+        (guest.flags, guest.child_id, guest.vcpu_ids),
+        (DOMAIN_FLAG_PROTECTED, 0, 1)
+    );
+    assert_eq!((vmm.vcpu_ids, client.vcpu_ids), (0, 0), "PDs have no vCPUs");
     assert_eq!(
         (client.kind, client.flags),
         (DOMAIN_KIND_PD, DOMAIN_FLAG_PASSIVE)
@@ -409,4 +413,58 @@ fn a_hundred_thousand_regions_build_in_linear_time() {
             .all(|pa| (pa - fixed_start) % (2 * page) == page),
         "an allocated region overlaps a fixed one"
     );
+}
+
+/// The guest's boot-info record after `edit` of the fixture's guest.
+fn guest_record(
+    name: &str,
+    edit: impl FnOnce(&mut frameshift_build::sdf::model::VirtualMachine),
+) -> frameshift_abi::boot_info::DomainDesc {
+    let dir = scratch(name);
+    let inputs = write_fixtures(&dir);
+    let mut system = system();
+    edit(
+        system.protection_domains[0]
+            .virtual_machine
+            .as_mut()
+            .expect("the fixture's VMM has a guest"),
+    );
+    let image = build(&system, &inputs).expect("build");
+    let words = aligned(image.boot_info());
+    let info = BootInfo::parse(&words.as_bytes()[..image.boot_info_len]).expect("valid");
+    info.domains()[1]
+}
+
+#[test]
+fn every_vcpu_is_in_the_boot_info_and_the_child_id_is_the_lowest() {
+    use frameshift_build::sdf::model::Conversion;
+    // Document order 3, 1: the child id is the lowest id, not the first one written.
+    let guest = guest_record("vcpus", |vm| {
+        vm.vcpus = vec![3, 1];
+        vm.conversion = Some(Conversion::Split);
+    });
+    assert_eq!(guest.vcpu_ids, 1 << 3 | 1 << 1);
+    assert_eq!(guest.child_id, 1);
+    assert_eq!(guest.vcpus().collect::<Vec<_>>(), [1, 3], "index order");
+    assert_eq!(guest.flags, DOMAIN_FLAG_PROTECTED | DOMAIN_FLAG_SPLIT);
+    // Four vCPUs, the most, up to id 61.
+    let guest = guest_record("vcpus-four", |vm| vm.vcpus = vec![61, 0, 9, 4]);
+    assert_eq!(guest.vcpu_ids, 1 << 61 | 1 << 9 | 1 << 4 | 1);
+    assert_eq!((guest.child_id, guest.flags), (0, DOMAIN_FLAG_PROTECTED));
+}
+
+#[test]
+fn conversion_mode_sets_the_split_flag_only_in_split_mode() {
+    use frameshift_build::sdf::model::Conversion;
+    let history = guest_record("conversion-history", |vm| {
+        vm.conversion = Some(Conversion::History)
+    });
+    assert_eq!(history.flags, DOMAIN_FLAG_PROTECTED);
+    let split = guest_record("conversion-split", |vm| {
+        vm.conversion = Some(Conversion::Split)
+    });
+    assert_eq!(split.flags, DOMAIN_FLAG_PROTECTED | DOMAIN_FLAG_SPLIT);
+    // A protected VM without a mode (a model built in code) is in history mode, the default.
+    let default = guest_record("conversion-default", |vm| vm.conversion = None);
+    assert_eq!(default.flags, DOMAIN_FLAG_PROTECTED);
 }

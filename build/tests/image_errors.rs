@@ -733,3 +733,169 @@ fn id_setvar_missing_from_the_elf() {
     );
     assert_mentions(&message, &["`server_channel`", "setvar id 2"]);
 }
+
+/// The fixture's guest, for edits.
+fn guest(system: &mut SystemDescription) -> &mut frameshift_build::sdf::model::VirtualMachine {
+    system.protection_domains[0]
+        .virtual_machine
+        .as_mut()
+        .expect("the fixture's VMM has a guest")
+}
+
+#[test]
+fn more_channels_than_the_hypervisor_holds() {
+    // 257 channels between the VMM and the client, on ids the two PDs do not run out of in the
+    // model (the id checks are the SDF parser's; the count is the builder's own).
+    let (error, message) = refused("too-many-channels", |_, _, system| {
+        let template = system.channels[0].clone();
+        system.channels = (0..257).map(|_| template.clone()).collect();
+    });
+    assert!(
+        matches!(error, ImageError::TooManyChannels { count: 257 }),
+        "{error:?}"
+    );
+    assert_eq!(
+        message,
+        "the system has 257 channels; the hypervisor's channel table holds at most 256"
+    );
+}
+
+#[test]
+fn more_vcpus_than_a_vm_may_have_or_none() {
+    for (vcpus, count) in [(vec![0, 1, 2, 3, 4], 5), (vec![], 0)] {
+        let (error, message) = refused("too-many-vcpus", |_, _, system| {
+            guest(system).vcpus = vcpus.clone();
+        });
+        assert!(
+            matches!(&error, ImageError::VcpuCount { count: found, .. } if *found == count),
+            "{error:?}"
+        );
+        assert_eq!(
+            message,
+            format!(
+                "virtual machine `guest` has {count} vCPUs; it needs 1 to 4 (at most 4 is a \
+                 Frameshift limit; Microkit allows more)"
+            )
+        );
+    }
+}
+
+#[test]
+fn vcpu_id_above_61_or_given_twice() {
+    for (vcpus, id) in [
+        (vec![0, 62], 62),
+        (vec![3, 1, 3], 3),
+        (vec![u64::MAX], u64::MAX),
+    ] {
+        let (error, message) = refused("bad-vcpu-id", |_, _, system| {
+            guest(system).vcpus = vcpus.clone();
+        });
+        assert!(
+            matches!(&error, ImageError::BadVcpuId { id: found, .. } if *found == id),
+            "{error:?}"
+        );
+        assert_eq!(
+            message,
+            format!("virtual machine `guest`: vCPU id {id} is above 61 or given twice")
+        );
+    }
+}
+
+#[test]
+fn conversion_mode_on_an_unprotected_vm() {
+    use frameshift_build::sdf::model::Conversion;
+    for conversion in [Conversion::History, Conversion::Split] {
+        let (error, message) = refused("conversion-unprotected", |_, _, system| {
+            let vm = guest(system);
+            vm.protected = false;
+            vm.conversion = Some(conversion);
+        });
+        assert!(
+            matches!(error, ImageError::ConversionWithoutProtection { .. }),
+            "{error:?}"
+        );
+        assert_eq!(
+            message,
+            format!(
+                "virtual machine `guest` has conversion mode `{conversion}` but is not protected \
+                 (only a protected VM converts memory)"
+            )
+        );
+    }
+}
+
+#[test]
+fn split_vm_map_in_the_alias_half_is_caught_by_the_boot_info_self_check() {
+    use frameshift_build::sdf::model::Conversion;
+    let (error, message) = refused("split-alias-half", |_, _, system| {
+        let vm = guest(system);
+        vm.conversion = Some(Conversion::Split);
+        vm.maps[0].vaddr = Ipa(0x80_0000_0000);
+    });
+    assert!(matches!(error, ImageError::BootInfoRefused(_)), "{error:?}");
+    assert_eq!(
+        message,
+        "the system breaks a rule the hypervisor enforces: boot info refused: mapping 6 field \
+         `ipa`: a split-mode VM's mapping ends at 0x8000400000, in the shared alias half (from \
+         0x8000000000)"
+    );
+}
+
+#[test]
+fn vcpu_id_shared_with_a_child_pd_is_caught_by_the_boot_info_self_check() {
+    // The client becomes a child of the VMM with id 0, the guest's vCPU id.
+    let (error, message) = refused("vcpu-child-clash", |_, _, system| {
+        system.protection_domains[1].parent = Some(0);
+        system.protection_domains[1].child_id = Some(0);
+    });
+    assert!(matches!(error, ImageError::BootInfoRefused(_)), "{error:?}");
+    assert_eq!(
+        message,
+        "the system breaks a rule the hypervisor enforces: boot info refused: domain 2 field \
+         `child_id`: child id 0 is already used by domain 1, a child of the same parent (child \
+         PD ids and vCPU ids share one id space)"
+    );
+}
+
+#[test]
+fn prefill_file_changed_since_the_system_was_checked() {
+    let (error, message) = refused("prefill-changed", |dir, _, _| {
+        std::fs::write(dir.join("blob.bin"), b"shorter").expect("write");
+    });
+    assert!(
+        matches!(
+            error,
+            ImageError::PrefillChanged {
+                checked,
+                len: 7,
+                ..
+            } if checked == PREFILL.len() as u64
+        ),
+        "{error:?}"
+    );
+    assert_eq!(
+        message,
+        format!(
+            "memory region `blob`: prefill file is 0x7 bytes, but was {:#x} bytes when the \
+             system description was checked (it changed; check again)",
+            PREFILL.len()
+        )
+    );
+}
+
+#[test]
+fn setvar_prefill_size_on_a_region_without_prefill() {
+    let (error, message) = refused("prefill-size-no-prefill", |_, _, system| {
+        system.protection_domains[1].maps[0].setvar_prefill_size = Some("blob_size".to_string());
+        system.protection_domains[1].maps[1].setvar_size = None;
+    });
+    assert!(
+        matches!(error, ImageError::BadReference { .. }),
+        "{error:?}"
+    );
+    assert_eq!(
+        message,
+        "setvar_prefill_size `blob_size` of PD `client` (memory region `shared` has no prefill \
+         file) refers to nothing"
+    );
+}

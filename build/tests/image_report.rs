@@ -76,7 +76,7 @@ fn report_shows_channels_irqs_and_the_protected_window() {
         "id 1 -> `client` id 2  notify: yes  pp: no",
         "id 2 -> `vmm` id 1  notify: yes  pp: yes",
         "irq 79 -> channel id 5  (level)",
-        "VM `guest`  priority 90  protected  parent `vmm` (vcpu id 0)",
+        "VM `guest`  priority 90  protected  conversion history  parent `vmm`\n  vcpus (1): id 0 (index 0)\n",
         "protected memory (private to this guest from boot):",
         "Owned by `guest`; window in `vmm` at IPA 0x20000000 (NoPage",
         "PD `client`  priority 50  passive",
@@ -104,4 +104,80 @@ fn report_shows_the_hypervisor_range_and_boot_info_location() {
     ] {
         assert!(report.contains(part), "report lacks {part:?}:\n{report}");
     }
+}
+
+#[test]
+fn report_summarises_each_vm_with_vcpus_mode_ram_and_window() {
+    use frameshift_build::sdf::model::{Conversion, VirtualMachine};
+    let dir = scratch("report-vms");
+    let inputs = write_fixtures(&dir);
+    let mut system = system();
+    if let Some(guest) = &mut system.protection_domains[0].virtual_machine {
+        guest.vcpus = vec![5, 2];
+        guest.conversion = Some(Conversion::Split);
+    }
+    // The client gets an unprotected VM whose RAM it shares.
+    system.memory_regions.push(region("plain_ram", 0x1000));
+    let plain_ram = system.memory_regions.len() - 1;
+    system.protection_domains[1]
+        .maps
+        .push(map(plain_ram, 0x500_0000, RW));
+    system.protection_domains[1].virtual_machine = Some(VirtualMachine {
+        name: "plain".to_string(),
+        priority: 10,
+        budget: 1000,
+        period: 1000,
+        vcpus: vec![0],
+        maps: vec![map(plain_ram, 0x4000_0000, RWX)],
+        protected: false,
+        conversion: None,
+    });
+    let image = build(&system, &inputs).expect("build");
+    let words = aligned(image.boot_info());
+    let info = BootInfo::parse(&words.as_bytes()[..image.boot_info_len]).expect("valid");
+    let guest_ram = info.domain_mappings(1)[0];
+    let window = info
+        .domain_mappings(0)
+        .iter()
+        .find(|m| m.pa == guest_ram.pa)
+        .expect("the window");
+    let plain = info.domain_mappings(3)[0];
+    let client_map = info
+        .domain_mappings(2)
+        .iter()
+        .find(|m| m.pa == plain.pa)
+        .expect("the client's map");
+    let report = &image.report;
+    let summary = &report[report.find("\nVirtual machines\n").expect("a VM section")..];
+    let expected = format!(
+        "
+Virtual machines
+  `guest` (domain 1), VMM `vmm`: protected, conversion split (shared pages at IPA + 0x8000000000, private RAM below it)
+    vcpu id 2: index 0 (MPIDR Aff0 0)
+    vcpu id 5: index 1 (MPIDR Aff0 1)
+    RAM `guest_ram`: guest IPA {} -> PA {}  4 MiB  Owned; window in `vmm` at IPA {} (NoPage)
+  `plain` (domain 3), VMM `client`: not protected
+    vcpu id 0: index 0 (MPIDR Aff0 0)
+    RAM `plain_ram`: guest IPA {} -> PA {}  4 KiB  SharedBorrowed; also mapped by `client` at IPA {} (SharedOwned)
+",
+        range(GUEST_RAM_IPA, 0x40_0000),
+        range(guest_ram.pa, 0x40_0000),
+        range(window.ipa, 0x40_0000),
+        range(0x4000_0000, 0x1000),
+        range(plain.pa, 0x1000),
+        range(client_map.ipa, 0x1000),
+    );
+    assert_eq!(summary, expected);
+    assert!(
+        report.contains(
+            "domain 1: VM `guest`  priority 90  protected  conversion split  parent `vmm`\n  vcpus (2): id 2 (index 0), id 5 (index 1)\n"
+        ),
+        "{report}"
+    );
+    assert!(
+        report.contains(
+            "domain 3: VM `plain`  priority 10  parent `client`\n  vcpus (1): id 0 (index 0)\n"
+        ),
+        "{report}"
+    );
 }

@@ -1,9 +1,14 @@
 //! Frameshift's own SDF fixtures (build/tests/fixtures): one file per extension rule, each
 //! asserting its full message, plus valid systems whose parsed model is checked.
+#![allow(
+    clippy::expect_used,
+    reason = "a test fails loudly on the first unexpected result"
+)]
 
 use std::path::PathBuf;
 
 use frameshift_abi::addr::{Ipa, PhysAddr};
+use frameshift_build::sdf::model::{Conversion, VirtualMachine};
 use frameshift_build::sdf::{parse_bytes, SdfError, SdfErrorKind, SystemDescription};
 
 fn parse_fixture(name: &str) -> Result<SystemDescription, SdfError> {
@@ -16,7 +21,7 @@ fn parse_fixture(name: &str) -> Result<SystemDescription, SdfError> {
 }
 
 /// (fixture, kind, full message).
-const REFUSED: [(&str, SdfErrorKind, &str); 23] = [
+const REFUSED: [(&str, SdfErrorKind, &str); 28] = [
     (
         "protected_invalid_value.system",
         SdfErrorKind::Microkit,
@@ -136,6 +141,33 @@ const REFUSED: [(&str, SdfErrorKind, &str); 23] = [
         SdfErrorKind::Frameshift,
         "Error: too many irqs (65) defined. Maximum is 64 (the hypervisor routes at most 64 interrupts) @ irq_too_many.system:73:9",
     ),
+    // Issue 9: the conversion mode of a protected VM.
+    (
+        "conversion_invalid_value.system",
+        SdfErrorKind::Protected,
+        "Error: conversion must be 'history' or 'split' on element 'virtual_machine': conversion_invalid_value.system:8:9",
+    ),
+    (
+        "conversion_not_protected.system",
+        SdfErrorKind::Protected,
+        "Error: conversion is only valid on a protected virtual machine (protected=\"true\") on element 'virtual_machine': conversion_not_protected.system:8:9",
+    ),
+    (
+        "conversion_split_map_in_alias_half.system",
+        SdfErrorKind::Protected,
+        "Error: map of memory region 'high_ram' in split-mode virtual machine 'guest' ends at 0x8000200000, above 0x8000000000: the upper half of a split-mode guest's IPA space (from IPA bit 39) is where its shared pages appear @ conversion_split_map_in_alias_half.system:14:13",
+    ),
+    // Issue 9: the hypervisor's own limits on vCPUs and channels.
+    (
+        "vcpu_too_many.system",
+        SdfErrorKind::Frameshift,
+        "Error: too many vcpus (5) in virtual machine 'guest'. Maximum is 4 (a Frameshift limit: the hypervisor runs at most 4 vCPUs per virtual machine; Microkit allows more) @ vcpu_too_many.system:12:13",
+    ),
+    (
+        "channel_too_many.system",
+        SdfErrorKind::Frameshift,
+        "Error: too many channels (257) defined. Maximum is 256 (the hypervisor's channel table holds at most 256 channels) @ channel_too_many.system:1058:5",
+    ),
 ];
 
 #[test]
@@ -252,6 +284,123 @@ fn devices_that_cannot_dma_and_the_irq_limit_itself_are_accepted() {
 }
 
 #[test]
+fn conversion_modes_and_the_limits_themselves_are_accepted() {
+    // Liveness for issue 9: a split-mode map may end exactly at IPA bit 39, a history-mode one
+    // may lie above it, a VM may have 4 vCPUs, and the system 256 channels.
+    let system = match parse_fixture("conversion_split_ok.system") {
+        Ok(system) => system,
+        Err(error) => panic!("refused: {error}"),
+    };
+    let vms: Vec<&VirtualMachine> = system
+        .protection_domains
+        .iter()
+        .filter_map(|pd| pd.virtual_machine.as_ref())
+        .collect();
+    let [split, history] = vms[..] else {
+        panic!("two VMs expected");
+    };
+    assert_eq!(split.conversion, Some(Conversion::Split));
+    assert_eq!(split.vcpus, [3, 0, 61, 7]);
+    assert_eq!(split.maps[0].vaddr, Ipa(0x7f_ffe0_0000));
+    assert_eq!(history.conversion, Some(Conversion::History), "the default");
+    assert_eq!(history.maps[0].vaddr, Ipa(0x80_0000_0000));
+    match parse_fixture("channel_at_limit_ok.system") {
+        Ok(system) => assert_eq!(system.channels.len(), 256),
+        Err(error) => panic!("refused: {error}"),
+    }
+    // An unprotected VM has no conversion mode.
+    match parse_fixture("unprotected_shared_ok.system") {
+        Ok(system) => {
+            let vm = system.protection_domains[0].virtual_machine.as_ref();
+            assert_eq!(vm.map(|vm| vm.conversion), Some(None));
+        }
+        Err(error) => panic!("refused: {error}"),
+    }
+}
+
+/// A VMM with one guest whose `<virtual_machine>` attributes are `vm_attributes`, mapping its
+/// 2 MiB of RAM at `guest_ipa`.
+fn guest_system(vm_attributes: &str, guest_ipa: &str) -> String {
+    format!(
+        r#"<system>
+    <memory_region name="guest_ram" size="0x20_0000" page_size="0x20_0000" />
+    <protection_domain name="vmm">
+        <program_image path="vmm.elf" />
+        <map mr="guest_ram" vaddr="0x2000_0000" perms="rw" />
+        <virtual_machine name="guest" {vm_attributes}>
+            <vcpu id="0" />
+            <map mr="guest_ram" vaddr="{guest_ipa}" perms="rwx" />
+        </virtual_machine>
+    </protection_domain>
+</system>
+"#
+    )
+}
+
+fn parse_text(text: &str) -> Result<SystemDescription, SdfError> {
+    parse_bytes("t.system", text.as_bytes(), &[])
+}
+
+#[test]
+fn conversion_needs_protected_true_and_a_known_value() {
+    let not_protected = "Error: conversion is only valid on a protected virtual machine (protected=\"true\") on element 'virtual_machine': t.system:6:9";
+    for attributes in [
+        r#"protected="false" conversion="split""#,
+        r#"protected="false" conversion="history""#,
+        r#"conversion="split""#,
+    ] {
+        let error = parse_text(&guest_system(attributes, "0x4000_0000"))
+            .expect_err("conversion without protected=\"true\"");
+        assert_eq!(error.to_string(), not_protected, "{attributes}");
+        assert_eq!(error.kind(), SdfErrorKind::Protected);
+    }
+    // The value is checked first, whatever `protected` says.
+    let bad_value =
+        "Error: conversion must be 'history' or 'split' on element 'virtual_machine': t.system:6:9";
+    for attributes in [
+        r#"protected="false" conversion="History""#,
+        r#"protected="true" conversion="""#,
+        r#"protected="true" conversion=" split""#,
+    ] {
+        let error = parse_text(&guest_system(attributes, "0x4000_0000")).expect_err("bad value");
+        assert_eq!(error.to_string(), bad_value, "{attributes}");
+    }
+    for (attributes, mode) in [
+        (r#"protected="true""#, Conversion::History),
+        (
+            r#"protected="true" conversion="history""#,
+            Conversion::History,
+        ),
+        (r#"conversion="split" protected="true""#, Conversion::Split),
+    ] {
+        let system = parse_text(&guest_system(attributes, "0x4000_0000"))
+            .unwrap_or_else(|error| panic!("{attributes}: {error}"));
+        let vm = system.protection_domains[0].virtual_machine.as_ref();
+        assert_eq!(vm.and_then(|vm| vm.conversion), Some(mode), "{attributes}");
+    }
+}
+
+#[test]
+fn a_split_mode_map_in_the_alias_half_is_refused_wherever_it_starts() {
+    let split = r#"protected="true" conversion="split""#;
+    for (ipa, end) in [
+        ("0x80_0000_0000", "0x8000200000"),
+        ("0xc0_0000_0000", "0xc000200000"),
+    ] {
+        let error = parse_text(&guest_system(split, ipa)).expect_err("in the alias half");
+        assert_eq!(
+            error.to_string(),
+            format!("Error: map of memory region 'guest_ram' in split-mode virtual machine 'guest' ends at {end}, above 0x8000000000: the upper half of a split-mode guest's IPA space (from IPA bit 39) is where its shared pages appear @ t.system:8:13")
+        );
+    }
+    // The same maps in history mode are accepted.
+    for ipa in ["0x80_0000_0000", "0xc0_0000_0000"] {
+        let history = guest_system(r#"protected="true" conversion="history""#, ipa);
+        assert!(parse_text(&history).is_ok(), "{ipa}");
+    }
+}
+
+#[test]
 fn every_fixture_is_covered() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
@@ -270,6 +419,8 @@ fn every_fixture_is_covered() {
                 "unprotected_shared_ok.system",
                 "device_rtc_ok.system",
                 "irq_at_limit_ok.system",
+                "conversion_split_ok.system",
+                "channel_at_limit_ok.system",
             ]
             .map(String::from),
         )

@@ -7,8 +7,8 @@ use crate::call::{self, CallError, CallRegisters};
 use crate::message::{self, MessageInfo, MESSAGE_REGISTERS};
 use frameshift_abi::pd_call::{PD_IRQ_ACK, PD_NOTIFY, PD_PPCALL};
 
-/// Highest channel id Microkit allows.
-pub const MAX_CHANNEL_ID: usize = 61;
+/// Highest channel id Microkit allows (the ABI crate's).
+pub const MAX_CHANNEL_ID: usize = frameshift_abi::boot_info::MAX_CHANNEL_ID as usize;
 
 /// One end of a channel (or an IRQ) as this PD numbers it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

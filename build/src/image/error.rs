@@ -5,8 +5,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-use frameshift_abi::boot_info::BootInfoError;
-use frameshift_abi::boot_info::MAX_IRQS;
+use frameshift_abi::boot_info::{BootInfoError, MAX_CHANNELS, MAX_IRQS, MAX_VCPUS, MAX_VCPU_ID};
 
 use crate::sdf::devices::{self, Device};
 
@@ -221,6 +220,16 @@ pub enum ImageError {
         /// Region size.
         size: u64,
     },
+    /// A prefill file whose length differs from the one the system description was checked
+    /// with (it changed in between).
+    PrefillChanged {
+        /// Region name.
+        region: String,
+        /// The length when the system description was checked.
+        checked: u64,
+        /// The length now.
+        len: u64,
+    },
     /// A device region with a prefill file.
     PrefillOnDevice {
         /// Region name.
@@ -295,6 +304,32 @@ pub enum ImageError {
     TooManyIrqs {
         /// How many the system has.
         count: usize,
+    },
+    /// More `<channel>`s than the hypervisor's channel table holds (`MAX_CHANNELS`).
+    TooManyChannels {
+        /// How many the system has.
+        count: usize,
+    },
+    /// A VM with no vCPU, or with more than `MAX_VCPUS` (a Frameshift limit).
+    VcpuCount {
+        /// VM name.
+        vm: String,
+        /// How many vCPUs it has.
+        count: usize,
+    },
+    /// A vCPU id above 61, or given twice in one VM.
+    BadVcpuId {
+        /// VM name.
+        vm: String,
+        /// The id.
+        id: u64,
+    },
+    /// A `conversion` mode on a VM that is not protected (only protected memory is converted).
+    ConversionWithoutProtection {
+        /// VM name.
+        vm: String,
+        /// The mode (`history` or `split`).
+        conversion: &'static str,
     },
     /// A priority above 254.
     BadPriority {
@@ -450,6 +485,11 @@ impl fmt::Display for ImageError {
                 "memory region `{region}`: prefill file is {len:#x} bytes, larger than the region \
                  ({size:#x})"
             ),
+            Self::PrefillChanged { region, checked, len } => write!(
+                f,
+                "memory region `{region}`: prefill file is {len:#x} bytes, but was {checked:#x} \
+                 bytes when the system description was checked (it changed; check again)"
+            ),
             Self::PrefillOnDevice { region } => {
                 write!(f, "memory region `{region}`: a device region cannot be prefilled")
             }
@@ -482,6 +522,25 @@ impl fmt::Display for ImageError {
             Self::TooManyIrqs { count } => write!(
                 f,
                 "the system has {count} irqs; the hypervisor routes at most {MAX_IRQS}"
+            ),
+            Self::TooManyChannels { count } => write!(
+                f,
+                "the system has {count} channels; the hypervisor's channel table holds at most \
+                 {MAX_CHANNELS}"
+            ),
+            Self::VcpuCount { vm, count } => write!(
+                f,
+                "virtual machine `{vm}` has {count} vCPUs; it needs 1 to {MAX_VCPUS} (at most \
+                 {MAX_VCPUS} is a Frameshift limit; Microkit allows more)"
+            ),
+            Self::BadVcpuId { vm, id } => write!(
+                f,
+                "virtual machine `{vm}`: vCPU id {id} is above {MAX_VCPU_ID} or given twice"
+            ),
+            Self::ConversionWithoutProtection { vm, conversion } => write!(
+                f,
+                "virtual machine `{vm}` has conversion mode `{conversion}` but is not protected \
+                 (only a protected VM converts memory)"
             ),
             Self::BadPriority { domain, priority } => {
                 write!(f, "`{domain}`: priority {priority} is above 254")

@@ -17,18 +17,11 @@
 use super::address::{align_up, ranges_overlap, PhysAddr};
 use super::error::ImageError;
 
-/// Base of RAM on QEMU `virt`.
-pub const RAM_BASE: PhysAddr = PhysAddr(0x4000_0000);
-/// RAM size the image is laid out for by default (`-m 512M`).
-pub const DEFAULT_RAM_SIZE: u64 = 512 << 20;
-/// Base of the hypervisor's reserved range: the start of RAM.
-pub const HYPERVISOR_BASE: PhysAddr = RAM_BASE;
-/// Size of the hypervisor's reserved range (no domain maps any of it, I4).
-pub const HYPERVISOR_SIZE: u64 = 32 << 20;
-/// Where the hypervisor ELF must be linked: QEMU puts the DTB in the first 1 MiB of RAM.
-pub const HYPERVISOR_LOAD_BASE: PhysAddr = PhysAddr(0x4010_0000);
-/// Start of the convertible range (all domain memory), right after the hypervisor's range.
-pub const CONVERTIBLE_BASE: PhysAddr = PhysAddr(HYPERVISOR_BASE.0 + HYPERVISOR_SIZE);
+// The layout constants are the ABI crate's, which the hypervisor shares.
+pub use frameshift_abi::layout::{
+    CONVERTIBLE_BASE, DEFAULT_RAM_SIZE, HYPERVISOR_BASE, HYPERVISOR_LOAD_BASE, HYPERVISOR_SIZE,
+    RAM_BASE,
+};
 /// The layout for one RAM size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryLayout {

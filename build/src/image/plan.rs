@@ -19,11 +19,12 @@ use std::path::{Path, PathBuf};
 use frameshift_abi::boot_info::{
     ChannelDesc, DomainDesc, IrqDesc, MappingDesc, CHANNEL_A_CALLS_B, CHANNEL_A_NOTIFIES_B,
     CHANNEL_B_CALLS_A, CHANNEL_B_NOTIFIES_A, DOMAIN_FLAG_PASSIVE, DOMAIN_FLAG_PROTECTED,
-    DOMAIN_KIND_PD, DOMAIN_KIND_VM, IPA_LIMIT, IRQ_TRIGGER_EDGE, IRQ_TRIGGER_LEVEL,
-    MAPPING_KIND_DEVICE, MAPPING_KIND_PROGRAM, MAPPING_KIND_REGION, MAPPING_KIND_STACK,
-    MAPPING_KIND_WINDOW, MAPPING_STATE_NO_PAGE, MAPPING_STATE_OWNED, MAPPING_STATE_SHARED_BORROWED,
-    MAPPING_STATE_SHARED_OWNED, MAPPING_STATE_UNTRACKED, MAX_PRIORITY, NAME_LEN, NONE, PAGE_SIZE,
-    PD_STACK_TOP, RIGHT_EXECUTE, RIGHT_READ, RIGHT_WRITE,
+    DOMAIN_FLAG_SPLIT, DOMAIN_KIND_PD, DOMAIN_KIND_VM, IPA_LIMIT, IRQ_TRIGGER_EDGE,
+    IRQ_TRIGGER_LEVEL, MAPPING_KIND_DEVICE, MAPPING_KIND_PROGRAM, MAPPING_KIND_REGION,
+    MAPPING_KIND_STACK, MAPPING_KIND_WINDOW, MAPPING_STATE_NO_PAGE, MAPPING_STATE_OWNED,
+    MAPPING_STATE_SHARED_BORROWED, MAPPING_STATE_SHARED_OWNED, MAPPING_STATE_UNTRACKED,
+    MAX_CHANNELS, MAX_PRIORITY, MAX_VCPUS, MAX_VCPU_ID, NAME_LEN, NONE, PAGE_SIZE, PD_STACK_TOP,
+    RIGHT_EXECUTE, RIGHT_READ, RIGHT_WRITE,
 };
 use object::elf::{PF_R, PF_W};
 
@@ -31,7 +32,9 @@ use frameshift_abi::boot_info::MAX_IRQS;
 use frameshift_abi::domain_name;
 
 use crate::sdf::devices;
-use crate::sdf::model::{IrqTrigger, Map, MemoryRegion, SystemDescription, PAGE_SIZES};
+use crate::sdf::model::{
+    Conversion, IrqTrigger, Map, MemoryRegion, SystemDescription, VirtualMachine, PAGE_SIZES,
+};
 use crate::sdf::DisjointRanges;
 
 use super::address::{align_up, ranges_overlap, Ipa, PhysAddr};
@@ -171,6 +174,78 @@ fn page_shift(page_size: u64) -> u32 {
     page_size.trailing_zeros()
 }
 
+/// The bytes of `region`'s prefill file at `path`: they fit the region, and their length is
+/// the one the system description was checked with (a file changed since would otherwise get
+/// a `setvar_prefill_size` that the check never saw).
+fn read_prefill(region: &MemoryRegion, path: &Path) -> Result<Vec<u8>, ImageError> {
+    let data = std::fs::read(path).map_err(|source| ImageError::Io {
+        path: path.to_path_buf(),
+        what: "prefill file",
+        source,
+    })?;
+    let len = data.len() as u64;
+    if len > region.size {
+        return Err(ImageError::PrefillTooLarge {
+            region: region.name.clone(),
+            len,
+            size: region.size,
+        });
+    }
+    if let Some(checked) = region.prefill_len.filter(|&checked| checked != len) {
+        return Err(ImageError::PrefillChanged {
+            region: region.name.clone(),
+            checked,
+            len,
+        });
+    }
+    Ok(data)
+}
+
+/// The boot-info flags of a VM: protected, and split if it converts in split mode.
+fn vm_flags(vm: &VirtualMachine) -> Result<u8, ImageError> {
+    let mut flags = 0;
+    if vm.protected {
+        flags |= DOMAIN_FLAG_PROTECTED;
+    }
+    match (vm.conversion, vm.protected) {
+        (Some(conversion), false) => {
+            return Err(ImageError::ConversionWithoutProtection {
+                vm: vm.name.clone(),
+                conversion: conversion.as_str(),
+            })
+        }
+        (Some(Conversion::Split), true) => flags |= DOMAIN_FLAG_SPLIT,
+        // History mode is the default of a protected VM.
+        (Some(Conversion::History) | None, _) => {}
+    }
+    Ok(flags)
+}
+
+/// The boot-info vCPU id set of a VM: at most [`MAX_VCPUS`] distinct ids, each at most
+/// [`MAX_VCPU_ID`] (Microkit's own checks cover the ids of a parsed file; a model built in code
+/// is checked here too).
+fn vcpu_id_set(vm: &VirtualMachine) -> Result<u64, ImageError> {
+    if vm.vcpus.is_empty() || vm.vcpus.len() > MAX_VCPUS {
+        return Err(ImageError::VcpuCount {
+            vm: vm.name.clone(),
+            count: vm.vcpus.len(),
+        });
+    }
+    let mut set = 0u64;
+    for &id in &vm.vcpus {
+        let bit = Some(id)
+            .filter(|&id| id <= u64::from(MAX_VCPU_ID))
+            .map(|id| 1u64 << id)
+            .filter(|bit| set & bit == 0)
+            .ok_or_else(|| ImageError::BadVcpuId {
+                vm: vm.name.clone(),
+                id,
+            })?;
+        set |= bit;
+    }
+    Ok(set)
+}
+
 /// Places `phys_addr` regions; returns the placements (None for regions still to allocate) and
 /// the fixed RAM blocks the allocator must step over.
 fn place_fixed_regions(
@@ -286,6 +361,9 @@ pub(crate) fn plan(
     let (fixed, ram_blocks) = place_fixed_regions(regions, layout)?;
     let mut allocator = PhysicalAllocator::new(layout, ram_blocks);
     let mut placements = Vec::with_capacity(regions.len());
+    // Each prefill file is read once: the bytes loaded and the length patched into
+    // `setvar_prefill_size` symbols come from the same read.
+    let mut prefills: Vec<Option<Vec<u8>>> = Vec::with_capacity(regions.len());
     for (region, fixed) in regions.iter().zip(fixed) {
         let mut placement = match fixed {
             Some(placement) => placement,
@@ -300,12 +378,22 @@ pub(crate) fn plan(
                 }
             }
         };
+        let mut prefill_data = None;
         if let Some(prefill) = &region.prefill_path {
             let needed_by = || format!("prefill of memory region `{}`", region.name);
-            placement.prefill = Some(resolve(prefill, search_paths, needed_by)?);
+            let path = resolve(prefill, search_paths, needed_by)?;
+            prefill_data = Some(read_prefill(region, &path)?);
+            placement.prefill = Some(path);
         }
         placements.push(placement);
+        prefills.push(prefill_data);
     }
+    let prefill_len = |region: usize| {
+        prefills
+            .get(region)
+            .and_then(Option::as_ref)
+            .map(|data| data.len() as u64)
+    };
 
     let mut domains: Vec<PlannedDomain> = Vec::new();
     let mut pd_domain: Vec<usize> = Vec::with_capacity(system.protection_domains.len());
@@ -422,7 +510,7 @@ pub(crate) fn plan(
                 reserved1: 0,
                 entry: elf.entry,
                 stack_top: PD_STACK_TOP,
-                ipc_buffer: 0,
+                vcpu_ids: 0,
             },
             mappings,
             program: Some(program_path),
@@ -450,11 +538,10 @@ pub(crate) fn plan(
                         symbol,
                     });
                 }
-                let mut flags = 0;
-                if vm.protected {
-                    flags |= DOMAIN_FLAG_PROTECTED;
-                }
-                let child_id = vm.vcpus.first().copied().unwrap_or(0);
+                let flags = vm_flags(vm)?;
+                let vcpu_ids = vcpu_id_set(vm)?;
+                // The VM's child id is its lowest vCPU id (docs/ABI.md); a set is never empty.
+                let child_id = vcpu_ids.trailing_zeros();
                 domains.push(PlannedDomain {
                     name: vm.name.clone(),
                     desc: DomainDesc {
@@ -464,13 +551,13 @@ pub(crate) fn plan(
                         flags,
                         reserved0: 0,
                         parent: index as u32,
-                        child_id: to_u32(child_id, || format!("vcpu id of VM `{}`", vm.name))?,
+                        child_id,
                         first_mapping: 0,
                         mapping_count: 0,
                         reserved1: 0,
                         entry: 0,
                         stack_top: 0,
-                        ipc_buffer: 0,
+                        vcpu_ids,
                     },
                     mappings: Vec::new(),
                     program: None,
@@ -501,9 +588,8 @@ pub(crate) fn plan(
         let Some(pd) = system.protection_domains.get(pd_index) else {
             continue;
         };
-        let mut patches = symbols::setvar_patches(system, pd, |region| {
-            placements.get(region).map(|placement| placement.pa)
-        })?;
+        let region_pa = |region: usize| placements.get(region).map(|placement| placement.pa);
+        let mut patches = symbols::setvar_patches(system, pd, region_pa, prefill_len)?;
         patches.extend(symbols::runtime_patches(system, pd_index));
         symbols::apply(&mut elf, &patches)?;
         let Some(domain) = domains.get(index) else {
@@ -521,22 +607,10 @@ pub(crate) fn plan(
             });
         }
     }
-    for (region, placement) in regions.iter().zip(&placements) {
-        let Some(path) = &placement.prefill else {
+    for ((region, placement), data) in regions.iter().zip(&placements).zip(prefills) {
+        let Some(data) = data else {
             continue;
         };
-        let data = std::fs::read(path).map_err(|source| ImageError::Io {
-            path: path.clone(),
-            what: "prefill file",
-            source,
-        })?;
-        if data.len() as u64 > region.size {
-            return Err(ImageError::PrefillTooLarge {
-                region: region.name.clone(),
-                len: data.len() as u64,
-                size: region.size,
-            });
-        }
         segments.push(OutputSegment {
             pa: placement.pa,
             mem_size: data.len() as u64,
@@ -744,6 +818,11 @@ fn plan_channels(
     system: &SystemDescription,
     pd_domain: &[usize],
 ) -> Result<Vec<ChannelDesc>, ImageError> {
+    if system.channels.len() > MAX_CHANNELS {
+        return Err(ImageError::TooManyChannels {
+            count: system.channels.len(),
+        });
+    }
     let mut channels = Vec::with_capacity(system.channels.len());
     for (number, channel) in system.channels.iter().enumerate() {
         let what = || format!("channel {number}");

@@ -1,16 +1,19 @@
 //! The human-readable report (report.txt): the physical layout, every domain's stage-2 map with
-//! rights, kind and initial ownership, channels, interrupts, and for protected VMs where each
-//! private region is and where its window is.
+//! rights, kind and initial ownership, channels, interrupts, for protected VMs where each
+//! private region is and where its window is, and a summary of every VM (its vCPUs with their
+//! indices, protection, conversion mode, RAM and windows).
 
 use std::fmt::Write;
 
+use frameshift_abi::addr::SHARED_ALIAS_BIT;
 use frameshift_abi::boot_info::{
-    ChannelDesc, CHANNEL_A_CALLS_B, CHANNEL_A_NOTIFIES_B, CHANNEL_B_CALLS_A, CHANNEL_B_NOTIFIES_A,
-    DOMAIN_FLAG_PASSIVE, DOMAIN_FLAG_PROTECTED, DOMAIN_KIND_VM, IRQ_TRIGGER_EDGE,
-    MAPPING_KIND_DEVICE, MAPPING_KIND_IPC_BUFFER, MAPPING_KIND_PROGRAM, MAPPING_KIND_REGION,
-    MAPPING_KIND_STACK, MAPPING_KIND_WINDOW, MAPPING_STATE_NO_PAGE, MAPPING_STATE_OWNED,
-    MAPPING_STATE_SHARED_BORROWED, MAPPING_STATE_SHARED_OWNED, MAPPING_STATE_UNTRACKED, NONE,
-    RIGHT_EXECUTE, RIGHT_READ, RIGHT_WRITE,
+    ChannelDesc, DomainDesc, CHANNEL_A_CALLS_B, CHANNEL_A_NOTIFIES_B, CHANNEL_B_CALLS_A,
+    CHANNEL_B_NOTIFIES_A, DOMAIN_FLAG_PASSIVE, DOMAIN_FLAG_PROTECTED, DOMAIN_FLAG_SPLIT,
+    DOMAIN_KIND_VM, IRQ_TRIGGER_EDGE, MAPPING_KIND_DEVICE, MAPPING_KIND_IPC_BUFFER,
+    MAPPING_KIND_PROGRAM, MAPPING_KIND_REGION, MAPPING_KIND_STACK, MAPPING_KIND_WINDOW,
+    MAPPING_STATE_NO_PAGE, MAPPING_STATE_OWNED, MAPPING_STATE_SHARED_BORROWED,
+    MAPPING_STATE_SHARED_OWNED, MAPPING_STATE_UNTRACKED, NONE, RIGHT_EXECUTE, RIGHT_READ,
+    RIGHT_WRITE,
 };
 use object::elf::{PF_R, PF_W, PF_X};
 
@@ -204,6 +207,118 @@ fn write_report(out: &mut String, inputs: &ReportInputs<'_>) -> std::fmt::Result
     for (index, domain) in plan.domains.iter().enumerate() {
         write_domain(out, plan, index, domain)?;
     }
+
+    let vms: Vec<(usize, &PlannedDomain)> = plan
+        .domains
+        .iter()
+        .enumerate()
+        .filter(|(_, domain)| domain.desc.kind == DOMAIN_KIND_VM)
+        .collect();
+    if !vms.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "Virtual machines")?;
+        for (index, vm) in vms {
+            write_vm(out, inputs.system, plan, index, vm)?;
+        }
+    }
+    Ok(())
+}
+
+/// `history` or `split`: the conversion mode of a protected VM's flags.
+fn conversion_text(flags: u8) -> &'static str {
+    if flags & DOMAIN_FLAG_SPLIT != 0 {
+        "split"
+    } else {
+        "history"
+    }
+}
+
+/// `id 0 (index 0), id 3 (index 1)`: each vCPU id with the index (and MPIDR Aff0) it gets.
+fn vcpus_text(desc: &DomainDesc) -> String {
+    let vcpus: Vec<String> = desc
+        .vcpus()
+        .enumerate()
+        .map(|(index, id)| format!("id {id} (index {index})"))
+        .collect();
+    vcpus.join(", ")
+}
+
+/// The summary of one VM: its VMM, protection and conversion mode, vCPUs, and each map with
+/// whatever else maps the same frames (its VMM's window, for a protected guest).
+fn write_vm(
+    out: &mut String,
+    system: &SystemDescription,
+    plan: &Plan,
+    index: usize,
+    vm: &PlannedDomain,
+) -> std::fmt::Result {
+    let desc = &vm.desc;
+    write!(
+        out,
+        "  `{}` (domain {index}), VMM `{}`: ",
+        vm.name,
+        domain_name(plan, desc.parent)
+    )?;
+    if desc.flags & DOMAIN_FLAG_PROTECTED != 0 {
+        write!(out, "protected, conversion {}", conversion_text(desc.flags))?;
+        if desc.flags & DOMAIN_FLAG_SPLIT != 0 {
+            write!(
+                out,
+                " (shared pages at IPA + {SHARED_ALIAS_BIT:#x}, private RAM below it)"
+            )?;
+        }
+        writeln!(out)?;
+    } else {
+        writeln!(out, "not protected")?;
+    }
+    for (vcpu_index, id) in desc.vcpus().enumerate() {
+        writeln!(
+            out,
+            "    vcpu id {id}: index {vcpu_index} (MPIDR Aff0 {vcpu_index})"
+        )?;
+    }
+    for mapping in &vm.mappings {
+        let m = &mapping.desc;
+        let what = if m.kind == MAPPING_KIND_DEVICE {
+            "device"
+        } else {
+            "RAM"
+        };
+        let region = system
+            .memory_regions
+            .get(m.region as usize)
+            .map_or("?", |region| region.name.as_str());
+        write!(
+            out,
+            "    {what} `{region}`: guest IPA {} -> PA {}  {}  {}",
+            range(m.ipa, m.size),
+            range(m.pa, m.size),
+            size_text(m.size),
+            state_text(m.state)
+        )?;
+        let others = plan
+            .domains
+            .iter()
+            .enumerate()
+            .filter(|&(other, _)| other != index)
+            .flat_map(|(_, d)| d.mappings.iter().map(move |w| (d, w)))
+            .filter(|(_, w)| w.desc.pa == m.pa && w.desc.size == m.size);
+        for (other, window) in others {
+            let how = if window.desc.kind == MAPPING_KIND_WINDOW {
+                "window in"
+            } else {
+                "also mapped by"
+            };
+            write!(
+                out,
+                "; {how} `{}` at IPA {} ({})",
+                other.name,
+                range(window.desc.ipa, window.desc.size),
+                state_text(window.desc.state)
+            )?;
+        }
+        writeln!(out)?;
+    }
     Ok(())
 }
 
@@ -226,18 +341,31 @@ fn write_domain(
         write!(out, "  passive")?;
     }
     if desc.flags & DOMAIN_FLAG_PROTECTED != 0 {
-        write!(out, "  protected")?;
-    }
-    if desc.parent != NONE {
-        let id_name = if is_vm { "vcpu id" } else { "child id" };
         write!(
             out,
-            "  parent `{}` ({id_name} {})",
+            "  protected  conversion {}",
+            conversion_text(desc.flags)
+        )?;
+    }
+    if is_vm {
+        write!(out, "  parent `{}`", domain_name(plan, desc.parent))?;
+    } else if desc.parent != NONE {
+        write!(
+            out,
+            "  parent `{}` (child id {})",
             domain_name(plan, desc.parent),
             desc.child_id
         )?;
     }
     writeln!(out)?;
+    if is_vm {
+        writeln!(
+            out,
+            "  vcpus ({}): {}",
+            desc.vcpus().count(),
+            vcpus_text(desc)
+        )?;
+    }
     if let Some(program) = &domain.program {
         writeln!(
             out,

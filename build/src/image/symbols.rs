@@ -115,12 +115,13 @@ pub(crate) fn setvar(symbol: &str, value: u64, reason: String) -> Patch {
     }
 }
 
-/// Lists a PD's required setvar patches that do not depend on allocation results other than
-/// region addresses (given by `region_pa`).
+/// Lists a PD's required setvar patches, given each region's physical address (`region_pa`)
+/// and the length of its prefill file as loaded into the image (`prefill_len`).
 pub(crate) fn setvar_patches(
     system: &SystemDescription,
     pd: &ProtectionDomain,
     region_pa: impl Fn(usize) -> Option<PhysAddr>,
+    prefill_len: impl Fn(usize) -> Option<u64>,
 ) -> Result<Vec<Patch>, ImageError> {
     let mut patches = Vec::new();
     for map in &pd.maps {
@@ -139,8 +140,16 @@ pub(crate) fn setvar_patches(
             patches.push(setvar(symbol, region.size, reason));
         }
         if let Some(symbol) = &map.setvar_prefill_size {
+            // The SDF parser refuses this on a region without a prefill file (Microkit's rule);
+            // a model built in code gets an error here rather than a patched 0.
+            let len = prefill_len(map.memory_region).ok_or_else(|| ImageError::BadReference {
+                what: format!(
+                    "setvar_prefill_size `{symbol}` of PD `{}` (memory region `{}` has no prefill file)",
+                    pd.name, region.name
+                ),
+            })?;
             let reason = format!("setvar_prefill_size of the map of `{}`", region.name);
-            patches.push(setvar(symbol, region.prefill_len.unwrap_or(0), reason));
+            patches.push(setvar(symbol, len, reason));
         }
     }
     for variable in &pd.id_setvars {

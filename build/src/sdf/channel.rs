@@ -4,7 +4,7 @@ use roxmltree::Node;
 
 use super::error::{SdfError, SdfResult};
 use super::protection_domain::{checked_channel_id, RawPd};
-use super::xml::{elements, SdfFile};
+use super::xml::{elements, Pos, SdfFile};
 
 /// One `<end>`, with the index of its PD in the flattened list.
 #[derive(Clone, Debug)]
@@ -20,6 +20,7 @@ pub(crate) struct RawEnd {
 #[derive(Clone, Debug)]
 pub(crate) struct RawChannel {
     pub(crate) ends: [RawEnd; 2],
+    pub(crate) pos: Pos,
 }
 
 fn end_from_xml(file: &SdfFile<'_>, node: Node<'_, '_>, pds: &[RawPd]) -> SdfResult<RawEnd> {
@@ -67,6 +68,7 @@ impl RawChannel {
         }
         Ok(Self {
             ends: [end_a, end_b],
+            pos: file.pos(node),
         })
     }
 }

@@ -16,7 +16,8 @@ pub enum SdfErrorKind {
     Microkit,
     /// A Microkit element or attribute that Frameshift does not implement (docs/SDF.md).
     NotSupported,
-    /// A rule of the Frameshift `protected` virtual machine extension (docs/SDF.md).
+    /// A rule of the Frameshift protected virtual machine extension (`protected`, `conversion`;
+    /// docs/SDF.md).
     Protected,
     /// A Frameshift rule that Microkit defers to its later build stages (e.g. a `setvar`
     /// `region_paddr` naming no memory region).
@@ -46,6 +47,12 @@ impl SdfError {
     /// A Microkit rule refused the file with `message`.
     pub(crate) fn microkit(message: String) -> Self {
         Self::new(SdfErrorKind::Microkit, message)
+    }
+
+    /// The same message, attributed to another family of rule.
+    pub(crate) fn with_kind(mut self, kind: SdfErrorKind) -> Self {
+        self.kind = kind;
+        self
     }
 
     pub(crate) fn with_warnings(mut self, warnings: Vec<String>) -> Self {

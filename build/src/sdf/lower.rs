@@ -149,9 +149,10 @@ pub(crate) fn lower(file: &SdfFile<'_>, system: RawSystem) -> SdfResult<SystemDe
                 priority: vm.priority,
                 budget: vm.budget,
                 period: vm.period,
-                vcpus: vm.vcpus.clone(),
+                vcpus: vm.vcpus.iter().map(|vcpu| vcpu.id).collect(),
                 maps: lower_maps(&indices, &vm.maps)?,
                 protected: vm.protected,
+                conversion: vm.conversion,
             }),
             None => None,
         };

@@ -166,7 +166,8 @@ pub struct SetVar {
     pub region_paddr: usize,
 }
 
-/// Microkit `<virtual_machine>`, with the Frameshift `protected` extension (docs/SDF.md).
+/// Microkit `<virtual_machine>`, with the Frameshift `protected` and `conversion` extension
+/// (docs/SDF.md).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VirtualMachine {
     /// `name`.
@@ -177,10 +178,40 @@ pub struct VirtualMachine {
     pub budget: u64,
     /// `period` (default = budget).
     pub period: u64,
-    /// `<vcpu id>`s.
+    /// `<vcpu id>`s, in document order.
     pub vcpus: Vec<u64>,
     /// `<map>` children (guest RAM and devices, at guest physical addresses).
     pub maps: Vec<Map>,
     /// The Frameshift extension: `protected="true"` makes the guest's memory private from boot.
     pub protected: bool,
+    /// The Frameshift `conversion` attribute: how a protected guest tells shared pages from
+    /// private ones. `Some` exactly when [`VirtualMachine::protected`] (default
+    /// [`Conversion::History`]); `None` for an unprotected VM.
+    pub conversion: Option<Conversion>,
+}
+
+/// `conversion="history|split"` on a protected `<virtual_machine>` (docs/SDF.md §5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conversion {
+    /// pKVM style: a page keeps its IPA; the guest's share and unshare calls decide its state.
+    History,
+    /// SEV/TDX style: a shared page appears at its IPA with bit 39 set (the upper half of the
+    /// 40-bit IPA space), so all of the guest's own maps lie below that bit.
+    Split,
+}
+
+impl Conversion {
+    /// The attribute value: `history` or `split`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::History => "history",
+            Self::Split => "split",
+        }
+    }
+}
+
+impl std::fmt::Display for Conversion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }

@@ -14,11 +14,18 @@
 //! | P5 | a private region the parent VMM has no window map of |
 //! | P6 | an executable window map (the host never executes guest memory) |
 //! | P7 | a `setvar region_paddr` on a private region (a physical address is what DMA programming needs) |
+//! | P8 | a map of a split-mode VM (`conversion="split"`) that ends above IPA bit 39: the upper half of its IPA space is where its shared pages appear |
+//!
+//! The `conversion` attribute itself (its value, and that only a protected VM has one) is
+//! checked where the `<virtual_machine>` is parsed, as the `protected` value is.
 
 use std::collections::{HashMap, HashSet};
 
+use frameshift_abi::addr::SHARED_ALIAS_BIT;
+
 use super::error::{SdfError, SdfErrorKind, SdfResult};
 use super::memory_region::{RawMap, RawMemoryRegion};
+use super::model::Conversion;
 use super::protection_domain::{RawPd, RawVm, SetVarKind};
 use super::system::RawSystem;
 use super::xml::{Pos, SdfFile};
@@ -122,6 +129,9 @@ pub(crate) fn check(file: &SdfFile<'_>, system: &RawSystem) -> SdfResult<()> {
                 )));
             }
             check_private_map(file, index, &windows, vmm_index, vmm, vm, map)?;
+            if vm.conversion == Some(Conversion::Split) {
+                check_split_map(file, index, vm, map)?;
+            }
         }
     }
     Ok(())
@@ -190,6 +200,29 @@ fn check_private_map(
             "Error: setvar on symbol '{symbol}' exports the physical address of memory region '{region_name}', which is private to protected virtual machine '{}' @ {}",
             vm.name,
             file.loc(*pos)
+        )));
+    }
+    Ok(())
+}
+
+/// P8: the map ends at or below the shared alias bit (IPA bit 39).
+fn check_split_map(
+    file: &SdfFile<'_>,
+    index: &Index<'_>,
+    vm: &RawVm,
+    map: &RawMap,
+) -> SdfResult<()> {
+    let size = index
+        .regions
+        .get(map.mr.as_str())
+        .map_or(0, |region| region.size);
+    let end = map.vaddr.get().saturating_add(size);
+    if end > SHARED_ALIAS_BIT {
+        return Err(refuse(format!(
+            "Error: map of memory region '{}' in split-mode virtual machine '{}' ends at {end:#x}, above {SHARED_ALIAS_BIT:#x}: the upper half of a split-mode guest's IPA space (from IPA bit 39) is where its shared pages appear @ {}",
+            map.mr,
+            vm.name,
+            file.loc(map.pos)
         )));
     }
     Ok(())

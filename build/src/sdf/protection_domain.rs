@@ -10,7 +10,7 @@ use super::cspace::{self, RawCapMap};
 use super::domains::Domains;
 use super::error::{SdfError, SdfErrorKind, SdfResult};
 use super::memory_region::RawMap;
-use super::model::IrqTrigger;
+use super::model::{Conversion, IrqTrigger};
 use super::platform::{
     self, ARM_SMC, BUDGET_DEFAULT, HYPERVISOR, MAX_PD_NESTING, NUM_CORES, PD_DEFAULT_STACK_SIZE,
     PD_MAX_ID, PD_MAX_PRIORITY, PD_MAX_STACK_SIZE, PD_MIN_STACK_SIZE, SMALL_PAGE,
@@ -44,6 +44,13 @@ pub(crate) struct RawIrq {
     pub(crate) pos: Pos,
 }
 
+/// A `<vcpu>` as written.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RawVcpu {
+    pub(crate) id: u64,
+    pub(crate) pos: Pos,
+}
+
 /// A `<virtual_machine>` as written.
 #[derive(Clone, Debug)]
 pub(crate) struct RawVm {
@@ -51,9 +58,11 @@ pub(crate) struct RawVm {
     pub(crate) priority: u8,
     pub(crate) budget: u64,
     pub(crate) period: u64,
-    pub(crate) vcpus: Vec<u64>,
+    pub(crate) vcpus: Vec<RawVcpu>,
     pub(crate) maps: Vec<RawMap>,
     pub(crate) protected: bool,
+    /// `conversion` (Frameshift): `Some` exactly when `protected`, `History` by default.
+    pub(crate) conversion: Option<Conversion>,
     pub(crate) pos: Pos,
 }
 
@@ -433,8 +442,19 @@ impl RawVm {
     /// A `<virtual_machine>`, and the `setvar_id` symbols of its vCPUs (they belong to the
     /// parent PD's setvar list).
     fn from_xml(file: &SdfFile<'_>, node: Node<'_, '_>) -> SdfResult<(Self, Vec<(String, u64)>)> {
-        // `protected` is the Frameshift extension (docs/SDF.md); the rest is Microkit's AArch64 list.
-        file.check_attributes(node, &["name", "budget", "period", "priority", "protected"])?;
+        // `protected` and `conversion` are the Frameshift extension (docs/SDF.md); the rest is
+        // Microkit's AArch64 list.
+        file.check_attributes(
+            node,
+            &[
+                "name",
+                "budget",
+                "period",
+                "priority",
+                "protected",
+                "conversion",
+            ],
+        )?;
         let name = file.required(node, "name")?.to_string();
         let (budget, period) = budget_period(file, node)?;
         let priority = match node.attribute("priority") {
@@ -448,8 +468,9 @@ impl RawVm {
             ));
         }
         let protected = file.opt_bool(node, "protected", false)?;
+        let conversion = conversion(file, node, protected)?;
 
-        let mut vcpus: Vec<u64> = Vec::new();
+        let mut vcpus: Vec<RawVcpu> = Vec::new();
         let mut vcpu_symbols = Vec::new();
         let mut maps = Vec::new();
         for child in elements(node) {
@@ -462,7 +483,7 @@ impl RawVm {
                             file.value_error(child, format_args!("id must be < {}", PD_MAX_ID + 1))
                         );
                     }
-                    if vcpus.contains(&id) {
+                    if vcpus.iter().any(|vcpu| vcpu.id == id) {
                         return Err(SdfError::microkit(format!(
                             "Error: duplicate vcpu id {id} in virtual machine '{name}' @ {}",
                             file.loc(file.pos(child))
@@ -479,7 +500,10 @@ impl RawVm {
                     if let Some(symbol) = child.attribute("setvar_id") {
                         vcpu_symbols.push((symbol.to_string(), id));
                     }
-                    vcpus.push(id);
+                    vcpus.push(RawVcpu {
+                        id,
+                        pos: file.pos(child),
+                    });
                 }
                 "map" => {
                     // A VM has no program image, so no setvar attributes on its maps.
@@ -511,10 +535,40 @@ impl RawVm {
             vcpus,
             maps,
             protected,
+            conversion,
             pos: file.pos(node),
         };
         Ok((vm, vcpu_symbols))
     }
+}
+
+/// The Frameshift `conversion` attribute of a `<virtual_machine>`: `history` (the default) or
+/// `split`, and only on a protected VM. An unprotected VM converts nothing, so even
+/// `conversion="history"` on one is refused: the file would claim a mode that has no effect.
+fn conversion(
+    file: &SdfFile<'_>,
+    node: Node<'_, '_>,
+    protected: bool,
+) -> SdfResult<Option<Conversion>> {
+    let Some(text) = node.attribute("conversion") else {
+        return Ok(protected.then_some(Conversion::History));
+    };
+    let refuse = |message| {
+        Err(file
+            .value_error(node, message)
+            .with_kind(SdfErrorKind::Protected))
+    };
+    let mode = match text {
+        "history" => Conversion::History,
+        "split" => Conversion::Split,
+        _ => return refuse("conversion must be 'history' or 'split'"),
+    };
+    if !protected {
+        return refuse(
+            "conversion is only valid on a protected virtual machine (protected=\"true\")",
+        );
+    }
+    Ok(Some(mode))
 }
 
 /// Flattens the PD trees into one list, each parent directly followed by its subtree
@@ -544,7 +598,7 @@ fn push_tree(
             )));
         }
         if let Some(vm) = &pd.virtual_machine {
-            if vm.vcpus.contains(&id) {
+            if vm.vcpus.iter().any(|vcpu| vcpu.id == id) {
                 return Err(SdfError::microkit(format!(
                     "Error: duplicate id: {id} clashes with virtual machine vcpu id in protection domain: '{}' @ {}",
                     pd.name,

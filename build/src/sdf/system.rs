@@ -7,13 +7,13 @@
 //! | --- | --- | --- |
 //! | 0 | input limits (`limits.rs`), UTF-8, well-formed XML, root element `<system>` (`mod.rs`) | Frameshift / roxmltree |
 //! | 1 | text outside elements directly under `<system>` | Microkit |
-//! | 2 | each child of `<system>` in document order (PDs with all their children, memory regions, `<domains>`, `<io_address_space>`) | Microkit |
+//! | 2 | each child of `<system>` in document order (PDs with all their children, memory regions, `<domains>`, `<io_address_space>`); the Frameshift attributes `protected` and `conversion` of a `<virtual_machine>` are read here too | Microkit; Frameshift for `conversion` |
 //! | 3 | nested PD ids, PD count and names, channels, cap-map PD names, region names, VM names, IRQs, channel ids, PPC priorities, maps, cap slots, physical overlaps, unused regions (warning), `setvar_prefill_size` | Microkit |
 //! | 4 | elements Frameshift does not support (first in document order) | `... is not supported by Frameshift` |
 //! | 5 | PD and VM names pass `frameshift_abi::domain_name::check` (`frameshift.rs`) | Frameshift |
 //! | 6 | no memory region of size 0 (`frameshift.rs`) | Frameshift |
 //! | 7 | no `phys_addr` region on a hypervisor-owned or DMA-capable device (`frameshift.rs`, `devices.rs`) | Frameshift |
-//! | 8 | at most 64 `<irq>`s (`frameshift.rs`) | Frameshift |
+//! | 8 | at most 64 `<irq>`s, then at most 256 `<channel>`s, then at most 4 `<vcpu>`s per VM (`frameshift.rs`) | Frameshift |
 //! | 9 | protected virtual machines (`protected.rs`) | Frameshift |
 //! | 10 | `setvar region_paddr` names a region (`lower.rs`) | Frameshift |
 

@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use frameshift_abi::addr::{Ipa, PhysAddr};
 use frameshift_build::image::{ImageInputs, DEFAULT_RAM_SIZE};
 use frameshift_build::sdf::model::{
-    Channel, ChannelEnd, IdSetVar, Irq, IrqTrigger, Map, MemoryRegion, Perms, ProtectionDomain,
-    SetVar, SystemDescription, VirtualMachine,
+    Channel, ChannelEnd, Conversion, IdSetVar, Irq, IrqTrigger, Map, MemoryRegion, Perms,
+    ProtectionDomain, SetVar, SystemDescription, VirtualMachine,
 };
 use object::elf::{
     EM_AARCH64, ET_EXEC, PF_R, PF_W, PF_X, PT_LOAD, SHN_ABS, STB_GLOBAL, STT_OBJECT,
@@ -351,6 +351,7 @@ pub fn system() -> SystemDescription {
         vcpus: vec![0],
         maps: vec![map(GUEST_RAM, GUEST_RAM_IPA, RWX)],
         protected: true,
+        conversion: Some(Conversion::History),
     });
 
     let mut client = protection_domain("client", 50, "client.elf");
@@ -392,4 +393,26 @@ pub fn aligned(bytes: &[u8]) -> Vec<u64> {
     let mut words = vec![0u64; bytes.len().div_ceil(8)];
     zerocopy::IntoBytes::as_mut_bytes(words.as_mut_slice())[..bytes.len()].copy_from_slice(bytes);
     words
+}
+
+/// The bytes an image loads at `[pa, pa + len)` (zero where only `p_memsz` covers it), or
+/// `None` if no single `PT_LOAD` segment covers the range.
+pub fn loaded_bytes(image: &[u8], pa: u64, len: usize) -> Option<Vec<u8>> {
+    use object::elf::PT_LOAD;
+    use object::read::elf::{ElfFile64, ProgramHeader as _};
+    let file = ElfFile64::<Endianness>::parse(image).expect("image is ELF64");
+    let endian = file.endian();
+    let header = file.elf_program_headers().iter().find(|header| {
+        let start = header.p_paddr(endian);
+        header.p_type(endian) == PT_LOAD
+            && pa >= start
+            && pa + len as u64 <= start + header.p_memsz(endian)
+    })?;
+    let data = header.data(endian, image).expect("segment data");
+    let offset = (pa - header.p_paddr(endian)) as usize;
+    Some(
+        (0..len)
+            .map(|index| data.get(offset + index).copied().unwrap_or(0))
+            .collect(),
+    )
 }

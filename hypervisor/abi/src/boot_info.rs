@@ -1,4 +1,4 @@
-//! The boot information: what the build tool tells the hypervisor about the system (version 1).
+//! The boot information: what the build tool tells the hypervisor about the system (version 2).
 //!
 //! The blob is untrusted input to the hypervisor (DESIGN.md 3). It is one contiguous, 8-byte
 //! aligned region of little-endian `repr(C)` records:
@@ -45,6 +45,15 @@ pub const IPA_LIMIT: u64 = 1 << crate::addr::IPA_BITS;
 pub const PD_STACK_TOP: u64 = 0x00FF_FFFF_F000;
 /// Highest Microkit channel id (channel ids are bits of a `u64` notification word, 0..=61).
 pub const MAX_CHANNEL_ID: u32 = 61;
+/// Most channels a system may have: the hypervisor's channel table holds this many, and the
+/// build tool refuses a system with more (Microkit bounds only the ids of each PD).
+pub const MAX_CHANNELS: usize = 256;
+/// Highest `<vcpu id>`. vCPU ids share their parent's child-id space with its child PDs' ids
+/// (as in Microkit), whose ids are 0..=61.
+pub const MAX_VCPU_ID: u32 = 61;
+/// Most vCPUs one virtual machine may have. A Frameshift limit (Microkit allows more): the
+/// hypervisor keeps each VM's vCPUs in a fixed array of this size.
+pub const MAX_VCPUS: usize = 4;
 /// Highest Microkit priority.
 pub const MAX_PRIORITY: u8 = 254;
 /// Lowest GIC shared peripheral interrupt id (SPI): PDs may only be given SPIs; SGIs and PPIs
@@ -56,10 +65,11 @@ pub const LAST_SPI: u32 = 1019;
 /// The symbol in the hypervisor ELF that holds `[boot info physical address, size in bytes]`.
 pub const BOOT_INFO_SYMBOL: &str = "FRAMESHIFT_BOOT_INFO";
 
-/// `b"FSBOOTv1"`.
+/// `b"FSBOOTv1"`: names the format; [`BOOT_INFO_VERSION`] names its layout.
 pub const BOOT_INFO_MAGIC: [u8; 8] = *b"FSBOOTv1";
-/// The layout version this crate describes.
-pub const BOOT_INFO_VERSION: u32 = 1;
+/// The layout version this crate describes. Version 2 added [`DOMAIN_FLAG_SPLIT`] and replaced
+/// version 1's always-zero `ipc_buffer` field with [`DomainDesc::vcpu_ids`].
+pub const BOOT_INFO_VERSION: u32 = 2;
 /// Longest domain name, in bytes, without the NUL padding.
 pub const NAME_LEN: usize = 64;
 /// "No domain" / "no region" marker for `u32` index fields.
@@ -119,6 +129,11 @@ pub const DOMAIN_KIND_VM: u8 = 1;
 pub const DOMAIN_FLAG_PASSIVE: u8 = 1 << 0;
 /// [`DomainDesc::flags`]: a protected VM (the Frameshift extension, docs/SDF.md).
 pub const DOMAIN_FLAG_PROTECTED: u8 = 1 << 1;
+/// [`DomainDesc::flags`]: a protected VM in split conversion mode (`conversion="split"`): its
+/// shared pages appear at their IPA with [`crate::addr::SHARED_ALIAS_BIT`] set, so all of its
+/// mappings lie below that bit. Without it a protected VM is in history mode. Only on a VM, and
+/// only with [`DOMAIN_FLAG_PROTECTED`].
+pub const DOMAIN_FLAG_SPLIT: u8 = 1 << 2;
 
 /// One protection domain or virtual machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -136,7 +151,8 @@ pub struct DomainDesc {
     pub reserved0: u8,
     /// Index of the parent domain, or [`NONE`].
     pub parent: u32,
-    /// The `id` this domain has as a child of its parent (Microkit child id), or [`NONE`].
+    /// The `id` this domain has as a child of its parent (Microkit child id), or [`NONE`]. For a
+    /// VM, its lowest `<vcpu id>`.
     pub child_id: u32,
     /// Index of the domain's first record in the mapping table.
     pub first_mapping: u32,
@@ -148,8 +164,26 @@ pub struct DomainDesc {
     pub entry: u64,
     /// Initial stack pointer (IPA): the top of the stack mapping. Zero for a VM.
     pub stack_top: u64,
-    /// IPA of the Microkit IPC buffer page, or zero.
-    pub ipc_buffer: u64,
+    /// VM: bit `id` set for each `<vcpu id>` (ids 0..=[`MAX_VCPU_ID`], 1 to [`MAX_VCPUS`] bits).
+    /// vCPU index `n` is the `n`th lowest id, and its MPIDR Aff0 is `n` ([`DomainDesc::vcpus`]).
+    /// PD: zero.
+    pub vcpu_ids: u64,
+}
+
+impl DomainDesc {
+    /// The vCPU ids of a VM in index order (ascending); empty for a PD. The position of an id
+    /// in this sequence is the vCPU's index.
+    pub fn vcpus(&self) -> impl Iterator<Item = u32> {
+        let mut remaining = self.vcpu_ids;
+        core::iter::from_fn(move || {
+            if remaining == 0 {
+                return None;
+            }
+            let id = remaining.trailing_zeros();
+            remaining &= remaining - 1;
+            Some(id)
+        })
+    }
 }
 
 /// [`MappingDesc::rights`]: readable.

@@ -4,16 +4,17 @@
 //! would, never through the engine's own bookkeeping, and reports every violation with its
 //! domain, IPA, physical address and invariant. It allocates nothing: the caller lends a
 //! scratch counter per frame. I5-I8 are properties of calls, not of a state; the host fake
-//! (`fake_arch`) and the tests check them (docs/ISOLATION.md).
+//! (`arch::fake`) and the tests check them (docs/ISOLATION.md).
 
 use core::cmp::Ordering;
 use core::fmt;
 
-use crate::addr::{DomainId, Ipa, PhysAddr, PAGE_SIZE};
+use crate::addr::{Ipa, PhysAddr, PAGE_SIZE};
 use crate::arch::PhysMemory;
 use crate::descriptor::{level_span, Leaf, PageState};
-use crate::engine::{ConversionMode, Engine};
-use crate::frame_table::FrameState;
+use crate::domain::{ConversionMode, DomainId, Domains};
+use crate::engine::Engine;
+use crate::frame_table::{FrameState, FrameStorage};
 use crate::walk::{for_each_leaf, LeafEntry, LeafKind};
 
 /// The numbered invariants of docs/ISOLATION.md.
@@ -90,9 +91,10 @@ impl Reporter<'_> {
 }
 
 /// Audits every domain. `scratch` needs one byte per tracked frame; with less, the audit
-/// refuses to run and returns `None` (the kernel sizes it with the frame table).
-pub fn audit<const FRAMES: usize, const BORROWERS: usize>(
-    engine: &Engine<FRAMES, BORROWERS>,
+/// refuses to run and returns `None` (the kernel carves it from its heap with the frame table).
+pub fn audit<S: FrameStorage, C>(
+    engine: &Engine<S>,
+    domains: &Domains<C>,
     memory: &impl PhysMemory,
     scratch: &mut [u8],
     report: &mut dyn FnMut(Violation),
@@ -103,8 +105,9 @@ pub fn audit<const FRAMES: usize, const BORROWERS: usize>(
         reported: 0,
     };
     let mut mapped_pages = 0;
-    for (domain_id, domain) in engine.domains() {
+    for (domain_id, domain) in domains.iter() {
         let split = domain
+            .vspace
             .link
             .is_some_and(|link| link.mode == ConversionMode::Split);
         let mut auditor = DomainAudit {
@@ -115,7 +118,7 @@ pub fn audit<const FRAMES: usize, const BORROWERS: usize>(
             reporter: &mut reporter,
             mapped_pages: 0,
         };
-        auditor.run(memory, domain.table.root());
+        auditor.run(memory, domain.vspace.table.root());
         mapped_pages += auditor.mapped_pages;
     }
     Some(AuditSummary {
@@ -143,8 +146,8 @@ fn count_annotation(counter: &mut u8) {
 }
 
 /// The audit of one domain's stage-2 table.
-struct DomainAudit<'a, 'r, const FRAMES: usize, const BORROWERS: usize> {
-    engine: &'a Engine<FRAMES, BORROWERS>,
+struct DomainAudit<'a, 'r, S> {
+    engine: &'a Engine<S>,
     domain: DomainId,
     /// A split-mode guest: private pages below the alias bit, shared ones above it.
     split: bool,
@@ -153,7 +156,7 @@ struct DomainAudit<'a, 'r, const FRAMES: usize, const BORROWERS: usize> {
     mapped_pages: usize,
 }
 
-impl<const FRAMES: usize, const BORROWERS: usize> DomainAudit<'_, '_, FRAMES, BORROWERS> {
+impl<S: FrameStorage> DomainAudit<'_, '_, S> {
     fn emit(&mut self, invariant: Invariant, ipa: Option<Ipa>, pa: PhysAddr, what: &'static str) {
         self.reporter.report(Violation {
             invariant,
@@ -404,14 +407,11 @@ mod tests {
 
     extern crate std;
     use super::*;
-    use crate::addr::Vmid;
     use crate::arch::{DescriptorSlot, Stage2Arch};
     use crate::descriptor::{encode_leaf, encode_lent_away, encode_table, MemoryType, Rights};
     use crate::engine::{BootMapping, BootSharing};
     use crate::small_system::*;
-    use crate::table_pool::TablePool;
     use crate::walk::descriptor_address;
-    use std::boxed::Box;
     use std::vec;
     use std::vec::Vec;
 
@@ -443,7 +443,7 @@ mod tests {
     /// - the host owns the rest of its window, C2 and C4 shared, B and C3 lent away.
     fn system() -> SmallSystem {
         let mut system = SmallSystem::boot().unwrap();
-        let (engine, arch) = (&mut system.engine, &mut system.arch);
+        let (mut engine, arch) = system.parts();
         engine
             .donate(arch, HOST, GUEST_HISTORY, FRAME_A_IPA, 1)
             .unwrap();
@@ -495,6 +495,7 @@ mod tests {
         let mut found = Vec::new();
         let summary = audit(
             &system.engine,
+            &system.domains,
             &system.arch,
             &mut scratch,
             &mut |violation| {
@@ -538,7 +539,7 @@ mod tests {
     /// Writes `value` into `domain`'s table at the level-`level` slot for `ipa`; every table
     /// above it must already exist.
     fn plant(system: &mut SmallSystem, domain: DomainId, ipa: Ipa, level: u8, value: u64) {
-        let table = system.engine.domain(domain).unwrap().table;
+        let table = system.vspace(domain).unwrap().table;
         let mut next = table.root();
         for upper in 1..level {
             let raw = system.arch.peek(descriptor_address(next, ipa, upper));
@@ -574,39 +575,21 @@ mod tests {
 
     /// The small system with frame B left free: the host's window maps only C and A.
     fn system_with_free_frame_b() -> SmallSystem {
-        let pool_end = PhysAddr(POOL_BASE.get() + POOL_PAGES as u64 * PAGE_SIZE);
-        let mut arch = crate::arch::fake::FakeArch::new(POOL_BASE, pool_end);
-        let mut engine = Box::new(SmallEngine::empty());
-        engine
-            .init(
-                TablePool::new(POOL_BASE, POOL_PAGES).unwrap(),
-                FRAME_BASE,
-                FRAMES,
-            )
-            .unwrap();
-        engine.create_domain(&mut arch, HOST, Vmid(1)).unwrap();
-        engine
-            .create_domain(&mut arch, GUEST_HISTORY, Vmid(2))
-            .unwrap();
-        engine
-            .map_at_boot(
-                &mut arch,
-                &BootMapping {
-                    domain: GUEST_HISTORY,
-                    ipa: BLOCK_IPA,
-                    pa: FRAME_BASE,
-                    pages: FRAMES as u64 - 1,
-                    rights: Rights::READ_WRITE,
-                    memory: MemoryType::Normal,
-                    sharing: BootSharing::Private,
-                },
-            )
-            .unwrap();
-        arch.end_call();
-        SmallSystem {
-            engine: *engine,
-            arch,
-        }
+        let layout = Layout {
+            domains: vec![HOST, GUEST_HISTORY],
+            guests: Vec::new(),
+            boot: vec![BootMapping {
+                domain: GUEST_HISTORY,
+                ipa: BLOCK_IPA,
+                pa: FRAME_BASE,
+                pages: FRAMES as u64 - 1,
+                rights: Rights::READ_WRITE,
+                memory: MemoryType::Normal,
+                sharing: BootSharing::Private,
+            }],
+            ..default_layout()
+        };
+        SmallSystem::boot_layout(&layout).unwrap()
     }
 
     #[test]
@@ -743,7 +726,7 @@ mod tests {
         // Guest 1 maps the host's block C with one 2 MiB descriptor: every page is a frame it
         // does not own, each reported at its own IPA and PA, and the count is the list.
         let mut system = SmallSystem::boot().unwrap();
-        let (engine, arch) = (&mut system.engine, &mut system.arch);
+        let (mut engine, arch) = system.parts();
         engine
             .donate(arch, HOST, GUEST_HISTORY, FRAME_A_IPA, 1)
             .unwrap();
@@ -1206,7 +1189,7 @@ mod tests {
         plant(&mut system, GUEST_HISTORY, FRAME_A_IPA, 3, 0);
         let alias = block_page(0).0.shared_alias();
         let value = normal(FRAME_A, Rights::ALL, PageState::Owned);
-        let table = system.engine.domain(GUEST_HISTORY).unwrap().table;
+        let table = system.vspace(GUEST_HISTORY).unwrap().table;
         // Guest 1 has no tables at the alias: point a free level-1 slot at a level-2 table
         // taken from the pool, and a level-2 slot at a level-3 one.
         let (l2, l3) = (PhysAddr(0x1007_0000), PhysAddr(0x1007_1000));
@@ -1320,7 +1303,7 @@ mod tests {
 
     /// Audits guest 1 alone as if its root were at `root`, a copy of its real root.
     fn audit_guest_1_at_root(system: &mut SmallSystem, root: PhysAddr) -> (Vec<Violation>, usize) {
-        let real = system.engine.domain(GUEST_HISTORY).unwrap().table.root();
+        let real = system.vspace(GUEST_HISTORY).unwrap().table.root();
         for word in 0..1024 {
             let value = system.arch.peek(PhysAddr(real.get() + word * 8));
             system.arch.poke(PhysAddr(root.get() + word * 8), value);
@@ -1434,11 +1417,24 @@ mod tests {
         let system = system();
         let mut scratch = [0u8; FRAMES - 1];
         let mut reports = 0;
-        let answer = audit(&system.engine, &system.arch, &mut scratch, &mut |_| {
-            reports += 1;
-        });
+        let answer = audit(
+            &system.engine,
+            &system.domains,
+            &system.arch,
+            &mut scratch,
+            &mut |_| {
+                reports += 1;
+            },
+        );
         assert_eq!((answer, reports), (None, 0));
         let mut scratch = [0u8; FRAMES];
-        assert!(audit(&system.engine, &system.arch, &mut scratch, &mut |_| {}).is_some());
+        assert!(audit(
+            &system.engine,
+            &system.domains,
+            &system.arch,
+            &mut scratch,
+            &mut |_| {}
+        )
+        .is_some());
     }
 }

@@ -1,24 +1,37 @@
 //! The frame table: owner, state, borrowers and pin count of every convertible 4 KiB frame.
 //!
+//! It is the capability derivation tree of the frames: a frame's owner holds its original
+//! capability, and each borrower a capability derived from it, with its own rights (a lent
+//! frame's owner keeps the original with no access). [`crate::engine::Engine::frame_caps`] lists
+//! one domain's capabilities from it.
+//!
 //! Budget (DESIGN.md 4): 8 bytes per frame, asserted at compile time. A [`FrameRecord`] packs
 //!
 //! | bits  | field |
 //! | ----- | ----- |
-//! | 5:0   | owner domain (63 = no owner: the frame is free) |
+//! | 5:0   | owner domain + 1 (0 = no owner: the frame is free) |
 //! | 7:6   | frame state: Owned, SharedOwned, Lent |
 //! | 10:8  | the owner's rights |
 //! | 11    | memory type: 1 = Device (a Microkit `cached="false"` region) |
 //! | 19:12 | pin count |
-//! | 25:20 | first borrower (63 = none) |
+//! | 25:20 | first borrower + 1 (0 = none) |
 //! | 28:26 | first borrower's rights |
-//! | 44:29 | index of the next borrower in the side table (0xFFFF = none) |
+//! | 44:29 | index + 1 of the next borrower in the side table (0 = none) |
+//!
+//! A free frame's record is all zeros, so a zeroed table is an empty one.
 //!
 //! Most shared frames have one borrower (the host VMM, or one guest), which fits inline. Frames
 //! that several Microkit PDs map at boot chain further [`BorrowerRecord`]s from a fixed-capacity
 //! side table; when it is full the request is refused with [`Error::BorrowerTableFull`].
+//!
+//! The table keeps its records in a [`FrameStorage`]: slices of the hypervisor's heap, sized at
+//! boot from the boot information's RAM size ([`StaticStorage`]), or vectors in host tests.
 
-use crate::addr::{DomainId, PhysAddr, MAX_DOMAINS, PAGE_SIZE};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::addr::{PhysAddr, PAGE_SIZE};
 use crate::descriptor::{MemoryType, Rights};
+use crate::domain::{DomainId, MAX_DOMAINS};
 use crate::error::Error;
 
 /// A frame's state, from the frame's point of view (each holder's view is a [`PageState`]).
@@ -36,20 +49,23 @@ pub enum FrameState {
     Lent,
 }
 
-const NO_DOMAIN: u64 = MAX_DOMAINS as u64;
+/// End of a side-table chain (the side table's own free list).
 const NO_LINK: u16 = u16::MAX;
 
 /// One frame's packed record (8 bytes).
 #[repr(transparent)]
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, Default, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
 pub struct FrameRecord(u64);
 
 const _: () = assert!(size_of::<FrameRecord>() <= 8, "frame budget is 8 bytes");
+// Owner ids are stored plus one in 6 bits.
+const _: () = assert!(MAX_DOMAINS < 64, "owner field is 6 bits");
 
 impl FrameRecord {
-    /// The record of a frame nobody owns.
-    pub const FREE: Self =
-        Self(NO_DOMAIN | (3 << 6) | (NO_DOMAIN << 20) | ((NO_LINK as u64) << 29));
+    /// The record of a frame nobody owns: all zeros.
+    pub const FREE: Self = Self(0);
 
     const fn field(self, shift: u32, bits: u32) -> u64 {
         (self.0 >> shift) & ((1 << bits) - 1)
@@ -60,10 +76,14 @@ impl FrameRecord {
         self.0 = (self.0 & !mask) | ((value << shift) & mask);
     }
 
+    /// A domain id stored plus one (0 = none).
+    fn domain_field(value: u64) -> Option<DomainId> {
+        value.checked_sub(1).map(|id| DomainId(id as u8))
+    }
+
     /// The owning domain, if any.
     pub fn owner(self) -> Option<DomainId> {
-        let owner = self.field(0, 6);
-        (owner != NO_DOMAIN).then_some(DomainId(owner as u8))
+        Self::domain_field(self.field(0, 6))
     }
 
     /// The frame's state.
@@ -99,17 +119,17 @@ impl FrameRecord {
     }
 
     fn first_borrower(self) -> Option<(DomainId, Rights)> {
-        let domain = self.field(20, 6);
-        (domain != NO_DOMAIN).then(|| {
-            (
-                DomainId(domain as u8),
-                Rights::from_bits_truncate(self.field(26, 3) as u8),
-            )
-        })
+        Self::domain_field(self.field(20, 6))
+            .map(|domain| (domain, Rights::from_bits_truncate(self.field(26, 3) as u8)))
     }
 
-    fn link(self) -> u16 {
-        self.field(29, 16) as u16
+    /// The side-table index of the second borrower, if any.
+    fn link(self) -> Option<u16> {
+        (self.field(29, 16) as u16).checked_sub(1)
+    }
+
+    fn set_link(&mut self, link: Option<u16>) {
+        self.set_field(29, 16, link.map_or(0, |index| u64::from(index) + 1));
     }
 
     /// The raw 64-bit value (for dumps).
@@ -129,7 +149,10 @@ impl core::fmt::Debug for FrameRecord {
 }
 
 /// One extra borrower of a frame, chained from its record (4 bytes).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Default, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
 pub struct BorrowerRecord {
     domain: u8,
     rights: u8,
@@ -144,58 +167,147 @@ impl BorrowerRecord {
     };
 }
 
-/// The frame table over `[base, base + frames * 4 KiB)`, with room for `FRAMES` records and
-/// `BORROWERS` extra borrower records. Fixed capacity, no heap.
+/// Where a frame table keeps its records: one [`FrameRecord`] per tracked frame and the
+/// borrower side table.
+pub trait FrameStorage {
+    /// The frame records (at least as many as the table tracks).
+    fn records(&self) -> &[FrameRecord];
+    /// The frame records, for writing.
+    fn records_mut(&mut self) -> &mut [FrameRecord];
+    /// The side table of extra borrowers.
+    fn borrowers(&self) -> &[BorrowerRecord];
+    /// The side table, for writing.
+    fn borrowers_mut(&mut self) -> &mut [BorrowerRecord];
+}
+
+/// Records lent for the hypervisor's whole run: carved from its heap at boot, once the boot
+/// information says how much RAM there is. [`StaticStorage::EMPTY`] is all zeros (no slices),
+/// so a hypervisor object holding it can sit in `.bss` until boot.
+#[derive(Debug, Default)]
+pub struct StaticStorage {
+    records: Option<&'static mut [FrameRecord]>,
+    borrowers: Option<&'static mut [BorrowerRecord]>,
+}
+
+impl StaticStorage {
+    /// No records at all.
+    pub const EMPTY: Self = Self {
+        records: None,
+        borrowers: None,
+    };
+
+    /// Storage over these slices.
+    pub fn new(
+        records: &'static mut [FrameRecord],
+        borrowers: &'static mut [BorrowerRecord],
+    ) -> Self {
+        Self {
+            records: Some(records),
+            borrowers: Some(borrowers),
+        }
+    }
+}
+
+impl FrameStorage for StaticStorage {
+    fn records(&self) -> &[FrameRecord] {
+        self.records.as_deref().unwrap_or_default()
+    }
+
+    fn records_mut(&mut self) -> &mut [FrameRecord] {
+        self.records.as_deref_mut().unwrap_or_default()
+    }
+
+    fn borrowers(&self) -> &[BorrowerRecord] {
+        self.borrowers.as_deref().unwrap_or_default()
+    }
+
+    fn borrowers_mut(&mut self) -> &mut [BorrowerRecord] {
+        self.borrowers.as_deref_mut().unwrap_or_default()
+    }
+}
+
+/// Records in vectors (host tests and the model checker, which clone whole systems).
+#[cfg(any(test, feature = "fake"))]
+use std::vec::Vec;
+
+#[cfg(any(test, feature = "fake"))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct FrameTable<const FRAMES: usize, const BORROWERS: usize> {
+pub struct VecStorage {
+    records: Vec<FrameRecord>,
+    borrowers: Vec<BorrowerRecord>,
+}
+
+#[cfg(any(test, feature = "fake"))]
+impl VecStorage {
+    /// Room for `frames` records and `borrowers` side-table records.
+    pub fn new(frames: usize, borrowers: usize) -> Self {
+        Self {
+            records: std::vec![FrameRecord::FREE; frames],
+            borrowers: std::vec![BorrowerRecord::UNUSED; borrowers],
+        }
+    }
+}
+
+#[cfg(any(test, feature = "fake"))]
+impl FrameStorage for VecStorage {
+    fn records(&self) -> &[FrameRecord] {
+        &self.records
+    }
+
+    fn records_mut(&mut self) -> &mut [FrameRecord] {
+        &mut self.records
+    }
+
+    fn borrowers(&self) -> &[BorrowerRecord] {
+        &self.borrowers
+    }
+
+    fn borrowers_mut(&mut self) -> &mut [BorrowerRecord] {
+        &mut self.borrowers
+    }
+}
+
+/// The frame table over `[base, base + frames * 4 KiB)`, with as many records and side-table
+/// records as its storage has. Fixed capacity, no heap.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FrameTable<S> {
     base: PhysAddr,
     frames: usize,
-    records: [FrameRecord; FRAMES],
-    borrowers: [BorrowerRecord; BORROWERS],
+    storage: S,
     free_borrower_head: u16,
     free_borrowers: usize,
 }
 
-impl<const FRAMES: usize, const BORROWERS: usize> FrameTable<FRAMES, BORROWERS> {
-    const CAPACITY_FITS: () = assert!(BORROWERS < NO_LINK as usize, "side table index is 16 bits");
-
-    /// An empty table covering no memory, usable as a `static` initialiser.
-    pub const fn empty() -> Self {
-        let () = Self::CAPACITY_FITS;
-        let mut borrowers = [BorrowerRecord::UNUSED; BORROWERS];
-        let mut index = 0;
-        while index < BORROWERS {
-            borrowers[index].next = if index + 1 < BORROWERS {
-                (index + 1) as u16
-            } else {
-                NO_LINK
-            };
-            index += 1;
-        }
+impl<S: FrameStorage> FrameTable<S> {
+    /// A table covering no memory over `storage` (a `const` initialiser); call
+    /// [`FrameTable::init`]. Every field is zero (with no free side-table slot counted, the
+    /// free-list head is never read), so a static holding it needs no file bytes.
+    pub const fn new(storage: S) -> Self {
         Self {
             base: PhysAddr(0),
             frames: 0,
-            records: [FrameRecord::FREE; FRAMES],
-            borrowers,
-            free_borrower_head: if BORROWERS > 0 { 0 } else { NO_LINK },
-            free_borrowers: BORROWERS,
+            storage,
+            free_borrower_head: 0,
+            free_borrowers: 0,
         }
     }
 
-    /// Covers `frames` frames from `base` (page aligned), all free.
+    /// Covers `frames` frames from `base` (page aligned), all free; the whole side table is free.
     pub fn init(&mut self, base: PhysAddr, frames: usize) -> Result<(), Error> {
         if !base.is_page_aligned() {
             return Err(Error::Misaligned);
         }
-        if frames > FRAMES || base.checked_add_pages(frames as u64).is_none() {
+        let side_table = self.storage.borrowers().len();
+        if frames > self.storage.records().len()
+            || base.checked_add_pages(frames as u64).is_none()
+            || side_table >= usize::from(NO_LINK)
+        {
             return Err(Error::InvalidRange);
         }
-        // Reset in place: a kernel's table lives in a large static, and building a temporary
-        // `Self::empty()` would put all of it on the stack.
-        self.records.fill(FrameRecord::FREE);
-        let count = self.borrowers.len();
-        for (index, entry) in self.borrowers.iter_mut().enumerate() {
-            let next = if index + 1 < count {
+        // Reset in place: the kernel's records are a large slice of its heap.
+        self.storage.records_mut().fill(FrameRecord::FREE);
+        for (index, entry) in self.storage.borrowers_mut().iter_mut().enumerate() {
+            let next = if index + 1 < side_table {
                 index as u16 + 1
             } else {
                 NO_LINK
@@ -205,8 +317,8 @@ impl<const FRAMES: usize, const BORROWERS: usize> FrameTable<FRAMES, BORROWERS> 
                 ..BorrowerRecord::UNUSED
             };
         }
-        self.free_borrower_head = if BORROWERS > 0 { 0 } else { NO_LINK };
-        self.free_borrowers = BORROWERS;
+        self.free_borrower_head = if side_table > 0 { 0 } else { NO_LINK };
+        self.free_borrowers = side_table;
         self.base = base;
         self.frames = frames;
         Ok(())
@@ -241,16 +353,26 @@ impl<const FRAMES: usize, const BORROWERS: usize> FrameTable<FRAMES, BORROWERS> 
 
     /// The record of the frame containing `pa`.
     pub fn record(&self, pa: PhysAddr) -> Option<FrameRecord> {
-        self.index(pa)
-            .and_then(|index| self.records.get(index).copied())
+        self.index(pa).map(|index| self.record_at(index))
     }
 
     /// The record at `index` ([`FrameRecord::FREE`] when out of range).
     pub fn record_at(&self, index: usize) -> FrameRecord {
-        self.records
+        if index >= self.frames {
+            return FrameRecord::FREE;
+        }
+        self.storage
+            .records()
             .get(index)
             .copied()
             .unwrap_or(FrameRecord::FREE)
+    }
+
+    fn record_mut(&mut self, index: usize) -> Option<&mut FrameRecord> {
+        if index >= self.frames {
+            return None;
+        }
+        self.storage.records_mut().get_mut(index)
     }
 
     /// Free side-table slots.
@@ -281,27 +403,28 @@ impl<const FRAMES: usize, const BORROWERS: usize> FrameTable<FRAMES, BORROWERS> 
         count
     }
 
-    /// Calls `visit` for every borrower of the frame at `index`.
+    /// Calls `visit` for every borrower of the frame at `index`, first borrower first.
     pub fn for_each_borrower(&self, index: usize, mut visit: impl FnMut(DomainId, Rights)) {
         let record = self.record_at(index);
         if let Some((domain, rights)) = record.first_borrower() {
             visit(domain, rights);
         }
+        let side_table = self.storage.borrowers();
         let mut link = record.link();
         // The chain is acyclic by construction; the bound keeps a corrupted one from hanging.
-        for _ in 0..BORROWERS {
-            let Some(borrower) = self.borrowers.get(usize::from(link)) else {
+        for _ in 0..side_table.len() {
+            let Some(borrower) = link.and_then(|link| side_table.get(usize::from(link))) else {
                 break;
             };
             visit(
                 DomainId(borrower.domain),
                 Rights::from_bits_truncate(borrower.rights),
             );
-            link = borrower.next;
+            link = (borrower.next != NO_LINK).then_some(borrower.next);
         }
     }
 
-    /// Makes `owner` the owner of the free frame at `index`, in `state`.
+    /// Makes `owner` the owner of the frame at `index`, in `state`.
     pub(crate) fn set_owner(
         &mut self,
         index: usize,
@@ -310,10 +433,10 @@ impl<const FRAMES: usize, const BORROWERS: usize> FrameTable<FRAMES, BORROWERS> 
         rights: Rights,
         memory: MemoryType,
     ) {
-        let Some(record) = self.records.get_mut(index) else {
+        let Some(record) = self.record_mut(index) else {
             return;
         };
-        record.set_field(0, 6, u64::from(owner.0));
+        record.set_field(0, 6, u64::from(owner.0) + 1);
         record.set_field(8, 3, u64::from(rights.bits()));
         record.set_field(11, 1, u64::from(memory == MemoryType::Device));
         Self::write_state(record, state);
@@ -322,21 +445,20 @@ impl<const FRAMES: usize, const BORROWERS: usize> FrameTable<FRAMES, BORROWERS> 
     /// Changes the state, keeping owner and borrowers.
     #[cfg(test)]
     pub(crate) fn set_state(&mut self, index: usize, state: FrameState) {
-        if let Some(record) = self.records.get_mut(index) {
+        if let Some(record) = self.record_mut(index) {
             Self::write_state(record, state);
         }
     }
 
     fn write_state(record: &mut FrameRecord, state: FrameState) {
         let value = match state {
-            FrameState::Owned => 0,
+            FrameState::Owned | FrameState::Free => 0,
             FrameState::SharedOwned => 1,
             FrameState::Lent => 2,
-            FrameState::Free => 3,
         };
         record.set_field(6, 2, value);
         if state == FrameState::Free {
-            record.set_field(0, 6, NO_DOMAIN);
+            record.set_field(0, 6, 0);
         }
     }
 
@@ -355,71 +477,94 @@ impl<const FRAMES: usize, const BORROWERS: usize> FrameTable<FRAMES, BORROWERS> 
         }
         let record = self.record_at(index);
         if record.first_borrower().is_none() {
-            let record = &mut self.records[index];
-            record.set_field(20, 6, u64::from(domain.0));
-            record.set_field(26, 3, u64::from(rights.bits()));
+            if let Some(record) = self.record_mut(index) {
+                record.set_field(20, 6, u64::from(domain.0) + 1);
+                record.set_field(26, 3, u64::from(rights.bits()));
+            }
             return Ok(());
         }
         let slot = self.free_borrower_head;
-        let Some(entry) = self.borrowers.get_mut(usize::from(slot)) else {
+        let Some(entry) = self.storage.borrowers_mut().get_mut(usize::from(slot)) else {
             return Err(Error::BorrowerTableFull);
         };
-        self.free_borrower_head = entry.next;
+        let next_free = entry.next;
         *entry = BorrowerRecord {
             domain: domain.0,
             rights: rights.bits(),
-            next: record.link(),
+            next: record.link().unwrap_or(NO_LINK),
         };
+        self.free_borrower_head = next_free;
         self.free_borrowers -= 1;
-        self.records[index].set_field(29, 16, u64::from(slot));
+        if let Some(record) = self.record_mut(index) {
+            record.set_link(Some(slot));
+        }
         Ok(())
     }
 
     /// Removes a borrower; returns whether it was one.
     pub(crate) fn remove_borrower(&mut self, index: usize, domain: DomainId) -> bool {
-        let record = self.record_at(index);
         if index >= self.frames {
             return false;
         }
+        let record = self.record_at(index);
         if record.first_borrower().map(|(first, _)| first) == Some(domain) {
             // Promote the first chained borrower, if any, into the inline slot.
             let link = record.link();
-            let record = &mut self.records[index];
-            match self.borrowers.get(usize::from(link)).copied() {
-                Some(next) => {
-                    record.set_field(20, 6, u64::from(next.domain));
+            let next =
+                link.and_then(|link| self.storage.borrowers().get(usize::from(link)).copied());
+            let Some(record) = self.record_mut(index) else {
+                return false;
+            };
+            match (link, next) {
+                (Some(link), Some(next)) => {
+                    record.set_field(20, 6, u64::from(next.domain) + 1);
                     record.set_field(26, 3, u64::from(next.rights));
-                    record.set_field(29, 16, u64::from(next.next));
+                    record.set_link((next.next != NO_LINK).then_some(next.next));
                     self.free_slot(link);
                 }
-                None => record.set_field(20, 6, NO_DOMAIN),
+                _ => record.set_field(20, 6, 0),
             }
             return true;
         }
         let mut previous: Option<u16> = None;
         let mut link = record.link();
-        for _ in 0..BORROWERS {
-            let Some(entry) = self.borrowers.get(usize::from(link)).copied() else {
+        for _ in 0..self.storage.borrowers().len() {
+            let Some(current) = link else {
+                return false;
+            };
+            let Some(entry) = self.storage.borrowers().get(usize::from(current)).copied() else {
                 return false;
             };
             if entry.domain == domain.0 {
+                let after = (entry.next != NO_LINK).then_some(entry.next);
                 match previous {
-                    None => self.records[index].set_field(29, 16, u64::from(entry.next)),
-                    Some(previous) => self.borrowers[usize::from(previous)].next = entry.next,
+                    None => {
+                        if let Some(record) = self.record_mut(index) {
+                            record.set_link(after);
+                        }
+                    }
+                    Some(previous) => {
+                        if let Some(previous) =
+                            self.storage.borrowers_mut().get_mut(usize::from(previous))
+                        {
+                            previous.next = entry.next;
+                        }
+                    }
                 }
-                self.free_slot(link);
+                self.free_slot(current);
                 return true;
             }
-            previous = Some(link);
-            link = entry.next;
+            previous = Some(current);
+            link = after_link(entry.next);
         }
         false
     }
 
     fn free_slot(&mut self, slot: u16) {
-        if let Some(entry) = self.borrowers.get_mut(usize::from(slot)) {
+        let head = self.free_borrower_head;
+        if let Some(entry) = self.storage.borrowers_mut().get_mut(usize::from(slot)) {
             *entry = BorrowerRecord {
-                next: self.free_borrower_head,
+                next: head,
                 ..BorrowerRecord::UNUSED
             };
             self.free_borrower_head = slot;
@@ -430,7 +575,7 @@ impl<const FRAMES: usize, const BORROWERS: usize> FrameTable<FRAMES, BORROWERS> 
     /// Takes a pin (an in-flight use such as device DMA); refused at 255.
     pub fn pin(&mut self, pa: PhysAddr) -> Result<(), Error> {
         let index = self.index(pa).ok_or(Error::NotTracked)?;
-        let record = &mut self.records[index];
+        let record = self.record_mut(index).ok_or(Error::NotTracked)?;
         let pins = record.pins();
         if pins == u8::MAX || record.owner().is_none() {
             return Err(Error::WrongState);
@@ -442,7 +587,7 @@ impl<const FRAMES: usize, const BORROWERS: usize> FrameTable<FRAMES, BORROWERS> 
     /// Drops a pin.
     pub fn unpin(&mut self, pa: PhysAddr) -> Result<(), Error> {
         let index = self.index(pa).ok_or(Error::NotTracked)?;
-        let record = &mut self.records[index];
+        let record = self.record_mut(index).ok_or(Error::NotTracked)?;
         let pins = record.pins();
         if pins == 0 {
             return Err(Error::WrongState);
@@ -450,6 +595,11 @@ impl<const FRAMES: usize, const BORROWERS: usize> FrameTable<FRAMES, BORROWERS> 
         record.set_field(12, 8, u64::from(pins) - 1);
         Ok(())
     }
+}
+
+/// A side-table `next` field as a link.
+fn after_link(next: u16) -> Option<u16> {
+    (next != NO_LINK).then_some(next)
 }
 
 #[cfg(test)]
@@ -463,7 +613,11 @@ mod tests {
     use super::*;
     use std::vec::Vec;
 
-    type Table = FrameTable<8, 4>;
+    type Table = FrameTable<VecStorage>;
+
+    fn table() -> Table {
+        FrameTable::new(VecStorage::new(8, 4))
+    }
 
     fn borrowers(table: &Table, index: usize) -> Vec<(u8, u8)> {
         let mut list = Vec::new();
@@ -479,7 +633,7 @@ mod tests {
 
     #[test]
     fn owner_state_and_rights_round_trip() {
-        let mut table = Table::empty();
+        let mut table = table();
         table.init(PhysAddr(0x4000_0000), 8).unwrap();
         assert_eq!(
             table.record(PhysAddr(0x4000_1000)).unwrap().state(),
@@ -504,7 +658,7 @@ mod tests {
 
     #[test]
     fn many_borrowers_use_the_side_table_and_overflow_is_an_error() {
-        let mut table = Table::empty();
+        let mut table = table();
         table.init(PhysAddr(0x4000_0000), 8).unwrap();
         table.set_owner(
             0,
@@ -550,7 +704,7 @@ mod tests {
 
     #[test]
     fn init_resets_records_and_the_borrower_chain_in_place() {
-        let mut table = Table::empty();
+        let mut table = table();
         table.init(PhysAddr(0x4000_0000), 8).unwrap();
         table.set_owner(
             0,
@@ -595,7 +749,7 @@ mod tests {
         fn borrower_lists_match_a_plain_model(
             steps in proptest::collection::vec((0usize..8, 0u8..63, 0u8..8, proptest::bool::ANY), 1..200)
         ) {
-            let mut table = Table::empty();
+            let mut table = table();
             table.init(PhysAddr(0x4000_0000), 8).unwrap();
             let mut model: std::collections::BTreeMap<(usize, u8), u8> = Default::default();
             for (frame, domain, rights, add) in steps {
@@ -636,7 +790,7 @@ mod tests {
 
     #[test]
     fn pins_count_up_and_down() {
-        let mut table = Table::empty();
+        let mut table = table();
         table.init(PhysAddr(0x4000_0000), 8).unwrap();
         assert_eq!(table.pin(PhysAddr(0x4000_0000)), Err(Error::WrongState));
         table.set_owner(

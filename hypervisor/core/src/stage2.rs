@@ -27,9 +27,8 @@ use crate::error::Error;
 use crate::table_pool::{Reservation, TablePool};
 use crate::walk::{descriptor_address, translate, Walk};
 
-/// VTCR_EL2 for these tables: T0SZ=24, SL0=1 (start level 1), IRGN0/ORGN0 WB-WA, SH0 inner,
-/// TG0 4 KiB, PS 40 bits, RES1 bit 31. Verified on QEMU 7.2 (DESIGN.md 9).
-pub const VTCR_EL2: u64 = 0x8002_3558;
+/// VTCR_EL2 for these tables (defined once, in the ABI crate's layout).
+pub use frameshift_abi::layout::VTCR_EL2;
 
 /// What a 4 KiB slot should hold after an update.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -54,6 +53,20 @@ impl Entry {
     fn needs_table(self) -> bool {
         self != Self::Empty
     }
+}
+
+/// How far a table's translation tables reach at one IPA: what a page-level write there may
+/// have to allocate (the prepare step counts it, [`crate::engine`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reach {
+    /// The level-1 slot holds no table: a write needs a level-2 and a level-3 table.
+    Level1,
+    /// A level-2 table, whose slot is empty: a write needs a level-3 table.
+    Level2,
+    /// A level-2 block leaf: a page-level write splits it into a new level-3 table.
+    Block,
+    /// A level-3 table: a page-level write needs nothing.
+    Level3,
 }
 
 /// One domain's stage-2 translation table.
@@ -134,6 +147,21 @@ impl Stage2Table {
         match self.translate(memory, ipa) {
             Walk::Mapped(translation) => Some(translation.level),
             _ => None,
+        }
+    }
+
+    /// How far the tables reach at `ipa` ([`Reach`]). A malformed slot counts as empty (the
+    /// engine never writes one; a write over it is refused by [`Self::set_page`]).
+    pub fn reach(&self, memory: &impl PhysMemory, ipa: Ipa) -> Reach {
+        let Descriptor::Table(l2_table) =
+            decode(memory.read_u64(descriptor_address(self.root, ipa, 1)), 1)
+        else {
+            return Reach::Level1;
+        };
+        match decode(memory.read_u64(descriptor_address(l2_table, ipa, 2)), 2) {
+            Descriptor::Table(_) => Reach::Level3,
+            Descriptor::Leaf(_) => Reach::Block,
+            Descriptor::Invalid | Descriptor::Malformed(_) => Reach::Level2,
         }
     }
 
@@ -228,8 +256,27 @@ impl Stage2Table {
 
     /// After a commit: if the 2 MiB region at `ipa` is a level-3 table whose 512 pages now form
     /// one uniform, contiguous, 2 MiB aligned mapping, replace it by a block; if it maps
-    /// nothing, remove it. Either way the table page goes back to the pool.
+    /// nothing, remove it. Either way the table page goes back to the pool. Then, if the level-2
+    /// table above holds nothing any more, it goes back to the pool too: an unmapped range keeps
+    /// no table pages.
     pub fn coalesce(&mut self, arch: &mut impl Stage2Arch, pool: &mut TablePool, ipa: Ipa) {
+        self.coalesce_block(arch, pool, ipa);
+        self.release_empty_level2(arch, pool, ipa);
+    }
+
+    /// Unlinks and frees the level-2 table under `ipa`'s level-1 slot if every entry is empty.
+    fn release_empty_level2(&mut self, arch: &mut impl Stage2Arch, pool: &mut TablePool, ipa: Ipa) {
+        let slot = self.slot(self.root, ipa, 1);
+        let Descriptor::Table(l2_table) = decode(arch.read_u64(slot.pa), 1) else {
+            return;
+        };
+        if arch.with_page(l2_table, &mut |words| words.iter().all(|&word| word == 0)) {
+            self.unlink_table(arch, pool, slot, l2_table);
+        }
+    }
+
+    /// The level-3 half of [`Self::coalesce`].
+    fn coalesce_block(&mut self, arch: &mut impl Stage2Arch, pool: &mut TablePool, ipa: Ipa) {
         let block_ipa = ipa.block_base();
         let Descriptor::Table(l2_table) = decode(
             arch.read_u64(descriptor_address(self.root, block_ipa, 1)),

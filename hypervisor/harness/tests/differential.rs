@@ -27,7 +27,7 @@ use std::rc::Rc;
 use frameshift_core::addr::PAGE_SIZE;
 use frameshift_core::arch::fake::Invalidation;
 use frameshift_core::small_system::{
-    boot_mapping, default_layout, link, window, Layout, SmallSystem, BLOCK_IPA, BORROWERS, FRAMES,
+    boot_mapping, default_layout, link, window, Layout, SmallSystem, BLOCK_IPA, FRAMES,
     FRAME_B_IPA, HOST, WINDOW_HOST_BASE,
 };
 use frameshift_core::walk::{for_each_leaf, LeafKind};
@@ -384,7 +384,7 @@ type Spans = BTreeMap<(DomainId, Ipa), (View, u64)>;
 
 fn engine_views(system: &SmallSystem) -> Spans {
     let mut views = BTreeMap::new();
-    for (domain, state) in system.engine.domains() {
+    for (domain, state) in system.domains.iter() {
         let mut visit = |entry: frameshift_core::walk::LeafEntry| {
             let span = level_span(entry.level);
             for page in 0..span / PAGE_SIZE {
@@ -401,7 +401,12 @@ fn engine_views(system: &SmallSystem) -> Spans {
                 views.insert((domain, ipa), (view, span));
             }
         };
-        for_each_leaf(&system.arch, state.table.root(), &|_| true, &mut visit);
+        for_each_leaf(
+            &system.arch,
+            state.vspace.table.root(),
+            &|_| true,
+            &mut visit,
+        );
     }
     views
 }
@@ -491,7 +496,7 @@ fn check_step(
         if kept {
             continue;
         }
-        let vmid = system.engine.domain(*domain).unwrap().table.vmid();
+        let vmid = system.vspace(*domain).unwrap().table.vmid();
         let base = ipa.get() & !(span - 1);
         let covered = invalidations
             .iter()
@@ -518,7 +523,7 @@ type Counts = [[usize; 2]; KINDS.len()];
 fn run_case(steps: &[Step], counts: &mut Counts) -> Result<(), String> {
     let layout = Rc::new(layout());
     let mut system = SmallSystem::boot_layout(&layout).unwrap();
-    let mut model = Model::boot(layout, BORROWERS).unwrap();
+    let mut model = Model::boot(layout).unwrap();
     let mut guests = Guests {
         history: 0,
         split: 0,

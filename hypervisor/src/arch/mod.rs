@@ -1,5 +1,4 @@
 //! The machine layers of the EL2 kernel: one per architecture (only AArch64 today; the host fake
 //! the core's tests run against is `frameshift_core::arch::fake`).
 
-#[cfg(all(target_arch = "aarch64", feature = "el2"))]
 pub mod aarch64;

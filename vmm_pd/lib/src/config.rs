@@ -17,8 +17,8 @@ use frameshift_abi::addr::{Ipa, PAGE_SIZE};
 /// A `setvar_id` symbol the build tool left alone (no such attribute in system.xml).
 pub const UNSET: u64 = u64::MAX;
 
-/// Highest channel id Microkit allows.
-const MAX_CHANNEL: u64 = 61;
+/// Highest channel id Microkit allows (the ABI crate's).
+const MAX_CHANNEL: u64 = frameshift_abi::boot_info::MAX_CHANNEL_ID as u64;
 
 /// The raw symbol values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

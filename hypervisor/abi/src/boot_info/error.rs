@@ -118,6 +118,45 @@ pub enum Fault {
         /// The flag bits at fault.
         flags: u64,
     },
+    /// A flag that needs another flag the domain does not have ([`super::DOMAIN_FLAG_SPLIT`]
+    /// without [`super::DOMAIN_FLAG_PROTECTED`]).
+    FlagRequires {
+        /// The flag bits at fault.
+        flags: u64,
+        /// The flag bits they need.
+        requires: u64,
+    },
+    /// A protection domain with vCPU ids (only a VM has vCPUs).
+    VcpusOnPd {
+        /// The `vcpu_ids` found.
+        ids: u64,
+    },
+    /// A virtual machine without a vCPU.
+    NoVcpus,
+    /// A vCPU id above [`super::MAX_VCPU_ID`].
+    VcpuIdTooLarge {
+        /// The highest id found.
+        id: u32,
+    },
+    /// More vCPUs than [`super::MAX_VCPUS`].
+    TooManyVcpus {
+        /// How many the VM has.
+        count: u32,
+    },
+    /// An id already claimed by a sibling: child PD ids and vCPU ids share their parent's
+    /// child-id space.
+    DuplicateChildId {
+        /// The id claimed twice.
+        id: u32,
+        /// The earlier child (domain index) that claims it.
+        other: u32,
+    },
+    /// A mapping of a split-mode VM that reaches the shared alias half of its IPA space (IPA bit
+    /// 39 and above), where its shared pages appear.
+    InSharedAliasHalf {
+        /// Where the mapping ends (exclusive).
+        end: u64,
+    },
     /// Domain mapping ranges must partition the mapping table in domain order.
     NotContiguous {
         /// The `first_mapping` the previous domains imply.
@@ -148,6 +187,17 @@ pub enum Fault {
         pa: u64,
         /// Size in bytes.
         size: u64,
+    },
+    /// A device mapping that touches a device no domain may map: one the hypervisor drives, or
+    /// one that can DMA with no IOMMU in front of it (docs/ISOLATION.md, I10).
+    ForbiddenDevice {
+        /// The device's name in [`crate::platform`]'s table.
+        device: &'static str,
+    },
+    /// A second virtual machine under one parent PD (Microkit allows one).
+    SecondVirtualMachine {
+        /// Index of the parent's first VM.
+        other: u32,
     },
     /// The ownership state is not allowed for this mapping kind.
     StateNotAllowed {
@@ -268,6 +318,30 @@ impl fmt::Display for Fault {
             Self::FlagNotAllowed { flags } => {
                 write!(f, "flags {flags:#x} not allowed for this kind of domain")
             }
+            Self::FlagRequires { flags, requires } => {
+                write!(f, "flags {flags:#x} need flags {requires:#x}")
+            }
+            Self::VcpusOnPd { ids } => write!(
+                f,
+                "a protection domain has no vCPUs, but vCPU id set {ids:#x} is given"
+            ),
+            Self::NoVcpus => write!(f, "a virtual machine needs at least one vCPU"),
+            Self::VcpuIdTooLarge { id } => {
+                write!(f, "vCPU id {id} is above {}", super::MAX_VCPU_ID)
+            }
+            Self::TooManyVcpus { count } => {
+                write!(f, "{count} vCPUs, at most {}", super::MAX_VCPUS)
+            }
+            Self::DuplicateChildId { id, other } => write!(
+                f,
+                "child id {id} is already used by domain {other}, a child of the same parent \
+                 (child PD ids and vCPU ids share one id space)"
+            ),
+            Self::InSharedAliasHalf { end } => write!(
+                f,
+                "a split-mode VM's mapping ends at {end:#x}, in the shared alias half (from {:#x})",
+                crate::addr::SHARED_ALIAS_BIT
+            ),
             Self::NotContiguous { expected } => write!(
                 f,
                 "mapping ranges must follow each other in domain order (expected {expected})"
@@ -288,6 +362,14 @@ impl fmt::Display for Fault {
             Self::DeviceInRam { pa, size } => {
                 write!(f, "device range [{pa:#x}, +{size:#x}) touches RAM")
             }
+            Self::ForbiddenDevice { device } => write!(
+                f,
+                "maps {device}, which no domain may map (the hypervisor drives it, or it can DMA around stage 2)"
+            ),
+            Self::SecondVirtualMachine { other } => write!(
+                f,
+                "its parent already has a virtual machine (domain {other}); a PD has at most one"
+            ),
             Self::StateNotAllowed { kind, state } => {
                 write!(f, "state {state} not allowed for mapping kind {kind}")
             }

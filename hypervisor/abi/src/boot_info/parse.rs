@@ -15,14 +15,15 @@ use super::error::{BootInfoError, Fault, Record};
 use super::{
     BootInfoHeader, ChannelDesc, DomainDesc, IrqDesc, MappingDesc, BOOT_INFO_MAGIC,
     BOOT_INFO_VERSION, CHANNEL_A_CALLS_B, CHANNEL_A_NOTIFIES_B, CHANNEL_B_CALLS_A,
-    CHANNEL_B_NOTIFIES_A, DOMAIN_FLAG_PASSIVE, DOMAIN_FLAG_PROTECTED, DOMAIN_KIND_PD,
-    DOMAIN_KIND_VM, FIRST_SPI, IPA_LIMIT, IRQ_TRIGGER_EDGE, IRQ_TRIGGER_LEVEL, LARGE_PAGE_SIZE,
-    LAST_SPI, MAPPING_KIND_DEVICE, MAPPING_KIND_IPC_BUFFER, MAPPING_KIND_PROGRAM,
+    CHANNEL_B_NOTIFIES_A, DOMAIN_FLAG_PASSIVE, DOMAIN_FLAG_PROTECTED, DOMAIN_FLAG_SPLIT,
+    DOMAIN_KIND_PD, DOMAIN_KIND_VM, FIRST_SPI, IPA_LIMIT, IRQ_TRIGGER_EDGE, IRQ_TRIGGER_LEVEL,
+    LARGE_PAGE_SIZE, LAST_SPI, MAPPING_KIND_DEVICE, MAPPING_KIND_IPC_BUFFER, MAPPING_KIND_PROGRAM,
     MAPPING_KIND_REGION, MAPPING_KIND_STACK, MAPPING_KIND_WINDOW, MAPPING_STATE_NO_PAGE,
     MAPPING_STATE_OWNED, MAPPING_STATE_SHARED_BORROWED, MAPPING_STATE_SHARED_OWNED,
-    MAPPING_STATE_UNTRACKED, MAX_CHANNEL_ID, MAX_PRIORITY, NAME_LEN, NONE, PAGE_SIZE,
-    RIGHT_EXECUTE, RIGHT_READ, RIGHT_WRITE,
+    MAPPING_STATE_UNTRACKED, MAX_CHANNEL_ID, MAX_PRIORITY, MAX_VCPUS, MAX_VCPU_ID, NAME_LEN, NONE,
+    PAGE_SIZE, RIGHT_EXECUTE, RIGHT_READ, RIGHT_WRITE,
 };
+use crate::addr::SHARED_ALIAS_BIT;
 use crate::domain_name;
 
 /// A boot-information blob that passed every check of [`BootInfo::parse`].
@@ -43,6 +44,19 @@ pub fn name_str(field: &[u8; NAME_LEN]) -> Option<&str> {
         return None;
     }
     core::str::from_utf8(name).ok()
+}
+
+/// The ids a child claims in its parent's child-id space, as a bit set: a PD its `child_id`,
+/// a VM its vCPU ids. `None` for a domain without a parent (or a `child_id` past 63, which the
+/// caller has refused already).
+fn child_ids(domain: &DomainDesc) -> Option<u64> {
+    if domain.parent == NONE {
+        None
+    } else if domain.kind == DOMAIN_KIND_VM {
+        Some(domain.vcpu_ids)
+    } else {
+        1u64.checked_shl(domain.child_id)
+    }
 }
 
 /// Shorthand for building an error.
@@ -363,7 +377,7 @@ impl<'a> BootInfo<'a> {
                 };
                 return err("priority", fault);
             }
-            let known = DOMAIN_FLAG_PASSIVE | DOMAIN_FLAG_PROTECTED;
+            let known = DOMAIN_FLAG_PASSIVE | DOMAIN_FLAG_PROTECTED | DOMAIN_FLAG_SPLIT;
             if domain.flags & !known != 0 {
                 return err(
                     "flags",
@@ -373,7 +387,7 @@ impl<'a> BootInfo<'a> {
                 );
             }
             let not_for_kind = if domain.kind == DOMAIN_KIND_PD {
-                DOMAIN_FLAG_PROTECTED
+                DOMAIN_FLAG_PROTECTED | DOMAIN_FLAG_SPLIT
             } else {
                 DOMAIN_FLAG_PASSIVE
             };
@@ -381,9 +395,17 @@ impl<'a> BootInfo<'a> {
                 return err(
                     "flags",
                     Fault::FlagNotAllowed {
-                        flags: not_for_kind.into(),
+                        flags: (domain.flags & not_for_kind).into(),
                     },
                 );
+            }
+            // Split mode is a way of converting protected memory: an unprotected VM has none.
+            if domain.flags & DOMAIN_FLAG_SPLIT != 0 && domain.flags & DOMAIN_FLAG_PROTECTED == 0 {
+                let fault = Fault::FlagRequires {
+                    flags: DOMAIN_FLAG_SPLIT.into(),
+                    requires: DOMAIN_FLAG_PROTECTED.into(),
+                };
+                return err("flags", fault);
             }
             if domain.reserved0 != 0 {
                 return err(
@@ -420,6 +442,17 @@ impl<'a> BootInfo<'a> {
                 let parent_kind = self.domains.get(parent as usize).map(|desc| desc.kind);
                 if parent_kind != Some(DOMAIN_KIND_PD) {
                     return err("parent", Fault::ParentNotPd { parent });
+                }
+                if domain.kind == DOMAIN_KIND_VM {
+                    let earlier_vm = self.domains[..position]
+                        .iter()
+                        .position(|desc| desc.kind == DOMAIN_KIND_VM && desc.parent == parent);
+                    if let Some(other) = earlier_vm {
+                        let fault = Fault::SecondVirtualMachine {
+                            other: index(other),
+                        };
+                        return err("parent", fault);
+                    }
                 }
                 if domain.child_id > MAX_CHANNEL_ID {
                     let fault = Fault::OutOfBounds {
@@ -469,20 +502,7 @@ impl<'a> BootInfo<'a> {
                     },
                 );
             }
-            if !domain.ipc_buffer.is_multiple_of(PAGE_SIZE) {
-                let fault = Fault::Misaligned {
-                    found: domain.ipc_buffer,
-                    align: PAGE_SIZE,
-                };
-                return err("ipc_buffer", fault);
-            }
-            if domain.ipc_buffer >= IPA_LIMIT {
-                let fault = Fault::OutOfBounds {
-                    found: domain.ipc_buffer,
-                    limit: IPA_LIMIT,
-                };
-                return err("ipc_buffer", fault);
-            }
+            self.check_vcpus(position, domain)?;
         }
         if expected_first != self.mappings.len() as u64 {
             let fault = Fault::NotExpected {
@@ -490,6 +510,64 @@ impl<'a> BootInfo<'a> {
                 expected: expected_first,
             };
             return Err(refuse(Record::Header, "mapping_count", fault));
+        }
+        Ok(())
+    }
+
+    /// The vCPU rules of domain `position`, whose parent and `child_id` were checked: a VM has
+    /// 1 to [`MAX_VCPUS`] vCPU ids, each at most [`MAX_VCPU_ID`], and its `child_id` is the lowest;
+    /// a PD has none; and no id is claimed twice among the children of one parent (PD child ids
+    /// and vCPU ids share the parent's child-id space, as in Microkit).
+    fn check_vcpus(&self, position: usize, domain: &DomainDesc) -> Result<(), BootInfoError> {
+        let record = Record::Domain(index(position));
+        let err = |field, fault| Err(refuse(record, field, fault));
+        let ids = domain.vcpu_ids;
+        if domain.kind != DOMAIN_KIND_VM {
+            if ids != 0 {
+                return err("vcpu_ids", Fault::VcpusOnPd { ids });
+            }
+        } else {
+            if ids == 0 {
+                return err("vcpu_ids", Fault::NoVcpus);
+            }
+            let highest = u64::BITS - 1 - ids.leading_zeros();
+            if highest > MAX_VCPU_ID {
+                return err("vcpu_ids", Fault::VcpuIdTooLarge { id: highest });
+            }
+            let count = ids.count_ones();
+            if count as usize > MAX_VCPUS {
+                return err("vcpu_ids", Fault::TooManyVcpus { count });
+            }
+            let lowest = ids.trailing_zeros();
+            if domain.child_id != lowest {
+                let fault = Fault::NotExpected {
+                    found: domain.child_id.into(),
+                    expected: lowest.into(),
+                };
+                return err("child_id", fault);
+            }
+        }
+        let Some(claimed) = child_ids(domain) else {
+            return Ok(());
+        };
+        let earlier = self.domains.iter().take(position).enumerate();
+        for (other_position, other) in earlier {
+            if other.parent != domain.parent {
+                continue;
+            }
+            let common = child_ids(other).unwrap_or(0) & claimed;
+            if common != 0 {
+                let field = if domain.kind == DOMAIN_KIND_VM {
+                    "vcpu_ids"
+                } else {
+                    "child_id"
+                };
+                let fault = Fault::DuplicateChildId {
+                    id: common.trailing_zeros(),
+                    other: index(other_position),
+                };
+                return err(field, fault);
+            }
         }
         Ok(())
     }
@@ -607,6 +685,15 @@ impl<'a> BootInfo<'a> {
                 };
                 return err("ipa", fault);
             }
+            // A split-mode guest reaches its shared pages at IPA | SHARED_ALIAS_BIT: nothing
+            // of its own may sit in that half.
+            let split = domain.kind == DOMAIN_KIND_VM && domain.flags & DOMAIN_FLAG_SPLIT != 0;
+            if split && mapping.ipa + mapping.size > SHARED_ALIAS_BIT {
+                let fault = Fault::InSharedAliasHalf {
+                    end: mapping.ipa + mapping.size,
+                };
+                return err("ipa", fault);
+            }
             let (pa, size) = (mapping.pa, mapping.size);
             if overlaps(pa, size, header.hypervisor_base, header.hypervisor_size) {
                 return err("pa", Fault::HypervisorMemory { pa, size });
@@ -614,6 +701,14 @@ impl<'a> BootInfo<'a> {
             if mapping.kind == MAPPING_KIND_DEVICE {
                 if overlaps(pa, size, header.ram_base, header.ram_size) {
                     return err("pa", Fault::DeviceInRam { pa, size });
+                }
+                if let Some(device) = crate::platform::forbidden(pa, size) {
+                    return err(
+                        "pa",
+                        Fault::ForbiddenDevice {
+                            device: device.name,
+                        },
+                    );
                 }
             } else if !inside(pa, size, header.convertible_base, header.convertible_size) {
                 return err("pa", Fault::NotConvertible { pa, size });

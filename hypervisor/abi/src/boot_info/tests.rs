@@ -70,7 +70,7 @@ fn domain(text: &str, kind: u8, parent: u32, child_id: u32, first: u32, count: u
         } else {
             0
         },
-        ipc_buffer: 0,
+        vcpu_ids: 0,
     }
 }
 
@@ -113,6 +113,7 @@ impl Sample {
     fn new() -> Self {
         let mut vm = domain("guest", DOMAIN_KIND_VM, 0, 0, 5, 1);
         vm.flags = DOMAIN_FLAG_PROTECTED;
+        vm.vcpu_ids = 1 << 0;
         let mut client = domain("client", DOMAIN_KIND_PD, NONE, NONE, 6, 3);
         client.priority = 50;
         Self {
@@ -179,7 +180,7 @@ impl Sample {
                 mapping(
                     0,
                     0x300_0000,
-                    0x0A00_0000,
+                    PL031_RTC,
                     0x1000,
                     RW,
                     MAPPING_KIND_DEVICE,
@@ -381,15 +382,15 @@ fn bad_magic_is_refused() {
 #[test]
 fn other_version_is_refused() {
     assert_bytes_refused(
-        |b| header_of(b).version = 2,
+        |b| header_of(b).version = 1,
         Record::Header,
         "version",
         |f| {
             matches!(
                 f,
                 Fault::NotExpected {
-                    found: 2,
-                    expected: 1
+                    found: 1,
+                    expected: 2
                 }
             )
         },
@@ -656,6 +657,215 @@ fn protected_pd_is_refused() {
 }
 
 #[test]
+fn split_flag_on_a_pd_is_refused() {
+    assert_refused(
+        |s| s.domains[0].flags = DOMAIN_FLAG_SPLIT,
+        Record::Domain(0),
+        "flags",
+        |f| {
+            *f == Fault::FlagNotAllowed {
+                flags: DOMAIN_FLAG_SPLIT.into(),
+            }
+        },
+    );
+}
+
+#[test]
+fn split_flag_without_protected_is_refused() {
+    assert_refused(
+        |s| s.domains[1].flags = DOMAIN_FLAG_SPLIT,
+        Record::Domain(1),
+        "flags",
+        |f| {
+            *f == Fault::FlagRequires {
+                flags: DOMAIN_FLAG_SPLIT.into(),
+                requires: DOMAIN_FLAG_PROTECTED.into(),
+            }
+        },
+    );
+    let mut sample = Sample::new();
+    sample.domains[1].flags = DOMAIN_FLAG_SPLIT;
+    let error = BootInfo::parse(sample.encode().bytes()).expect_err("split, unprotected");
+    assert_eq!(
+        error.to_string(),
+        "boot info refused: domain 1 field `flags`: flags 0x4 need flags 0x2"
+    );
+}
+
+#[test]
+fn a_protected_split_vm_below_the_alias_half_is_accepted() {
+    let mut sample = Sample::new();
+    sample.domains[1].flags = DOMAIN_FLAG_PROTECTED | DOMAIN_FLAG_SPLIT;
+    // The last 2 MiB below the alias half: ends exactly at bit 39.
+    sample.mappings[5].ipa = crate::addr::SHARED_ALIAS_BIT - 2 * MIB;
+    let blob = sample.encode();
+    let info = BootInfo::parse(blob.bytes()).expect("valid split VM");
+    assert_eq!(
+        info.domains()[1].flags & DOMAIN_FLAG_SPLIT,
+        DOMAIN_FLAG_SPLIT
+    );
+}
+
+#[test]
+fn split_vm_mapping_in_the_alias_half_is_refused() {
+    use crate::addr::SHARED_ALIAS_BIT;
+    for ipa in [SHARED_ALIAS_BIT, SHARED_ALIAS_BIT + 0x4000_0000] {
+        assert_refused(
+            |s| {
+                s.domains[1].flags |= DOMAIN_FLAG_SPLIT;
+                s.mappings[5].ipa = ipa;
+            },
+            Record::Mapping(5),
+            "ipa",
+            |f| *f == Fault::InSharedAliasHalf { end: ipa + 2 * MIB },
+        );
+    }
+    // A history-mode guest has no alias half: the same mapping is accepted.
+    let mut sample = Sample::new();
+    sample.mappings[5].ipa = SHARED_ALIAS_BIT;
+    assert!(BootInfo::parse(sample.encode().bytes()).is_ok());
+}
+
+#[test]
+fn vcpu_ids_on_a_pd_are_refused() {
+    assert_refused(
+        |s| s.domains[2].vcpu_ids = 1,
+        Record::Domain(2),
+        "vcpu_ids",
+        |f| *f == Fault::VcpusOnPd { ids: 1 },
+    );
+}
+
+#[test]
+fn vm_without_vcpus_is_refused() {
+    assert_refused(
+        |s| s.domains[1].vcpu_ids = 0,
+        Record::Domain(1),
+        "vcpu_ids",
+        |f| *f == Fault::NoVcpus,
+    );
+}
+
+#[test]
+fn vcpu_id_above_61_is_refused() {
+    for id in [62, 63] {
+        assert_refused(
+            |s| s.domains[1].vcpu_ids = 1 | 1 << id,
+            Record::Domain(1),
+            "vcpu_ids",
+            |f| *f == Fault::VcpuIdTooLarge { id },
+        );
+    }
+    // Id 61 is the highest allowed.
+    let mut sample = Sample::new();
+    sample.domains[1].vcpu_ids = 1 | 1 << 61;
+    assert!(BootInfo::parse(sample.encode().bytes()).is_ok());
+}
+
+#[test]
+fn more_than_max_vcpus_are_refused() {
+    assert_refused(
+        |s| s.domains[1].vcpu_ids = 0b1_1111,
+        Record::Domain(1),
+        "vcpu_ids",
+        |f| *f == Fault::TooManyVcpus { count: 5 },
+    );
+    let mut sample = Sample::new();
+    sample.domains[1].vcpu_ids = 0b1_0111_0000_0001;
+    sample.domains[1].child_id = 0;
+    let error = BootInfo::parse(sample.encode().bytes()).expect_err("5 vCPUs");
+    assert_eq!(
+        error.to_string(),
+        "boot info refused: domain 1 field `vcpu_ids`: 5 vCPUs, at most 4"
+    );
+    // MAX_VCPUS itself is accepted.
+    let mut sample = Sample::new();
+    sample.domains[1].vcpu_ids = (1 << MAX_VCPUS) - 1;
+    assert!(BootInfo::parse(sample.encode().bytes()).is_ok());
+}
+
+#[test]
+fn vm_child_id_must_be_its_lowest_vcpu_id() {
+    assert_refused(
+        |s| s.domains[1].vcpu_ids = 0b110,
+        Record::Domain(1),
+        "child_id",
+        |f| {
+            *f == Fault::NotExpected {
+                found: 0,
+                expected: 1,
+            }
+        },
+    );
+    assert_refused(
+        |s| {
+            s.domains[1].vcpu_ids = 0b11;
+            s.domains[1].child_id = 1;
+        },
+        Record::Domain(1),
+        "child_id",
+        |f| {
+            *f == Fault::NotExpected {
+                found: 1,
+                expected: 0,
+            }
+        },
+    );
+    let mut sample = Sample::new();
+    sample.domains[1].vcpu_ids = 0b1100;
+    sample.domains[1].child_id = 2;
+    assert!(BootInfo::parse(sample.encode().bytes()).is_ok());
+}
+
+/// The sample with a second VM under the VMM, after the client: no mappings, vCPU ids `ids`.
+/// Gives `client` (domain 2) a child PD with child id `child_id` (domain 3) and then a VM with
+/// vCPU ids `ids` (domain 4): a second parent, so ids can meet among one parent's children in
+/// both orders.
+fn with_children_of_client(s: &mut Sample, child_id: u32, ids: u64) {
+    let first = s.mappings.len() as u32;
+    s.domains
+        .push(domain("helper", DOMAIN_KIND_PD, 2, child_id, first, 0));
+    let mut vm = domain("guest2", DOMAIN_KIND_VM, 2, ids.trailing_zeros(), first, 0);
+    vm.vcpu_ids = ids;
+    s.domains.push(vm);
+}
+
+#[test]
+fn child_ids_shared_by_siblings_are_refused() {
+    // A child PD of the VMM taking the guest's vCPU id 0 (the VM comes first).
+    assert_refused(
+        |s| {
+            s.domains[2].parent = 0;
+            s.domains[2].child_id = 0;
+        },
+        Record::Domain(2),
+        "child_id",
+        |f| *f == Fault::DuplicateChildId { id: 0, other: 1 },
+    );
+    // A VM whose vCPU id meets an earlier child PD's id (the child PD comes first).
+    assert_refused(
+        |s| with_children_of_client(s, 4, 1 << 4 | 1 << 5),
+        Record::Domain(4),
+        "vcpu_ids",
+        |f| *f == Fault::DuplicateChildId { id: 4, other: 3 },
+    );
+    // Distinct ids are accepted.
+    let mut sample = Sample::new();
+    sample.domains[2].parent = 0;
+    sample.domains[2].child_id = 1;
+    with_children_of_client(&mut sample, 4, 0b1100);
+    assert!(BootInfo::parse(sample.encode().bytes()).is_ok());
+}
+
+#[test]
+fn vcpus_are_listed_in_index_order() {
+    let mut desc = Sample::new().domains[1];
+    desc.vcpu_ids = 1 << 7 | 1 << 0 | 1 << 61 | 1 << 5;
+    assert_eq!(desc.vcpus().collect::<Vec<_>>(), [0, 5, 7, 61]);
+    assert_eq!(Sample::new().domains[0].vcpus().count(), 0);
+}
+
+#[test]
 fn domain_reserved_fields_must_be_zero() {
     assert_refused(
         |s| s.domains[0].reserved0 = 1,
@@ -692,6 +902,46 @@ fn parent_that_is_a_vm_is_refused() {
         "parent",
         |f| matches!(f, Fault::ParentNotPd { parent: 1 }),
     );
+}
+
+/// A device a PD may map: the PL031 real-time clock, which cannot DMA.
+const PL031_RTC: u64 = 0x0901_0000;
+
+#[test]
+fn devices_that_dma_or_that_the_hypervisor_drives_are_refused() {
+    for (pa, device) in [
+        (0x0902_0000, "fw_cfg"),
+        (0x0A00_0000, "virtio-mmio transports"),
+        (0x0900_0000, "PL011 UART (console)"),
+        (0x0800_0000, "GICv3 distributor"),
+        (0x40_1000_0000, "PCIe ECAM (high)"),
+    ] {
+        assert_refused(
+            |s| s.mappings[4].pa = pa,
+            Record::Mapping(4),
+            "pa",
+            |f| *f == Fault::ForbiddenDevice { device },
+        );
+    }
+}
+
+#[test]
+fn a_second_virtual_machine_under_one_parent_is_refused() {
+    let mut sample = Sample::new();
+    let mut second = sample.domains[1];
+    second.name = name("guest2");
+    second.child_id = 3;
+    second.vcpu_ids = 1 << 3;
+    second.first_mapping = sample.mappings.len() as u32;
+    second.mapping_count = 0;
+    sample.domains.push(second);
+    let error = BootInfo::parse(sample.encode().bytes()).expect_err("two VMs under one PD");
+    assert_eq!(
+        (error.record, error.field),
+        (Record::Domain(3), "parent"),
+        "{error}"
+    );
+    assert_eq!(error.fault, Fault::SecondVirtualMachine { other: 1 });
 }
 
 #[test]
@@ -788,12 +1038,6 @@ fn entry_and_stack_outside_ipa_space_are_refused() {
         Record::Domain(0),
         "stack_top",
         |f| matches!(f, Fault::Misaligned { align: 16, .. }),
-    );
-    assert_refused(
-        |s| s.domains[0].ipc_buffer = 0x1234,
-        Record::Domain(0),
-        "ipc_buffer",
-        |f| matches!(f, Fault::Misaligned { .. }),
     );
 }
 
@@ -1247,7 +1491,7 @@ fn record_layout_matches_docs_abi_md() {
     assert_eq!(offset_of!(DomainDesc, parent), 68);
     assert_eq!(offset_of!(DomainDesc, reserved1), 84);
     assert_eq!(offset_of!(DomainDesc, entry), 88);
-    assert_eq!(offset_of!(DomainDesc, ipc_buffer), 104);
+    assert_eq!(offset_of!(DomainDesc, vcpu_ids), 104);
     assert_eq!(size_of::<MappingDesc>(), 40);
     assert_eq!(offset_of!(MappingDesc, domain), 24);
     assert_eq!(offset_of!(MappingDesc, rights), 32);
@@ -1262,7 +1506,8 @@ fn record_layout_matches_docs_abi_md() {
 mod properties {
     //! Random edits of a valid blob, with the CRC recomputed so that the semantic checks are
     //! what decides: the reader never panics, and whatever it accepts keeps I4 (no mapping of
-    //! hypervisor memory) and I1 (an `OWNED` frame is mapped once, a window onto it aside).
+    //! hypervisor memory), I1 (an `OWNED` frame is mapped once, a window onto it aside) and the
+    //! vCPU and split-mode rules.
 
     use proptest::prelude::*;
 
@@ -1287,6 +1532,22 @@ mod properties {
                     !overlap || other.kind == MAPPING_KIND_WINDOW,
                     "I1 broken: owned mapping {index} overlaps mapping {other_index}"
                 );
+            }
+        }
+        for desc in info.domains() {
+            // Every accepted VM has 1 to MAX_VCPUS vCPU ids up to 61, the lowest its child id;
+            // a PD has none; split mode only on a protected VM.
+            if desc.kind == DOMAIN_KIND_VM {
+                let count = desc.vcpus().count();
+                assert!((1..=MAX_VCPUS).contains(&count), "{desc:?}");
+                assert_eq!(desc.vcpu_ids >> (MAX_VCPU_ID + 1), 0, "{desc:?}");
+                assert_eq!(desc.child_id, desc.vcpu_ids.trailing_zeros(), "{desc:?}");
+            } else {
+                assert_eq!(desc.vcpu_ids, 0, "{desc:?}");
+            }
+            if desc.flags & DOMAIN_FLAG_SPLIT != 0 {
+                assert_eq!(desc.kind, DOMAIN_KIND_VM, "{desc:?}");
+                assert_ne!(desc.flags & DOMAIN_FLAG_PROTECTED, 0, "{desc:?}");
             }
         }
         for domain in 0..info.domains().len() {

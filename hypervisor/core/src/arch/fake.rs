@@ -20,8 +20,14 @@ use std::string::String;
 use std::vec::Vec;
 
 use crate::addr::{Ipa, PhysAddr, Vmid, PAGE_SIZE};
-use crate::arch::{DescriptorSlot, PageWords, PhysMemory, Stage2Arch};
+use frameshift_abi::vcpu;
+
+use crate::arch::{
+    Arch, ContextKind, DescriptorSlot, ListRegistersFull, PageWords, PhysMemory, Stage2Arch,
+    VirtualIrq,
+};
 use crate::descriptor::{decode, is_bbm_safe, level_span, Descriptor};
+use crate::fatal::FatalReason;
 
 /// A recorded TLB invalidation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -294,6 +300,85 @@ impl Stage2Arch for FakeArch {
         self.invalidations.push(Invalidation::Vmid(vmid));
         self.stale.retain(|stale| stale.vmid != vmid);
     }
+
+    fn fatal(&mut self, reason: FatalReason) -> ! {
+        panic!("the hypervisor halted: {reason}")
+    }
+}
+
+/// Number of list registers the fake vCPU has (QEMU's GICv3 CPU interface has 4).
+pub const FAKE_LIST_REGISTERS: usize = 4;
+
+/// The fake's per-context state: just enough to observe what the core asked of the arch.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FakeContext {
+    /// What the context was created as (`None` only for [`Default`]).
+    pub kind: Option<ContextKind>,
+    /// `vcpu::REG_SP_EL0..=REG_MPIDR_EL1`, indexed from `REG_SP_EL0`.
+    pub el1: [u64; EL1_REGISTERS],
+    /// Interrupts in the list registers, in injection order.
+    pub list_registers: heapless::Vec<VirtualIrq, FAKE_LIST_REGISTERS>,
+    /// The virtual timer PPI fired and was not acknowledged yet.
+    pub vppi_masked: bool,
+}
+
+const EL1_REGISTERS: usize = (vcpu::REG_MPIDR_EL1 - vcpu::REG_SP_EL0 + 1) as usize;
+
+fn el1_index(register: u64) -> Option<usize> {
+    (vcpu::REG_SP_EL0..=vcpu::REG_MPIDR_EL1)
+        .contains(&register)
+        .then(|| (register - vcpu::REG_SP_EL0) as usize)
+}
+
+impl Arch for FakeArch {
+    type Context = FakeContext;
+
+    /// Not AArch64's 0x3C5 on purpose: a core that hard-coded the real value instead of asking
+    /// its arch would fail the host tests.
+    const ENTRY_PSTATE: u64 = 0xF0F0;
+
+    fn new_context(&self, kind: ContextKind) -> Self::Context {
+        let mut context = FakeContext {
+            kind: Some(kind),
+            ..FakeContext::default()
+        };
+        if let ContextKind::Vcpu { mpidr } = kind {
+            context.el1[(vcpu::REG_MPIDR_EL1 - vcpu::REG_SP_EL0) as usize] = mpidr;
+        }
+        context
+    }
+
+    fn vcpu_register(context: &Self::Context, register: u64) -> Option<u64> {
+        el1_index(register).map(|index| context.el1[index])
+    }
+
+    fn set_vcpu_register(context: &mut Self::Context, register: u64, value: u64) -> bool {
+        match el1_index(register) {
+            Some(index) if register != vcpu::REG_MPIDR_EL1 => {
+                context.el1[index] = value;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn inject_virtual_irq(
+        context: &mut Self::Context,
+        irq: VirtualIrq,
+    ) -> Result<(), ListRegistersFull> {
+        context
+            .list_registers
+            .push(irq)
+            .map_err(|_| ListRegistersFull)
+    }
+
+    fn ack_virtual_ppi(context: &mut Self::Context, intid: u32) -> bool {
+        if intid != crate::arch::VIRTUAL_TIMER_PPI {
+            return false;
+        }
+        context.vppi_masked = false;
+        true
+    }
 }
 
 #[cfg(test)]
@@ -307,10 +392,10 @@ mod tests {
     //! call that follows the rules.
     //!
     //! Mutation check: `cargo xtask mutants hypervisor/core/src/arch/fake.rs`. Explained equivalent
-    //! mutants (read by that command, build/src/tasks/mutants.rs):
+    //! mutants (read by that command, build/xtask/src/tasks/mutants.rs):
     //!
-    //! equivalent mutant: hypervisor/core/src/arch/fake.rs:63:78: replace | with ^ in pattern_word -- the page is 4 KiB aligned and `index << 1` is even, so the value multiplied is even, the odd constant keeps the product even, and setting bit 0 with `|` or flipping it with `^` gives the same word.
-    //! equivalent mutant: hypervisor/core/src/arch/fake.rs:63:17: replace ^ with | in pattern_word -- every caller passes a page base (4 KiB aligned) and `index << 1` < 1024 fits below bit 12, so the two operands share no bit and `^` equals `|`.
+    //! equivalent mutant: hypervisor/core/src/arch/fake.rs:64:78: replace | with ^ in pattern_word -- the page is 4 KiB aligned and `index << 1` is even, so the value multiplied is even, the odd constant keeps the product even, and setting bit 0 with `|` or flipping it with `^` gives the same word.
+    //! equivalent mutant: hypervisor/core/src/arch/fake.rs:64:17: replace ^ with | in pattern_word -- every caller passes a page base (4 KiB aligned) and `index << 1` < 1024 fits below bit 12, so the two operands share no bit and `^` equals `|`.
 
     use super::*;
     use crate::descriptor::{encode_leaf, encode_table, Leaf, MemoryType, PageState, Rights};

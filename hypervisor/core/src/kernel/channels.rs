@@ -4,19 +4,20 @@ use frameshift_abi::boot_info::{
     ChannelDesc, CHANNEL_A_CALLS_B, CHANNEL_A_NOTIFIES_B, CHANNEL_B_CALLS_A, CHANNEL_B_NOTIFIES_A,
 };
 
-use super::domain::DomainIndex;
+use crate::domain::DomainId;
 
 /// Most channels a system may have (Microkit allows 63 per PD; this bounds the whole system).
-pub const MAX_CHANNELS: usize = 256;
+/// Defined in the ABI crate, so that the build tool refuses a system with more.
+pub use frameshift_abi::boot_info::MAX_CHANNELS;
 
-/// Highest Microkit channel id.
-pub const MAX_CHANNEL_ID: u32 = 61;
+/// Highest Microkit channel id (defined once, in the ABI crate).
+pub use frameshift_abi::boot_info::MAX_CHANNEL_ID;
 
 /// The far end of a channel: the other PD and the id the channel has there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FarEnd {
     /// The other PD.
-    pub domain: DomainIndex,
+    pub domain: DomainId,
     /// The channel id at that PD's end.
     pub channel: u8,
 }
@@ -34,8 +35,8 @@ pub enum ChannelUse {
 /// A checked channel; both ends are valid domain indices and ids are at most [`MAX_CHANNEL_ID`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Channel {
-    end_a: (DomainIndex, u8),
-    end_b: (DomainIndex, u8),
+    end_a: (DomainId, u8),
+    end_b: (DomainId, u8),
     flags: u32,
 }
 
@@ -79,12 +80,12 @@ impl ChannelTable {
     pub fn new(records: &[ChannelDesc], domain_count: usize) -> Result<Self, ChannelError> {
         let mut table = Self::default();
         for (index, record) in records.iter().enumerate() {
-            let domain = |raw: u32| -> Result<DomainIndex, ChannelError> {
+            let domain = |raw: u32| -> Result<DomainId, ChannelError> {
                 usize::try_from(raw)
                     .ok()
                     .filter(|&d| d < domain_count)
                     .and_then(|d| u8::try_from(d).ok())
-                    .map(DomainIndex)
+                    .map(DomainId)
                     .ok_or(ChannelError::BadDomain { index })
             };
             let id = |raw: u32| -> Result<u8, ChannelError> {
@@ -99,7 +100,7 @@ impl ChannelTable {
                 end_b: (domain(record.domain_b)?, id(record.id_b)?),
                 flags: record.flags,
             };
-            let taken = |end: (DomainIndex, u8)| {
+            let taken = |end: (DomainId, u8)| {
                 table
                     .channels
                     .iter()
@@ -117,14 +118,14 @@ impl ChannelTable {
     }
 
     /// Whether `domain` already has a channel with id `channel` (an interrupt may not reuse it).
-    pub fn uses(&self, domain: DomainIndex, channel: u8) -> bool {
+    pub fn uses(&self, domain: DomainId, channel: u8) -> bool {
         self.channels
             .iter()
             .any(|c| c.end_a == (domain, channel) || c.end_b == (domain, channel))
     }
 
     /// The far end of `from`'s channel `channel`, if `from` may use it for `usage`.
-    pub fn far_end(&self, from: DomainIndex, channel: u64, usage: ChannelUse) -> Option<FarEnd> {
+    pub fn far_end(&self, from: DomainId, channel: u64, usage: ChannelUse) -> Option<FarEnd> {
         let channel = u8::try_from(channel).ok()?;
         let (a_to_b, b_to_a) = match usage {
             ChannelUse::Notify => (CHANNEL_A_NOTIFIES_B, CHANNEL_B_NOTIFIES_A),
@@ -171,17 +172,17 @@ mod tests {
     fn notify_follows_the_direction_flags() {
         let table = ChannelTable::new(&[channel(0, 1, 1, 2, CHANNEL_A_NOTIFIES_B)], 2).unwrap();
         assert_eq!(
-            table.far_end(DomainIndex(0), 1, ChannelUse::Notify),
+            table.far_end(DomainId(0), 1, ChannelUse::Notify),
             Some(FarEnd {
-                domain: DomainIndex(1),
+                domain: DomainId(1),
                 channel: 2
             })
         );
-        assert_eq!(table.far_end(DomainIndex(1), 2, ChannelUse::Notify), None);
-        assert_eq!(table.far_end(DomainIndex(0), 1, ChannelUse::Call), None);
-        assert_eq!(table.far_end(DomainIndex(0), 2, ChannelUse::Notify), None);
+        assert_eq!(table.far_end(DomainId(1), 2, ChannelUse::Notify), None);
+        assert_eq!(table.far_end(DomainId(0), 1, ChannelUse::Call), None);
+        assert_eq!(table.far_end(DomainId(0), 2, ChannelUse::Notify), None);
         assert_eq!(
-            table.far_end(DomainIndex(0), 1 << 40, ChannelUse::Notify),
+            table.far_end(DomainId(0), 1 << 40, ChannelUse::Notify),
             None
         );
     }
@@ -190,13 +191,13 @@ mod tests {
     fn calls_follow_the_pp_flags() {
         let table = ChannelTable::new(&[channel(0, 5, 1, 7, CHANNEL_B_CALLS_A)], 2).unwrap();
         assert_eq!(
-            table.far_end(DomainIndex(1), 7, ChannelUse::Call),
+            table.far_end(DomainId(1), 7, ChannelUse::Call),
             Some(FarEnd {
-                domain: DomainIndex(0),
+                domain: DomainId(0),
                 channel: 5
             })
         );
-        assert_eq!(table.far_end(DomainIndex(0), 5, ChannelUse::Call), None);
+        assert_eq!(table.far_end(DomainId(0), 5, ChannelUse::Call), None);
     }
 
     #[test]

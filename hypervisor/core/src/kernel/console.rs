@@ -59,7 +59,7 @@ impl fmt::Display for ConsoleName {
 }
 
 /// One domain's partial console line.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LineBuffer {
     text: heapless::String<LINE_CAPACITY>,
 }

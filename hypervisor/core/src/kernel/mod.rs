@@ -1,16 +1,14 @@
-//! The portable EL2 kernel logic: Microkit scheduling, notifications, protected procedure calls,
-//! fault routing and the console line discipline. No hardware access: the arch layer
-//! (`arch::aarch64`) drives it, and host tests drive it directly.
+//! The Microkit kernel logic on the [`Hypervisor`](crate::Hypervisor): scheduling,
+//! notifications, protected procedure calls, fault routing and the console line discipline. No
+//! hardware access: the arch layer enters the hypervisor with a decoded exit, and host tests
+//! drive it directly.
 
-pub mod boot;
 pub mod channels;
 pub mod console;
-pub mod domain;
 pub mod fault;
+mod microkit;
 pub mod ready_queues;
-pub mod registers;
-pub mod system;
-pub mod vspace;
+mod schedule;
 
 #[cfg(test)]
 #[allow(
@@ -25,7 +23,7 @@ mod system_properties;
 )]
 mod system_tests;
 
-pub use domain::{DomainIndex, RunState};
+#[cfg(test)]
+mod test_system;
+
 pub use fault::{FaultKind, FaultReport, InstructionLength};
-pub use registers::Registers;
-pub use system::{Decision, Exit, Halt, HaltReason, Kernel, StopReason};

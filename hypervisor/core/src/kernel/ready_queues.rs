@@ -1,7 +1,7 @@
-//! The ready queues: one FIFO of runnable domains per priority, plus a bitmap of the non-empty
+//! The ready queues: one FIFO of runnable contexts per priority, plus a bitmap of the non-empty
 //! priorities, as seL4 and Microkit keep them. Every operation is O(1) whatever the number of
-//! domains: the queues are doubly linked through per-domain `next`/`prev` slots, and the highest
-//! non-empty priority is found from four 64-bit words.
+//! contexts: the queues are doubly linked through per-context `next`/`prev` slots, and the
+//! highest non-empty priority is found from four 64-bit words.
 //!
 //! ```text
 //!   bitmap  ...0100...0010      (bit p set <=> queue p is non-empty)
@@ -9,29 +9,53 @@
 //!   queue 100: head -> k <-> p -> tail       (k runs; p is next when k's budget is used up)
 //! ```
 //!
-//! The head of the highest non-empty queue is the domain that runs. What goes where (head or
-//! tail) is the kernel's policy (system.rs, "Scheduling"); this module only keeps the order.
+//! The head of the highest non-empty queue is the context that runs. What goes where (head or
+//! tail) is the kernel's policy (schedule.rs); this module only keeps the order. Every field is
+//! zero when the queues are empty (a link stores its slot plus one), so an empty kernel is all
+//! zeros.
 
-use super::domain::DomainIndex;
-use super::system::MAX_DOMAINS;
-
-/// Marks the end of a list and an empty queue.
-const NIL: u8 = u8::MAX;
+use crate::domain::{ContextId, DomainId, MAX_DOMAINS, MAX_VCPUS};
 
 /// Queues: one per `u8` priority (Microkit uses 0..=254).
 const PRIORITIES: usize = 256;
 
-/// Per-priority FIFO queues of runnable domains.
+/// One slot per possible context: a domain's contexts are numbered `domain * MAX_VCPUS + index`.
+const SLOTS: usize = MAX_DOMAINS * MAX_VCPUS;
+
+// A link stores a slot plus one in a `u8`, 0 meaning none.
+const _: () = assert!(SLOTS < u8::MAX as usize, "context slots fit a u8 link");
+
+/// A context's slot, if it can have one.
+const fn slot(context: ContextId) -> Option<usize> {
+    if (context.domain.0 as usize) < MAX_DOMAINS && (context.index as usize) < MAX_VCPUS {
+        Some(context.domain.0 as usize * MAX_VCPUS + context.index as usize)
+    } else {
+        None
+    }
+}
+
+/// The context of a (non-zero) link.
+const fn context_of(link: u8) -> Option<ContextId> {
+    match link.checked_sub(1) {
+        Some(slot) => Some(ContextId {
+            domain: DomainId(slot / MAX_VCPUS as u8),
+            index: slot % MAX_VCPUS as u8,
+        }),
+        None => None,
+    }
+}
+
+/// Per-priority FIFO queues of runnable contexts.
 #[derive(Clone, Debug)]
 pub struct ReadyQueues {
     head: [u8; PRIORITIES],
     tail: [u8; PRIORITIES],
-    next: [u8; MAX_DOMAINS],
-    prev: [u8; MAX_DOMAINS],
-    /// The priority each queued domain was queued at (so removal needs only the index).
-    priority: [u8; MAX_DOMAINS],
-    /// Bit per domain: in some queue.
-    queued: u64,
+    next: [u8; SLOTS],
+    prev: [u8; SLOTS],
+    /// The priority each queued context was queued at (so removal needs only the context).
+    priority: [u8; SLOTS],
+    /// Bit per slot: in some queue.
+    queued: [u64; SLOTS.div_ceil(64)],
     /// Bit per priority: that queue is non-empty.
     bitmap: [u64; PRIORITIES / 64],
 }
@@ -46,92 +70,103 @@ impl ReadyQueues {
     /// Every queue empty.
     pub const fn new() -> Self {
         Self {
-            head: [NIL; PRIORITIES],
-            tail: [NIL; PRIORITIES],
-            next: [NIL; MAX_DOMAINS],
-            prev: [NIL; MAX_DOMAINS],
-            priority: [0; MAX_DOMAINS],
-            queued: 0,
+            head: [0; PRIORITIES],
+            tail: [0; PRIORITIES],
+            next: [0; SLOTS],
+            prev: [0; SLOTS],
+            priority: [0; SLOTS],
+            queued: [0; SLOTS.div_ceil(64)],
             bitmap: [0; PRIORITIES / 64],
         }
     }
 
-    /// Whether `domain` is in a queue.
-    pub const fn contains(&self, domain: DomainIndex) -> bool {
-        domain.get() < MAX_DOMAINS && self.queued & domain.bit() != 0
+    /// Whether `context` is in a queue.
+    pub const fn contains(&self, context: ContextId) -> bool {
+        match slot(context) {
+            Some(slot) => self.queued[slot / 64] & (1 << (slot % 64)) != 0,
+            None => false,
+        }
     }
 
-    /// Appends `domain` to the tail of queue `priority`; a domain already queued, or an index
-    /// out of range, is left alone.
-    pub fn push_back(&mut self, domain: DomainIndex, priority: u8) {
-        if domain.get() >= MAX_DOMAINS || self.contains(domain) {
+    /// Appends `context` to the tail of queue `priority`; a context already queued, or one out
+    /// of range, is left alone.
+    pub fn push_back(&mut self, context: ContextId, priority: u8) {
+        let Some(index) = slot(context) else {
+            return;
+        };
+        if self.contains(context) {
             return;
         }
-        let (index, queue) = (domain.get(), usize::from(priority));
+        let (link, queue) = (index as u8 + 1, usize::from(priority));
         let old_tail = self.tail[queue];
         self.prev[index] = old_tail;
-        self.next[index] = NIL;
+        self.next[index] = 0;
         match old_tail {
-            NIL => self.head[queue] = domain.0,
-            tail => self.next[usize::from(tail)] = domain.0,
+            0 => self.head[queue] = link,
+            tail => self.next[usize::from(tail - 1)] = link,
         }
-        self.tail[queue] = domain.0;
-        self.mark(domain, priority);
+        self.tail[queue] = link;
+        self.mark(index, priority);
     }
 
-    /// Puts `domain` at the head of queue `priority`; a domain already queued, or an index out
-    /// of range, is left alone.
-    pub fn push_front(&mut self, domain: DomainIndex, priority: u8) {
-        if domain.get() >= MAX_DOMAINS || self.contains(domain) {
+    /// Puts `context` at the head of queue `priority`; a context already queued, or one out of
+    /// range, is left alone.
+    pub fn push_front(&mut self, context: ContextId, priority: u8) {
+        let Some(index) = slot(context) else {
+            return;
+        };
+        if self.contains(context) {
             return;
         }
-        let (index, queue) = (domain.get(), usize::from(priority));
+        let (link, queue) = (index as u8 + 1, usize::from(priority));
         let old_head = self.head[queue];
         self.next[index] = old_head;
-        self.prev[index] = NIL;
+        self.prev[index] = 0;
         match old_head {
-            NIL => self.tail[queue] = domain.0,
-            head => self.prev[usize::from(head)] = domain.0,
+            0 => self.tail[queue] = link,
+            head => self.prev[usize::from(head - 1)] = link,
         }
-        self.head[queue] = domain.0;
-        self.mark(domain, priority);
+        self.head[queue] = link;
+        self.mark(index, priority);
     }
 
-    /// Takes `domain` out of its queue (nothing happens if it is not queued).
-    pub fn remove(&mut self, domain: DomainIndex) {
-        if !self.contains(domain) {
+    /// Takes `context` out of its queue (nothing happens if it is not queued).
+    pub fn remove(&mut self, context: ContextId) {
+        let Some(index) = slot(context) else {
+            return;
+        };
+        if !self.contains(context) {
             return;
         }
-        let index = domain.get();
         let queue = usize::from(self.priority[index]);
         let (prev, next) = (self.prev[index], self.next[index]);
         match prev {
-            NIL => self.head[queue] = next,
-            prev => self.next[usize::from(prev)] = next,
+            0 => self.head[queue] = next,
+            prev => self.next[usize::from(prev - 1)] = next,
         }
         match next {
-            NIL => self.tail[queue] = prev,
-            next => self.prev[usize::from(next)] = prev,
+            0 => self.tail[queue] = prev,
+            next => self.prev[usize::from(next - 1)] = prev,
         }
-        self.next[index] = NIL;
-        self.prev[index] = NIL;
-        self.queued &= !domain.bit();
-        if self.head[queue] == NIL {
+        self.next[index] = 0;
+        self.prev[index] = 0;
+        self.queued[index / 64] &= !(1 << (index % 64));
+        if self.head[queue] == 0 {
             self.bitmap[queue / 64] &= !(1 << (queue % 64));
         }
     }
 
-    /// Moves a queued `domain` to the tail of its queue (its slice is used up, or it yielded).
-    pub fn move_to_back(&mut self, domain: DomainIndex) {
-        if self.contains(domain) {
-            let priority = self.priority[domain.get()];
-            self.remove(domain);
-            self.push_back(domain, priority);
+    /// Moves a queued `context` to the tail of its queue (its slice is used up, or it yielded).
+    pub fn move_to_back(&mut self, context: ContextId) {
+        if let Some(index) = slot(context).filter(|_| self.contains(context)) {
+            let priority = self.priority[index];
+            self.remove(context);
+            self.push_back(context, priority);
         }
     }
 
-    /// The head of the highest non-empty queue: the domain that should run.
-    pub fn first(&self) -> Option<DomainIndex> {
+    /// The head of the highest non-empty queue: the context that should run.
+    pub fn first(&self) -> Option<ContextId> {
         let (word, bits) = self
             .bitmap
             .iter()
@@ -139,27 +174,24 @@ impl ReadyQueues {
             .rev()
             .find(|(_, bits)| **bits != 0)?;
         let queue = word * 64 + (63 - bits.leading_zeros() as usize);
-        match self.head[queue] {
-            NIL => None,
-            head => Some(DomainIndex(head)),
-        }
+        context_of(self.head[queue])
     }
 
-    /// The domains queued at `priority`, head first (tests and diagnostics).
-    pub fn queue(&self, priority: u8) -> impl Iterator<Item = DomainIndex> + '_ {
+    /// The contexts queued at `priority`, head first (tests and diagnostics).
+    pub fn queue(&self, priority: u8) -> impl Iterator<Item = ContextId> + '_ {
         let mut at = self.head[usize::from(priority)];
-        // Bounded by the number of domains even if the links were ever wrong.
-        (0..MAX_DOMAINS).map_while(move |_| {
-            let domain = (at != NIL).then_some(DomainIndex(at))?;
-            at = self.next.get(domain.get()).copied().unwrap_or(NIL);
-            Some(domain)
+        // Bounded by the number of slots even if the links were ever wrong.
+        (0..SLOTS).map_while(move |_| {
+            let context = context_of(at)?;
+            at = self.next.get(usize::from(at - 1)).copied().unwrap_or(0);
+            Some(context)
         })
     }
 
-    fn mark(&mut self, domain: DomainIndex, priority: u8) {
+    fn mark(&mut self, index: usize, priority: u8) {
         let queue = usize::from(priority);
-        self.priority[domain.get()] = priority;
-        self.queued |= domain.bit();
+        self.priority[index] = priority;
+        self.queued[index / 64] |= 1 << (index % 64);
         self.bitmap[queue / 64] |= 1 << (queue % 64);
     }
 }
@@ -177,38 +209,56 @@ mod tests {
 
     use super::*;
 
+    const fn pd(domain: u8) -> ContextId {
+        ContextId::pd(DomainId(domain))
+    }
+
     fn order(queues: &ReadyQueues, priority: u8) -> Vec<u8> {
-        queues.queue(priority).map(|d| d.0).collect()
+        queues.queue(priority).map(|d| d.domain.0).collect()
     }
 
     #[test]
     fn the_head_of_the_highest_queue_runs_and_each_queue_is_fifo() {
         let mut queues = ReadyQueues::new();
         assert_eq!(queues.first(), None);
-        queues.push_back(DomainIndex(3), 10);
-        queues.push_back(DomainIndex(1), 10);
-        queues.push_back(DomainIndex(2), 200);
-        queues.push_front(DomainIndex(0), 10);
-        assert_eq!(queues.first(), Some(DomainIndex(2)));
+        queues.push_back(pd(3), 10);
+        queues.push_back(pd(1), 10);
+        queues.push_back(pd(2), 200);
+        queues.push_front(pd(0), 10);
+        assert_eq!(queues.first(), Some(pd(2)));
         assert_eq!(order(&queues, 10), [0, 3, 1]);
-        queues.remove(DomainIndex(2));
-        assert_eq!(queues.first(), Some(DomainIndex(0)));
-        queues.move_to_back(DomainIndex(0));
+        queues.remove(pd(2));
+        assert_eq!(queues.first(), Some(pd(0)));
+        queues.move_to_back(pd(0));
         assert_eq!(order(&queues, 10), [3, 1, 0]);
-        queues.remove(DomainIndex(1));
+        queues.remove(pd(1));
         assert_eq!(order(&queues, 10), [3, 0]);
         // Queuing twice changes nothing; removing an absent domain changes nothing.
-        queues.push_back(DomainIndex(3), 10);
-        queues.remove(DomainIndex(5));
+        queues.push_back(pd(3), 10);
+        queues.remove(pd(5));
         assert_eq!(order(&queues, 10), [3, 0]);
-        queues.push_back(DomainIndex(62), 254);
-        queues.push_back(DomainIndex(61), 0);
-        assert_eq!(queues.first(), Some(DomainIndex(62)));
+        queues.push_back(pd(62), 254);
+        queues.push_back(pd(61), 0);
+        assert_eq!(queues.first(), Some(pd(62)));
         // Out of range: ignored, no panic.
-        queues.push_back(DomainIndex(63), 5);
-        queues.push_front(DomainIndex(200), 5);
-        assert!(!queues.contains(DomainIndex(63)));
+        queues.push_back(pd(63), 5);
+        queues.push_front(pd(200), 5);
+        let fifth_vcpu = ContextId {
+            domain: DomainId(0),
+            index: MAX_VCPUS as u8,
+        };
+        queues.push_back(fifth_vcpu, 5);
+        assert!(!queues.contains(pd(63)));
+        assert!(!queues.contains(fifth_vcpu));
         assert_eq!(order(&queues, 5), []);
+        // A VM's vCPUs are queued one by one, each in its own slot.
+        let vcpu = |index| ContextId {
+            domain: DomainId(62),
+            index,
+        };
+        queues.push_back(vcpu(3), 7);
+        queues.push_back(vcpu(1), 7);
+        assert_eq!(queues.queue(7).collect::<Vec<_>>(), [vcpu(3), vcpu(1)]);
     }
 
     /// One operation on the queues, replayed on a simple model (one `Vec` per priority).
@@ -245,25 +295,25 @@ mod tests {
             for operation in operations {
                 match operation {
                     Operation::PushBack(d, p) => {
-                        queues.push_back(DomainIndex(d), p);
+                        queues.push_back(pd(d), p);
                         if find(&model, d).is_none() {
                             model.iter_mut().find(|(q, _)| *q == p).unwrap().1.push(d);
                         }
                     }
                     Operation::PushFront(d, p) => {
-                        queues.push_front(DomainIndex(d), p);
+                        queues.push_front(pd(d), p);
                         if find(&model, d).is_none() {
                             model.iter_mut().find(|(q, _)| *q == p).unwrap().1.insert(0, d);
                         }
                     }
                     Operation::Remove(d) => {
-                        queues.remove(DomainIndex(d));
+                        queues.remove(pd(d));
                         if let Some(q) = find(&model, d) {
                             model[q].1.retain(|&x| x != d);
                         }
                     }
                     Operation::MoveToBack(d) => {
-                        queues.move_to_back(DomainIndex(d));
+                        queues.move_to_back(pd(d));
                         if let Some(q) = find(&model, d) {
                             model[q].1.retain(|&x| x != d);
                             model[q].1.push(d);
@@ -274,9 +324,9 @@ mod tests {
                     prop_assert_eq!(&order(&queues, *priority), list);
                 }
                 let expected = model.iter().rev().find_map(|(_, list)| list.first().copied());
-                prop_assert_eq!(queues.first().map(|d| d.0), expected);
+                prop_assert_eq!(queues.first().map(|d| d.domain.0), expected);
                 for d in 0..8u8 {
-                    prop_assert_eq!(queues.contains(DomainIndex(d)), find(&model, d).is_some());
+                    prop_assert_eq!(queues.contains(pd(d)), find(&model, d).is_some());
                 }
             }
         }

@@ -16,8 +16,11 @@ use frameshift_abi::pd_call::{
 };
 use proptest::prelude::*;
 
+use super::test_system::TestSystem;
 use super::*;
 use crate::addr::Ipa;
+use crate::domain::{ContextId, DomainId, RunState};
+use crate::hypervisor::{Decision, Exit, Halt, HaltReason};
 
 fn pd(index: usize, priority: u8, parent: u32) -> DomainDesc {
     let mut name = [0u8; NAME_LEN];
@@ -35,7 +38,7 @@ fn pd(index: usize, priority: u8, parent: u32) -> DomainDesc {
         reserved1: 0,
         entry: 0x20_0000,
         stack_top: 0x40_0000,
-        ipc_buffer: 0,
+        vcpu_ids: 0,
     }
 }
 
@@ -82,7 +85,7 @@ fn step() -> impl Strategy<Value = Step> {
 
 /// Whether `index` has something to run: what the scheduler must never leave waiting behind a
 /// lower priority.
-fn has_work(kernel: &Kernel, index: DomainIndex) -> bool {
+fn has_work(kernel: &TestSystem, index: ContextId) -> bool {
     let Some(domain) = kernel.domain(index) else {
         return false;
     };
@@ -93,8 +96,8 @@ fn has_work(kernel: &Kernel, index: DomainIndex) -> bool {
                 || domain.pending_faults != 0
                 || (0..kernel.domain_count()).any(|other| {
                     matches!(
-                        kernel.domain(DomainIndex(other as u8)).map(|d| d.state),
-                        Some(RunState::Calling { server, delivered: false, .. }) if server == index
+                        kernel.domain(ContextId::pd(DomainId(other as u8))).map(|d| d.state),
+                        Some(RunState::Calling { server, delivered: false, .. }) if server == index.domain
                     )
                 })
         }
@@ -102,12 +105,12 @@ fn has_work(kernel: &Kernel, index: DomainIndex) -> bool {
     }
 }
 
-fn check_decision(kernel: &Kernel, decision: Decision) -> Result<(), TestCaseError> {
+fn check_decision(kernel: &TestSystem, decision: Decision) -> Result<(), TestCaseError> {
     let count = kernel.domain_count();
     // The ready queues hold exactly the domains with work, each once, at its own priority, and
     // every budget is between 1 tick and a full slice.
     for index in 0..count {
-        let index = DomainIndex(index as u8);
+        let index = ContextId::pd(DomainId(index as u8));
         let domain = kernel.domain(index).unwrap();
         let places = (0..=u8::MAX)
             .map(|p| kernel.ready_queue(p).filter(|&d| d == index).count())
@@ -139,7 +142,7 @@ fn check_decision(kernel: &Kernel, decision: Decision) -> Result<(), TestCaseErr
     }
     let priority = |d: usize| {
         kernel
-            .domain(DomainIndex(d as u8))
+            .domain(ContextId::pd(DomainId(d as u8)))
             .map_or(0, |d| d.priority)
     };
     match decision {
@@ -149,15 +152,15 @@ fn check_decision(kernel: &Kernel, decision: Decision) -> Result<(), TestCaseErr
             prop_assert_eq!(kernel.current(), Some(chosen));
             // The chosen domain heads its queue (an injected abort goes to the domain that
             // faulted, whose slice may have just run out).
-            let chosen_priority = priority(chosen.get());
+            let chosen_priority = priority(usize::from(chosen.domain.0));
             if matches!(decision, Decision::Run(_)) {
                 prop_assert_eq!(kernel.ready_queue(chosen_priority).next(), Some(chosen));
             }
             prop_assert!(kernel.slice_end().is_some());
             for other in 0..count {
-                if priority(other) > priority(chosen.get()) {
+                if priority(other) > priority(usize::from(chosen.domain.0)) {
                     prop_assert!(
-                        !has_work(kernel, DomainIndex(other as u8)),
+                        !has_work(kernel, ContextId::pd(DomainId(other as u8))),
                         "domain {} has work above the chosen {}",
                         other,
                         chosen
@@ -171,13 +174,15 @@ fn check_decision(kernel: &Kernel, decision: Decision) -> Result<(), TestCaseErr
             ..
         }) => {
             for other in 0..count {
-                prop_assert!(!has_work(kernel, DomainIndex(other as u8)));
+                prop_assert!(!has_work(kernel, ContextId::pd(DomainId(other as u8))));
             }
             prop_assert_eq!(kernel.slice_end(), None);
             // A halt says deadlock exactly when some domain is still blocked on another.
             let blocked = (0..count).any(|d| {
                 matches!(
-                    kernel.domain(DomainIndex(d as u8)).map(|d| d.state),
+                    kernel
+                        .domain(ContextId::pd(DomainId(d as u8)))
+                        .map(|d| d.state),
                     Some(RunState::Calling { .. } | RunState::Faulted)
                 )
             });
@@ -192,7 +197,7 @@ fn check_decision(kernel: &Kernel, decision: Decision) -> Result<(), TestCaseErr
     }
     // A faulted domain's parent is alive, so someone can still restart or stop it.
     for child in 0..count {
-        let domain = kernel.domain(DomainIndex(child as u8));
+        let domain = kernel.domain(ContextId::pd(DomainId(child as u8)));
         if domain.map(|d| d.state) == Some(RunState::Faulted) {
             let parent = domain.and_then(|d| d.parent);
             prop_assert!(parent.is_some());
@@ -204,12 +209,13 @@ fn check_decision(kernel: &Kernel, decision: Decision) -> Result<(), TestCaseErr
     }
     // A domain blocked in a call waits on a live, strictly higher-priority server.
     for caller in 0..count {
-        if let Some(RunState::Calling { server, .. }) =
-            kernel.domain(DomainIndex(caller as u8)).map(|d| d.state)
+        if let Some(RunState::Calling { server, .. }) = kernel
+            .domain(ContextId::pd(DomainId(caller as u8)))
+            .map(|d| d.state)
         {
-            prop_assert!(priority(server.get()) > priority(caller));
+            prop_assert!(priority(usize::from(server.0)) > priority(caller));
             prop_assert_ne!(
-                kernel.domain(server).map(|d| d.state),
+                kernel.domain(ContextId::pd(server)).map(|d| d.state),
                 Some(RunState::Stopped)
             );
         }
@@ -252,7 +258,7 @@ proptest! {
             })
             .collect();
         let irqs = [IrqDesc { domain: 0, irq: 40, channel_id: 20, trigger: IRQ_TRIGGER_LEVEL }];
-        let mut kernel = Kernel::new(&domains, &channels, &irqs).unwrap();
+        let mut kernel = TestSystem::new(&domains, &channels, &irqs).unwrap();
         kernel.set_time_slice(SLICE);
         let mut out = String::new();
         let mut now = 0;
@@ -345,9 +351,9 @@ proptest! {
         plan in proptest::collection::vec((1..2 * SLICE, kicker_action(), 0..SLICE), 1..150),
         lateness in 0..SLICE / 10,
     ) {
-        const K: DomainIndex = DomainIndex(0);
-        const P: DomainIndex = DomainIndex(1);
-        const H: DomainIndex = DomainIndex(2);
+        const K: ContextId = ContextId::pd(DomainId(0));
+        const P: ContextId = ContextId::pd(DomainId(1));
+        const H: ContextId = ContextId::pd(DomainId(2));
         const KICKER_IRQ: u32 = 40;
         let channels = [ChannelDesc {
             domain_a: 0,
@@ -360,7 +366,7 @@ proptest! {
         }];
         let irqs = [IrqDesc { domain: 0, irq: KICKER_IRQ, channel_id: 1, trigger: IRQ_TRIGGER_LEVEL }];
         let domains = [pd(0, 10, NONE), pd(1, 10, NONE), pd(2, 20, NONE)];
-        let mut kernel = Kernel::new(&domains, &channels, &irqs).unwrap();
+        let mut kernel = TestSystem::new(&domains, &channels, &irqs).unwrap();
         kernel.set_time_slice(SLICE);
         let mut out = String::new();
         let mut now = 0;
@@ -372,7 +378,7 @@ proptest! {
         let mut step = plan.next();
         let mut kicker_ran = 0;
         let mut wake_at: Option<u64> = None;
-        let hvc = |kernel: &mut Kernel, args: &[u64], now: u64, out: &mut String| {
+        let hvc = |kernel: &mut TestSystem, args: &[u64], now: u64, out: &mut String| {
             let current = kernel.current().unwrap();
             kernel.registers_mut(current).unwrap().x[..args.len()].copy_from_slice(args);
             kernel.handle(Exit::Hypercall, now, out)
@@ -391,7 +397,7 @@ proptest! {
                 _ => None,
             };
             let at = [Some(timer), own, wake_at].into_iter().flatten().min().unwrap();
-            ran[running.get()] += at - now;
+            ran[usize::from(running.domain.0)] += at - now;
             if running == K {
                 kicker_ran += at - now;
             }
@@ -420,7 +426,7 @@ proptest! {
             } else {
                 kernel.handle(Exit::TimerTick, now, &mut out)
             };
-            let (kicker, peer) = (ran[K.get()], ran[P.get()]);
+            let (kicker, peer) = (ran[usize::from(K.domain.0)], ran[usize::from(P.domain.0)]);
             prop_assert!(
                 kicker <= peer + SLICE + lateness,
                 "at {}: kicker ran {} ticks, the peer only {}",

@@ -19,8 +19,12 @@ use frameshift_abi::pd_call::{
 };
 use frameshift_abi::smccc::{INVALID_PARAMETER, NOT_SUPPORTED, SUCCESS};
 
-use super::system::BuildError;
+use super::test_system::TestSystem;
 use super::*;
+use crate::arch::fake::FakeArch;
+use crate::arch::Arch;
+use crate::domain::{ContextId, DomainId, Registers, RunState};
+use crate::hypervisor::{BuildError, Decision, Exit, Halt, HaltReason};
 
 fn pd(name: &str, priority: u8, parent: u32) -> DomainDesc {
     let mut padded = [0u8; NAME_LEN];
@@ -38,7 +42,7 @@ fn pd(name: &str, priority: u8, parent: u32) -> DomainDesc {
         reserved1: 0,
         entry: 0x20_0000,
         stack_top: 0x40_0000,
-        ipc_buffer: 0,
+        vcpu_ids: 0,
     }
 }
 
@@ -53,12 +57,13 @@ fn channel(a: u32, id_a: u32, b: u32, id_b: u32, flags: u32) -> ChannelDesc {
     }
 }
 
-const A: DomainIndex = DomainIndex(0);
-const B: DomainIndex = DomainIndex(1);
-const C: DomainIndex = DomainIndex(2);
+const A: ContextId = ContextId::pd(DomainId(0));
+const B: ContextId = ContextId::pd(DomainId(1));
+const C: ContextId = ContextId::pd(DomainId(2));
+const B_ID: DomainId = DomainId(1);
 
 /// Simulates the running PD issuing `HVC #0` with `args` in x0.. and returns the decision.
-fn hvc(kernel: &mut Kernel, args: &[u64], out: &mut String) -> Decision {
+fn hvc(kernel: &mut TestSystem, args: &[u64], out: &mut String) -> Decision {
     let current = kernel.current().unwrap();
     let registers = kernel.registers_mut(current).unwrap();
     registers.x[..args.len()].copy_from_slice(args);
@@ -70,7 +75,7 @@ trait HvcAt {
     fn handle_hvc_at(&mut self, now: u64, args: &[u64], out: &mut String) -> Decision;
 }
 
-impl HvcAt for Kernel {
+impl HvcAt for TestSystem {
     fn handle_hvc_at(&mut self, now: u64, args: &[u64], out: &mut String) -> Decision {
         let current = self.current().unwrap();
         let registers = self.registers_mut(current).unwrap();
@@ -79,7 +84,7 @@ impl HvcAt for Kernel {
     }
 }
 
-fn regs(kernel: &mut Kernel, domain: DomainIndex) -> Registers {
+fn regs(kernel: &mut TestSystem, domain: ContextId) -> Registers {
     *kernel.registers_mut(domain).unwrap()
 }
 
@@ -96,11 +101,12 @@ fn stage2_fault(injectable: bool) -> Exit {
 #[test]
 fn the_highest_priority_pd_inits_first_and_idle_halts() {
     let mut out = String::new();
-    let mut kernel = Kernel::new(&[pd("low", 10, NONE), pd("high", 200, NONE)], &[], &[]).unwrap();
+    let mut kernel =
+        TestSystem::new(&[pd("low", 10, NONE), pd("high", 200, NONE)], &[], &[]).unwrap();
     assert_eq!(kernel.start(0), Decision::Run(B));
     assert_eq!(regs(&mut kernel, B).pc, 0x20_0000);
     assert_eq!(regs(&mut kernel, B).sp, 0x40_0000);
-    assert_eq!(regs(&mut kernel, B).pstate, 0x3C5);
+    assert_eq!(regs(&mut kernel, B).pstate, FakeArch::ENTRY_PSTATE);
     assert_eq!(
         hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
         Decision::Run(A)
@@ -127,7 +133,7 @@ fn the_highest_priority_pd_inits_first_and_idle_halts() {
 fn a_notification_to_a_higher_priority_pd_preempts_and_carries_its_channel_bit() {
     let mut out = String::new();
     let channels = [channel(0, 3, 1, 5, CHANNEL_A_NOTIFIES_B)];
-    let mut kernel = Kernel::new(
+    let mut kernel = TestSystem::new(
         &[pd("client", 10, NONE), pd("server", 20, NONE)],
         &channels,
         &[],
@@ -173,7 +179,7 @@ fn notifications_to_a_lower_priority_pd_wait_and_coalesce() {
         CHANNEL_A_NOTIFIES_B | CHANNEL_B_NOTIFIES_A,
     )];
     let mut kernel =
-        Kernel::new(&[pd("high", 100, NONE), pd("low", 1, NONE)], &channels, &[]).unwrap();
+        TestSystem::new(&[pd("high", 100, NONE), pd("low", 1, NONE)], &channels, &[]).unwrap();
     assert_eq!(kernel.start(0), Decision::Run(A));
     assert_eq!(
         hvc(&mut kernel, &[PD_NOTIFY.into(), 1], &mut out),
@@ -205,7 +211,7 @@ fn notifications_to_a_lower_priority_pd_wait_and_coalesce() {
 fn a_protected_call_runs_the_server_and_returns_its_reply() {
     let mut out = String::new();
     let channels = [channel(0, 4, 1, 9, CHANNEL_A_CALLS_B)];
-    let mut kernel = Kernel::new(
+    let mut kernel = TestSystem::new(
         &[pd("client", 10, NONE), pd("server", 20, NONE)],
         &channels,
         &[],
@@ -258,7 +264,7 @@ fn protected_calls_only_go_up_through_pp_ends() {
         pd("equal", 50, NONE),
         pd("higher", 60, NONE),
     ];
-    let mut kernel = Kernel::new(&domains, &channels, &[]).unwrap();
+    let mut kernel = TestSystem::new(&domains, &channels, &[]).unwrap();
     assert_eq!(kernel.start(0), Decision::Run(C));
     assert_eq!(
         hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
@@ -286,7 +292,7 @@ fn protected_calls_only_go_up_through_pp_ends() {
 #[test]
 fn a_fault_without_parent_is_printed_and_the_others_run_on() {
     let mut out = String::new();
-    let mut kernel = Kernel::new(
+    let mut kernel = TestSystem::new(
         &[pd("victim", 10, NONE), pd("attacker", 20, NONE)],
         &[],
         &[],
@@ -317,7 +323,7 @@ fn a_fault_without_parent_is_printed_and_the_others_run_on() {
 fn pd_stop_stops_only_the_caller_and_the_idle_halt_reports_it() {
     let mut out = String::new();
     let channels = [channel(0, 1, 1, 2, CHANNEL_A_CALLS_B)];
-    let mut kernel = Kernel::new(
+    let mut kernel = TestSystem::new(
         &[pd("client", 10, NONE), pd("crasher", 20, NONE)],
         &channels,
         &[],
@@ -375,7 +381,7 @@ fn pd_stop_stops_only_the_caller_and_the_idle_halt_reports_it() {
 #[test]
 fn pd_stop_for_an_exception_says_so() {
     let mut out = String::new();
-    let mut kernel = Kernel::new(&[pd("wild", 10, NONE)], &[], &[]).unwrap();
+    let mut kernel = TestSystem::new(&[pd("wild", 10, NONE)], &[], &[]).unwrap();
     kernel.start(0);
     assert!(matches!(
         hvc(&mut kernel, &[PD_STOP.into(), STOP_EXCEPTION], &mut out),
@@ -387,9 +393,9 @@ fn pd_stop_for_an_exception_says_so() {
 #[test]
 fn an_injectable_fault_goes_back_to_the_pd_a_bounded_number_of_times() {
     let mut out = String::new();
-    let mut kernel = Kernel::new(&[pd("prober", 10, NONE)], &[], &[]).unwrap();
+    let mut kernel = TestSystem::new(&[pd("prober", 10, NONE)], &[], &[]).unwrap();
     assert_eq!(kernel.start(0), Decision::Run(A));
-    for _ in 0..system::MAX_INJECTED_FAULTS {
+    for _ in 0..crate::hypervisor::MAX_INJECTED_FAULTS {
         assert_eq!(
             kernel.handle(stage2_fault(true), 0, &mut out),
             Decision::InjectAbort(A)
@@ -405,7 +411,8 @@ fn an_injectable_fault_goes_back_to_the_pd_a_bounded_number_of_times() {
 #[test]
 fn a_childs_fault_goes_to_its_parent() {
     let mut out = String::new();
-    let mut kernel = Kernel::new(&[pd("parent", 10, NONE), pd("child", 5, 0)], &[], &[]).unwrap();
+    let mut kernel =
+        TestSystem::new(&[pd("parent", 10, NONE), pd("child", 5, 0)], &[], &[]).unwrap();
     assert_eq!(kernel.start(0), Decision::Run(A));
     assert_eq!(
         hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
@@ -438,8 +445,9 @@ fn a_childs_fault_goes_to_its_parent() {
 }
 
 /// Parent at priority 10 (index 0), child at 5 (index 1), the child's fault delivered.
-fn faulted_child(out: &mut String) -> Kernel {
-    let mut kernel = Kernel::new(&[pd("parent", 10, NONE), pd("child", 5, 0)], &[], &[]).unwrap();
+fn faulted_child(out: &mut String) -> TestSystem {
+    let mut kernel =
+        TestSystem::new(&[pd("parent", 10, NONE), pd("child", 5, 0)], &[], &[]).unwrap();
     assert_eq!(kernel.start(0), Decision::Run(A));
     assert_eq!(
         hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], out),
@@ -495,7 +503,11 @@ fn an_unknown_reply_flag_is_refused_and_changes_nothing() {
     );
     assert_eq!(regs(&mut kernel, A).x[0], INVALID_PARAMETER as u64);
     assert_eq!(kernel.domain(A).unwrap().state, RunState::Ready);
-    assert_eq!(kernel.domain(A).unwrap().handling_fault, Some(B));
+    assert_eq!(
+        kernel.domain(A).unwrap().handling_fault,
+        Some(7),
+        "B, by its child id"
+    );
     assert_eq!(kernel.domain(B).unwrap().state, RunState::Faulted);
     // The handler can still answer properly afterwards.
     assert_eq!(
@@ -513,7 +525,7 @@ fn a_faulted_child_keeps_its_notifications_until_it_is_restarted() {
     let mut out = String::new();
     let channels = [channel(0, 1, 1, 2, CHANNEL_A_NOTIFIES_B)];
     let mut kernel =
-        Kernel::new(&[pd("parent", 10, NONE), pd("child", 5, 0)], &channels, &[]).unwrap();
+        TestSystem::new(&[pd("parent", 10, NONE), pd("child", 5, 0)], &channels, &[]).unwrap();
     kernel.start(0);
     hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out);
     assert_eq!(
@@ -553,7 +565,7 @@ fn a_restarted_server_still_answers_the_call_it_was_serving() {
         pd("server", 20, 0),
         pd("client", 10, NONE),
     ];
-    let mut kernel = Kernel::new(&domains, &channels, &[]).unwrap();
+    let mut kernel = TestSystem::new(&domains, &channels, &[]).unwrap();
     assert_eq!(kernel.start(0), Decision::Run(A));
     hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out);
     hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out);
@@ -569,7 +581,7 @@ fn a_restarted_server_still_answers_the_call_it_was_serving() {
     );
     assert!(matches!(
         kernel.domain(C).unwrap().state,
-        RunState::Calling { server: B, .. }
+        RunState::Calling { server: B_ID, .. }
     ));
     assert_eq!(
         hvc(
@@ -599,7 +611,7 @@ fn a_restarted_server_still_answers_the_call_it_was_serving() {
 fn a_server_that_sends_no_reply_releases_its_caller_with_an_error() {
     let mut out = String::new();
     let channels = [channel(0, 1, 1, 1, CHANNEL_A_CALLS_B)];
-    let mut kernel = Kernel::new(
+    let mut kernel = TestSystem::new(
         &[pd("client", 1, NONE), pd("server", 2, NONE)],
         &channels,
         &[],
@@ -624,7 +636,7 @@ fn a_faulted_child_stops_when_its_parent_stops() {
     let mut out = String::new();
     // grandparent-less chain: top (30) <- middle (20) <- leaf (10).
     let domains = [pd("top", 30, NONE), pd("middle", 20, 0), pd("leaf", 10, 1)];
-    let mut kernel = Kernel::new(&domains, &[], &[]).unwrap();
+    let mut kernel = TestSystem::new(&domains, &[], &[]).unwrap();
     kernel.start(0);
     hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out);
     hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out);
@@ -660,7 +672,7 @@ fn a_passive_server_serves_calls_and_notifications_at_its_own_priority() {
     )];
     let mut server = pd("server", 50, NONE);
     server.flags = DOMAIN_FLAG_PASSIVE;
-    let mut kernel = Kernel::new(&[pd("client", 10, NONE), server], &channels, &[]).unwrap();
+    let mut kernel = TestSystem::new(&[pd("client", 10, NONE), server], &channels, &[]).unwrap();
     assert!(kernel.domain(B).unwrap().passive);
     assert!(!kernel.domain(A).unwrap().passive);
     // The passive server runs its init first, on its own time.
@@ -698,7 +710,7 @@ fn a_passive_server_serves_calls_and_notifications_at_its_own_priority() {
 fn a_server_that_faults_releases_its_caller_with_an_error() {
     let mut out = String::new();
     let channels = [channel(0, 1, 1, 1, CHANNEL_A_CALLS_B)];
-    let mut kernel = Kernel::new(
+    let mut kernel = TestSystem::new(
         &[pd("client", 1, NONE), pd("server", 2, NONE)],
         &channels,
         &[],
@@ -731,7 +743,7 @@ fn the_timer_rotates_equal_priorities_but_never_hands_the_cpu_down() {
         pd("spin2", 10, NONE),
         pd("low", 5, NONE),
     ];
-    let mut kernel = Kernel::new(&domains, &[], &[]).unwrap();
+    let mut kernel = TestSystem::new(&domains, &[], &[]).unwrap();
     kernel.set_time_slice(1000);
     assert_eq!(kernel.start(0), Decision::Run(A));
     assert_eq!(kernel.slice_end(), Some(1000));
@@ -767,9 +779,9 @@ fn the_timer_rotates_equal_priorities_but_never_hands_the_cpu_down() {
 /// `kick_every` ticks of its own time and never blocks; P just spins. Runs until `until` and
 /// returns the ticks each of K and P ran.
 fn kicker_and_peer(slice: u64, kick_every: u64, until: u64) -> (u64, u64) {
-    const K: DomainIndex = A;
-    const P: DomainIndex = B;
-    const H: DomainIndex = C;
+    const K: ContextId = A;
+    const P: ContextId = B;
+    const H: ContextId = C;
     let mut out = String::new();
     let channels = [channel(0, 0, 2, 0, CHANNEL_A_NOTIFIES_B)];
     let domains = [
@@ -777,7 +789,7 @@ fn kicker_and_peer(slice: u64, kick_every: u64, until: u64) -> (u64, u64) {
         pd("peer", 10, NONE),
         pd("high", 20, NONE),
     ];
-    let mut kernel = Kernel::new(&domains, &channels, &[]).unwrap();
+    let mut kernel = TestSystem::new(&domains, &channels, &[]).unwrap();
     kernel.set_time_slice(slice);
     let mut now = 0;
     // H inits first and waits for notifications.
@@ -799,7 +811,7 @@ fn kicker_and_peer(slice: u64, kick_every: u64, until: u64) -> (u64, u64) {
             ),
             _ => (slice_end, None),
         };
-        ran[running.get()] += at - now;
+        ran[usize::from(running.domain.0)] += at - now;
         if running == K {
             since_kick = if exit_args.is_some() {
                 0
@@ -813,7 +825,7 @@ fn kicker_and_peer(slice: u64, kick_every: u64, until: u64) -> (u64, u64) {
             None => kernel.handle(Exit::TimerTick, now, &mut out),
         };
     }
-    (ran[K.get()], ran[P.get()])
+    (ran[usize::from(K.domain.0)], ran[usize::from(P.domain.0)])
 }
 
 #[test]
@@ -837,7 +849,7 @@ fn a_preempted_domain_keeps_its_place_and_what_is_left_of_its_budget() {
         pd("second", 10, NONE),
         pd("high", 20, NONE),
     ];
-    let mut kernel = Kernel::new(&domains, &channels, &[]).unwrap();
+    let mut kernel = TestSystem::new(&domains, &channels, &[]).unwrap();
     kernel.set_time_slice(1000);
     assert_eq!(kernel.start(0), Decision::Run(C));
     assert_eq!(
@@ -871,7 +883,7 @@ fn a_domain_that_wakes_joins_the_tail_of_its_queue() {
     // A notifies B; all three share priority 10.
     let channels = [channel(0, 0, 1, 0, CHANNEL_A_NOTIFIES_B)];
     let domains = [pd("a", 10, NONE), pd("b", 10, NONE), pd("c", 10, NONE)];
-    let mut kernel = Kernel::new(&domains, &channels, &[]).unwrap();
+    let mut kernel = TestSystem::new(&domains, &channels, &[]).unwrap();
     kernel.set_time_slice(1000);
     assert_eq!(kernel.start(0), Decision::Run(A));
     assert_eq!(
@@ -900,7 +912,7 @@ fn a_domain_that_wakes_joins_the_tail_of_its_queue() {
 fn a_wfi_yields_to_the_tail_and_resumes_after_the_trapped_instruction() {
     let mut out = String::new();
     let domains = [pd("a", 10, NONE), pd("b", 10, NONE)];
-    let mut kernel = Kernel::new(&domains, &[], &[]).unwrap();
+    let mut kernel = TestSystem::new(&domains, &[], &[]).unwrap();
     kernel.set_time_slice(1000);
     assert_eq!(kernel.start(0), Decision::Run(A));
     // A 16-bit T32 WFI (ESR_EL2.IL = 0) is skipped by 2 bytes, not 4.
@@ -937,7 +949,7 @@ fn a_caller_whose_call_returns_resumes_at_the_head_with_its_budget() {
         pd("peer", 10, NONE),
         pd("server", 20, NONE),
     ];
-    let mut kernel = Kernel::new(&domains, &channels, &[]).unwrap();
+    let mut kernel = TestSystem::new(&domains, &channels, &[]).unwrap();
     kernel.set_time_slice(1000);
     assert_eq!(kernel.start(0), Decision::Run(C));
     assert_eq!(
@@ -968,7 +980,7 @@ fn a_parent_blocked_calling_its_faulted_child_is_a_deadlock_not_a_success() {
         pd("child", 20, 0),
         pd("bystander", 5, NONE),
     ];
-    let mut kernel = Kernel::new(&domains, &channels, &[]).unwrap();
+    let mut kernel = TestSystem::new(&domains, &channels, &[]).unwrap();
     assert_eq!(kernel.start(0), Decision::Run(B));
     assert_eq!(
         hvc(&mut kernel, &[PD_REPLY_RECV.into(), REPLY_NONE], &mut out),
@@ -1008,7 +1020,7 @@ fn a_parent_blocked_calling_its_faulted_child_is_a_deadlock_not_a_success() {
 #[test]
 fn smc_is_refused_and_skipped() {
     let mut out = String::new();
-    let mut kernel = Kernel::new(&[pd("p", 1, NONE)], &[], &[]).unwrap();
+    let mut kernel = TestSystem::new(&[pd("p", 1, NONE)], &[], &[]).unwrap();
     kernel.start(0);
     kernel.registers_mut(A).unwrap().x[0] = 0x8400_0008;
     assert_eq!(
@@ -1029,7 +1041,7 @@ fn smc_is_refused_and_skipped() {
 #[test]
 fn unknown_calls_are_not_supported() {
     let mut out = String::new();
-    let mut kernel = Kernel::new(&[pd("p", 1, NONE)], &[], &[]).unwrap();
+    let mut kernel = TestSystem::new(&[pd("p", 1, NONE)], &[], &[]).unwrap();
     kernel.start(0);
     assert_eq!(hvc(&mut kernel, &[0xC600_0003], &mut out), Decision::Run(A));
     assert_eq!(regs(&mut kernel, A).x[0], NOT_SUPPORTED as u64);
@@ -1038,7 +1050,7 @@ fn unknown_calls_are_not_supported() {
 #[test]
 fn debug_write_builds_prefixed_lines() {
     let mut out = String::new();
-    let mut kernel = Kernel::new(&[pd("hello", 1, NONE)], &[], &[]).unwrap();
+    let mut kernel = TestSystem::new(&[pd("hello", 1, NONE)], &[], &[]).unwrap();
     kernel.start(0);
     let word = u64::from_le_bytes(*b"hi\nFS|ev");
     hvc(&mut kernel, &[PD_DEBUG_WRITE.into(), 8, word], &mut out);
@@ -1055,7 +1067,7 @@ fn debug_write_builds_prefixed_lines() {
 #[test]
 fn system_off_names_the_caller() {
     let mut out = String::new();
-    let mut kernel = Kernel::new(&[pd("boss", 1, NONE)], &[], &[]).unwrap();
+    let mut kernel = TestSystem::new(&[pd("boss", 1, NONE)], &[], &[]).unwrap();
     kernel.start(0);
     let Decision::Halt(halt) = hvc(&mut kernel, &[PD_SYSTEM_OFF.into(), 300], &mut out) else {
         panic!()
@@ -1064,7 +1076,7 @@ fn system_off_names_the_caller() {
         halt,
         Halt {
             status: 255,
-            reason: HaltReason::SystemOff(A)
+            reason: HaltReason::SystemOff(A.domain)
         }
     );
     kernel.write_halt_line(&halt, &mut out).unwrap();
@@ -1077,35 +1089,35 @@ fn system_off_names_the_caller() {
 #[test]
 fn inconsistent_boot_info_is_refused() {
     assert_eq!(
-        Kernel::new(&[], &[], &[]).unwrap_err(),
+        TestSystem::new(&[], &[], &[]).unwrap_err(),
         BuildError::DomainCount(0)
     );
     assert_eq!(
-        Kernel::new(&[pd("a", 255, NONE)], &[], &[]).unwrap_err(),
+        TestSystem::new(&[pd("a", 255, NONE)], &[], &[]).unwrap_err(),
         BuildError::Priority(0)
     );
     assert_eq!(
-        Kernel::new(&[pd("a", 1, 0)], &[], &[]).unwrap_err(),
+        TestSystem::new(&[pd("a", 1, 0)], &[], &[]).unwrap_err(),
         BuildError::Parent(0)
     );
     assert_eq!(
-        Kernel::new(&[pd("a", 1, 1), pd("b", 1, NONE)], &[], &[]).unwrap_err(),
+        TestSystem::new(&[pd("a", 1, 1), pd("b", 1, NONE)], &[], &[]).unwrap_err(),
         BuildError::Parent(0)
     );
     let mut vm = pd("vm", 1, NONE);
     vm.kind = DOMAIN_KIND_VM;
     assert_eq!(
-        Kernel::new(&[vm, pd("b", 1, 0)], &[], &[]).unwrap_err(),
+        TestSystem::new(&[vm, pd("b", 1, 0)], &[], &[]).unwrap_err(),
         BuildError::Parent(1)
     );
     let mut odd = pd("odd", 1, NONE);
     odd.kind = 9;
     assert_eq!(
-        Kernel::new(&[odd], &[], &[]).unwrap_err(),
+        TestSystem::new(&[odd], &[], &[]).unwrap_err(),
         BuildError::DomainKind(0)
     );
     assert!(matches!(
-        Kernel::new(&[pd("a", 1, NONE)], &[channel(0, 1, 5, 1, 0)], &[]).unwrap_err(),
+        TestSystem::new(&[pd("a", 1, NONE)], &[channel(0, 1, 5, 1, 0)], &[]).unwrap_err(),
         BuildError::Channel(_)
     ));
 }
@@ -1122,7 +1134,7 @@ fn irq(domain: u32, intid: u32, channel_id: u32) -> IrqDesc {
 #[test]
 fn an_interrupt_wakes_its_pd_and_stays_masked_until_acknowledged() {
     let mut out = String::new();
-    let mut kernel = Kernel::new(
+    let mut kernel = TestSystem::new(
         &[pd("driver", 50, NONE), pd("other", 10, NONE)],
         &[],
         &[irq(0, 34, 5)],
@@ -1179,7 +1191,7 @@ fn an_interrupt_wakes_its_pd_and_stays_masked_until_acknowledged() {
 fn interrupt_records_are_checked() {
     let domains = [pd("a", 1, NONE), pd("b", 1, NONE)];
     let bad =
-        |irqs: &[IrqDesc]| Kernel::new(&domains, &[channel(0, 1, 1, 1, 0)], irqs).unwrap_err();
+        |irqs: &[IrqDesc]| TestSystem::new(&domains, &[channel(0, 1, 1, 1, 0)], irqs).unwrap_err();
     assert_eq!(bad(&[irq(2, 40, 3)]), BuildError::Irq(0));
     assert_eq!(bad(&[irq(0, 27, 3)]), BuildError::Irq(0));
     assert_eq!(bad(&[irq(0, 40, 62)]), BuildError::Irq(0));
@@ -1201,25 +1213,25 @@ fn more_interrupts_than_the_kernel_holds_are_refused_as_too_many() {
         })
         .collect();
     let domains = [pd("a", 1, NONE), pd("b", 1, NONE)];
-    let error = Kernel::new(&domains, &[], &irqs).unwrap_err();
+    let error = TestSystem::new(&domains, &[], &irqs).unwrap_err();
     assert_eq!(error, BuildError::TooManyIrqs { count: 65 });
     assert_eq!(error.to_string(), "65 irqs (at most 64)");
     // Exactly the capacity is accepted.
-    assert!(Kernel::new(&domains, &[], &irqs[..64]).is_ok());
+    assert!(TestSystem::new(&domains, &[], &irqs[..64]).is_ok());
 }
 
 #[test]
 fn names_that_break_the_console_rule_or_repeat_are_refused() {
     use frameshift_abi::domain_name::DomainNameError;
     assert_eq!(
-        Kernel::new(&[pd("ok", 1, NONE), pd("hypervisor", 1, NONE)], &[], &[]).unwrap_err(),
+        TestSystem::new(&[pd("ok", 1, NONE), pd("hypervisor", 1, NONE)], &[], &[]).unwrap_err(),
         BuildError::Name {
             index: 1,
             error: DomainNameError::Reserved
         }
     );
     assert_eq!(
-        Kernel::new(&[pd("a|b", 1, NONE)], &[], &[]).unwrap_err(),
+        TestSystem::new(&[pd("a|b", 1, NONE)], &[], &[]).unwrap_err(),
         BuildError::Name {
             index: 0,
             error: DomainNameError::BadByte {
@@ -1228,14 +1240,48 @@ fn names_that_break_the_console_rule_or_repeat_are_refused() {
             }
         }
     );
-    let error = Kernel::new(&[pd("twin", 1, NONE), pd("twin", 2, NONE)], &[], &[]).unwrap_err();
+    let error = TestSystem::new(&[pd("twin", 1, NONE), pd("twin", 2, NONE)], &[], &[]).unwrap_err();
     assert_eq!(error, BuildError::DuplicateName { index: 1, other: 0 });
     assert_eq!(error.to_string(), "domain 1: name already used by domain 0");
     // `a?b` is a name of its own, printed as itself.
     let mut out = String::new();
-    let mut kernel = Kernel::new(&[pd("a?b", 1, NONE)], &[], &[]).unwrap();
+    let mut kernel = TestSystem::new(&[pd("a?b", 1, NONE)], &[], &[]).unwrap();
     kernel.start(0);
     let word = u64::from_le_bytes(*b"hi\n\0\0\0\0\0");
     hvc(&mut kernel, &[PD_DEBUG_WRITE.into(), 3, word], &mut out);
     assert_eq!(out, "FS|a?b|hi\n");
+}
+
+#[test]
+fn time_run_past_the_budget_comes_out_of_the_next_one() {
+    let mut out = String::new();
+    let domains = [pd("a", 10, NONE), pd("b", 10, NONE)];
+    let mut kernel = TestSystem::new(&domains, &[], &[]).unwrap();
+    kernel.set_time_slice(1000);
+    assert_eq!(kernel.start(0), Decision::Run(A));
+    // The timer comes 80 ticks late: A ran 1080 ticks on a 1000-tick budget.
+    assert_eq!(
+        kernel.handle(Exit::TimerTick, 1080, &mut out),
+        Decision::Run(B)
+    );
+    assert_eq!(kernel.domain(A).unwrap().budget, 920);
+    // B's timer is on time: B gets its full 1000 and owes nothing.
+    assert_eq!(kernel.slice_end(), Some(2080));
+    assert_eq!(
+        kernel.handle(Exit::TimerTick, 2080, &mut out),
+        Decision::Run(A)
+    );
+    assert_eq!(kernel.domain(B).unwrap().budget, 1000);
+    // A's slice ends 920 ticks later: over the two rounds each ran exactly 2000 ticks' worth.
+    assert_eq!(kernel.slice_end(), Some(3000));
+    // A yields having overrun again by 30 (a late exit): the yield refills it less the 30.
+    assert_eq!(
+        kernel.handle(
+            Exit::WaitForInterrupt(InstructionLength::Wide),
+            3030,
+            &mut out
+        ),
+        Decision::Run(B)
+    );
+    assert_eq!(kernel.domain(A).unwrap().budget, 970);
 }

@@ -20,9 +20,10 @@
 //!      [`Error::WrongState`]); the guest at the IPA or, in split mode, its alias for the rest
 //!      ([`Error::NotMapped`]);
 //!    - the state rule of the table ([`Error::WrongState`], [`Error::Pinned`],
-//!      [`Error::AlreadyBorrowed`]);
+//!      [`Error::AlreadyBorrowed`]), rights included: granted rights must be non-empty and
+//!      within the owner's, and a guest's share gives the host the guest's rights less execute,
+//!      which must not be empty ([`Error::InvalidRights`]);
 //!    - a side that gains a mapping must have nothing else there ([`Error::AlreadyMapped`]);
-//!    - granted rights must be non-empty and within the owner's ([`Error::InvalidRights`]);
 //! 4. capacity: the borrower side table ([`Error::BorrowerTableFull`]), whose use the model
 //!    counts itself (every borrower after a frame's first takes one record), then the table pool
 //!    ([`Error::OutOfTableMemory`]), which the caller judges (the model has no tables; see
@@ -41,9 +42,10 @@ use std::rc::Rc;
 use std::vec;
 use std::vec::Vec;
 
-use frameshift_core::addr::{DomainId, Ipa, PhysAddr, PAGE_SIZE};
+use frameshift_core::addr::{Ipa, PhysAddr, PAGE_SIZE};
 use frameshift_core::descriptor::{PageState, Rights};
-use frameshift_core::engine::{BootSharing, ConversionMode, GuestLink, Request, MAX_RANGE_PAGES};
+use frameshift_core::domain::{ConversionMode, DomainId, GuestLink};
+use frameshift_core::engine::{BootSharing, Request, MAX_RANGE_PAGES};
 use frameshift_core::error::Error;
 use frameshift_core::frame_table::FrameState;
 use frameshift_core::ownership::Operation;
@@ -124,6 +126,34 @@ struct Change {
     zero: bool,
     /// The change adds a borrower to a frame that has one already (one side-table record).
     side_record: bool,
+    /// The descriptor slots the change writes, each with whether it writes something (a
+    /// mapping or an annotation) or only clears: the host's window slot always, the guest's
+    /// old slot if it moves or goes, its new slot if it gets one.
+    writes: Vec<Write>,
+    /// What the engine's commit reads from the page (two pages with the same signature over
+    /// contiguous frames are converted alike).
+    signature: Signature,
+}
+
+/// One descriptor slot a change writes: the domain, the IPA, and whether it maps something.
+pub type Write = (DomainId, Ipa, bool);
+
+/// Everything about one page that the engine's commit derives descriptors and records from:
+/// what each side ends with, the new record's owner, state and rights, who borrowed before with
+/// which rights, the owner's rights before, and where the guest's slot was and will be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Signature {
+    host: After,
+    guest: After,
+    zero: bool,
+    owner_is_guest: bool,
+    state: FrameState,
+    owner_rights: Rights,
+    rights_before: Rights,
+    host_borrowed: Option<Rights>,
+    guest_borrowed: Option<Rights>,
+    old_at: Option<bool>,
+    new_at: Option<bool>,
 }
 
 /// An accepted request, page by page, not yet applied.
@@ -140,6 +170,38 @@ impl Plan {
             .filter(|change| change.side_record)
             .count()
     }
+
+    /// Every descriptor slot the plan writes, page by page (see [`Change`]'s `writes`).
+    pub fn writes(&self) -> impl Iterator<Item = Write> + '_ {
+        self.changes
+            .iter()
+            .flat_map(|change| change.writes.iter().copied())
+    }
+
+    /// Whether the pages form one run as the engine groups them: the same signature on every
+    /// page, over frames that follow each other.
+    pub fn uniform(&self) -> bool {
+        let Some(first) = self.changes.first() else {
+            return false;
+        };
+        self.changes.iter().enumerate().all(|(offset, change)| {
+            change.signature == first.signature && change.frame == first.frame + offset
+        })
+    }
+
+    /// The physical address of the first page's frame.
+    pub fn first_frame(&self) -> Option<PhysAddr> {
+        self.changes
+            .first()
+            .map(|change| Model::frame_address(change.frame))
+    }
+
+    /// Whether the host's side ends lent away (annotations are per page: never a block).
+    pub fn host_lent(&self) -> bool {
+        self.changes
+            .first()
+            .is_some_and(|change| change.signature.host == After::Lent)
+    }
 }
 
 /// What the frame record says about one domain pair.
@@ -153,7 +215,7 @@ struct Relation {
 }
 
 /// What one side ends up with for the frame.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum After {
     Nothing,
     Lent,
@@ -173,7 +235,8 @@ impl Model {
     /// mapping takes a free frame (`Owned`); a `Shareable` one takes a free frame as its owner
     /// (`SharedOwned`) or, if the frame is shared already, borrows it (`SharedBorrowed`).
     /// Memory outside the frame table is passed through.
-    pub fn boot(layout: Rc<Layout>, side_table: usize) -> Result<Self, Error> {
+    pub fn boot(layout: Rc<Layout>) -> Result<Self, Error> {
+        let side_table = layout.side_table;
         let mut state = State {
             frames: vec![Frame::free(); layout.frames],
             views: BTreeMap::new(),
@@ -454,11 +517,6 @@ impl Model {
         if rule.host != After::Nothing && !host_holds && host_view.is_some() {
             return Err(Error::AlreadyMapped);
         }
-        if matches!(request.operation, Op::ShareWithGuest | Op::Lend)
-            && (request.rights.is_empty() || !frame.owner_rights.contains(request.rights))
-        {
-            return Err(Error::InvalidRights);
-        }
         // The views: remove what each side held, add what it holds afterwards.
         let mut remove = Vec::new();
         if let Some((at, _)) = guest_view.filter(|_| guest_holds) {
@@ -485,6 +543,33 @@ impl Model {
         }
         let side_record =
             rule.record.borrowers.len() > frame.borrowers.len() && !frame.borrowers.is_empty();
+        // The slots the engine writes: the host's always (a clear when it keeps nothing), the
+        // guest's old one when it moves or goes, its new one.
+        let new_at = add
+            .iter()
+            .find(|((domain, _), _)| *domain == guest)
+            .map(|((_, at), _)| *at);
+        let old_at = guest_view.filter(|_| guest_holds).map(|(at, _)| at);
+        let mut writes = vec![(host, host_ipa, rule.host != After::Nothing)];
+        if let Some(old) = old_at.filter(|&old| Some(old) != new_at) {
+            writes.push((guest, old, false));
+        }
+        if let Some(new) = new_at {
+            writes.push((guest, new, true));
+        }
+        let signature = Signature {
+            host: rule.host,
+            guest: rule.guest,
+            zero: rule.zero,
+            owner_is_guest: rule.record.owner == Some(guest),
+            state: rule.record.state,
+            owner_rights: rule.record.owner_rights,
+            rights_before: frame.owner_rights,
+            host_borrowed: frame.borrowers.get(&host).copied(),
+            guest_borrowed: frame.borrowers.get(&guest).copied(),
+            old_at: old_at.map(Ipa::is_shared_alias),
+            new_at: new_at.map(Ipa::is_shared_alias),
+        };
         Ok(Change {
             frame: index,
             remove,
@@ -492,6 +577,8 @@ impl Model {
             record: rule.record,
             zero: rule.zero,
             side_record,
+            writes,
+            signature,
         })
     }
 
@@ -532,6 +619,8 @@ impl Model {
             }
         };
         let guest_rights = request.rights;
+        // Granted rights must be non-empty and within the owner's.
+        let grant_ok = !guest_rights.is_empty() && frame.owner_rights.contains(guest_rights);
         match request.operation {
             Operation::Donate if relation.host_owns && frame.state == Owned => {
                 if relation.pinned {
@@ -547,11 +636,17 @@ impl Model {
                 })
             }
             Operation::Share if relation.guest_owns && frame.state == Owned => {
+                // The host reads and writes a shared page at most as the guest can, and never
+                // runs it.
+                let host_rights = frame.owner_rights & Rights::READ_WRITE;
+                if host_rights.is_empty() {
+                    return Err(Error::InvalidRights);
+                }
                 record.state = SharedOwned;
-                record.borrowers.insert(host, Rights::READ_WRITE);
+                record.borrowers.insert(host, host_rights);
                 Ok(Rule {
                     record,
-                    host: After::Map(Rights::READ_WRITE, PageState::SharedBorrowed),
+                    host: After::Map(host_rights, PageState::SharedBorrowed),
                     guest: owner_view(PageState::SharedOwned),
                     zero: false,
                 })
@@ -595,6 +690,9 @@ impl Model {
                 if relation.guest_borrows {
                     return Err(Error::AlreadyBorrowed);
                 }
+                if !grant_ok {
+                    return Err(Error::InvalidRights);
+                }
                 record.state = SharedOwned;
                 record.borrowers.insert(guest, guest_rights);
                 Ok(Rule {
@@ -616,6 +714,9 @@ impl Model {
             Operation::Lend if relation.host_owns && frame.state == Owned => {
                 if relation.pinned {
                     return Err(Error::Pinned);
+                }
+                if !grant_ok {
+                    return Err(Error::InvalidRights);
                 }
                 record.state = Lent;
                 record.borrowers.insert(guest, guest_rights);

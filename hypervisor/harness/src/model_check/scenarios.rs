@@ -6,31 +6,24 @@ use std::vec;
 use std::vec::Vec;
 
 use super::Step;
-use frameshift_core::addr::{DomainId, Ipa, PhysAddr, PAGES_PER_BLOCK, PAGE_SIZE};
+use frameshift_core::addr::{Ipa, PhysAddr, PAGES_PER_BLOCK, PAGE_SIZE};
 use frameshift_core::descriptor::Rights;
-use frameshift_core::engine::{BootSharing, ConversionMode, Request, Window, MAX_RANGE_PAGES};
+use frameshift_core::domain::{ConversionMode, DomainId, Window};
+use frameshift_core::engine::{BootSharing, Request, MAX_RANGE_PAGES};
 use frameshift_core::ownership::Operation;
 use frameshift_core::small_system::{
     boot_mapping, default_layout, link, Layout, System, BLOCK_IPA, FRAME_A_IPA, FRAME_BASE,
     FRAME_B_IPA, GUEST_HISTORY, GUEST_SPLIT, HOST, WINDOW_HOST_BASE,
 };
 
-/// Which engine instance a scenario runs on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Size {
-    /// [`frameshift_core::small_system::SmallSystem`]: 514 frames (a 2 MiB block and two lone frames),
-    /// 8 side-table records.
-    Small,
-    /// [`TinySystem`]: six frames, two side-table records, so capacity runs out.
-    Tiny,
-}
-
 /// Frames of the tiny system.
 pub const TINY_FRAMES: usize = 6;
 /// Side-table records of the tiny system.
 pub const TINY_BORROWERS: usize = 2;
-/// The tiny system's engine and machine.
-pub type TinySystem = System<TINY_FRAMES, TINY_BORROWERS>;
+/// The tiny system: six frames, two side-table records, so capacity runs out (the small system,
+/// [`frameshift_core::small_system::SmallSystem`], has 514 frames, a 2 MiB block and two lone
+/// frames, and 8 side-table records).
+pub type TinySystem = System;
 /// A protection domain that is nobody's guest and holds borrows from boot.
 pub const THIRD: DomainId = DomainId(3);
 /// Where [`THIRD`] maps the frames it borrows.
@@ -40,8 +33,6 @@ pub const THIRD_IPA: Ipa = Ipa(0x1000_0000);
 pub struct Scenario {
     /// Its name in the report.
     pub name: &'static str,
-    /// The engine instance.
-    pub size: Size,
     /// What the system boots from.
     pub layout: Layout,
     /// The alphabet: every step is tried in every state.
@@ -164,6 +155,7 @@ pub fn tiny_layout(pool_pages: usize, third: bool) -> Layout {
     }
     Layout {
         frames: TINY_FRAMES,
+        side_table: TINY_BORROWERS,
         pool_pages,
         domains,
         guests: vec![
@@ -172,6 +164,44 @@ pub fn tiny_layout(pool_pages: usize, third: bool) -> Layout {
         ],
         boot,
     }
+}
+
+/// The tiny layout (without [`THIRD`]) with guest memory of reduced rights from boot, as a
+/// protected VM's boot-time regions can have: the history-mode guest owns frame 3 read-only and
+/// frame 5 execute-only, the split-mode guest owns frame 4 read-execute (each at its own IPA).
+pub fn guest_rights_layout(pool_pages: usize) -> Layout {
+    let mut layout = tiny_layout(pool_pages, false);
+    // The host keeps frames 0-2; frames 3-5 go to the guests instead.
+    layout.boot.retain(|mapping| mapping.pa < tiny_frame(3));
+    let private = BootSharing::Private;
+    let read_execute = Rights::READ.union(Rights::EXECUTE);
+    layout.boot.extend([
+        boot_mapping(
+            GUEST_HISTORY,
+            tiny_ipa(3),
+            tiny_frame(3),
+            1,
+            Rights::READ,
+            private,
+        ),
+        boot_mapping(
+            GUEST_SPLIT,
+            tiny_ipa(4),
+            tiny_frame(4),
+            1,
+            read_execute,
+            private,
+        ),
+        boot_mapping(
+            GUEST_HISTORY,
+            tiny_ipa(5),
+            tiny_frame(5),
+            1,
+            Rights::EXECUTE,
+            private,
+        ),
+    ]);
+    layout
 }
 
 /// Table pages the tiny layout without [`THIRD`] takes at boot: three roots of two pages, and
@@ -198,7 +228,10 @@ pub const TINY_BOOT_TABLES: usize = 8;
 ///   and a pin change its second page;
 /// - *third-domain* (tiny): frames a third domain borrows from the host and from a guest, a
 ///   guest page that holds another frame than the window's, and the side table running out;
-/// - *table-pool* (tiny): a table pool with four pages to spare, which the two guests exhaust.
+/// - *table-pool* (tiny): a table pool with four pages to spare, which the two guests exhaust;
+/// - *guest-rights* (tiny): guests that own read-only, read-execute and execute-only memory
+///   from boot share, unshare and relinquish it: the host never gets more than the guest has,
+///   nor execute, and an execute-only page cannot be shared.
 pub fn scenarios() -> Vec<Scenario> {
     let second_page = Ipa(BLOCK_IPA.get() + PAGE_SIZE);
     let last_page = Ipa(BLOCK_IPA.get() + (PAGES_PER_BLOCK - 1) * PAGE_SIZE);
@@ -305,6 +338,13 @@ pub fn scenarios() -> Vec<Scenario> {
         teardowns(),
     ]
     .concat();
+    let guest_rights = [
+        each(GUEST_HISTORY, tiny_ipa(3), 1, &EVERY),
+        each(GUEST_SPLIT, tiny_ipa(4), 1, &EVERY),
+        each(GUEST_HISTORY, tiny_ipa(5), 1, &GUEST_CYCLE),
+        teardowns(),
+    ]
+    .concat();
     let table_pool = [
         each(GUEST_HISTORY, tiny_ipa(0), 1, &EVERY),
         each(GUEST_SPLIT, tiny_ipa(1), 1, &EVERY),
@@ -317,7 +357,6 @@ pub fn scenarios() -> Vec<Scenario> {
     let generous = 64;
     let tiny = |name, layout, steps| Scenario {
         name,
-        size: Size::Tiny,
         layout,
         steps,
         probes: tiny_probes.clone(),
@@ -325,28 +364,24 @@ pub fn scenarios() -> Vec<Scenario> {
     vec![
         Scenario {
             name: "contention",
-            size: Size::Small,
             layout: default_layout(),
             steps: contention,
             probes: small_probes.clone(),
         },
         Scenario {
             name: "history-block",
-            size: Size::Small,
             layout: default_layout(),
             steps: history_block,
             probes: small_probes.clone(),
         },
         Scenario {
             name: "split-block",
-            size: Size::Small,
             layout: default_layout(),
             steps: split_block,
             probes: small_probes.clone(),
         },
         Scenario {
             name: "block-sharing",
-            size: Size::Small,
             layout: default_layout(),
             steps: block_sharing,
             probes: small_probes,
@@ -367,5 +402,49 @@ pub fn scenarios() -> Vec<Scenario> {
             tiny_layout(TINY_BOOT_TABLES + 4, false),
             table_pool,
         ),
+        tiny("guest-rights", guest_rights_layout(generous), guest_rights),
     ]
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
+mod tests {
+    use super::*;
+    use frameshift_core::error::Error;
+
+    /// A dead split-mode guest is torn down even when the table pool is empty: a teardown only
+    /// takes mappings away from the guest and gives the frames back to a host window that still
+    /// has its tables, so it needs no table page. (The engine used to reserve tables for the
+    /// guest's whole range and its alias range too, none of which a teardown allocates, and
+    /// this teardown failed with `OutOfTableMemory` for ever.)
+    #[test]
+    fn a_dead_guest_is_torn_down_with_an_empty_table_pool() {
+        let layout = tiny_layout(TINY_BOOT_TABLES + 4, false);
+        let mut system = TinySystem::boot_layout(&layout).unwrap();
+        // The split-mode guest's donate takes its level-2 and level-3 tables, the history-mode
+        // guest's the last two pages.
+        let donate =
+            |guest, index| Request::new(Operation::Donate, HOST, guest, tiny_ipa(index), 1);
+        system.convert(donate(GUEST_SPLIT, 0)).unwrap();
+        system.convert(donate(GUEST_HISTORY, 1)).unwrap();
+        assert_eq!(system.engine.pool().available(), 0);
+        // A request that does need a table is refused, and the pool stays empty.
+        let share = Request::new(Operation::Share, HOST, GUEST_SPLIT, tiny_ipa(0), 1);
+        assert_eq!(system.convert(share), Err(Error::OutOfTableMemory));
+        system.arch.end_call();
+        system.teardown(GUEST_SPLIT).unwrap();
+        system.arch.end_call();
+        assert_eq!(system.arch.take_violations(), Vec::<String>::new());
+        assert_eq!(system.audit(), Vec::<String>::new());
+        // The frame is the host's again, and the guest's emptied tables went back to the pool.
+        let host_ipa = Ipa(WINDOW_HOST_BASE.get());
+        assert_eq!(
+            system.page_state(HOST, host_ipa),
+            Ok(Some(frameshift_core::PageState::Owned))
+        );
+        assert_eq!(system.engine.pool().available(), 2);
+    }
 }

@@ -1,6 +1,6 @@
-//! Per-domain architectural state beyond the trap frame: the EL1 system registers, the GIC
-//! virtual CPU interface, the FP/SIMD register file, and the stage-2 root (`VTTBR_EL2`),
-//! switched when the running domain changes. docs/ISOLATION.md (I9) lists every register EL1
+//! Per-context architectural state beyond the trap frame: the EL1 system registers, the GIC
+//! virtual CPU interface and the FP/SIMD register file, switched when the running context
+//! changes (the stage-2 root, `VTTBR_EL2`, is the context's domain's). docs/ISOLATION.md (I9) lists every register EL1
 //! and EL0 can write on the supported CPUs and whether it is switched here, trapped or disabled.
 //!
 //! FP/SIMD is switched lazily: entering a domain that does not own the register file sets
@@ -225,38 +225,26 @@ impl FpState {
     }
 }
 
-/// Everything the arch layer keeps per domain.
+/// Everything the arch layer keeps per context ([`frameshift_core::Arch::Context`]): the
+/// core's [`Context`](frameshift_core::Context) holds it next to the general registers, so
+/// there is no array of arch state beside the domains.
 #[derive(Clone, Copy, Debug)]
-pub struct ArchDomain {
-    /// EL1 system registers while the domain is off the CPU.
+pub struct ArchContext {
+    /// EL1 system registers while the context is off the CPU.
     pub el1: El1Registers,
-    /// The GIC virtual CPU interface while the domain is off the CPU.
+    /// The GIC virtual CPU interface while the context is off the CPU.
     pub gic: VirtualInterface,
-    /// FP/SIMD registers while another domain owns the register file.
+    /// FP/SIMD registers while another context owns the register file.
     pub fp: FpState,
-    /// `VTTBR_EL2`: VMID in bits 63:48, stage-2 root table address below.
-    pub vttbr: u64,
 }
 
-impl ArchDomain {
-    /// An unused slot: every byte zero, so that the static array of slots lands in `.bss`
-    /// instead of the image file. Boot gives each domain's slot [`ArchDomain::initial`].
-    pub const fn zeroed() -> Self {
-        Self {
-            el1: El1Registers::zeroed(),
-            gic: VirtualInterface::initial(),
-            fp: FpState::zeroed(),
-            vttbr: 0,
-        }
-    }
-
-    /// A domain about to run for the first time, on the stage-2 table `vttbr`.
-    pub const fn initial(vttbr: u64) -> Self {
+impl ArchContext {
+    /// A context about to run for the first time.
+    pub const fn initial() -> Self {
         Self {
             el1: El1Registers::initial(),
             gic: VirtualInterface::initial(),
             fp: FpState::zeroed(),
-            vttbr,
         }
     }
 }

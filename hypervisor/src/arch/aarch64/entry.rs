@@ -6,11 +6,11 @@
 //! replace it with another domain's registers; the common exit path then restores whatever the
 //! frame holds and `ERET`s. The stack is empty again after every `ERET`.
 //!
-//! [`Registers`]: frameshift_core::kernel::Registers
+//! [`Registers`]: frameshift_core::Registers
 
 use core::arch::global_asm;
 
-use frameshift_core::kernel::registers::REGISTERS_SIZE;
+use super::frame::FRAME_SIZE;
 
 /// Vector kinds passed to the Rust handlers in `x1` (lower EL) or `x0` (current EL).
 pub const KIND_SYNC: u64 = 0;
@@ -169,7 +169,7 @@ fs_restore:
     add     sp, sp, #{frame}
     eret
 "#,
-    frame = const REGISTERS_SIZE,
+    frame = const FRAME_SIZE,
     sync = const KIND_SYNC,
     irq = const KIND_IRQ,
     fiq = const KIND_FIQ,

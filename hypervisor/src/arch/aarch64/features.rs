@@ -114,6 +114,18 @@ pub struct CpuFeatures {
 }
 
 impl CpuFeatures {
+    /// Nothing at all, not even the minimum: all zeros, the state before the probe runs (no
+    /// register is switched with it).
+    pub const NONE: Self = Self {
+        ras: false,
+        sme: false,
+        lor: false,
+        hcx: false,
+        amu: false,
+        active_priority_registers: 0,
+        list_registers: 0,
+    };
+
     /// Before the probe: nothing optional, one active-priority register per group (the minimum).
     pub const MINIMAL: Self = Self {
         ras: false,

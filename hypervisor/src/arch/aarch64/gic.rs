@@ -13,10 +13,10 @@ use arm_gic::gicv3::{GicCpuInterface, GicError, GicV3};
 use arm_gic::{IntId, InterruptGroup, Trigger, UniqueMmioPointer};
 
 use super::features::CpuFeatures;
-use super::global::GlobalCell;
 
-/// The GIC driver, kept after boot to mask and unmask PDs' interrupts.
-static GIC: GlobalCell<Option<GicV3<'static>>> = GlobalCell::new(None);
+/// The GIC driver, kept (in [`super::machine::El2Machine`]) after boot to mask and unmask PDs'
+/// interrupts.
+pub type Gic = GicV3<'static>;
 
 /// Priority of PDs' interrupts (below the timer's 0x80, so the time slice always wins).
 const DEVICE_PRIORITY: u8 = 0xA0;
@@ -31,12 +31,13 @@ pub const EL2_TIMER: IntId = IntId::ppi(10);
 const SLICES_PER_SECOND: u64 = 200;
 
 /// Brings up the GIC for CPU 0 and enables the EL2 timer interrupt; completes `features` with
-/// the size of the virtual CPU interface and puts that interface in its boot state.
+/// the size of the virtual CPU interface and puts that interface in its boot state. Returns the
+/// driver.
 ///
 /// # Safety
 ///
 /// Call once, at boot, after [`super::mmu::enable`] mapped the GIC as Device memory.
-pub unsafe fn init(features: &mut CpuFeatures) -> Result<(), GicError> {
+pub unsafe fn init(features: &mut CpuFeatures) -> Result<Gic, GicError> {
     // EL2 uses the ICC_* system registers; EL1's own accesses to ICC_SRE_EL1 trap to EL2.
     GicCpuInterface::enable_system_register_el2(false);
     // The ICH_* registers are reachable now that ICC_SRE_EL2.SRE is set.
@@ -59,19 +60,7 @@ pub unsafe fn init(features: &mut CpuFeatures) -> Result<(), GicError> {
     gic.set_interrupt_priority(EL2_TIMER, Some(0), 0x80)?;
     gic.set_trigger(EL2_TIMER, Some(0), Trigger::Level)?;
     gic.enable_interrupt(EL2_TIMER, Some(0), true)?;
-    // SAFETY: boot is single-threaded; nobody else holds the cell yet.
-    unsafe { *GIC.get_mut() = Some(gic) };
-    Ok(())
-}
-
-fn with_gic<T>(
-    body: impl FnOnce(&mut GicV3<'static>) -> Result<T, GicError>,
-) -> Result<T, GicError> {
-    // SAFETY: single CPU, EL2 not re-entered (global.rs); the reference does not escape `body`.
-    match unsafe { GIC.get_mut() } {
-        Some(gic) => body(gic),
-        None => Err(GicError::InvalidGicCpuIntid(EL2_TIMER)),
-    }
+    Ok(gic)
 }
 
 /// The INTID of shared peripheral interrupt `intid` (32..1020), or the error for a bad one.
@@ -83,19 +72,19 @@ fn spi(intid: u32) -> Result<IntId, GicError> {
 }
 
 /// Sets up a shared peripheral interrupt that belongs to a PD and enables it.
-pub fn configure_device_interrupt(intid: u32, edge: bool) -> Result<(), GicError> {
+pub fn configure_device_interrupt(gic: &mut Gic, intid: u32, edge: bool) -> Result<(), GicError> {
     let intid = spi(intid)?;
     let trigger = if edge { Trigger::Edge } else { Trigger::Level };
-    with_gic(|gic| {
-        gic.set_interrupt_priority(intid, None, DEVICE_PRIORITY)?;
-        gic.set_trigger(intid, None, trigger)?;
-        gic.enable_interrupt(intid, None, true)
-    })
+    gic.set_interrupt_priority(intid, None, DEVICE_PRIORITY)?;
+    gic.set_trigger(intid, None, trigger)?;
+    gic.enable_interrupt(intid, None, true)
 }
 
 /// Unmasks a PD's interrupt after the PD acknowledged it.
-pub fn unmask(intid: u32) {
-    let _ = with_gic(|gic| gic.enable_interrupt(spi(intid)?, None, true));
+pub fn unmask(gic: &mut Gic, intid: u32) {
+    if let Ok(intid) = spi(intid) {
+        let _ = gic.enable_interrupt(intid, None, true);
+    }
 }
 
 /// An interrupt taken at EL2.
@@ -142,7 +131,7 @@ pub fn stop_slice() {
 /// Acknowledges the pending interrupt, if any. A PD's interrupt is masked at the distributor
 /// before the end of interrupt, so it cannot fire again until the PD acknowledges it (Microkit
 /// `irq_ack`); SGIs, other PPIs and spurious interrupts are ended and ignored.
-pub fn take_interrupt() -> Option<Interrupt> {
+pub fn take_interrupt(gic: &mut Gic) -> Option<Interrupt> {
     let intid = GicCpuInterface::get_and_acknowledge_interrupt(InterruptGroup::Group1)?;
     let taken = if intid == EL2_TIMER {
         // Stop it before EOI so the level-triggered line is low again; the kernel's decision
@@ -150,7 +139,7 @@ pub fn take_interrupt() -> Option<Interrupt> {
         stop_slice();
         Some(Interrupt::TimeSlice)
     } else if let Some(index) = intid.spi_index() {
-        let _ = with_gic(|gic| gic.enable_interrupt(intid, None, false));
+        let _ = gic.enable_interrupt(intid, None, false);
         Some(Interrupt::Device(index as u32 + 32))
     } else {
         None

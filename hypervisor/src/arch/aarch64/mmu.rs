@@ -18,7 +18,7 @@
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::*;
 
-use super::global::GlobalCell;
+use super::global::{Exclusive, GlobalCell};
 
 /// End of the hypervisor's reserved range, mapped with 4 KiB pages.
 const RESERVED_BASE: u64 = 0x4000_0000;
@@ -112,10 +112,10 @@ pub fn is_stack_guard(address: u64) -> bool {
 ///
 /// # Safety
 ///
-/// Call once, at boot, with the MMU off, before any other user of [`TABLES`].
-pub unsafe fn enable() {
-    // SAFETY: boot is single-threaded and this is the tables' only writer (caller's contract).
-    let tables = unsafe { TABLES.get_mut() };
+/// Call once, at boot, with the MMU off: the tables become live translation tables, and
+/// nothing may write them after that.
+pub unsafe fn enable(witness: &mut Exclusive) {
+    let tables = TABLES.get_mut(witness);
     tables.level1.0[0] = VALID_BLOCK | ATTR_DEVICE | AP_RW | ACCESS_FLAG | EXECUTE_NEVER;
     tables.level1.0[1] = (&raw const tables.level2 as u64) | VALID_TABLE_OR_PAGE;
     for gigabyte in 2..4u64 {

@@ -1,6 +1,6 @@
-//! The Rust side of the EL2 exception vectors: decode why a domain left EL1, let the portable
-//! kernel decide, then switch domains (EL1 registers, GIC virtual interface, stage 2, FP/SIMD)
-//! and return.
+//! The Rust side of the EL2 exception vectors: decode why a context left EL1 ([`esr`]), let the
+//! portable [`Hypervisor`] decide, then switch contexts (EL1 registers, GIC virtual interface,
+//! stage 2, FP/SIMD) and return.
 //!
 //! An access to state that EL2 traps to keep domains apart (docs/ISOLATION.md, I9) is refused
 //! the way the architecture refuses an instruction that does not exist: the domain takes an
@@ -9,101 +9,46 @@
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::*;
 
+use frameshift_core::kernel::{FaultKind, FaultReport};
+use frameshift_core::{ContextId, Decision, Exit, FatalReason, Halt, Hypervisor, Ipa, Registers};
+
+use super::boot::{State, STATE};
 use super::console::Pl011;
-use super::context::ArchDomain;
 use super::entry::{KIND_IRQ, KIND_SYNC};
+use super::esr::{
+    abort_ipa, classify_abort, el1_sync_vector_offset, exception_class, injected_abort_syndrome,
+    instruction_length, is_refused_access, undefined_syndrome, EC_DATA_ABORT_LOWER, EC_FP,
+    EC_HVC64, EC_INSTRUCTION_ABORT_LOWER, EC_SMC64, EC_WFX,
+};
 use super::features::CpuFeatures;
-use super::global::GlobalCell;
+use super::global::Exclusive;
+use super::machine::El2Machine;
+use super::spsr::SPSR_EL1H_MASKED;
 use super::{gic, psci};
-use frameshift_core::addr::Ipa;
-use frameshift_core::kernel::fault::{
-    abort_ipa, classify_abort, el1_sync_vector_offset, EC_DATA_ABORT_LOWER,
-    EC_INSTRUCTION_ABORT_LOWER,
-};
-use frameshift_core::kernel::system::MAX_DOMAINS;
-use frameshift_core::kernel::InstructionLength;
-use frameshift_core::kernel::{
-    Decision, DomainIndex, Exit, FaultKind, FaultReport, Halt, Kernel, Registers,
-};
 
 /// CPTR_EL2 (non-VHE): RES1 bits 13, 9 and 7:0; TZ (bit 8) traps SVE, including `ZCR_EL1`;
 /// TSM (bit 12) traps SME (`SMCR_EL1`, `SVCR`, `SMSTART`, ZA); TTA (bit 20) traps the trace
 /// registers. On CPUs without SVE or SME bits 8 and 12 are RES1, so the value is the same
-/// everywhere. TFP (bit 10) is added while a domain does not own the FP/SIMD registers, TAM
+/// everywhere. TFP (bit 10) is added while a context does not own the FP/SIMD registers, TAM
 /// (bit 30, activity monitors) where FEAT_AMUv1 exists.
 const CPTR_BASE: u64 = 0x33FF | (1 << 20);
 const CPTR_TFP: u64 = 1 << 10;
 const CPTR_TAM: u64 = 1 << 30;
 
-/// ESR_EL2 exception classes (Arm ARM D17.2.37).
-const EC_WFX: u64 = 0x01;
-const EC_FP: u64 = 0x07;
-const EC_HVC64: u64 = 0x16;
-const EC_SMC64: u64 = 0x17;
-
-/// Exception classes of an instruction that EL2 traps only to refuse it (ESR_EL2.EC, Arm ARM
-/// D17.2.37): the domain gets it back as UNDEFINED ([`inject_undefined`]).
-///
-/// | EC | trapped by |
-/// | --- | --- |
-/// | 0x03, 0x04 | AArch32 EL0 `MCR`/`MRC`, `MCRR`/`MRRC` to CP15 (timer, PMU, ID) |
-/// | 0x05, 0x06, 0x0C | AArch32 EL0 `MCR`/`MRC`, `LDC`/`STC`, `MRRC` to CP14 (debug) |
-/// | 0x09 | `HCR_EL2.API` = 0: pointer authentication instructions |
-/// | 0x0A | `HCRX_EL2` = 0: `LD64B`/`ST64B*` |
-/// | 0x18 | `MSR`/`MRS`/`SYS`: `HCR_EL2.{TACR, TIDCP, TSW, TLOR, TERR, APK, EnSCXT=0, ATA=0}`, `MDCR_EL2.{TDA, TDOSA, TDRA, TPM, TPMCR}`, `CNTHCTL_EL2.EL1PCEN` = 0, `ICC_SRE_EL2.Enable` = 0, `ICC_SGI*R_EL1` under `HCR_EL2.IMO` |
-/// | 0x19 | `CPTR_EL2.TZ`: SVE |
-/// | 0x1D | `CPTR_EL2.TSM`: SME |
-const fn is_refused_access(class: u64) -> bool {
-    matches!(
-        class,
-        0x03 | 0x04 | 0x05 | 0x06 | 0x09 | 0x0A | 0x0C | 0x18 | 0x19 | 0x1D
-    )
-}
-
-/// The hypervisor's state.
-#[derive(Debug)]
-pub struct Hypervisor {
-    /// The portable kernel (filled in place by boot).
-    pub kernel: Kernel,
-    /// The domain whose FP/SIMD registers are live in the CPU.
-    pub fp_owner: Option<DomainIndex>,
-    /// What this CPU implements (probed at boot, before any domain runs).
-    pub features: CpuFeatures,
-    /// Set by boot once the kernel is built; exceptions before that are hypervisor bugs.
-    pub running: bool,
-}
-
-/// Built in place by boot, then used by every exception.
-pub static HYPERVISOR: GlobalCell<Hypervisor> = GlobalCell::new(Hypervisor {
-    kernel: Kernel::empty(),
-    fp_owner: None,
-    features: CpuFeatures::MINIMAL,
-    running: false,
-});
-
-/// The hypervisor state, once boot has built it.
-///
-/// # Safety
-///
-/// No other reference to [`HYPERVISOR`] may be live (each exception takes it once).
-unsafe fn running_hypervisor() -> &'static mut Hypervisor {
-    // SAFETY: the caller guarantees exclusivity (global.rs).
-    let hypervisor = unsafe { HYPERVISOR.get_mut() };
-    if !hypervisor.running {
-        fatal(3, "panic");
-    }
-    hypervisor
-}
-
-/// Per-domain EL1 and FP/SIMD state and stage-2 roots, indexed like the kernel's domains.
-/// Zero until boot fills the slots in use, so it costs the image file nothing (`.bss`).
-pub static ARCH_DOMAINS: GlobalCell<[ArchDomain; MAX_DOMAINS]> =
-    GlobalCell::new([ArchDomain::zeroed(); MAX_DOMAINS]);
-
-/// Prints the final status line of a fatal hypervisor error and powers off.
-pub fn fatal(status: u8, reason: &str) -> ! {
-    crate::hv_line!("halt status={status} reason={reason}");
+/// Prints the final status line of a fatal hypervisor error, `halt status=<2|3> reason=<word>`,
+/// and powers off. Touches no state: it may run inside any entry.
+pub fn fatal(reason: FatalReason) -> ! {
+    crate::hv_line!("{reason}");
     psci::system_off()
+}
+
+/// The state, once boot has built it.
+fn running(witness: &mut Exclusive) -> &mut State {
+    let state = STATE.get_mut(witness);
+    if !state.machine.running {
+        fatal(FatalReason::NotRunning);
+    }
+    state
 }
 
 /// An exception taken at EL2 itself: a hypervisor bug, never a domain's doing.
@@ -111,27 +56,30 @@ pub fn fatal(status: u8, reason: &str) -> ! {
 extern "C" fn fs_trap_current(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
     if super::mmu::is_stack_guard(far) {
         crate::hv_line!("panic EL2 stack overflow elr={elr:#x}");
+        fatal(FatalReason::StackOverflow);
     }
     crate::hv_line!("panic exception at EL2 kind={kind} esr={esr:#x} elr={elr:#x} far={far:#x}");
-    fatal(3, "panic")
+    fatal(FatalReason::ExceptionAtEl2)
 }
 
-/// Fills the first trap frame with the first domain's registers (called by `fs_run_first`).
+/// Fills the first trap frame with the first context's registers (called by `fs_run_first`).
 ///
 /// # Safety
 ///
-/// `frame` points to the frame `fs_run_first` reserved; boot has stored [`HYPERVISOR`].
+/// `frame` points to the frame `fs_run_first` reserved; boot has built [`STATE`].
 #[no_mangle]
 unsafe extern "C" fn fs_fill_first_frame(frame: *mut Registers) {
+    // SAFETY: the top of this entry; boot's token is gone with boot's stack (`fs_run_first`).
+    let mut witness = unsafe { Exclusive::enter() };
     // SAFETY: the frame is a live, exclusive stack slot (caller's contract).
     let frame = unsafe { &mut *frame };
-    // SAFETY: EL2 is not re-entered (global.rs); this is the only live reference.
-    let hypervisor = unsafe { running_hypervisor() };
-    // SAFETY: as above.
-    let arch = unsafe { ARCH_DOMAINS.get_mut() };
-    hypervisor.kernel.set_time_slice(gic::slice_ticks());
-    let decision = hypervisor.kernel.start(gic::now());
-    apply(hypervisor, arch, None, decision, None, frame);
+    let State {
+        hypervisor,
+        machine,
+    } = running(&mut witness);
+    hypervisor.set_time_slice(gic::slice_ticks());
+    let decision = hypervisor.start(gic::now());
+    apply(hypervisor, machine, None, decision, None, frame);
 }
 
 /// An exception from a domain (EL1).
@@ -143,26 +91,28 @@ unsafe extern "C" fn fs_fill_first_frame(frame: *mut Registers) {
 unsafe extern "C" fn fs_trap_lower(frame: *mut Registers, kind: u64) {
     // Read first, so the domain pays for its own time and not for the hypervisor's.
     let now = gic::now();
+    // SAFETY: the top of this entry: EL2 is not re-entered (global.rs), so no other token lives.
+    let mut witness = unsafe { Exclusive::enter() };
     // SAFETY: the vector passed its own stack frame, exclusively ours until we return.
     let frame = unsafe { &mut *frame };
-    // SAFETY: EL2 is not re-entered (global.rs); this is the only live reference.
-    let hypervisor = unsafe { running_hypervisor() };
-    // SAFETY: as above.
-    let arch = unsafe { ARCH_DOMAINS.get_mut() };
-    let Some(current) = hypervisor.kernel.current() else {
-        fatal(3, "panic")
+    let State {
+        hypervisor,
+        machine,
+    } = running(&mut witness);
+    let Some(current) = hypervisor.current() else {
+        fatal(FatalReason::NoCurrentContext)
     };
     let exit = match kind {
         KIND_SYNC => {
             let esr = ESR_EL2.get();
-            match esr >> 26 {
+            match exception_class(esr) {
                 EC_FP => {
-                    switch_fp(hypervisor, arch, current);
+                    switch_fp(hypervisor, machine, current);
                     return;
                 }
                 EC_HVC64 => Exit::Hypercall,
-                EC_SMC64 => Exit::SecureMonitorCall(InstructionLength::from_esr(esr)),
-                EC_WFX => Exit::WaitForInterrupt(InstructionLength::from_esr(esr)),
+                EC_SMC64 => Exit::SecureMonitorCall(instruction_length(esr)),
+                EC_WFX => Exit::WaitForInterrupt(instruction_length(esr)),
                 EC_DATA_ABORT_LOWER | EC_INSTRUCTION_ABORT_LOWER => {
                     Exit::Fault(stage2_abort(esr, frame.pc))
                 }
@@ -173,7 +123,7 @@ unsafe extern "C" fn fs_trap_lower(frame: *mut Registers, kind: u64) {
                 _ => Exit::Fault(unknown(esr, frame.pc)),
             }
         }
-        KIND_IRQ => match gic::take_interrupt() {
+        KIND_IRQ => match machine.gic.as_mut().and_then(gic::take_interrupt) {
             Some(gic::Interrupt::TimeSlice) => Exit::TimerTick,
             Some(gic::Interrupt::Device(intid)) => Exit::Interrupt(intid),
             None => return,
@@ -181,16 +131,16 @@ unsafe extern "C" fn fs_trap_lower(frame: *mut Registers, kind: u64) {
         // FIQ, SError, anything from AArch32.
         _ => Exit::Fault(unknown(ESR_EL2.get(), frame.pc)),
     };
-    if let Some(saved) = hypervisor.kernel.registers_mut(current) {
+    if let Some(saved) = hypervisor.registers_mut(current) {
         *saved = *frame;
     }
-    let decision = hypervisor.kernel.handle(exit, now, &mut Pl011);
-    unmask_acknowledged(hypervisor);
+    let decision = hypervisor.handle(machine, exit, now, &mut Pl011);
+    unmask_acknowledged(hypervisor, machine);
     let fault = match exit {
         Exit::Fault(report) => Some(report),
         _ => None,
     };
-    apply(hypervisor, arch, Some(current), decision, fault, frame);
+    apply(hypervisor, machine, Some(current), decision, fault, frame);
 }
 
 fn unknown(esr: u64, pc: u64) -> FaultReport {
@@ -218,11 +168,11 @@ fn stage2_abort(esr: u64, pc: u64) -> FaultReport {
     }
 }
 
-/// Carries out the kernel's decision on the trap frame.
+/// Carries out the hypervisor's decision on the trap frame.
 fn apply(
-    hypervisor: &mut Hypervisor,
-    arch: &mut [ArchDomain; MAX_DOMAINS],
-    previous: Option<DomainIndex>,
+    hypervisor: &mut Hypervisor<El2Machine>,
+    machine: &mut El2Machine,
+    previous: Option<ContextId>,
     decision: Decision,
     fault: Option<FaultReport>,
     frame: &mut Registers,
@@ -230,45 +180,46 @@ fn apply(
     match decision {
         Decision::Run(next) => {
             if previous != Some(next) {
-                switch_domain(hypervisor, arch, previous, next);
+                switch_context(hypervisor, machine, previous, next);
             }
-            // The kernel keeps each domain's budget; the timer ends it when it runs out.
-            gic::arm_slice(hypervisor.kernel.slice_end());
+            // The kernel keeps each context's budget; the timer ends it when it runs out.
+            gic::arm_slice(hypervisor.slice_end());
             load_frame(hypervisor, next, frame);
         }
-        Decision::InjectAbort(domain) => {
-            gic::arm_slice(hypervisor.kernel.slice_end());
-            load_frame(hypervisor, domain, frame);
+        Decision::InjectAbort(context) => {
+            gic::arm_slice(hypervisor.slice_end());
+            load_frame(hypervisor, context, frame);
             if let Some(fault) = fault {
                 inject_external_abort(fault, frame);
             }
         }
         Decision::WaitForInterrupt => {
-            let decision = wait_for_interrupt(hypervisor);
-            apply(hypervisor, arch, previous, decision, None, frame);
+            let decision = wait_for_interrupt(hypervisor, machine);
+            apply(hypervisor, machine, previous, decision, None, frame);
         }
         Decision::Halt(halt) => halt_system(hypervisor, &halt),
     }
 }
 
-/// Idles the CPU until a PD's interrupt makes some domain runnable. EL2 keeps interrupts
+/// Idles the CPU until a PD's interrupt makes some context runnable. EL2 keeps interrupts
 /// masked: `WFI` still wakes on a pending one, which is then taken by hand.
-fn wait_for_interrupt(hypervisor: &mut Hypervisor) -> Decision {
+fn wait_for_interrupt(
+    hypervisor: &mut Hypervisor<El2Machine>,
+    machine: &mut El2Machine,
+) -> Decision {
     gic::stop_slice();
     loop {
         aarch64_cpu::asm::wfi();
-        match gic::take_interrupt() {
+        match machine.gic.as_mut().and_then(gic::take_interrupt) {
             Some(gic::Interrupt::Device(intid)) => {
-                let decision =
-                    hypervisor
-                        .kernel
-                        .handle(Exit::Interrupt(intid), gic::now(), &mut Pl011);
-                unmask_acknowledged(hypervisor);
+                let exit = Exit::Interrupt(intid);
+                let decision = hypervisor.handle(machine, exit, gic::now(), &mut Pl011);
+                unmask_acknowledged(hypervisor, machine);
                 if decision != Decision::WaitForInterrupt {
                     return decision;
                 }
             }
-            // A slice that expired just before the CPU went idle: no domain to slice.
+            // A slice that expired just before the CPU went idle: no context to slice.
             Some(gic::Interrupt::TimeSlice) => gic::stop_slice(),
             None => {}
         }
@@ -276,30 +227,32 @@ fn wait_for_interrupt(hypervisor: &mut Hypervisor) -> Decision {
 }
 
 /// Unmasks every interrupt its PD acknowledged during the last call.
-fn unmask_acknowledged(hypervisor: &mut Hypervisor) {
-    while let Some(intid) = hypervisor.kernel.take_acknowledged_irq() {
-        gic::unmask(intid);
+fn unmask_acknowledged(hypervisor: &mut Hypervisor<El2Machine>, machine: &mut El2Machine) {
+    while let Some(intid) = hypervisor.take_acknowledged_irq() {
+        if let Some(gic) = machine.gic.as_mut() {
+            gic::unmask(gic, intid);
+        }
     }
 }
 
-fn load_frame(hypervisor: &mut Hypervisor, domain: DomainIndex, frame: &mut Registers) {
-    match hypervisor.kernel.registers_mut(domain) {
+fn load_frame(hypervisor: &mut Hypervisor<El2Machine>, context: ContextId, frame: &mut Registers) {
+    match hypervisor.registers_mut(context) {
         Some(registers) => *frame = *registers,
-        None => fatal(3, "panic"),
+        None => fatal(FatalReason::NoCurrentContext),
     }
 }
 
 /// Flushes every domain's partial line, prints the final status line and powers off.
-pub fn halt_system(hypervisor: &mut Hypervisor, halt: &Halt) -> ! {
-    hypervisor.kernel.flush_console(&mut Pl011);
-    let _ = hypervisor.kernel.write_halt_line(halt, &mut Pl011);
+pub fn halt_system(hypervisor: &mut Hypervisor<El2Machine>, halt: &Halt) -> ! {
+    hypervisor.flush_console(&mut Pl011);
+    let _ = hypervisor.write_halt_line(halt, &mut Pl011);
     psci::system_off()
 }
 
 /// Gives a domain its stage-2 abort back as a synchronous external abort taken to its own EL1
 /// vector, the way pKVM treats a host access to memory it does not own (DESIGN.md 2).
 fn inject_external_abort(fault: FaultReport, frame: &mut Registers) {
-    ESR_EL1.set(fault.injected_syndrome());
+    ESR_EL1.set(injected_abort_syndrome(&fault));
     // Stage 1 is off, so the faulting VA is the IPA.
     FAR_EL1.set(fault.ipa.get());
     enter_el1_sync_vector(frame);
@@ -312,8 +265,7 @@ fn inject_external_abort(fault: FaultReport, frame: &mut Registers) {
 /// guests do. `ESR_EL1.IL` is the trapped instruction's (`ESR_EL2.IL`, 0 for a 16-bit T32
 /// instruction at AArch32 EL0).
 fn inject_undefined(esr: u64, frame: &mut Registers) {
-    const IL: u64 = 1 << 25;
-    ESR_EL1.set(esr & IL);
+    ESR_EL1.set(undefined_syndrome(esr));
     enter_el1_sync_vector(frame);
 }
 
@@ -327,28 +279,28 @@ fn enter_el1_sync_vector(frame: &mut Registers) {
     frame.pc = VBAR_EL1
         .get()
         .wrapping_add(el1_sync_vector_offset(frame.pstate));
-    frame.pstate = frameshift_core::kernel::registers::INITIAL_PSTATE;
+    frame.pstate = SPSR_EL1H_MASKED;
 }
 
-/// Switches the EL1 registers and stage 2 from `previous` to `next`.
-fn switch_domain(
-    hypervisor: &mut Hypervisor,
-    arch: &mut [ArchDomain; MAX_DOMAINS],
-    previous: Option<DomainIndex>,
-    next: DomainIndex,
+/// Switches the EL1 registers, the GIC virtual interface and stage 2 from `previous` to `next`.
+fn switch_context(
+    hypervisor: &mut Hypervisor<El2Machine>,
+    machine: &mut El2Machine,
+    previous: Option<ContextId>,
+    next: ContextId,
 ) {
-    let features = &hypervisor.features;
-    if let Some(previous) = previous.and_then(|p| arch.get_mut(p.get())) {
-        previous.el1.save(features);
-        previous.gic.save(features);
+    let features = &machine.features;
+    if let Some(previous) = previous.and_then(|p| hypervisor.context_mut(p)) {
+        previous.arch.el1.save(features);
+        previous.arch.gic.save(features);
     }
-    let Some(incoming) = arch.get(next.get()) else {
-        fatal(3, "panic")
+    let (Some(incoming), Some(vttbr)) = (hypervisor.context(next), hypervisor.vttbr(next)) else {
+        fatal(FatalReason::NoCurrentContext)
     };
-    incoming.el1.restore(features);
-    incoming.gic.restore(features);
-    VTTBR_EL2.set(incoming.vttbr);
-    let fp_trap = if hypervisor.fp_owner == Some(next) {
+    incoming.arch.el1.restore(features);
+    incoming.arch.gic.restore(features);
+    VTTBR_EL2.set(vttbr);
+    let fp_trap = if machine.fp_owner == Some(next) {
         0
     } else {
         CPTR_TFP
@@ -357,7 +309,7 @@ fn switch_domain(
     barrier::isb(barrier::SY);
 }
 
-/// `CPTR_EL2` while the running domain owns the FP/SIMD registers.
+/// `CPTR_EL2` while the running context owns the FP/SIMD registers.
 const fn cptr_base(features: &CpuFeatures) -> u64 {
     if features.amu {
         CPTR_BASE | CPTR_TAM
@@ -366,21 +318,22 @@ const fn cptr_base(features: &CpuFeatures) -> u64 {
     }
 }
 
-/// Lazy FP/SIMD switch on the first FP instruction of a domain that does not own the registers.
+/// Lazy FP/SIMD switch on the first FP instruction of a context that does not own the
+/// registers.
 fn switch_fp(
-    hypervisor: &mut Hypervisor,
-    arch: &mut [ArchDomain; MAX_DOMAINS],
-    current: DomainIndex,
+    hypervisor: &mut Hypervisor<El2Machine>,
+    machine: &mut El2Machine,
+    current: ContextId,
 ) {
-    CPTR_EL2.set(cptr_base(&hypervisor.features));
+    CPTR_EL2.set(cptr_base(&machine.features));
     barrier::isb(barrier::SY);
-    if let Some(owner) = hypervisor.fp_owner.and_then(|o| arch.get_mut(o.get())) {
-        owner.fp.save();
+    if let Some(owner) = machine.fp_owner.and_then(|o| hypervisor.context_mut(o)) {
+        owner.arch.fp.save();
     }
-    if let Some(incoming) = arch.get(current.get()) {
-        incoming.fp.restore();
+    if let Some(incoming) = hypervisor.context(current) {
+        incoming.arch.fp.restore();
     }
-    hypervisor.fp_owner = Some(current);
+    machine.fp_owner = Some(current);
 }
 
 /// EL2 controls for running domains (Arm ARM D13.2.48 `HCR_EL2` and friends). Registers and
@@ -424,7 +377,7 @@ pub fn configure_el2(features: &CpuFeatures) {
         unsafe { core::arch::asm!("msr s3_4_c1_c2_2, xzr", options(nomem, nostack)) };
     }
     // DESIGN.md 9: T0SZ=24, SL0=1, WB-WA, inner shareable, 4 KiB granule, PS=40-bit.
-    VTCR_EL2.set(0x8002_3558);
+    VTCR_EL2.set(frameshift_abi::layout::VTCR_EL2);
     CPTR_EL2.set(cptr_base(features) | CPTR_TFP);
     // Debug and PMU registers trap (TDRA, TDOSA, TDA, TPM, TPMCR); HPMN is kept.
     MDCR_EL2.set(MDCR_EL2.get() | (1 << 11) | (1 << 10) | (1 << 9) | (1 << 6) | (1 << 5));

@@ -1,17 +1,42 @@
-//! The core's [`Stage2Arch`] on real hardware: physical memory through the EL2 identity map,
-//! descriptor stores made visible to the walker, and the TLB maintenance DESIGN.md 9 verified.
+//! The machine the portable core runs on ([`Arch`]): physical memory through the EL2 identity
+//! map, descriptor stores made visible to the walker, the TLB maintenance DESIGN.md 9
+//! verified, and the per-context state the arch layer switches ([`ArchContext`]).
 
 use aarch64_cpu::registers::*;
 
 use frameshift_core::addr::{Ipa, PhysAddr, Vmid};
-use frameshift_core::arch::{DescriptorSlot, PageWords, PhysMemory, Stage2Arch};
+use frameshift_core::arch::{Arch, DescriptorSlot, PageWords, PhysMemory, Stage2Arch};
+use frameshift_core::{ContextId, ContextKind, FatalReason, ListRegistersFull, VirtualIrq};
 
-/// Physical memory as the EL2 identity map (`mmu`) shows it.
-///
-/// The core touches only stage-2 table pages from the kernel's table pool and frames it
+use super::context::ArchContext;
+use super::features::CpuFeatures;
+use super::gic::Gic;
+use super::spsr::SPSR_EL1H_MASKED;
+
+/// The CPU as the hypervisor uses it. Physical memory is what the EL2 identity map (`mmu`)
+/// shows: the core touches only stage-2 table pages from the kernel's table pool and frames it
 /// converts, all in RAM, which the identity map covers as Normal write-back memory.
-#[derive(Debug, Default)]
-pub struct El2Machine;
+#[derive(Debug)]
+pub struct El2Machine {
+    /// What this CPU implements (probed at boot, before any domain runs).
+    pub features: CpuFeatures,
+    /// The context whose FP/SIMD registers are live in the CPU.
+    pub fp_owner: Option<ContextId>,
+    /// Set by boot once the hypervisor is built; a trap before that is a hypervisor bug.
+    pub running: bool,
+    /// The GIC driver (from boot on), to mask and unmask PDs' interrupts.
+    pub gic: Option<Gic>,
+}
+
+impl El2Machine {
+    /// Before boot: every field zero (the feature probe fills `features`).
+    pub const EMPTY: Self = Self {
+        features: CpuFeatures::NONE,
+        fp_owner: None,
+        running: false,
+        gic: None,
+    };
+}
 
 impl PhysMemory for El2Machine {
     fn read_u64(&self, pa: PhysAddr) -> u64 {
@@ -81,5 +106,40 @@ impl Stage2Arch for El2Machine {
             // SAFETY: TLB maintenance only drops cached translations for this VMID.
             unsafe { core::arch::asm!("tlbi vmalls12e1is", "dsb ish", "isb", options(nostack)) };
         });
+    }
+
+    fn fatal(&mut self, reason: FatalReason) -> ! {
+        super::trap::fatal(reason)
+    }
+}
+
+impl Arch for El2Machine {
+    type Context = ArchContext;
+
+    const ENTRY_PSTATE: u64 = SPSR_EL1H_MASKED;
+
+    fn new_context(&self, _kind: ContextKind) -> ArchContext {
+        ArchContext::initial()
+    }
+
+    // vCPUs do not run yet (the protected-VM issue): until they do, the VMM calls that reach
+    // the arch's per-vCPU state are refused here.
+    fn vcpu_register(_context: &ArchContext, _register: u64) -> Option<u64> {
+        None
+    }
+
+    fn set_vcpu_register(_context: &mut ArchContext, _register: u64, _value: u64) -> bool {
+        false
+    }
+
+    fn inject_virtual_irq(
+        _context: &mut ArchContext,
+        _irq: VirtualIrq,
+    ) -> Result<(), ListRegistersFull> {
+        Err(ListRegistersFull)
+    }
+
+    fn ack_virtual_ppi(_context: &mut ArchContext, _intid: u32) -> bool {
+        false
     }
 }
