@@ -29,23 +29,20 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use frameshift_core::arch::fake::FakeArch;
 use frameshift_core::arch::PageWords;
-use frameshift_core::frame_table::FrameTable;
+use frameshift_core::frame_table::{BorrowerRecord, VecStorage};
+use frameshift_core::hypervisor::{heap_bytes, SIDE_TABLE_RECORDS};
 use frameshift_core::small_system::{
-    boot_mapping, link, window, SmallEngine, SmallSystem, BLOCK_IPA, FRAMES, FRAME_A_IPA,
-    FRAME_BASE, GUEST_HISTORY, HOST, HYPERVISOR, POOL_BASE, POOL_PAGES, WINDOW_HOST_BASE,
+    default_layout, small_domain, SmallDomains, SmallEngine, SmallSystem, BLOCK_IPA, FRAMES,
+    FRAME_A_IPA, FRAME_BASE, GUEST_HISTORY, HOST, HYPERVISOR, POOL_BASE, POOL_PAGES,
 };
 use frameshift_core::{
-    BootSharing, ConversionMode, DescriptorSlot, Engine, Ipa, PhysAddr, PhysMemory, Rights,
-    Stage2Arch, TablePool, Vmid, PAGE_SIZE,
+    DescriptorSlot, Domains, Engine, FatalReason, FrameRecord, Ipa, PhysAddr, PhysMemory, Stage2Arch,
+    TablePool, Vmid, PAGE_SIZE,
 };
 
-/// Frames the EL2 kernel's frame table tracks: QEMU `virt` with 512 MiB has convertible memory
-/// [0x4200_0000, 0x6000_0000) (`CONVERTIBLE_FRAMES` in hypervisor/src/arch/aarch64/boot.rs).
-const KERNEL_FRAMES: usize = (0x6000_0000 - 0x4200_0000) / PAGE_SIZE as usize;
-/// The kernel's borrower side-table records (`BORROWER_RECORDS` there).
-const KERNEL_BORROWERS: usize = 1024;
-/// Bytes of one borrower side-table record.
-const BORROWER_RECORD_BYTES: usize = 4;
+/// Frames the EL2 kernel's frame table tracks on QEMU `virt` with 512 MiB: the image builder's
+/// convertible range [0x4200_0000, 0x6000_0000) (122,880 frames, as in issue 11).
+const KERNEL_FRAMES: u64 = (0x6000_0000 - 0x4200_0000) / PAGE_SIZE;
 
 /// The guest whose memory converts.
 const GUEST: frameshift_core::DomainId = GUEST_HISTORY;
@@ -126,59 +123,91 @@ impl Stage2Arch for FlatArch {
     fn invalidate_vmid(&mut self, _vmid: Vmid) {
         self.invalidated_vmids += 1;
     }
+
+    fn fatal(&mut self, reason: FatalReason) -> ! {
+        panic!("the engine halted the benchmark machine: {reason:?}")
+    }
 }
 
-/// The small system on the flat machine, with the block and frame A donated to the guest.
-fn flat_system() -> (Box<SmallEngine>, FlatArch) {
+/// A benchmark system: the engine, its domains and the machine.
+struct Bench<A> {
+    engine: Box<SmallEngine>,
+    domains: Box<SmallDomains>,
+    arch: A,
+}
+
+/// The small system's default layout (host, a history-mode and a split-mode guest, the host
+/// owning every frame) on the flat machine, with the block and frame A donated to the guest.
+fn flat_system() -> Bench<FlatArch> {
+    let layout = default_layout();
     let mut arch = FlatArch::new();
-    let mut engine = Box::new(Engine::empty());
+    let mut engine = Box::new(Engine::new(VecStorage::new(layout.frames, layout.side_table)));
     engine
         .init(TablePool::new(POOL_BASE, POOL_PAGES).unwrap(), FRAME_BASE, FRAMES)
         .unwrap();
     engine.protect(HYPERVISOR.0, HYPERVISOR.1).unwrap();
-    engine.create_domain(&mut arch, HOST, Vmid(1)).unwrap();
-    engine.create_domain(&mut arch, GUEST, Vmid(2)).unwrap();
-    engine
-        .link_guest(GUEST, link(window(), ConversionMode::History))
-        .unwrap();
-    let mapping = boot_mapping(
-        HOST,
-        WINDOW_HOST_BASE,
-        FRAME_BASE,
-        FRAMES as u64,
-        Rights::READ_WRITE,
-        BootSharing::Private,
-    );
-    engine.map_at_boot(&mut arch, &mapping).unwrap();
-    donate(&mut engine, &mut arch);
-    (engine, arch)
+    let mut domains = Box::new(Domains::new());
+    for &id in &layout.domains {
+        let vspace = engine
+            .create_vspace(&mut arch, Vmid(u16::from(id.0) + 1))
+            .unwrap();
+        let link = layout
+            .guests
+            .iter()
+            .find(|(guest, _)| *guest == id)
+            .map(|&(_, link)| link);
+        domains.push(small_domain(id, link, vspace, ())).unwrap();
+    }
+    for &(guest, link) in &layout.guests {
+        engine.link_guest(&mut domains, guest, link).unwrap();
+    }
+    for mapping in &layout.boot {
+        engine.map_at_boot(&mut arch, &domains, mapping).unwrap();
+    }
+    let mut bench = Bench {
+        engine,
+        domains,
+        arch,
+    };
+    bench.donate();
+    bench
 }
 
 /// The small system on the checking fake, with the block and frame A donated to the guest.
-fn checking_system() -> (Box<SmallEngine>, FakeArch) {
+fn checking_system() -> Bench<FakeArch> {
     let system = SmallSystem::boot().unwrap();
-    let (mut engine, mut arch) = (Box::new(system.engine), system.arch);
-    donate(&mut engine, &mut arch);
-    arch.end_call();
-    assert_eq!(arch.take_violations(), Vec::<String>::new());
-    (engine, arch)
+    let mut bench = Bench {
+        engine: Box::new(system.engine),
+        domains: system.domains,
+        arch: system.arch,
+    };
+    bench.donate();
+    bench.arch.end_call();
+    assert_eq!(bench.arch.take_violations(), Vec::<String>::new());
+    bench
 }
 
-fn donate(engine: &mut SmallEngine, arch: &mut impl Stage2Arch) {
-    engine
-        .donate(arch, HOST, GUEST, BLOCK_IPA, BLOCK_PAGES)
-        .unwrap();
-    engine.donate(arch, HOST, GUEST, FRAME_A_IPA, 1).unwrap();
-}
+impl<A: Stage2Arch> Bench<A> {
+    fn donate(&mut self) {
+        let (engine, domains, arch) = (&mut self.engine, &*self.domains, &mut self.arch);
+        engine
+            .donate(arch, domains, HOST, GUEST, BLOCK_IPA, BLOCK_PAGES)
+            .unwrap();
+        engine
+            .donate(arch, domains, HOST, GUEST, FRAME_A_IPA, 1)
+            .unwrap();
+    }
 
-/// One share + unshare round trip of `pages` pages from `ipa`; both must be accepted.
-fn round_trip(engine: &mut SmallEngine, arch: &mut impl Stage2Arch, ipa: Ipa, pages: u64) {
-    engine
-        .share(arch, GUEST, black_box(ipa), black_box(pages))
-        .expect("share accepted");
-    engine
-        .unshare(arch, GUEST, black_box(ipa), black_box(pages))
-        .expect("unshare accepted");
+    /// One share + unshare round trip of `pages` pages from `ipa`; both must be accepted.
+    fn round_trip(&mut self, ipa: Ipa, pages: u64) {
+        let (engine, domains, arch) = (&mut self.engine, &*self.domains, &mut self.arch);
+        engine
+            .share(arch, domains, GUEST, black_box(ipa), black_box(pages))
+            .expect("share accepted");
+        engine
+            .unshare(arch, domains, GUEST, black_box(ipa), black_box(pages))
+            .expect("unshare accepted");
+    }
 }
 
 /// The round trips benchmarked: name, first IPA, pages.
@@ -190,34 +219,36 @@ fn cases() -> [(&'static str, Ipa, u64); 3] {
     ]
 }
 
-/// The frame table's bytes per frame in the kernel's configuration, and the table that gives it.
+/// The metadata the EL2 kernel keeps per frame, as it carves it from its heap at boot
+/// ([`heap_bytes`]): the frame records, the borrower side table and the audit's scratch.
 fn print_metadata() {
-    let table = size_of::<FrameTable<KERNEL_FRAMES, KERNEL_BORROWERS>>();
-    let records = KERNEL_FRAMES * size_of::<frameshift_core::FrameRecord>();
-    let side = KERNEL_BORROWERS * BORROWER_RECORD_BYTES;
+    let total = heap_bytes(KERNEL_FRAMES);
+    let records = KERNEL_FRAMES * size_of::<FrameRecord>() as u64;
+    let side = (SIDE_TABLE_RECORDS * size_of::<BorrowerRecord>()) as u64;
+    let scratch = total - records - side;
+    let per_frame = |bytes: u64| bytes as f64 / KERNEL_FRAMES as f64;
     println!(
-        "metadata: frame table {table} bytes for {KERNEL_FRAMES} frames = {:.3} bytes per frame \
-         ({} per frame record, + {side} bytes of borrower side table and {} of header, \
-         amortised)",
-        table as f64 / KERNEL_FRAMES as f64,
-        size_of::<frameshift_core::FrameRecord>(),
-        table - records - side,
+        "metadata: frame table {:.3} bytes per frame ({} per frame record + {side} bytes of \
+         borrower side table amortised over {KERNEL_FRAMES} frames)",
+        per_frame(records + side),
+        size_of::<FrameRecord>(),
     );
     println!(
-        "metadata: the EL2 kernel's audit also keeps 1 scratch byte per frame (AUDIT_SCRATCH), \
-         used only while an audit runs"
+        "metadata: with the audit's scratch ({scratch} bytes, 1 per frame, used only while an \
+         audit runs) {:.3} bytes per frame",
+        per_frame(total),
     );
 }
 
 /// The TLB maintenance one round trip of each case asks for (counted on the flat machine).
 fn print_tlb_maintenance() {
     for (name, ipa, pages) in cases() {
-        let (mut engine, mut arch) = flat_system();
-        round_trip(&mut engine, &mut arch, ipa, pages);
+        let mut bench = flat_system();
+        bench.round_trip(ipa, pages);
         println!(
             "tlb: {name}: one share + unshare round trip invalidates {} IPA(s) and {} whole \
              VMID(s)",
-            arch.invalidated_ipas, arch.invalidated_vmids
+            bench.arch.invalidated_ipas, bench.arch.invalidated_vmids
         );
     }
 }
@@ -230,19 +261,19 @@ fn conversions(criterion: &mut Criterion) {
         // One iteration is a round trip: two conversions.
         .throughput(Throughput::Elements(2));
     for (name, ipa, pages) in cases() {
-        let (mut engine, mut arch) = flat_system();
+        let mut flat = flat_system();
         group.bench_function(BenchmarkId::new("flat", name), |bencher| {
-            bencher.iter(|| round_trip(&mut engine, &mut arch, ipa, pages));
+            bencher.iter(|| flat.round_trip(ipa, pages));
         });
-        let (mut engine, mut arch) = checking_system();
+        let mut checking = checking_system();
         group.bench_function(BenchmarkId::new("checking_fake", name), |bencher| {
             bencher.iter(|| {
-                round_trip(&mut engine, &mut arch, ipa, pages);
+                checking.round_trip(ipa, pages);
                 // Ends the "call" (the fake's I6 check) and empties its invalidation log.
-                black_box(arch.end_call());
+                black_box(checking.arch.end_call());
             });
         });
-        assert_eq!(arch.take_violations(), Vec::<String>::new(), "{name}");
+        assert_eq!(checking.arch.take_violations(), Vec::<String>::new(), "{name}");
     }
     group.finish();
 }
