@@ -23,6 +23,8 @@ const NAME: &str = "notify_pingpong";
 enum Phase {
     /// The short loop that sizes the timed ones.
     Calibrate,
+    /// A full-length loop, not reported (`frameshift_pd_programs::bench::measure`).
+    WarmUp,
     /// Timed loop number `n` (1-based).
     Measure(u32),
     /// All loops done: ping stops notifying and the system goes idle.
@@ -39,6 +41,8 @@ struct Ping {
     iterations: u64,
     /// The counter when the current loop began.
     start: u64,
+    /// The timed loops, printed once the last has run: no loop follows a console line.
+    ticks: [u64; REPETITIONS as usize],
 }
 
 impl Ping {
@@ -60,13 +64,19 @@ impl Ping {
             Phase::Calibrate => {
                 let each = per_operation(ticks, CALIBRATION_ITERATIONS, counter_frequency());
                 self.iterations = iterations_for(each);
-                Phase::Measure(1)
+                Phase::WarmUp
             }
+            Phase::WarmUp => Phase::Measure(1),
             Phase::Measure(repetition) => {
-                report(NAME, ticks, self.iterations, repetition);
+                if let Some(slot) = self.ticks.get_mut(repetition as usize - 1) {
+                    *slot = ticks;
+                }
                 if repetition < REPETITIONS {
                     Phase::Measure(repetition + 1)
                 } else {
+                    for (repetition, ticks) in (1..).zip(self.ticks) {
+                        report(NAME, ticks, self.iterations, repetition);
+                    }
                     Phase::Done
                 }
             }
@@ -104,6 +114,7 @@ fn init() -> Ping {
         target: 0,
         iterations: 0,
         start: 0,
+        ticks: [0; REPETITIONS as usize],
     }
 }
 
