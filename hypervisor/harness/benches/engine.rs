@@ -36,8 +36,8 @@ use frameshift_core::small_system::{
     FRAME_A_IPA, FRAME_BASE, GUEST_HISTORY, HOST, HYPERVISOR, POOL_BASE, POOL_PAGES,
 };
 use frameshift_core::{
-    DescriptorSlot, Domains, Engine, FatalReason, FrameRecord, Ipa, PhysAddr, PhysMemory, Stage2Arch,
-    TablePool, Vmid, PAGE_SIZE,
+    DescriptorSlot, Domains, Engine, FatalReason, FrameRecord, Ipa, PhysAddr, PhysMemory,
+    Stage2Arch, TablePool, Vmid, PAGE_SIZE,
 };
 
 /// Frames the EL2 kernel's frame table tracks on QEMU `virt` with 512 MiB: the image builder's
@@ -141,9 +141,16 @@ struct Bench<A> {
 fn flat_system() -> Bench<FlatArch> {
     let layout = default_layout();
     let mut arch = FlatArch::new();
-    let mut engine = Box::new(Engine::new(VecStorage::new(layout.frames, layout.side_table)));
+    let mut engine = Box::new(Engine::new(VecStorage::new(
+        layout.frames,
+        layout.side_table,
+    )));
     engine
-        .init(TablePool::new(POOL_BASE, POOL_PAGES).unwrap(), FRAME_BASE, FRAMES)
+        .init(
+            TablePool::new(POOL_BASE, POOL_PAGES).unwrap(),
+            FRAME_BASE,
+            FRAMES,
+        )
         .unwrap();
     engine.protect(HYPERVISOR.0, HYPERVISOR.1).unwrap();
     let mut domains = Box::new(Domains::new());
@@ -273,7 +280,11 @@ fn conversions(criterion: &mut Criterion) {
                 black_box(checking.arch.end_call());
             });
         });
-        assert_eq!(checking.arch.take_violations(), Vec::<String>::new(), "{name}");
+        assert_eq!(
+            checking.arch.take_violations(),
+            Vec::<String>::new(),
+            "{name}"
+        );
     }
     group.finish();
 }

@@ -190,6 +190,14 @@ impl<S: FrameStorage> Engine<S> {
         let Some(index) = self.frames.index(pa) else {
             return state;
         };
+        self.boot_frames = if self.boot_frames.0 == self.boot_frames.1 {
+            (index, index + 1)
+        } else {
+            (
+                self.boot_frames.0.min(index),
+                self.boot_frames.1.max(index + 1),
+            )
+        };
         match state {
             PageState::Owned | PageState::SharedOwned => {
                 let frame_state = if state == PageState::Owned {

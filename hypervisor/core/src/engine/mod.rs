@@ -68,6 +68,9 @@ pub struct Engine<S> {
     protected_count: usize,
     /// Bumped by every change, so a plan can only be committed on the state it was made from.
     epoch: u64,
+    /// The frame indices `[start, end)` that boot mappings recorded holders for: the hull of
+    /// what boot mapped, which the boot audit ([`crate::audit::audit_boot`]) checks.
+    boot_frames: (usize, usize),
 }
 
 impl<S: FrameStorage> Engine<S> {
@@ -79,6 +82,7 @@ impl<S: FrameStorage> Engine<S> {
             protected: [(PhysAddr(0), PhysAddr(0)); MAX_PROTECTED_RANGES],
             protected_count: 0,
             epoch: 0,
+            boot_frames: (0, 0),
         }
     }
 
@@ -92,6 +96,7 @@ impl<S: FrameStorage> Engine<S> {
     ) -> Result<(), Error> {
         self.epoch += 1;
         self.protected_count = 0;
+        self.boot_frames = (0, 0);
         self.pool = TablePool::empty();
         self.frames.init(frame_base, frames)?;
         let (start, end) = pool.range();
@@ -126,9 +131,21 @@ impl<S: FrameStorage> Engine<S> {
         &self.protected[..self.protected_count]
     }
 
+    /// The frame indices boot mappings recorded holders for (the hull: frames in between that
+    /// no boot mapping named are included). Empty before the first boot mapping.
+    pub fn boot_frames(&self) -> core::ops::Range<usize> {
+        self.boot_frames.0..self.boot_frames.1
+    }
+
     /// The frame table.
     pub fn frame_table(&self) -> &FrameTable<S> {
         &self.frames
+    }
+
+    /// The frame table, for tests that corrupt it behind the engine's back.
+    #[cfg(test)]
+    pub(crate) fn frame_table_mut(&mut self) -> &mut FrameTable<S> {
+        &mut self.frames
     }
 
     /// Takes a pin on a frame (in-flight use).
