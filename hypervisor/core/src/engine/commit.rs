@@ -1,6 +1,6 @@
 //! The commit step: applies a prepared [`Plan`] run by run, without deciding anything again.
 
-use super::plan::{Pair, Plan, Run};
+use super::plan::{Pair, Plan, PlanHead, Run};
 use super::Engine;
 use crate::addr::{Ipa, BLOCK_SIZE, PAGE_SIZE};
 use crate::arch::Stage2Arch;
@@ -19,6 +19,16 @@ impl<S: FrameStorage> Engine<S> {
     /// on another state, or a count that falls short (a bug), halts the hypervisor
     /// ([`FatalReason::CommitInvariant`]) rather than leave a half-applied request behind.
     pub fn commit(&mut self, arch: &mut impl Stage2Arch, plan: Plan) {
+        self.commit_runs(arch, &plan.head, &plan.runs);
+    }
+
+    /// [`Self::commit`] of a plan's head and runs, wherever they are.
+    pub(super) fn commit_runs(
+        &mut self,
+        arch: &mut impl Stage2Arch,
+        plan: &PlanHead,
+        runs: &[Run],
+    ) {
         if plan.epoch != self.epoch {
             arch.fatal(FatalReason::CommitInvariant);
         }
@@ -30,7 +40,7 @@ impl<S: FrameStorage> Engine<S> {
         let mut guest_table = pair.guest_table;
         let mut host_table = pair.host_table;
         let mut page = 0;
-        for run in &plan.runs {
+        for run in runs {
             let first = Ipa(plan.first.get() + page * PAGE_SIZE);
             if plan.block {
                 self.commit_block(arch, &pair, run, first, &mut reservation);

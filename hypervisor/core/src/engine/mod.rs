@@ -238,8 +238,10 @@ impl<S: FrameStorage> Engine<S> {
         domains: &Domains<C>,
         request: Request,
     ) -> Result<(), Error> {
-        let plan = self.prepare(arch, domains, request)?;
-        self.commit(arch, plan);
+        // The runs stay here: a `Plan` moved from prepare to commit is a 10 KiB copy.
+        let mut runs = heapless::Vec::new();
+        let head = self.prepare_runs(arch, domains, request, &mut runs)?;
+        self.commit_runs(arch, &head, &runs);
         Ok(())
     }
 

@@ -111,12 +111,19 @@ pub(super) struct Run {
 /// An accepted request, prepared and not yet applied: its range as runs of uniform pages and the
 /// table pages the commit takes. Owned, so it can be inspected and then given to
 /// [`Engine::commit`], which applies it without deciding anything again. At most 512 runs of 20
-/// bytes: 10 KiB on the 128 KiB EL2 stack for the worst range.
+/// bytes: 10 KiB on the 128 KiB EL2 stack for the worst range. ([`Engine::convert`] keeps the
+/// runs where it made them and never moves a plan: a move copies all 10 KiB.)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
+    pub(super) head: PlanHead,
+    pub(super) runs: Vec<Run, MAX_RUNS>,
+}
+
+/// Everything in a plan but its runs (small, so it moves for free).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct PlanHead {
     pub(super) pair: Pair,
     pub(super) first: Ipa,
-    pub(super) runs: Vec<Run, MAX_RUNS>,
     /// One whole, aligned, uniform 2 MiB block: one level-2 descriptor change per side.
     pub(super) block: bool,
     /// Table pages the commit allocates.
@@ -138,12 +145,12 @@ impl Plan {
 
     /// Whether the range is converted as one 2 MiB block.
     pub fn is_block(&self) -> bool {
-        self.block
+        self.head.block
     }
 
     /// Table pages the commit allocates.
     pub fn table_pages(&self) -> usize {
-        self.tables
+        self.head.tables
     }
 }
 
@@ -182,9 +189,21 @@ impl<S: FrameStorage> Engine<S> {
         domains: &Domains<C>,
         request: Request,
     ) -> Result<Plan, Error> {
+        let mut runs = Vec::new();
+        let head = self.prepare_runs(arch, domains, request, &mut runs)?;
+        Ok(Plan { head, runs })
+    }
+
+    /// [`Self::prepare`] into `runs` (empty), which the caller keeps where it is.
+    pub(super) fn prepare_runs<C>(
+        &self,
+        arch: &impl Stage2Arch,
+        domains: &Domains<C>,
+        request: Request,
+        runs: &mut Vec<Run, MAX_RUNS>,
+    ) -> Result<PlanHead, Error> {
         let pair = pair(domains, request)?;
         let first = first_ipa(&pair, request)?;
-        let mut runs: Vec<Run, MAX_RUNS> = Vec::new();
         let mut last_key = None;
         let mut slots_needed = 0;
         for page in 0..request.pages {
@@ -234,15 +253,14 @@ impl<S: FrameStorage> Engine<S> {
         if slots_needed > self.frames.free_borrower_slots() {
             return Err(Error::BorrowerTableFull);
         }
-        let block = self.is_block(&pair, request, first, &runs);
-        let tables = table_pages(arch, &pair, first, &runs, block);
+        let block = self.is_block(&pair, request, first, runs);
+        let tables = table_pages(arch, &pair, first, runs, block);
         if tables > self.pool.available() {
             return Err(Error::OutOfTableMemory);
         }
-        Ok(Plan {
+        Ok(PlanHead {
             pair,
             first,
-            runs,
             block,
             tables,
             epoch: self.epoch,
