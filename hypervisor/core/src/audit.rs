@@ -236,7 +236,7 @@ enum Holding {
 }
 
 /// The audit of one domain's stage-2 table.
-struct DomainAudit<'a, 'r, S> {
+struct DomainAudit<'a, 'r, S: FrameStorage> {
     engine: &'a Engine<S>,
     domain: DomainId,
     /// A split-mode guest: private pages below the alias bit, shared ones above it.

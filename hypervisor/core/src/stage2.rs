@@ -69,6 +69,17 @@ pub enum Reach {
     Level3,
 }
 
+/// What the level-2 slot of a 2 MiB region holds ([`Stage2Table::block_slot`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BlockSlot {
+    /// Nothing: no level-2 table, or a zero slot. All 512 pages are empty alike.
+    Empty,
+    /// One 2 MiB block leaf: all 512 pages are mapped alike.
+    Block(Leaf),
+    /// A level-3 table, or anything else: the pages may differ.
+    Other,
+}
+
 /// One domain's stage-2 translation table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Stage2Table {
@@ -162,6 +173,23 @@ impl Stage2Table {
             Descriptor::Table(_) => Reach::Level3,
             Descriptor::Leaf(_) => Reach::Block,
             Descriptor::Invalid | Descriptor::Malformed(_) => Reach::Level2,
+        }
+    }
+
+    /// What the level-2 slot of the 2 MiB region at `ipa` holds: whether its 512 pages are
+    /// alike without reading them (the engine's block fast path).
+    pub fn block_slot(&self, memory: &impl PhysMemory, ipa: Ipa) -> BlockSlot {
+        let upper = memory.read_u64(descriptor_address(self.root, ipa, 1));
+        let l2_table = match decode(upper, 1) {
+            Descriptor::Table(table) => table,
+            _ if upper == 0 => return BlockSlot::Empty,
+            _ => return BlockSlot::Other,
+        };
+        let raw = memory.read_u64(descriptor_address(l2_table, ipa, 2));
+        match decode(raw, 2) {
+            _ if raw == 0 => BlockSlot::Empty,
+            Descriptor::Leaf(leaf) => BlockSlot::Block(leaf),
+            _ => BlockSlot::Other,
         }
     }
 

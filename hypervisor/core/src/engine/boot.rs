@@ -128,6 +128,10 @@ impl<S: FrameStorage> Engine<S> {
                     let frame = PhysAddr(pa.get() + offset * PAGE_SIZE);
                     self.record_boot_frame(arch, mapping, frame);
                 }
+                // A block mapped whole at boot converts whole in O(1) (a folded frame group).
+                if let Some(head) = self.frames.index(pa) {
+                    self.frames.fold(head);
+                }
                 let leaf = Leaf {
                     pa,
                     rights: mapping.rights,

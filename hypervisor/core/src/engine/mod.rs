@@ -61,7 +61,7 @@ const MAX_PROTECTED_RANGES: usize = 8;
 
 /// The ownership core: frame table, table pool and hypervisor memory.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Engine<S> {
+pub struct Engine<S: FrameStorage> {
     frames: FrameTable<S>,
     pool: TablePool,
     protected: [(PhysAddr, PhysAddr); MAX_PROTECTED_RANGES],
@@ -140,6 +140,13 @@ impl<S: FrameStorage> Engine<S> {
     /// The frame table.
     pub fn frame_table(&self) -> &FrameTable<S> {
         &self.frames
+    }
+
+    /// Unfolds every frame group: the next whole-block conversions take the slow path (see
+    /// [`FrameTable::unfold_all`]).
+    #[cfg(any(test, feature = "fake"))]
+    pub fn unfold_frame_groups(&mut self) {
+        self.frames.unfold_all();
     }
 
     /// The frame table, for tests that corrupt it behind the engine's back.

@@ -11,7 +11,7 @@ use crate::domain::{ConversionMode, DomainId, Domains, GuestLink};
 use crate::error::Error;
 use crate::frame_table::{FrameState, FrameStorage};
 use crate::ownership::{decide, FrameView, Holder, Operation, Side, Transition};
-use crate::stage2::{Entry, Reach, Stage2Table};
+use crate::stage2::{BlockSlot, Entry, Reach, Stage2Table};
 
 /// Longest range one conversion request may name (one 2 MiB block).
 pub const MAX_RANGE_PAGES: u64 = PAGES_PER_BLOCK;
@@ -204,11 +204,42 @@ impl<S: FrameStorage> Engine<S> {
     ) -> Result<PlanHead, Error> {
         let pair = pair(domains, request)?;
         let first = first_ipa(&pair, request)?;
+        let slots_needed = match self.plan_uniform_block(arch, &pair, request, first, runs)? {
+            Some(slots) => slots,
+            None => self.plan_pages(arch, &pair, request, first, runs)?,
+        };
+        if slots_needed > self.frames.free_borrower_slots() {
+            return Err(Error::BorrowerTableFull);
+        }
+        let block = self.is_block(&pair, request, first, runs);
+        let tables = table_pages(arch, &pair, first, runs, block);
+        if tables > self.pool.available() {
+            return Err(Error::OutOfTableMemory);
+        }
+        Ok(PlanHead {
+            pair,
+            first,
+            block,
+            tables,
+            epoch: self.epoch,
+        })
+    }
+
+    /// The slow path of [`Self::prepare`]: every page planned, runs merged; returns the borrower
+    /// side-table slots the commit takes.
+    fn plan_pages(
+        &self,
+        arch: &impl Stage2Arch,
+        pair: &Pair,
+        request: Request,
+        first: Ipa,
+        runs: &mut Vec<Run, MAX_RUNS>,
+    ) -> Result<usize, Error> {
         let mut last_key = None;
         let mut slots_needed = 0;
         for page in 0..request.pages {
             let ipa = Ipa(first.get() + page * PAGE_SIZE);
-            let plan = self.plan_page(arch, &pair, request, ipa)?;
+            let plan = self.plan_page(arch, pair, request, ipa)?;
             let adds_host = plan.transition.host == Side::Mapped(PageState::SharedBorrowed)
                 && !plan.view.host_borrows;
             let adds_guest = plan.transition.guest == Side::Mapped(PageState::SharedBorrowed)
@@ -250,21 +281,67 @@ impl<S: FrameStorage> Engine<S> {
             }
             last_key = Some(key);
         }
-        if slots_needed > self.frames.free_borrower_slots() {
-            return Err(Error::BorrowerTableFull);
+        Ok(slots_needed)
+    }
+
+    /// The fast path of [`Self::prepare`] for a whole 2 MiB block that is uniform: on each side
+    /// one level-2 descriptor or nothing ([`BlockSlot`]), and one folded frame group
+    /// ([`crate::frame_table`]). Its 512 pages would all plan as its first does, so the first
+    /// is planned and the run covers all 512. `Ok(None)` when the range is not such a block;
+    /// a refusal is the first page's, which is the slow path's too.
+    fn plan_uniform_block(
+        &self,
+        arch: &impl Stage2Arch,
+        pair: &Pair,
+        request: Request,
+        first: Ipa,
+        runs: &mut Vec<Run, MAX_RUNS>,
+    ) -> Result<Option<usize>, Error> {
+        if request.pages != PAGES_PER_BLOCK || !first.is_block_aligned() {
+            return Ok(None);
         }
-        let block = self.is_block(&pair, request, first, runs);
-        let tables = table_pages(arch, &pair, first, runs, block);
-        if tables > self.pool.available() {
-            return Err(Error::OutOfTableMemory);
+        let Some(host_first) = pair.link.window.host_ipa(first) else {
+            return Ok(None);
+        };
+        let alias = match pair.link.mode {
+            ConversionMode::Split => pair.guest_table.block_slot(arch, first.shared_alias()),
+            ConversionMode::History => BlockSlot::Empty,
+        };
+        let slots = [
+            pair.host_table.block_slot(arch, host_first),
+            pair.guest_table.block_slot(arch, first),
+            alias,
+        ];
+        if !host_first.is_block_aligned() || slots.contains(&BlockSlot::Other) {
+            return Ok(None);
         }
-        Ok(PlanHead {
-            pair,
-            first,
-            block,
-            tables,
-            epoch: self.epoch,
-        })
+        let plan = self.plan_page(arch, pair, request, first)?;
+        // A block leaf's frame is 2 MiB aligned: the head of its group, if the table has it.
+        if self.frames.folded_record(plan.frame).is_none() {
+            return Ok(None);
+        }
+        let adds_borrower = (plan.transition.host == Side::Mapped(PageState::SharedBorrowed)
+            && !plan.view.host_borrows)
+            || (plan.transition.guest == Side::Mapped(PageState::SharedBorrowed)
+                && !plan.view.guest_borrows);
+        let slots_needed = if adds_borrower {
+            self.frames.borrower_slots_needed(plan.frame) * PAGES_PER_BLOCK as usize
+        } else {
+            0
+        };
+        let run = Run {
+            pages: PAGES_PER_BLOCK as u16,
+            frame: plan.frame as u32,
+            transition: plan.transition,
+            host_borrows: plan.view.host_borrows,
+            guest_borrows: plan.view.guest_borrows,
+            guest_old: plan.guest_old,
+            guest_new: plan.guest_new,
+        };
+        if runs.push(run).is_err() {
+            return Err(Error::InvalidRange);
+        }
+        Ok(Some(slots_needed))
     }
 
     /// Whether the range is one whole aligned 2 MiB block that the commit can convert with one
