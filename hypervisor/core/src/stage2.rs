@@ -17,11 +17,11 @@
 //! Every change to a live descriptor goes through `Stage2Table::replace`, which applies
 //! break-before-make (Arm ARM D8.16.1) and invalidates after any removal or narrowing (I6, I7).
 
-use crate::addr::{Ipa, PhysAddr, Vmid, BLOCK_SIZE, PAGE_SIZE};
+use crate::addr::{Ipa, PhysAddr, Vmid, BLOCK_SIZE, IPA_BITS, PAGE_SIZE};
 use crate::arch::{DescriptorSlot, PhysMemory, Stage2Arch};
 use crate::descriptor::{
-    decode, decode_lent_away, encode_leaf, encode_lent_away, encode_table, is_bbm_safe, Descriptor,
-    Leaf,
+    decode, decode_lent_away, encode_leaf, encode_lent_away, encode_table, is_bbm_safe, level_span,
+    Descriptor, Leaf,
 };
 use crate::error::Error;
 use crate::table_pool::{Reservation, TablePool};
@@ -141,16 +141,31 @@ impl Stage2Table {
     }
 
     /// What the 4 KiB slot for `ipa` holds: a mapping (possibly inside a block), a lent-away
-    /// annotation, or nothing.
+    /// annotation, or nothing. One walk, as [`Self::translate`] walks (a malformed descriptor
+    /// or an IPA out of range holds nothing).
     pub fn entry(&self, memory: &impl PhysMemory, ipa: Ipa) -> Entry {
-        match self.translate(memory, ipa) {
-            Walk::Mapped(translation) => Entry::Mapped(translation.leaf),
-            Walk::Fault { level: 3 } => {
-                let raw = memory.read_u64(self.translate_descriptor(memory, ipa));
-                decode_lent_away(raw, 3).map_or(Entry::Empty, Entry::LentAway)
-            }
-            _ => Entry::Empty,
+        if ipa.0 >> IPA_BITS != 0 {
+            return Entry::Empty;
         }
+        let mut table = self.root;
+        for level in 1..=3u8 {
+            let raw = memory.read_u64(descriptor_address(table, ipa, level));
+            match decode(raw, level) {
+                Descriptor::Table(next) => table = next,
+                Descriptor::Leaf(leaf) => {
+                    let offset = ipa.0 & (level_span(level) - 1) & !(PAGE_SIZE - 1);
+                    return Entry::Mapped(Leaf {
+                        pa: PhysAddr(leaf.pa.0 + offset),
+                        ..leaf
+                    });
+                }
+                Descriptor::Invalid if level == 3 => {
+                    return decode_lent_away(raw, 3).map_or(Entry::Empty, Entry::LentAway);
+                }
+                Descriptor::Invalid | Descriptor::Malformed(_) => return Entry::Empty,
+            }
+        }
+        Entry::Empty
     }
 
     /// Level of the leaf mapping `ipa` (2 = inside a block), if mapped.
@@ -410,7 +425,7 @@ impl Stage2Table {
                     .take(arch, reservation)
                     .ok_or(Error::OutOfTableMemory)?;
                 let child_level = level + 1;
-                let child_span = crate::descriptor::level_span(child_level);
+                let child_span = level_span(child_level);
                 for index in 0..512 {
                     let child = Leaf {
                         pa: PhysAddr(leaf.pa.0 + index * child_span),
@@ -429,7 +444,7 @@ impl Stage2Table {
     }
 
     fn slot(&self, table: PhysAddr, ipa: Ipa, level: u8) -> DescriptorSlot {
-        let span = crate::descriptor::level_span(level);
+        let span = level_span(level);
         DescriptorSlot {
             pa: descriptor_address(table, ipa, level),
             vmid: self.vmid,

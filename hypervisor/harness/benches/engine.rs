@@ -95,7 +95,10 @@ impl FlatArch {
 
 impl PhysMemory for FlatArch {
     fn read_u64(&self, pa: PhysAddr) -> u64 {
-        self.page(pa)[self.locate(pa).2]
+        match self.locate(pa) {
+            (true, page, word) => self.tables[page][word],
+            (false, page, word) => self.frames[page][word],
+        }
     }
 
     fn page_mut(&mut self, pa: PhysAddr) -> &mut PageWords {
@@ -289,7 +292,40 @@ fn conversions(criterion: &mut Criterion) {
     group.finish();
 }
 
+/// With `FRAMESHIFT_ENGINE_ROUND_TRIPS=<n>` in the environment, the benchmark runs `n` round
+/// trips of case `FRAMESHIFT_ENGINE_CASE` (default `page`) on the flat machine and nothing else:
+/// under `perf stat -e instructions:u` that gives instructions per conversion, which, unlike
+/// time, does not depend on what else the host runs.
+fn fixed_round_trips() -> bool {
+    let Some(count) = std::env::var("FRAMESHIFT_ENGINE_ROUND_TRIPS")
+        .ok()
+        .and_then(|count| count.parse::<u64>().ok())
+    else {
+        return false;
+    };
+    let wanted = std::env::var("FRAMESHIFT_ENGINE_CASE").unwrap_or_else(|_| "page".into());
+    let (name, ipa, pages) = cases()
+        .into_iter()
+        .find(|(name, _, _)| *name == wanted)
+        .expect("FRAMESHIFT_ENGINE_CASE names a case: page, page_in_block or block");
+    let mut bench = flat_system();
+    let start = std::time::Instant::now();
+    for _ in 0..count {
+        bench.round_trip(ipa, pages);
+    }
+    let elapsed = start.elapsed();
+    println!(
+        "{name}: {count} round trips ({} conversions) in {elapsed:?}: {:.0} conversions/s",
+        2 * count,
+        (2 * count) as f64 / elapsed.as_secs_f64()
+    );
+    true
+}
+
 fn main() {
+    if fixed_round_trips() {
+        return;
+    }
     print_metadata();
     print_tlb_maintenance();
     let mut criterion = Criterion::default().configure_from_args();

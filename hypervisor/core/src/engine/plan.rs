@@ -247,7 +247,8 @@ impl<S: FrameStorage> Engine<S> {
             if adds_host || adds_guest {
                 slots_needed += self.frames.borrower_slots_needed(plan.frame);
             }
-            let key = RunKey {
+            // Only a range of more than one page merges runs.
+            let key = (request.pages > 1).then(|| RunKey {
                 transition: plan.transition,
                 host_borrows: plan.view.host_borrows,
                 guest_borrows: plan.view.guest_borrows,
@@ -257,9 +258,11 @@ impl<S: FrameStorage> Engine<S> {
                 memory: self.frames.record_at(plan.frame).memory(),
                 host_rights: self.frames.borrower_rights(plan.frame, pair.host),
                 guest_rights: self.frames.borrower_rights(plan.frame, pair.guest),
-            };
+            });
             let extends = runs.last().is_some_and(|run| {
-                last_key == Some(key) && run.frame as usize + usize::from(run.pages) == plan.frame
+                key.is_some()
+                    && last_key == key
+                    && run.frame as usize + usize::from(run.pages) == plan.frame
             });
             match runs.last_mut() {
                 Some(run) if extends => run.pages += 1,
@@ -279,7 +282,7 @@ impl<S: FrameStorage> Engine<S> {
                     }
                 }
             }
-            last_key = Some(key);
+            last_key = key;
         }
         Ok(slots_needed)
     }
@@ -572,8 +575,13 @@ fn table_pages(
     runs: &[Run],
     block: bool,
 ) -> usize {
-    let mut count = TableCount::default();
     let host_ipa = |ipa: Ipa| pair.link.window.host_ipa(ipa).unwrap_or(ipa);
+    if let ([run], false) = (runs, block) {
+        if run.pages == 1 {
+            return page_table_pages(arch, pair, run, first, host_ipa(first));
+        }
+    }
+    let mut count = TableCount::default();
     if block {
         if let Some(run) = runs.first() {
             if run.transition.host != Side::NoPage {
@@ -584,25 +592,60 @@ fn table_pages(
             }
         }
     } else {
+        // Per run and location, the 2 MiB regions its pages fall in (a run is at most 512
+        // pages: two regions at most), not every page.
         let mut page = 0;
         for run in runs {
-            for offset in 0..u64::from(run.pages) {
-                let ipa = Ipa(first.get() + (page + offset) * PAGE_SIZE);
-                let writes_host = run.transition.host != Side::NoPage;
-                count.page_write(HOST_TABLE, host_ipa(ipa), writes_host);
-                if run.guest_old != run.guest_new {
-                    if let Some(old) = run.guest_old.at(ipa) {
-                        count.page_write(GUEST_TABLE, old, false);
+            let start = Ipa(first.get() + page * PAGE_SIZE);
+            let last = Ipa(start.get() + (u64::from(run.pages) - 1) * PAGE_SIZE);
+            let mut each_region = |at: &dyn Fn(Ipa) -> Option<Ipa>, guest: bool, maps: bool| {
+                if let (Some(from), Some(to)) = (at(start), at(last)) {
+                    for region in [from, to] {
+                        count.page_write(guest, region, maps);
                     }
                 }
-                if let Some(new) = run.guest_new.at(ipa) {
-                    count.page_write(GUEST_TABLE, new, true);
-                }
+            };
+            let writes_host = run.transition.host != Side::NoPage;
+            each_region(&|ipa| Some(host_ipa(ipa)), HOST_TABLE, writes_host);
+            if run.guest_old != run.guest_new {
+                each_region(&|ipa| run.guest_old.at(ipa), GUEST_TABLE, false);
             }
+            each_region(&|ipa| run.guest_new.at(ipa), GUEST_TABLE, true);
             page += u64::from(run.pages);
         }
     }
     count.total(arch, pair)
+}
+
+/// [`table_pages`] of a one-page plan: each location it writes is its own 2 MiB region (the
+/// host's is in another table; the guest's old and new locations, when they differ, are the
+/// private IPA and its alias), so the count is a sum, one walk per location.
+fn page_table_pages(
+    arch: &impl Stage2Arch,
+    pair: &Pair,
+    run: &Run,
+    ipa: Ipa,
+    host_ipa: Ipa,
+) -> usize {
+    let needed = |table: Stage2Table, at: Ipa, maps: bool| match (table.reach(arch, at), maps) {
+        (Reach::Level1, true) => 2,
+        (Reach::Level2 | Reach::Block, true) | (Reach::Block, false) => 1,
+        _ => 0,
+    };
+    let mut total = needed(
+        pair.host_table,
+        host_ipa,
+        run.transition.host != Side::NoPage,
+    );
+    if run.guest_old != run.guest_new {
+        if let Some(old) = run.guest_old.at(ipa) {
+            total += needed(pair.guest_table, old, false);
+        }
+    }
+    if let Some(new) = run.guest_new.at(ipa) {
+        total += needed(pair.guest_table, new, true);
+    }
+    total
 }
 
 /// [`TableCount`]'s name for the host's table.
@@ -613,8 +656,8 @@ const GUEST_TABLE: bool = true;
 /// The regions one commit writes into, per table (false = the host's, true = the guest's).
 #[derive(Default)]
 struct TableCount {
-    /// 1 GiB regions that get a mapping or annotation.
-    gigabytes: Vec<(bool, u64), 8>,
+    /// 1 GiB regions a whole-block plan maps or annotates in.
+    block_gigabytes: Vec<(bool, u64), 8>,
     /// 2 MiB regions that get a page-level mapping or annotation.
     filled: Vec<(bool, u64), 8>,
     /// 2 MiB regions that only lose pages.
@@ -631,11 +674,15 @@ fn insert(set: &mut Vec<(bool, u64), 8>, item: (bool, u64)) {
     }
 }
 
+/// The 1 GiB region of `ipa`.
+const fn gigabyte(ipa: u64) -> u64 {
+    ipa & !((1 << 30) - 1)
+}
+
 impl TableCount {
     fn page_write(&mut self, guest: bool, ipa: Ipa, maps: bool) {
         let region = (guest, ipa.get() & !(BLOCK_SIZE - 1));
         if maps {
-            insert(&mut self.gigabytes, (guest, ipa.get() & !((1 << 30) - 1)));
             insert(&mut self.filled, region);
         } else {
             insert(&mut self.emptied, region);
@@ -643,9 +690,13 @@ impl TableCount {
     }
 
     fn block_write(&mut self, guest: bool, ipa: Ipa) {
-        insert(&mut self.gigabytes, (guest, ipa.get() & !((1 << 30) - 1)));
+        insert(&mut self.block_gigabytes, (guest, gigabyte(ipa.get())));
     }
 
+    /// One level-3 table per filled region that has none; one level-2 table per 1 GiB region
+    /// written into that has none (a region's reach is `Level1` exactly when its 1 GiB region
+    /// has no level-2 table, so one walk per region answers both); one level-3 table per
+    /// emptied region that is a block to split.
     fn total(&self, arch: &impl Stage2Arch, pair: &Pair) -> usize {
         let table = |guest: bool| {
             if guest {
@@ -655,21 +706,25 @@ impl TableCount {
             }
         };
         let reach = |(guest, base): (bool, u64)| table(guest).reach(arch, Ipa(base));
-        let level2 = self
-            .gigabytes
-            .iter()
-            .filter(|&&region| reach(region) == Reach::Level1)
-            .count();
-        let level3 = self
-            .filled
-            .iter()
-            .filter(|&&region| reach(region) != Reach::Level3)
-            .count();
+        let mut missing_level2: Vec<(bool, u64), 8> = Vec::new();
+        let mut level3 = 0;
+        for &(guest, base) in &self.filled {
+            let region_reach = reach((guest, base));
+            level3 += usize::from(region_reach != Reach::Level3);
+            if region_reach == Reach::Level1 {
+                insert(&mut missing_level2, (guest, gigabyte(base)));
+            }
+        }
+        for &region in &self.block_gigabytes {
+            if reach(region) == Reach::Level1 {
+                insert(&mut missing_level2, region);
+            }
+        }
         let splits = self
             .emptied
             .iter()
             .filter(|&&region| !self.filled.contains(&region) && reach(region) == Reach::Block)
             .count();
-        level2 + level3 + splits
+        missing_level2.len() + level3 + splits
     }
 }
