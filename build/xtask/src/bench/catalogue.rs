@@ -2,9 +2,13 @@
 //! anchor, and the benchmark systems that measure it.
 //!
 //! A figure with a [`Source`] is measured: a PD of that system prints its `bench` line. A figure
-//! without one is listed as "not measured yet": the guest figures wait for virtual machines to
-//! run. Measuring one later means writing its system and programs and giving it a source here;
-//! the table, `bench.json` and the plot pick it up unchanged.
+//! without one says what it [`needs`](Figure::needs) and is reported as "not yet measured:
+//! needs protected VMs": the guest figures wait for protected VMs to run. Measuring one later
+//! means writing its system and programs and giving it a source instead; the table,
+//! `bench.json` and the plot pick it up unchanged.
+
+/// What the guest figures wait for.
+pub const NEEDS_PROTECTED_VMS: &str = "protected VMs";
 
 /// Idle PDs added to a system for the "with a crowd" variant of each primitive.
 pub const IDLE_PDS: u32 = 48;
@@ -93,8 +97,10 @@ pub struct Figure {
     pub pages: Option<u64>,
     /// Idle PDs in the system while it is measured (primitives and guest figures).
     pub idle_pds: Option<u32>,
-    /// How it is measured; `None`: not measured yet.
+    /// How it is measured; `None`: not yet measured.
     pub source: Option<Source>,
+    /// What a figure with no source waits for ([`NEEDS_PROTECTED_VMS`]); `None` when measured.
+    pub needs: Option<&'static str>,
 }
 
 /// A primitive, measured by `line` in `system`, once alone and once with [`IDLE_PDS`] idle PDs.
@@ -118,11 +124,12 @@ fn primitive(
                 idle_pds,
                 line,
             }),
+            needs: None,
         });
     }
 }
 
-/// A guest round trip, not measured yet, alone and with [`IDLE_PDS`] idle PDs.
+/// A guest round trip, not yet measured (it needs protected VMs), alone and with [`IDLE_PDS`] idle PDs.
 fn guest(figures: &mut Vec<Figure>, name: &str, description: &str, anchor: u64) {
     for idle_pds in [0, IDLE_PDS] {
         figures.push(Figure {
@@ -133,6 +140,7 @@ fn guest(figures: &mut Vec<Figure>, name: &str, description: &str, anchor: u64) 
             pages: None,
             idle_pds: Some(idle_pds),
             source: None,
+            needs: Some(NEEDS_PROTECTED_VMS),
         });
     }
 }
@@ -226,6 +234,7 @@ pub fn figures() -> Vec<Figure> {
                 idle_pds,
                 line: "boot",
             }),
+            needs: None,
         });
     }
     guest(
@@ -263,6 +272,7 @@ pub fn figures() -> Vec<Figure> {
                 pages: Some(pages),
                 idle_pds: None,
                 source: None,
+                needs: Some(NEEDS_PROTECTED_VMS),
             });
         }
     }
@@ -376,13 +386,15 @@ mod tests {
     }
 
     #[test]
-    fn guest_figures_wait_for_virtual_machines_and_the_rest_are_measured() {
+    fn guest_figures_wait_for_protected_vms_and_the_rest_are_measured() {
         for figure in figures() {
             let guest_side = matches!(
                 figure.group,
                 Group::Guest | Group::Conversion | Group::Bounce
             );
             assert_eq!(figure.source.is_none(), guest_side, "{}", figure.name);
+            let needs = guest_side.then_some(NEEDS_PROTECTED_VMS);
+            assert_eq!(figure.needs, needs, "{}", figure.name);
         }
     }
 

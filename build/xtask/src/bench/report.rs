@@ -90,13 +90,19 @@ pub fn rows(figures: &[Figure], measurements: &[Measurement]) -> Vec<Row> {
         .collect()
 }
 
-/// One line per measured figure: `bench <name> instructions=<n>`, then ` anchor=<a> ratio=<r>`
-/// where there is an anchor, and ` bounce=<b> vs_bounce=<r>` for a conversion whose bounce was
-/// measured.
+/// One line per figure: `bench <name> instructions=<n>`, then ` anchor=<a> ratio=<r>` where
+/// there is an anchor, and ` bounce=<b> vs_bounce=<r>` for a conversion whose bounce was
+/// measured; `bench <name> not yet measured: needs <what>` for a figure that waits for
+/// something ([`Figure::needs`]).
 pub fn script_lines(rows: &[Row]) -> Vec<String> {
     rows.iter()
         .filter_map(|row| {
-            let instructions = row.instructions()?;
+            let Some(instructions) = row.instructions() else {
+                return row
+                    .figure
+                    .needs
+                    .map(|needs| format!("bench {} {}", row.figure.name, not_yet_measured(needs)));
+            };
             let mut line = format!("bench {} instructions={instructions}", row.figure.name);
             if let (Some(anchor), Some(ratio)) = (row.figure.anchor, row.ratio()) {
                 let _ = write!(line, " anchor={anchor} ratio={}", format_ratio(ratio));
@@ -107,6 +113,11 @@ pub fn script_lines(rows: &[Row]) -> Vec<String> {
             Some(line)
         })
         .collect()
+}
+
+/// What is printed for a figure that waits for `needs`.
+pub fn not_yet_measured(needs: &str) -> String {
+    format!("not yet measured: needs {needs}")
 }
 
 /// A whole number with thousands separators: 43,893.
@@ -143,14 +154,18 @@ pub fn table(rows: &[Row]) -> String {
         }
         let frameshift = row
             .instructions()
-            .map_or_else(|| "not measured yet".to_owned(), thousands);
+            .map_or_else(|| "not yet measured".to_owned(), thousands);
         let dash = || "-".to_owned();
         let anchor = row.figure.anchor.map_or_else(dash, thousands);
         let ratio = row.ratio().map_or_else(dash, format_ratio);
         let versus = row.conversion_vs_bounce().map_or_else(dash, format_ratio);
+        let waits = match (row.instructions(), row.figure.needs) {
+            (None, Some(needs)) => format!(" ({})", not_yet_measured(needs)),
+            _ => String::new(),
+        };
         let _ = writeln!(
             text,
-            "{name:<28} {frameshift:>16} {anchor:>7} {ratio:>7} {versus:>11}  {}",
+            "{name:<28} {frameshift:>16} {anchor:>7} {ratio:>7} {versus:>11}  {}{waits}",
             row.figure.description
         );
     }
@@ -197,6 +212,8 @@ struct JsonFigure<'a> {
     instructions: Option<u64>,
     runs: Vec<u64>,
     iterations: Option<u64>,
+    /// What a figure not measured waits for.
+    needs: Option<&'static str>,
     system: Option<String>,
     idle_pds: Option<u32>,
     pages: Option<u64>,
@@ -225,6 +242,7 @@ pub fn json(rows: &[Row], setup: &Setup, plot: Option<&str>) -> String {
             } else {
                 "not-measured"
             },
+            needs: row.figure.needs.filter(|_| row.measured.is_none()),
             instructions: row.instructions(),
             runs: row
                 .measured
@@ -288,7 +306,22 @@ mod tests {
 
     #[test]
     fn lines_carry_the_anchor_and_ratio_where_there_is_one() {
-        let lines = script_lines(&sample());
+        let (lines, waiting): (Vec<String>, Vec<String>) = script_lines(&sample())
+            .into_iter()
+            .partition(|line| line.contains(" instructions="));
+        // Every figure that waits for protected VMs says so, on its own line.
+        let expected_waiting: Vec<String> = figures()
+            .into_iter()
+            .filter(|figure| figure.needs.is_some())
+            .filter(|figure| !figure.name.ends_with("_pages16"))
+            .map(|figure| {
+                format!(
+                    "bench {} not yet measured: needs protected VMs",
+                    figure.name
+                )
+            })
+            .collect();
+        assert_eq!(waiting, expected_waiting);
         assert_eq!(
             lines,
             [
@@ -315,16 +348,17 @@ mod tests {
             "{table}"
         );
         assert!(
-            line("ppc_active_mr0").contains("not measured yet   2,486"),
+            line("ppc_active_mr0").contains("not yet measured   2,486"),
             "{table}"
         );
         assert!(
-            line("guest_null_hvc").contains("not measured yet   2,126"),
+            line("guest_null_hvc").contains("not yet measured   2,126")
+                && line("guest_null_hvc").ends_with("(not yet measured: needs protected VMs)"),
             "{table}"
         );
         assert!(line("guest_share_pages16 †").contains("0.10"), "{table}");
         assert!(
-            line("guest_share_pages1 †").contains("not measured yet"),
+            line("guest_share_pages1 †").contains("not yet measured"),
             "{table}"
         );
         assert!(table.contains(&format!("† {TLBI_NOTE}")), "{table}");

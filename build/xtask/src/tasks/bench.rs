@@ -94,8 +94,8 @@ pub fn bench(args: &BenchArgs) -> TaskResult {
         }
         Err(why) => {
             println!(
-                "plot: not written ({why}): the guest conversion and bounce figures are not \
-                 measured yet (virtual machines do not run yet); the plot code is tested on \
+                "plot: not written ({why}): the guest conversion and bounce figures are not yet \
+                 measured (they need protected VMs); the plot code is tested on \
                  synthetic data"
             );
             None
