@@ -21,7 +21,11 @@
 //! A range that is one whole, aligned, uniform 2 MiB block is converted with one level-2
 //! descriptor change per side; a conversion inside a block splits it, and a region that becomes
 //! uniform again is coalesced back into a block; a table that maps nothing any more goes back to
-//! the pool.
+//! the pool. When each side's 2 MiB is one level-2 descriptor (or nothing) and the block's frame
+//! group is folded (one record for its 512 frames, [`crate::frame_table`]), prepare plans the
+//! first page alone and commit writes the one record: the conversion costs the same for 512
+//! pages as for one. Otherwise both go page by page, and commit folds the group it leaves
+//! uniform.
 //!
 //! | file | what |
 //! | --- | --- |

@@ -643,3 +643,49 @@ fn whole_block_fast_path_writes_one_record_and_agrees_with_the_slow_path() {
     // finds the group unfolded by their per-page commits (it folds it again, for the last).
     assert_eq!(fast_steps, 11);
 }
+
+#[test]
+fn unsharing_inside_a_block_flushes_a_vmid_only_when_a_table_changes_shape() {
+    use crate::arch::fake::Invalidation;
+    let vmid_flushes = |invalidations: &[Invalidation]| -> Vec<Vmid> {
+        invalidations
+            .iter()
+            .filter_map(|invalidation| match *invalidation {
+                Invalidation::Vmid(vmid) => Some(vmid),
+                Invalidation::Ipa(..) => None,
+            })
+            .collect()
+    };
+    let guest_vmid = Vmid(u16::from(GUEST_HISTORY.0) + 1);
+    let host_vmid = Vmid(u16::from(HOST.0) + 1);
+    let mut system = SmallSystem::boot().unwrap();
+    let (mut engine, arch) = system.parts();
+    engine
+        .donate(arch, HOST, GUEST_HISTORY, BLOCK_IPA, PAGES_PER_BLOCK)
+        .unwrap();
+    quiet(&mut system);
+    let page = |n: u64| Ipa(BLOCK_IPA.get() + n * PAGE_SIZE);
+    // Sharing pages 7 and 8 splits the guest's block (a block replaced by a table: invalidated
+    // by IPA) and gives the host a table of its own: no VMID-wide flush.
+    let (mut engine, arch) = system.parts();
+    engine.share(arch, GUEST_HISTORY, page(7), 2).unwrap();
+    assert_eq!(vmid_flushes(&quiet(&mut system)), []);
+    // Unsharing page 7 leaves both tables as they were (page 8 still shared): the host's page
+    // goes with one IPA invalidation, no VMID-wide flush.
+    let (mut engine, arch) = system.parts();
+    engine.unshare(arch, GUEST_HISTORY, page(7), 1).unwrap();
+    let invalidations = quiet(&mut system);
+    assert_eq!(vmid_flushes(&invalidations), []);
+    let host_page = window().host_ipa(page(7)).unwrap();
+    assert!(invalidations.contains(&Invalidation::Ipa(host_vmid, host_page)));
+    // Unsharing page 8 changes both shapes: the guest's table is coalesced back into a block
+    // and the host's emptied table is freed; each drops a table descriptor, which walk caches
+    // may hold for the whole 2 MiB: one VMID-wide flush each.
+    let (mut engine, arch) = system.parts();
+    engine.unshare(arch, GUEST_HISTORY, page(8), 1).unwrap();
+    let mut flushed = vmid_flushes(&quiet(&mut system));
+    flushed.sort_unstable();
+    assert_eq!(flushed, [host_vmid, guest_vmid]);
+    let guest = system.vspace(GUEST_HISTORY).unwrap().table;
+    assert_eq!(guest.leaf_level(&system.arch, page(8)), Some(2));
+}
