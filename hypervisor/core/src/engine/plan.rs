@@ -398,21 +398,6 @@ impl<S: FrameStorage> Engine<S> {
         view
     }
 
-    /// The state `domain` should see for frame `index`, per the frame table.
-    fn expected_state(&self, index: usize, domain: DomainId) -> Option<PageState> {
-        let record = self.frames.record_at(index);
-        if record.owner() == Some(domain) {
-            return match record.state() {
-                FrameState::Owned => Some(PageState::Owned),
-                FrameState::SharedOwned => Some(PageState::SharedOwned),
-                _ => None,
-            };
-        }
-        self.frames
-            .borrower_rights(index, domain)
-            .map(|_| PageState::SharedBorrowed)
-    }
-
     /// One page: finds the frame, checks the descriptors agree with the frame table, decides,
     /// checks the destinations.
     fn plan_page(
@@ -456,7 +441,7 @@ impl<S: FrameStorage> Engine<S> {
         let frame = self.frames.index(pa).ok_or(Error::NotTracked)?;
         let view = self.view(frame, pair);
         // The descriptors must agree with the frame table (I3); never act on a disagreement.
-        let host_expected = self.expected_state(frame, pair.host);
+        let host_expected = expected_state(&view, Holder::Host, view.host_borrows);
         let host_holds = match host_entry {
             Entry::Mapped(leaf) if leaf.pa == pa => Some(leaf.state) == host_expected,
             Entry::LentAway(lent) if lent == pa => {
@@ -469,7 +454,7 @@ impl<S: FrameStorage> Engine<S> {
         if host_holds != host_should_hold {
             return Err(Error::WrongState);
         }
-        let guest_expected = self.expected_state(frame, pair.guest);
+        let guest_expected = expected_state(&view, Holder::Guest, view.guest_borrows);
         let guest_old = match guest_entry {
             Entry::Mapped(leaf)
                 if leaf.pa == pa
@@ -504,6 +489,19 @@ impl<S: FrameStorage> Engine<S> {
             guest_new,
         })
     }
+}
+
+/// The state the pair's `holder` side should see for a frame, per the frame table as `view`
+/// shows it (`borrows`: that side is a listed borrower).
+fn expected_state(view: &FrameView, holder: Holder, borrows: bool) -> Option<PageState> {
+    if view.owner == holder {
+        return match view.state {
+            FrameState::Owned => Some(PageState::Owned),
+            FrameState::SharedOwned => Some(PageState::SharedOwned),
+            _ => None,
+        };
+    }
+    borrows.then_some(PageState::SharedBorrowed)
 }
 
 /// The (host, guest) pair of a request, if the request may be made at all.
