@@ -14,6 +14,11 @@
 //! common; the rest have raw arguments and are mostly illegal. A torn-down guest is replaced by
 //! a fresh one (its restart), so teardown does not end a case's interesting part. The run
 //! counts accepted steps of each kind and requires a minimum of each.
+//!
+//! Every step also runs on a copy whose frame groups are unfolded, where whole-block
+//! conversions take the engine's slow path: both must end in the same state with the same
+//! answer (the fast block path is checked against the slow one, step by step). A second test
+//! makes whole-block requests only, so the fast path runs hundreds of times per run.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -644,4 +649,51 @@ fn engine_agrees_with_the_reference_model() {
             "{kind} accepted {count} times, fewer than {minimum}: {summary:?}"
         );
     }
+}
+
+/// Whole-block requests on block C (at its private IPA or its split-mode alias), with the
+/// occasional teardown and pin: most accepted conversions here find the block uniform, so the
+/// fast path runs, next to the slow one, far more often than in the mixed run.
+fn block_step() -> impl Strategy<Value = Step> {
+    let block_ipa = prop_oneof![Just(BLOCK_IPA), Just(BLOCK_IPA.shared_alias())];
+    prop_oneof![
+        12 => (op(), slot(), block_ipa, (0u8..8).prop_map(Rights::from_bits_truncate))
+            .prop_map(|(op, slot, ipa, rights)| Step::Raw { op, slot, ipa, pages: 512, rights }),
+        1 => slot().prop_map(Step::Teardown),
+        1 => any::<usize>().prop_map(Step::Pin),
+        1 => any::<usize>().prop_map(Step::Unpin),
+    ]
+}
+
+/// Fewest accepted whole-block conversions with a folded group in a run of the block test:
+/// about half the lowest count seen.
+const MINIMUM_BLOCK_FAST: usize = 150;
+
+#[test]
+fn whole_block_requests_agree_on_the_fast_and_the_slow_path() {
+    let mut runner = TestRunner::new(Config {
+        cases: CASES,
+        source_file: Some(file!()),
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..Config::default()
+    });
+    let fast_blocks = RefCell::new(0usize);
+    let strategy = proptest::collection::vec(block_step(), 1..=MAX_STEPS / 2);
+    let outcome = runner.run(&strategy, |steps| {
+        let mut counts = [[0usize; 2]; KINDS.len()];
+        run_case(&steps, &mut counts, &mut fast_blocks.borrow_mut()).map_err(TestCaseError::fail)
+    });
+    if let Err(error) = outcome {
+        panic!("{error}");
+    }
+    let fast_blocks = fast_blocks.into_inner();
+    println!(
+        "differential (blocks): {fast_blocks} accepted whole-block conversions with a folded group"
+    );
+    assert!(
+        fast_blocks >= MINIMUM_BLOCK_FAST,
+        "only {fast_blocks} whole-block conversions could take the fast path"
+    );
 }
