@@ -827,9 +827,10 @@ fn after_link(next: u16) -> Option<u16> {
     reason = "a test fails loudly on an unexpected error"
 )]
 mod tests {
-    //! Mutation check of the folded groups: `cargo xtask mutants hypervisor/core/src/frame_table.rs`
-    //! (the rest of the file predates it and has survivors of its own).
+    //! Mutation check: `cargo xtask mutants hypervisor/core/src/frame_table.rs`. Explained
+    //! equivalent mutants:
     //!
+    //! equivalent mutant: hypervisor/core/src/frame_table.rs:93:35: replace | with ^ in FrameRecord::set_field -- the left operand has the field's bits cleared by `!mask` and the right one has only the field's bits (`& mask`): they share no bit, so `|` and `^` agree.
     //! equivalent mutant: hypervisor/core/src/frame_table.rs:481:40: replace | with ^ in FrameTable<S>::fold -- the line is reached only when the first record's FOLDED bit is clear (checked above), so setting it with `|` or flipping it with `^` gives the same record.
 
     extern crate std;
@@ -1207,5 +1208,94 @@ mod tests {
             assert_ne!(hash_of(variant), hash_of(&base), "variant {index}");
         }
         assert!(base.clone() == base);
+    }
+
+    #[test]
+    fn init_refuses_what_does_not_fit_and_chains_the_side_table() {
+        let mut table = table();
+        assert_eq!(
+            table.init(PhysAddr(0x4000_0000), 9),
+            Err(Error::InvalidRange)
+        );
+        let top = PhysAddr(!(PAGE_SIZE - 1));
+        assert_eq!(table.init(top, 2), Err(Error::InvalidRange));
+        table.init(PhysAddr(0x4000_0000), 8).unwrap();
+        assert_eq!(table.end(), PhysAddr(0x4000_8000));
+        let links: Vec<u16> = table
+            .storage
+            .borrowers
+            .iter()
+            .map(|entry| entry.next)
+            .collect();
+        assert_eq!(links, [1, 2, 3, NO_LINK]);
+        assert_eq!((table.free_borrower_head, table.free_borrowers), (0, 4));
+        let mut bare = FrameTable::new(VecStorage::new(8, 0));
+        bare.init(PhysAddr(0x4000_0000), 8).unwrap();
+        assert_eq!((bare.free_borrower_head, bare.free_borrowers), (NO_LINK, 0));
+    }
+
+    #[test]
+    fn a_borrower_outside_the_table_or_not_a_domain_is_refused() {
+        let mut table = table();
+        table.init(PhysAddr(0x4000_0000), 8).unwrap();
+        let before = table.clone();
+        assert_eq!(
+            table.add_borrower(8, DomainId(1), Rights::READ),
+            Err(Error::InvalidRange)
+        );
+        assert_eq!(
+            table.add_borrower(0, DomainId(63), Rights::READ),
+            Err(Error::InvalidRange)
+        );
+        assert!(table == before);
+        table.add_borrower(7, DomainId(62), Rights::READ).unwrap();
+        assert_eq!(borrowers(&table, 7), [(62, Rights::READ.bits())]);
+    }
+
+    #[test]
+    fn records_print_and_dump_what_they_hold() {
+        let mut table = table();
+        table.init(PhysAddr(0x4000_0000), 8).unwrap();
+        table.set_owner(
+            2,
+            DomainId(5),
+            FrameState::Lent,
+            Rights::READ,
+            MemoryType::Device,
+        );
+        let record = table.record_at(2);
+        // Owner 5 + 1, state 2 (Lent), rights READ, Device.
+        let raw = 6 | 2 << 6 | u64::from(Rights::READ.bits()) << 8 | 1 << 11;
+        assert_eq!(record.raw(), raw);
+        assert_eq!(FrameRecord::FREE.raw(), 0);
+        let printed = std::format!("{record:?}");
+        assert!(
+            printed.contains("DomainId(5)") && printed.contains("Lent"),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn static_storage_lends_its_slices_whole() {
+        let records = std::vec![FrameRecord::FREE; 8].leak();
+        let side = std::vec![BorrowerRecord::default(); 4].leak();
+        let mut table = FrameTable::new(StaticStorage::new(records, side));
+        table.init(PhysAddr(0x4000_0000), 8).unwrap();
+        table.set_owner(
+            7,
+            DomainId(1),
+            FrameState::SharedOwned,
+            Rights::READ,
+            MemoryType::Normal,
+        );
+        table.add_borrower(7, DomainId(2), Rights::READ).unwrap();
+        table.add_borrower(7, DomainId(3), Rights::READ).unwrap();
+        assert_eq!(table.record_at(7).owner(), Some(DomainId(1)));
+        assert_eq!(table.borrower_count(7), 2);
+        assert_eq!(table.free_borrower_slots(), 3);
+        assert_eq!(
+            FrameTable::new(StaticStorage::EMPTY).init(PhysAddr(0), 1),
+            Err(Error::InvalidRange)
+        );
     }
 }
