@@ -3,6 +3,7 @@
 //! files, and the tasks themselves.
 //! The system description and the boot image come from `frameshift-build` (Microkit's tool).
 #![forbid(unsafe_code)]
+pub mod bench;
 pub mod console;
 pub mod firmware;
 pub mod install;

@@ -87,8 +87,6 @@ enum Task {
         #[arg(long, value_name = "N", default_value_t = 1)]
         jobs: usize,
     },
-    /// Benchmarks (none yet).
-    Bench,
     /// The auditor's view: boot a system whose PDs ask for the hypervisor's dump (default: the
     /// hostile system, short), re-run the I1-I4 audit on every dump on the host, and write
     /// audit.json, holdings.svg and timeline.svg; exit 1 on any finding.
@@ -116,6 +114,22 @@ enum Task {
         /// Copy the console to stdout as it arrives.
         #[arg(long)]
         stream: bool,
+    },
+    /// Boot the benchmark systems under icount (one instruction per virtual nanosecond), print
+    /// the table of instructions per operation against the seL4 + Microkit anchors and one
+    /// `bench <name> instructions=<n> ...` line per figure, and write bench.json.
+    Bench {
+        /// Where to write bench.json, the plot, the generated systems and their images
+        /// (default: out/bench/ at the workspace root).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Also run the host engine benchmark (criterion): cargo bench -p frameshift-harness
+        /// --bench engine.
+        #[arg(long)]
+        engine: bool,
+        /// Kill a benchmark boot after this many seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 120)]
+        timeout: u64,
     },
 }
 
@@ -175,7 +189,6 @@ fn main() -> ExitCode {
         Task::ModelCheck => tasks::model_check::model_check(),
         Task::Test => tasks::test::test(),
         Task::Mutants { file, jobs } => tasks::mutants::mutants(file.as_deref(), jobs),
-        Task::Bench => tasks::bench::bench(),
         Task::Audit {
             system,
             console,
@@ -186,6 +199,15 @@ fn main() -> ExitCode {
             seed,
             stream,
         } => tasks::soak::soak(calls, seed, stream),
+        Task::Bench {
+            out,
+            engine,
+            timeout,
+        } => tasks::bench::bench(&tasks::bench::BenchArgs {
+            out,
+            engine,
+            timeout_secs: timeout,
+        }),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -17,8 +17,19 @@
 //! | 25:20 | first borrower + 1 (0 = none) |
 //! | 28:26 | first borrower's rights |
 //! | 44:29 | index + 1 of the next borrower in the side table (0 = none) |
+//! | 63    | folded (only in the first record of a 2 MiB group, below) |
 //!
 //! A free frame's record is all zeros, so a zeroed table is an empty one.
+//!
+//! **Folded groups: the per-block summary.** The 512 frames of a 2 MiB-aligned physical block
+//! that the table covers whole form a group. When all 512 hold the same record and it chains
+//! nothing from the side table, the group may be *folded*: bit 63 of its first record says so,
+//! that record is every frame's record, and the other 511 are not read. A 2 MiB block that
+//! converts as one (the engine's block fast path) then reads and writes one record, not 512.
+//! Any change to a single frame of a folded group unfolds it first (512 copies, once); the
+//! engine folds a group again when a whole-block commit or a boot block mapping leaves it
+//! uniform. Folding is invisible: every reader sees the same records either way, and equality
+//! and hashing compare what readers see.
 //!
 //! Most shared frames have one borrower (the host VMM, or one guest), which fits inline. Frames
 //! that several Microkit PDs map at boot chain further [`BorrowerRecord`]s from a fixed-capacity
@@ -51,6 +62,12 @@ pub enum FrameState {
 
 /// End of a side-table chain (the side table's own free list).
 const NO_LINK: u16 = u16::MAX;
+
+/// Frames in a group (one 2 MiB block).
+const GROUP_FRAMES: usize = 512;
+
+/// The folded bit of a group's first record.
+const FOLDED: u64 = 1 << 63;
 
 /// One frame's packed record (8 bytes).
 #[repr(transparent)]
@@ -268,14 +285,41 @@ impl FrameStorage for VecStorage {
 }
 
 /// The frame table over `[base, base + frames * 4 KiB)`, with as many records and side-table
-/// records as its storage has. Fixed capacity, no heap.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// records as its storage has. Fixed capacity, no heap. Equality and hashing are over what
+/// readers see (folded groups as their 512 records).
+#[derive(Clone, Debug)]
 pub struct FrameTable<S> {
     base: PhysAddr,
     frames: usize,
     storage: S,
     free_borrower_head: u16,
     free_borrowers: usize,
+}
+
+impl<S: FrameStorage> PartialEq for FrameTable<S> {
+    fn eq(&self, other: &Self) -> bool {
+        self.base == other.base
+            && self.frames == other.frames
+            && self.free_borrower_head == other.free_borrower_head
+            && self.free_borrowers == other.free_borrowers
+            && self.storage.borrowers() == other.storage.borrowers()
+            && (0..self.frames).all(|index| self.record_at(index) == other.record_at(index))
+    }
+}
+
+impl<S: FrameStorage> Eq for FrameTable<S> {}
+
+impl<S: FrameStorage> core::hash::Hash for FrameTable<S> {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.base.hash(state);
+        self.frames.hash(state);
+        self.free_borrower_head.hash(state);
+        self.free_borrowers.hash(state);
+        self.storage.borrowers().hash(state);
+        for index in 0..self.frames {
+            self.record_at(index).hash(state);
+        }
+    }
 }
 
 impl<S: FrameStorage> FrameTable<S> {
@@ -361,18 +405,182 @@ impl<S: FrameStorage> FrameTable<S> {
         if index >= self.frames {
             return FrameRecord::FREE;
         }
-        self.storage
-            .records()
-            .get(index)
-            .copied()
-            .unwrap_or(FrameRecord::FREE)
+        let records = self.storage.records();
+        if let Some(head) = self.group_head(index) {
+            if let Some(&FrameRecord(raw)) = records.get(head) {
+                if raw & FOLDED != 0 {
+                    return FrameRecord(raw & !FOLDED);
+                }
+            }
+        }
+        records.get(index).copied().unwrap_or(FrameRecord::FREE)
     }
 
+    /// The record of frame `index`, for writing: its group is unfolded first.
     fn record_mut(&mut self, index: usize) -> Option<&mut FrameRecord> {
         if index >= self.frames {
             return None;
         }
+        if let Some(head) = self.group_head(index) {
+            self.unfold(head);
+        }
         self.storage.records_mut().get_mut(index)
+    }
+
+    /// The first frame of the whole group (2 MiB-aligned block of frames) `index` is in, if the
+    /// table covers that group whole.
+    fn group_head(&self, index: usize) -> Option<usize> {
+        let offset = (self.frame_address(index).get() / PAGE_SIZE) as usize % GROUP_FRAMES;
+        let head = index.checked_sub(offset)?;
+        (head + GROUP_FRAMES <= self.frames).then_some(head)
+    }
+
+    /// The group's record if the group of first frame `head` is folded.
+    pub(crate) fn folded_record(&self, head: usize) -> Option<FrameRecord> {
+        if self.group_head(head) != Some(head) {
+            return None;
+        }
+        let raw = self.storage.records().get(head)?.0;
+        (raw & FOLDED != 0).then_some(FrameRecord(raw & !FOLDED))
+    }
+
+    /// Writes the folded group's record into all its frames and clears the folded bit.
+    fn unfold(&mut self, head: usize) {
+        let Some(record) = self.folded_record(head) else {
+            return;
+        };
+        if let Some(group) = self
+            .storage
+            .records_mut()
+            .get_mut(head..head + GROUP_FRAMES)
+        {
+            group.fill(record);
+        }
+    }
+
+    /// Folds the group of first frame `head` if its 512 records are equal and chain nothing;
+    /// returns whether the group is folded now.
+    pub(crate) fn fold(&mut self, head: usize) -> bool {
+        if self.group_head(head) != Some(head) {
+            return false;
+        }
+        let Some(group) = self
+            .storage
+            .records_mut()
+            .get_mut(head..head + GROUP_FRAMES)
+        else {
+            return false;
+        };
+        let first = group[0];
+        if first.0 & FOLDED != 0 {
+            return true;
+        }
+        if first.link().is_some() || group.iter().any(|&record| record != first) {
+            return false;
+        }
+        group[0] = FrameRecord(first.0 | FOLDED);
+        true
+    }
+
+    /// The first frames of the groups the table covers whole.
+    fn group_heads(&self) -> impl Iterator<Item = usize> + '_ {
+        let skew = (self.base.get() / PAGE_SIZE) as usize % GROUP_FRAMES;
+        let first = (GROUP_FRAMES - skew) % GROUP_FRAMES;
+        (first..self.frames)
+            .step_by(GROUP_FRAMES)
+            .filter(|&head| head + GROUP_FRAMES <= self.frames)
+    }
+
+    /// Folded groups (tests, benchmarks).
+    pub fn folded_groups(&self) -> usize {
+        self.group_heads()
+            .filter(|&head| self.folded_record(head).is_some())
+            .count()
+    }
+
+    /// Unfolds every group, so that the engine's next whole-block conversion takes the slow
+    /// path (the differential test runs both paths on every step and compares them).
+    #[cfg(any(test, feature = "fake"))]
+    pub fn unfold_all(&mut self) {
+        let heads: Vec<usize> = self.group_heads().collect();
+        for head in heads {
+            self.unfold(head);
+        }
+    }
+
+    /// Overwrites the raw records of a folded group but its first (which readers never see)
+    /// with `value`, so a test can tell whether anything wrote them.
+    #[cfg(test)]
+    pub(crate) fn scribble_on_folded(&mut self, head: usize, value: u64) {
+        if self.folded_record(head).is_some() {
+            if let Some(rest) = self
+                .storage
+                .records_mut()
+                .get_mut(head + 1..head + GROUP_FRAMES)
+            {
+                rest.fill(FrameRecord(value));
+            }
+        }
+    }
+
+    /// Whether the raw records of the group but its first all hold `value`.
+    #[cfg(test)]
+    pub(crate) fn scribbled(&self, head: usize, value: u64) -> bool {
+        self.storage
+            .records()
+            .get(head + 1..head + GROUP_FRAMES)
+            .is_some_and(|rest| rest.iter().all(|record| record.0 == value))
+    }
+
+    /// Whole-group [`Self::set_owner`] of a folded group: one record written.
+    pub(crate) fn set_group_owner(
+        &mut self,
+        head: usize,
+        owner: DomainId,
+        state: FrameState,
+        rights: Rights,
+        memory: MemoryType,
+    ) -> bool {
+        if self.folded_record(head).is_none() {
+            return false;
+        }
+        let Some(record) = self.storage.records_mut().get_mut(head) else {
+            return false;
+        };
+        Self::write_owner(record, owner, state, rights, memory);
+        true
+    }
+
+    /// Whole-group borrower change of a folded group, which keeps its one borrower at most
+    /// inline: `add` sets the inline borrower (there must be none), else the inline borrower
+    /// `domain` is removed. Returns whether the group was changed.
+    pub(crate) fn set_group_borrower(
+        &mut self,
+        head: usize,
+        domain: DomainId,
+        rights: Rights,
+        add: bool,
+    ) -> bool {
+        let Some(current) = self.folded_record(head) else {
+            return false;
+        };
+        let first = current.first_borrower().map(|(borrower, _)| borrower);
+        let changed = match (add, first) {
+            (true, None) => domain.index().is_some(),
+            (false, Some(borrower)) => borrower == domain,
+            _ => false,
+        };
+        let Some(record) = self.storage.records_mut().get_mut(head).filter(|_| changed) else {
+            return false;
+        };
+        // Bit for bit what `add_borrower` and `remove_borrower` write into each frame's record.
+        if add {
+            record.set_field(20, 6, u64::from(domain.0) + 1);
+            record.set_field(26, 3, u64::from(rights.bits()));
+        } else {
+            record.set_field(20, 6, 0);
+        }
+        true
     }
 
     /// Free side-table slots.
@@ -436,6 +644,16 @@ impl<S: FrameStorage> FrameTable<S> {
         let Some(record) = self.record_mut(index) else {
             return;
         };
+        Self::write_owner(record, owner, state, rights, memory);
+    }
+
+    fn write_owner(
+        record: &mut FrameRecord,
+        owner: DomainId,
+        state: FrameState,
+        rights: Rights,
+        memory: MemoryType,
+    ) {
         record.set_field(0, 6, u64::from(owner.0) + 1);
         record.set_field(8, 3, u64::from(rights.bits()));
         record.set_field(11, 1, u64::from(memory == MemoryType::Device));
@@ -609,6 +827,12 @@ fn after_link(next: u16) -> Option<u16> {
     reason = "a test fails loudly on an unexpected error"
 )]
 mod tests {
+    //! Mutation check: `cargo xtask mutants hypervisor/core/src/frame_table.rs`. Explained
+    //! equivalent mutants:
+    //!
+    //! equivalent mutant: hypervisor/core/src/frame_table.rs:93:35: replace | with ^ in FrameRecord::set_field -- the left operand has the field's bits cleared by `!mask` and the right one has only the field's bits (`& mask`): they share no bit, so `|` and `^` agree.
+    //! equivalent mutant: hypervisor/core/src/frame_table.rs:481:40: replace | with ^ in FrameTable<S>::fold -- the line is reached only when the first record's FOLDED bit is clear (checked above), so setting it with `|` or flipping it with `^` gives the same record.
+
     extern crate std;
     use super::*;
     use std::vec::Vec;
@@ -805,5 +1029,273 @@ mod tests {
         table.unpin(PhysAddr(0x4000_0000)).unwrap();
         assert_eq!(table.unpin(PhysAddr(0x4000_0000)), Err(Error::WrongState));
         assert_eq!(table.pin(PhysAddr(0x5000_0000)), Err(Error::NotTracked));
+    }
+
+    /// 1536 frames from 1 MiB below a 2 MiB boundary: a partial group (256 frames), two whole
+    /// groups (heads 256 and 768), a partial group (256 frames).
+    fn groups() -> Table {
+        let mut table = FrameTable::new(VecStorage::new(1536, 4));
+        table.init(PhysAddr(0x4010_0000), 1536).unwrap();
+        for index in 0..1536 {
+            table.set_owner(
+                index,
+                DomainId(3),
+                FrameState::Owned,
+                Rights::READ_WRITE,
+                MemoryType::Normal,
+            );
+        }
+        table
+    }
+
+    fn hash_of(table: &Table) -> u64 {
+        use core::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        table.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    #[test]
+    fn only_whole_uniform_groups_fold() {
+        let mut table = groups();
+        assert_eq!(table.group_heads().collect::<Vec<_>>(), [256, 768]);
+        // Not a head, and heads of partial groups.
+        assert!(!table.fold(0) && !table.fold(257) && !table.fold(1280));
+        table.set_owner(
+            1000,
+            DomainId(4),
+            FrameState::Owned,
+            Rights::READ_WRITE,
+            MemoryType::Normal,
+        );
+        assert!(table.fold(256));
+        assert!(!table.fold(768), "frame 1000 differs");
+        assert_eq!(table.folded_groups(), 1);
+        // A borrower chained from the side table (a second borrower) keeps a group unfolded.
+        let mut chained = groups();
+        for index in 256..768 {
+            chained
+                .add_borrower(index, DomainId(5), Rights::READ)
+                .unwrap();
+        }
+        assert!(chained.fold(256), "one inline borrower folds");
+        chained
+            .add_borrower(300, DomainId(6), Rights::READ)
+            .unwrap();
+        assert_eq!(chained.folded_groups(), 0, "a write unfolds");
+        assert!(!chained.fold(256));
+    }
+
+    #[test]
+    fn folding_is_invisible_and_a_single_write_unfolds() {
+        let plain = groups();
+        let mut folded = groups();
+        assert!(folded.fold(256) && folded.fold(768));
+        assert!(folded == plain && hash_of(&folded) == hash_of(&plain));
+        for index in [0, 255, 256, 257, 767, 768, 1279, 1535] {
+            assert_eq!(folded.record_at(index), plain.record_at(index), "{index}");
+        }
+        // One frame changes; the rest of its group reads as before, the other group stays folded.
+        let mut expected = plain.clone();
+        for table in [&mut folded, &mut expected] {
+            table.pin(PhysAddr(0x4010_0000 + 300 * PAGE_SIZE)).unwrap();
+        }
+        assert_eq!(folded.folded_groups(), 1);
+        assert!(folded == expected);
+        assert_eq!(folded.record_at(300).pins(), 1);
+        assert_eq!(folded.record_at(301).pins(), 0);
+    }
+
+    #[test]
+    fn group_writes_equal_the_same_writes_frame_by_frame() {
+        let mut folded = groups();
+        let mut plain = groups();
+        assert!(folded.fold(768));
+        assert!(folded.set_group_owner(
+            768,
+            DomainId(7),
+            FrameState::SharedOwned,
+            Rights::READ,
+            MemoryType::Device
+        ));
+        assert!(folded.set_group_borrower(768, DomainId(3), Rights::READ, true));
+        // Refused: a second inline borrower, removing one that is not there, an unfolded group.
+        assert!(!folded.set_group_borrower(768, DomainId(4), Rights::READ, true));
+        assert!(!folded.set_group_borrower(768, DomainId(4), Rights::READ, false));
+        assert!(!folded.set_group_owner(
+            256,
+            DomainId(7),
+            FrameState::Owned,
+            Rights::READ,
+            MemoryType::Normal
+        ));
+        for index in 768..1280 {
+            plain.set_owner(
+                index,
+                DomainId(7),
+                FrameState::SharedOwned,
+                Rights::READ,
+                MemoryType::Device,
+            );
+            plain
+                .add_borrower(index, DomainId(3), Rights::READ)
+                .unwrap();
+        }
+        assert!(folded == plain);
+        assert_eq!(folded.folded_groups(), 1);
+        assert!(folded.set_group_borrower(768, DomainId(3), Rights::empty(), false));
+        for index in 768..1280 {
+            assert!(plain.remove_borrower(index, DomainId(3)));
+        }
+        assert!(folded == plain);
+        // Raw bit for bit, once unfolded: the group writes leave what the frame writes leave.
+        folded.unfold_all();
+        assert_eq!(folded.storage.records, plain.storage.records);
+    }
+
+    #[test]
+    fn group_heads_follow_the_physical_alignment() {
+        // 2048 frames from 512 KiB past a 2 MiB boundary: the first whole group starts 384
+        // frames in (1.5 MiB on), and the partial group at the end is left out.
+        let mut table = FrameTable::new(VecStorage::new(2048, 0));
+        table.init(PhysAddr(0x4008_0000), 2048).unwrap();
+        assert_eq!(table.group_heads().collect::<Vec<_>>(), [384, 896, 1408]);
+        assert!(table.fold(384) && !table.fold(128));
+    }
+
+    #[test]
+    fn tables_differing_in_any_one_part_are_unequal() {
+        use core::hash::{Hash, Hasher};
+        let hash_of = |table: &Table| {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            table.hash(&mut hasher);
+            hasher.finish()
+        };
+        let mut base = table();
+        base.init(PhysAddr(0x4000_0000), 8).unwrap();
+        base.add_borrower(0, DomainId(1), Rights::READ).unwrap();
+        base.add_borrower(0, DomainId(2), Rights::READ).unwrap();
+        let mut variants = Vec::new();
+        let mut moved = base.clone();
+        moved.base = PhysAddr(0x4000_1000);
+        variants.push(moved);
+        let mut fewer = base.clone();
+        fewer.frames = 7;
+        variants.push(fewer);
+        let mut head = base.clone();
+        head.free_borrower_head = 3;
+        variants.push(head);
+        let mut count = base.clone();
+        count.free_borrowers -= 1;
+        variants.push(count);
+        // The chained borrower's rights: only the side table differs.
+        let mut side = base.clone();
+        assert!(side.remove_borrower(0, DomainId(2)));
+        side.add_borrower(0, DomainId(2), Rights::READ_WRITE)
+            .unwrap();
+        variants.push(side);
+        let mut record = base.clone();
+        record.set_owner(
+            7,
+            DomainId(4),
+            FrameState::Owned,
+            Rights::READ,
+            MemoryType::Normal,
+        );
+        variants.push(record);
+        for (index, variant) in variants.iter().enumerate() {
+            assert!(*variant != base, "variant {index}");
+            assert_ne!(hash_of(variant), hash_of(&base), "variant {index}");
+        }
+        assert!(base.clone() == base);
+    }
+
+    #[test]
+    fn init_refuses_what_does_not_fit_and_chains_the_side_table() {
+        let mut table = table();
+        assert_eq!(
+            table.init(PhysAddr(0x4000_0000), 9),
+            Err(Error::InvalidRange)
+        );
+        let top = PhysAddr(!(PAGE_SIZE - 1));
+        assert_eq!(table.init(top, 2), Err(Error::InvalidRange));
+        table.init(PhysAddr(0x4000_0000), 8).unwrap();
+        assert_eq!(table.end(), PhysAddr(0x4000_8000));
+        let links: Vec<u16> = table
+            .storage
+            .borrowers
+            .iter()
+            .map(|entry| entry.next)
+            .collect();
+        assert_eq!(links, [1, 2, 3, NO_LINK]);
+        assert_eq!((table.free_borrower_head, table.free_borrowers), (0, 4));
+        let mut bare = FrameTable::new(VecStorage::new(8, 0));
+        bare.init(PhysAddr(0x4000_0000), 8).unwrap();
+        assert_eq!((bare.free_borrower_head, bare.free_borrowers), (NO_LINK, 0));
+    }
+
+    #[test]
+    fn a_borrower_outside_the_table_or_not_a_domain_is_refused() {
+        let mut table = table();
+        table.init(PhysAddr(0x4000_0000), 8).unwrap();
+        let before = table.clone();
+        assert_eq!(
+            table.add_borrower(8, DomainId(1), Rights::READ),
+            Err(Error::InvalidRange)
+        );
+        assert_eq!(
+            table.add_borrower(0, DomainId(63), Rights::READ),
+            Err(Error::InvalidRange)
+        );
+        assert!(table == before);
+        table.add_borrower(7, DomainId(62), Rights::READ).unwrap();
+        assert_eq!(borrowers(&table, 7), [(62, Rights::READ.bits())]);
+    }
+
+    #[test]
+    fn records_print_and_dump_what_they_hold() {
+        let mut table = table();
+        table.init(PhysAddr(0x4000_0000), 8).unwrap();
+        table.set_owner(
+            2,
+            DomainId(5),
+            FrameState::Lent,
+            Rights::READ,
+            MemoryType::Device,
+        );
+        let record = table.record_at(2);
+        // Owner 5 + 1, state 2 (Lent), rights READ, Device.
+        let raw = 6 | 2 << 6 | u64::from(Rights::READ.bits()) << 8 | 1 << 11;
+        assert_eq!(record.raw(), raw);
+        assert_eq!(FrameRecord::FREE.raw(), 0);
+        let printed = std::format!("{record:?}");
+        assert!(
+            printed.contains("DomainId(5)") && printed.contains("Lent"),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn static_storage_lends_its_slices_whole() {
+        let records = std::vec![FrameRecord::FREE; 8].leak();
+        let side = std::vec![BorrowerRecord::default(); 4].leak();
+        let mut table = FrameTable::new(StaticStorage::new(records, side));
+        table.init(PhysAddr(0x4000_0000), 8).unwrap();
+        table.set_owner(
+            7,
+            DomainId(1),
+            FrameState::SharedOwned,
+            Rights::READ,
+            MemoryType::Normal,
+        );
+        table.add_borrower(7, DomainId(2), Rights::READ).unwrap();
+        table.add_borrower(7, DomainId(3), Rights::READ).unwrap();
+        assert_eq!(table.record_at(7).owner(), Some(DomainId(1)));
+        assert_eq!(table.borrower_count(7), 2);
+        assert_eq!(table.free_borrower_slots(), 3);
+        assert_eq!(
+            FrameTable::new(StaticStorage::EMPTY).init(PhysAddr(0), 1),
+            Err(Error::InvalidRange)
+        );
     }
 }

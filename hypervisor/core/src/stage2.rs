@@ -17,11 +17,11 @@
 //! Every change to a live descriptor goes through `Stage2Table::replace`, which applies
 //! break-before-make (Arm ARM D8.16.1) and invalidates after any removal or narrowing (I6, I7).
 
-use crate::addr::{Ipa, PhysAddr, Vmid, BLOCK_SIZE, PAGE_SIZE};
+use crate::addr::{Ipa, PhysAddr, Vmid, BLOCK_SIZE, IPA_BITS, PAGE_SIZE};
 use crate::arch::{DescriptorSlot, PhysMemory, Stage2Arch};
 use crate::descriptor::{
-    decode, decode_lent_away, encode_leaf, encode_lent_away, encode_table, is_bbm_safe, Descriptor,
-    Leaf,
+    decode, decode_lent_away, encode_leaf, encode_lent_away, encode_table, is_bbm_safe, level_span,
+    Descriptor, Leaf,
 };
 use crate::error::Error;
 use crate::table_pool::{Reservation, TablePool};
@@ -67,6 +67,17 @@ pub enum Reach {
     Block,
     /// A level-3 table: a page-level write needs nothing.
     Level3,
+}
+
+/// What the level-2 slot of a 2 MiB region holds ([`Stage2Table::block_slot`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BlockSlot {
+    /// Nothing: no level-2 table, or a zero slot. All 512 pages are empty alike.
+    Empty,
+    /// One 2 MiB block leaf: all 512 pages are mapped alike.
+    Block(Leaf),
+    /// A level-3 table, or anything else: the pages may differ.
+    Other,
 }
 
 /// One domain's stage-2 translation table.
@@ -130,16 +141,31 @@ impl Stage2Table {
     }
 
     /// What the 4 KiB slot for `ipa` holds: a mapping (possibly inside a block), a lent-away
-    /// annotation, or nothing.
+    /// annotation, or nothing. One walk, as [`Self::translate`] walks (a malformed descriptor
+    /// or an IPA out of range holds nothing).
     pub fn entry(&self, memory: &impl PhysMemory, ipa: Ipa) -> Entry {
-        match self.translate(memory, ipa) {
-            Walk::Mapped(translation) => Entry::Mapped(translation.leaf),
-            Walk::Fault { level: 3 } => {
-                let raw = memory.read_u64(self.translate_descriptor(memory, ipa));
-                decode_lent_away(raw, 3).map_or(Entry::Empty, Entry::LentAway)
-            }
-            _ => Entry::Empty,
+        if ipa.0 >> IPA_BITS != 0 {
+            return Entry::Empty;
         }
+        let mut table = self.root;
+        for level in 1..=3u8 {
+            let raw = memory.read_u64(descriptor_address(table, ipa, level));
+            match decode(raw, level) {
+                Descriptor::Table(next) => table = next,
+                Descriptor::Leaf(leaf) => {
+                    let offset = ipa.0 & (level_span(level) - 1) & !(PAGE_SIZE - 1);
+                    return Entry::Mapped(Leaf {
+                        pa: PhysAddr(leaf.pa.0 + offset),
+                        ..leaf
+                    });
+                }
+                Descriptor::Invalid if level == 3 => {
+                    return decode_lent_away(raw, 3).map_or(Entry::Empty, Entry::LentAway);
+                }
+                Descriptor::Invalid | Descriptor::Malformed(_) => return Entry::Empty,
+            }
+        }
+        Entry::Empty
     }
 
     /// Level of the leaf mapping `ipa` (2 = inside a block), if mapped.
@@ -162,6 +188,23 @@ impl Stage2Table {
             Descriptor::Table(_) => Reach::Level3,
             Descriptor::Leaf(_) => Reach::Block,
             Descriptor::Invalid | Descriptor::Malformed(_) => Reach::Level2,
+        }
+    }
+
+    /// What the level-2 slot of the 2 MiB region at `ipa` holds: whether its 512 pages are
+    /// alike without reading them (the engine's block fast path).
+    pub fn block_slot(&self, memory: &impl PhysMemory, ipa: Ipa) -> BlockSlot {
+        let upper = memory.read_u64(descriptor_address(self.root, ipa, 1));
+        let l2_table = match decode(upper, 1) {
+            Descriptor::Table(table) => table,
+            _ if upper == 0 => return BlockSlot::Empty,
+            _ => return BlockSlot::Other,
+        };
+        let raw = memory.read_u64(descriptor_address(l2_table, ipa, 2));
+        match decode(raw, 2) {
+            _ if raw == 0 => BlockSlot::Empty,
+            Descriptor::Leaf(leaf) => BlockSlot::Block(leaf),
+            _ => BlockSlot::Other,
         }
     }
 
@@ -382,7 +425,7 @@ impl Stage2Table {
                     .take(arch, reservation)
                     .ok_or(Error::OutOfTableMemory)?;
                 let child_level = level + 1;
-                let child_span = crate::descriptor::level_span(child_level);
+                let child_span = level_span(child_level);
                 for index in 0..512 {
                     let child = Leaf {
                         pa: PhysAddr(leaf.pa.0 + index * child_span),
@@ -401,7 +444,7 @@ impl Stage2Table {
     }
 
     fn slot(&self, table: PhysAddr, ipa: Ipa, level: u8) -> DescriptorSlot {
-        let span = crate::descriptor::level_span(level);
+        let span = level_span(level);
         DescriptorSlot {
             pa: descriptor_address(table, ipa, level),
             vmid: self.vmid,

@@ -14,6 +14,11 @@
 //! common; the rest have raw arguments and are mostly illegal. A torn-down guest is replaced by
 //! a fresh one (its restart), so teardown does not end a case's interesting part. The run
 //! counts accepted steps of each kind and requires a minimum of each.
+//!
+//! Every step also runs on a copy whose frame groups are unfolded, where whole-block
+//! conversions take the engine's slow path: both must end in the same state with the same
+//! answer (the fast block path is checked against the slow one, step by step). A second test
+//! makes whole-block requests only, so the fast path runs hundreds of times per run.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -423,6 +428,11 @@ fn check_step(
     step: Check,
 ) -> Result<Answer, String> {
     let before = system.clone();
+    // The same step with every frame group unfolded: whole-block conversions take the slow
+    // path there (every page planned, 512 records written), the fast one here.
+    let mut slow = system.clone();
+    slow.engine.unfold_frame_groups();
+    let slow_result = engine_answer(&mut slow, step);
     let result = engine_answer(system, step);
     let (expected, next_model, zeroed) = reference_answer(&before, model, step);
     if result != expected {
@@ -439,6 +449,18 @@ fn check_step(
         return Err(format!("fake arch violations: {violations:?}"));
     }
     let frame_writes: BTreeSet<PhysAddr> = system.arch.take_frame_writes().into_iter().collect();
+    let slow_writes: BTreeSet<PhysAddr> = slow.arch.take_frame_writes().into_iter().collect();
+    let same_as_slow = slow_result == result
+        && slow.engine == system.engine
+        && slow.arch.same_memory(&system.arch)
+        && slow.arch.end_call() == invalidations
+        && slow.arch.take_violations().is_empty()
+        && slow_writes == frame_writes;
+    if !same_as_slow {
+        return Err(format!(
+            "the fast path ({result:?}) and the slow path ({slow_result:?}) disagree"
+        ));
+    }
     let changed = result.is_ok() || matches!(step, Check::Teardown(_));
     if !changed {
         // I8: a refusal changes nothing at all.
@@ -532,7 +554,7 @@ fn check_step(
 type Counts = [[usize; 2]; KINDS.len()];
 
 /// Runs one case; adds its accepted steps to `counts`.
-fn run_case(steps: &[Step], counts: &mut Counts) -> Result<(), String> {
+fn run_case(steps: &[Step], counts: &mut Counts, fast_blocks: &mut usize) -> Result<(), String> {
     let layout = Rc::new(layout());
     let mut system = SmallSystem::boot_layout(&layout).unwrap();
     let mut model = Model::boot(layout).unwrap();
@@ -547,10 +569,16 @@ fn run_case(steps: &[Step], counts: &mut Counts) -> Result<(), String> {
     }
     for (number, step) in steps.iter().enumerate() {
         let check = resolve(step, &model, &guests);
+        let folded_before = system.engine.frame_table().folded_groups() > 0;
         let (result, written) = check_step(&mut system, &mut model, &mut views, check)
             .map_err(|problem| format!("step {number} {step:?} as {check:?}: {problem}"))?;
         zeroed.extend(written);
         counts[check.kind()][usize::from(result.is_err())] += 1;
+        if let (Check::Convert(request), Ok(())) = (check, result) {
+            if request.pages == 512 && folded_before {
+                *fast_blocks += 1;
+            }
+        }
         if let Step::Teardown(slot) = step {
             guests.restart(*slot);
         }
@@ -576,6 +604,10 @@ fn run_case(steps: &[Step], counts: &mut Counts) -> Result<(), String> {
 /// 444, 162, 469, 794, 313, 854, 177, 131, 428, 167); docs/ISOLATION.md quotes them.
 const MINIMUM_ACCEPTED: [usize; KINDS.len()] = [500, 220, 80, 230, 400, 150, 420, 85, 65, 210, 80];
 
+/// Fewest accepted whole-block conversions made while a frame group was folded (so the fast
+/// path could run, and was compared with the slow one). About half the lowest count seen.
+const MINIMUM_FAST_BLOCKS: usize = 6;
+
 /// Cases per run, each up to [`MAX_STEPS`] steps.
 const CASES: u32 = 256;
 const MAX_STEPS: usize = 64;
@@ -591,10 +623,11 @@ fn engine_agrees_with_the_reference_model() {
         ..Config::default()
     });
     let counts = RefCell::new([[0usize; 2]; KINDS.len()]);
+    let fast_blocks = RefCell::new(0usize);
     let strategy = proptest::collection::vec(step(), 1..=MAX_STEPS);
     let outcome = runner.run(&strategy, |steps| {
         let mut case = [[0usize; 2]; KINDS.len()];
-        let result = run_case(&steps, &mut case);
+        let result = run_case(&steps, &mut case, &mut fast_blocks.borrow_mut());
         let mut counts = counts.borrow_mut();
         for (total, count) in counts.iter_mut().zip(case) {
             total[0] += count[0];
@@ -615,6 +648,12 @@ fn engine_agrees_with_the_reference_model() {
     };
     let summary = line(0);
     println!("differential: accepted {}", summary.join(" "));
+    let fast_blocks = fast_blocks.into_inner();
+    println!("differential: {fast_blocks} accepted whole-block conversions with a folded group");
+    assert!(
+        fast_blocks >= MINIMUM_FAST_BLOCKS,
+        "only {fast_blocks} whole-block conversions could take the fast path"
+    );
     println!("differential: refused {}", line(1).join(" "));
     for ((kind, [count, _]), minimum) in KINDS.iter().zip(counts).zip(MINIMUM_ACCEPTED) {
         assert!(
@@ -622,4 +661,51 @@ fn engine_agrees_with_the_reference_model() {
             "{kind} accepted {count} times, fewer than {minimum}: {summary:?}"
         );
     }
+}
+
+/// Whole-block requests on block C (at its private IPA or its split-mode alias), with the
+/// occasional teardown and pin: most accepted conversions here find the block uniform, so the
+/// fast path runs, next to the slow one, far more often than in the mixed run.
+fn block_step() -> impl Strategy<Value = Step> {
+    let block_ipa = prop_oneof![Just(BLOCK_IPA), Just(BLOCK_IPA.shared_alias())];
+    prop_oneof![
+        12 => (op(), slot(), block_ipa, (0u8..8).prop_map(Rights::from_bits_truncate))
+            .prop_map(|(op, slot, ipa, rights)| Step::Raw { op, slot, ipa, pages: 512, rights }),
+        1 => slot().prop_map(Step::Teardown),
+        1 => any::<usize>().prop_map(Step::Pin),
+        1 => any::<usize>().prop_map(Step::Unpin),
+    ]
+}
+
+/// Fewest accepted whole-block conversions with a folded group in a run of the block test:
+/// about half the lowest count seen.
+const MINIMUM_BLOCK_FAST: usize = 150;
+
+#[test]
+fn whole_block_requests_agree_on_the_fast_and_the_slow_path() {
+    let mut runner = TestRunner::new(Config {
+        cases: CASES,
+        source_file: Some(file!()),
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..Config::default()
+    });
+    let fast_blocks = RefCell::new(0usize);
+    let strategy = proptest::collection::vec(block_step(), 1..=MAX_STEPS / 2);
+    let outcome = runner.run(&strategy, |steps| {
+        let mut counts = [[0usize; 2]; KINDS.len()];
+        run_case(&steps, &mut counts, &mut fast_blocks.borrow_mut()).map_err(TestCaseError::fail)
+    });
+    if let Err(error) = outcome {
+        panic!("{error}");
+    }
+    let fast_blocks = fast_blocks.into_inner();
+    println!(
+        "differential (blocks): {fast_blocks} accepted whole-block conversions with a folded group"
+    );
+    assert!(
+        fast_blocks >= MINIMUM_BLOCK_FAST,
+        "only {fast_blocks} whole-block conversions could take the fast path"
+    );
 }

@@ -6,6 +6,8 @@
 
 use frameshift_pd::{get_mr, set_mr, Channel, Ipa, MessageInfo};
 
+pub mod bench;
+
 /// Notification rounds of the ping-pong scenario.
 pub const PING_PONG_ROUNDS: u64 = 1000;
 /// The channel ping and pong each know the other by (pingpong.xml).

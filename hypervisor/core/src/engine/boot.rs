@@ -128,6 +128,10 @@ impl<S: FrameStorage> Engine<S> {
                     let frame = PhysAddr(pa.get() + offset * PAGE_SIZE);
                     self.record_boot_frame(arch, mapping, frame);
                 }
+                // A block mapped whole at boot converts whole in O(1) (a folded frame group).
+                if let Some(head) = self.frames.index(pa) {
+                    self.frames.fold(head);
+                }
                 let leaf = Leaf {
                     pa,
                     rights: mapping.rights,
@@ -189,6 +193,14 @@ impl<S: FrameStorage> Engine<S> {
         let state = self.boot_state(mapping, pa);
         let Some(index) = self.frames.index(pa) else {
             return state;
+        };
+        self.boot_frames = if self.boot_frames.0 == self.boot_frames.1 {
+            (index, index + 1)
+        } else {
+            (
+                self.boot_frames.0.min(index),
+                self.boot_frames.1.max(index + 1),
+            )
         };
         match state {
             PageState::Owned | PageState::SharedOwned => {

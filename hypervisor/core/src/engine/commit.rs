@@ -1,6 +1,6 @@
 //! The commit step: applies a prepared [`Plan`] run by run, without deciding anything again.
 
-use super::plan::{Pair, Plan, Run};
+use super::plan::{Pair, Plan, PlanHead, Run};
 use super::Engine;
 use crate::addr::{Ipa, BLOCK_SIZE, PAGE_SIZE};
 use crate::arch::Stage2Arch;
@@ -19,6 +19,16 @@ impl<S: FrameStorage> Engine<S> {
     /// on another state, or a count that falls short (a bug), halts the hypervisor
     /// ([`FatalReason::CommitInvariant`]) rather than leave a half-applied request behind.
     pub fn commit(&mut self, arch: &mut impl Stage2Arch, plan: Plan) {
+        self.commit_runs(arch, &plan.head, &plan.runs);
+    }
+
+    /// [`Self::commit`] of a plan's head and runs, wherever they are.
+    pub(super) fn commit_runs(
+        &mut self,
+        arch: &mut impl Stage2Arch,
+        plan: &PlanHead,
+        runs: &[Run],
+    ) {
         if plan.epoch != self.epoch {
             arch.fatal(FatalReason::CommitInvariant);
         }
@@ -30,7 +40,7 @@ impl<S: FrameStorage> Engine<S> {
         let mut guest_table = pair.guest_table;
         let mut host_table = pair.host_table;
         let mut page = 0;
-        for run in &plan.runs {
+        for run in runs {
             let first = Ipa(plan.first.get() + page * PAGE_SIZE);
             if plan.block {
                 self.commit_block(arch, &pair, run, first, &mut reservation);
@@ -137,6 +147,73 @@ impl<S: FrameStorage> Engine<S> {
         }
     }
 
+    /// [`Self::update_frame`] of a whole folded frame group at once: one record written (the
+    /// frames are still zeroed one by one when they leave their owner). `false`, with nothing
+    /// done, when the group is not folded or would end with more than the one borrower a folded
+    /// record keeps inline: the caller then updates the 512 frames.
+    fn update_group(&mut self, arch: &mut impl Stage2Arch, pair: &Pair, run: &Run) -> bool {
+        let head = run.frame as usize;
+        let Some(record) = self.frames.folded_record(head) else {
+            return false;
+        };
+        let transition = run.transition;
+        let host_borrows = transition.host == Side::Mapped(PageState::SharedBorrowed);
+        let guest_borrows = transition.guest == Side::Mapped(PageState::SharedBorrowed);
+        let borrowers = self.frames.borrower_count(head)
+            + usize::from(!run.host_borrows && host_borrows)
+            + usize::from(!run.guest_borrows && guest_borrows);
+        let leaving = usize::from(run.host_borrows && !host_borrows)
+            + usize::from(run.guest_borrows && !guest_borrows);
+        if borrowers.saturating_sub(leaving) > 1 {
+            return false;
+        }
+        if transition.zero {
+            // Every mapping that leaves with the frames was removed and invalidated already.
+            for offset in 0..usize::from(run.pages) {
+                arch.zero_page(self.frames.frame_address(head + offset));
+            }
+        }
+        let owner = if transition.owner == Holder::Guest {
+            pair.guest
+        } else {
+            pair.host
+        };
+        let rights = match transition.owner_rights {
+            OwnerRights::Keep => record.owner_rights(),
+            OwnerRights::All => Rights::ALL,
+            OwnerRights::ReadWrite => Rights::READ_WRITE,
+        };
+        let mut done =
+            self.frames
+                .set_group_owner(head, owner, transition.state, rights, record.memory());
+        // Removals first, so the inline slot is free for an addition.
+        for (domain, before, after) in [
+            (pair.host, run.host_borrows, host_borrows),
+            (pair.guest, run.guest_borrows, guest_borrows),
+        ] {
+            if before && !after {
+                done &= self
+                    .frames
+                    .set_group_borrower(head, domain, Rights::empty(), false);
+            }
+        }
+        for (domain, before, after) in [
+            (pair.host, run.host_borrows, host_borrows),
+            (pair.guest, run.guest_borrows, guest_borrows),
+        ] {
+            if !before && after {
+                done &=
+                    self.frames
+                        .set_group_borrower(head, domain, transition.borrower_rights, true);
+            }
+        }
+        if !done {
+            // Prepare saw these holders in the folded record.
+            arch.fatal(FatalReason::CommitInvariant);
+        }
+        true
+    }
+
     #[allow(clippy::too_many_arguments, reason = "the commit state of one page")]
     fn commit_page(
         &mut self,
@@ -211,10 +288,14 @@ impl<S: FrameStorage> Engine<S> {
             done =
                 done.and(host_table.set_block(arch, &mut self.pool, reservation, host_ipa, None));
         }
-        for offset in 0..usize::from(run.pages) {
-            self.update_frame(arch, pair, run, run.frame as usize + offset);
-        }
         let head = run.frame as usize;
+        if !self.update_group(arch, pair, run) {
+            for offset in 0..usize::from(run.pages) {
+                self.update_frame(arch, pair, run, head + offset);
+            }
+            // The block is uniform now: the next whole-block conversion is O(1).
+            self.frames.fold(head);
+        }
         if let (Side::Mapped(state), Some(at)) = (transition.guest, run.guest_new.at(first)) {
             let leaf = self.leaf_for(head, pair.guest, state);
             done =

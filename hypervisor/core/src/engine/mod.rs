@@ -21,7 +21,11 @@
 //! A range that is one whole, aligned, uniform 2 MiB block is converted with one level-2
 //! descriptor change per side; a conversion inside a block splits it, and a region that becomes
 //! uniform again is coalesced back into a block; a table that maps nothing any more goes back to
-//! the pool.
+//! the pool. When each side's 2 MiB is one level-2 descriptor (or nothing) and the block's frame
+//! group is folded (one record for its 512 frames, [`crate::frame_table`]), prepare plans the
+//! first page alone and commit writes the one record: the conversion costs the same for 512
+//! pages as for one. Otherwise both go page by page, and commit folds the group it leaves
+//! uniform.
 //!
 //! | file | what |
 //! | --- | --- |
@@ -61,13 +65,16 @@ const MAX_PROTECTED_RANGES: usize = 8;
 
 /// The ownership core: frame table, table pool and hypervisor memory.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Engine<S> {
+pub struct Engine<S: FrameStorage> {
     frames: FrameTable<S>,
     pool: TablePool,
     protected: [(PhysAddr, PhysAddr); MAX_PROTECTED_RANGES],
     protected_count: usize,
     /// Bumped by every change, so a plan can only be committed on the state it was made from.
     epoch: u64,
+    /// The frame indices `[start, end)` that boot mappings recorded holders for: the hull of
+    /// what boot mapped, which the boot audit ([`crate::audit::audit_boot`]) checks.
+    boot_frames: (usize, usize),
 }
 
 impl<S: FrameStorage> Engine<S> {
@@ -79,6 +86,7 @@ impl<S: FrameStorage> Engine<S> {
             protected: [(PhysAddr(0), PhysAddr(0)); MAX_PROTECTED_RANGES],
             protected_count: 0,
             epoch: 0,
+            boot_frames: (0, 0),
         }
     }
 
@@ -92,6 +100,7 @@ impl<S: FrameStorage> Engine<S> {
     ) -> Result<(), Error> {
         self.epoch += 1;
         self.protected_count = 0;
+        self.boot_frames = (0, 0);
         self.pool = TablePool::empty();
         self.frames.init(frame_base, frames)?;
         let (start, end) = pool.range();
@@ -126,9 +135,28 @@ impl<S: FrameStorage> Engine<S> {
         &self.protected[..self.protected_count]
     }
 
+    /// The frame indices boot mappings recorded holders for (the hull: frames in between that
+    /// no boot mapping named are included). Empty before the first boot mapping.
+    pub fn boot_frames(&self) -> core::ops::Range<usize> {
+        self.boot_frames.0..self.boot_frames.1
+    }
+
     /// The frame table.
     pub fn frame_table(&self) -> &FrameTable<S> {
         &self.frames
+    }
+
+    /// Unfolds every frame group: the next whole-block conversions take the slow path (see
+    /// [`FrameTable::unfold_all`]).
+    #[cfg(any(test, feature = "fake"))]
+    pub fn unfold_frame_groups(&mut self) {
+        self.frames.unfold_all();
+    }
+
+    /// The frame table, for tests that corrupt it behind the engine's back.
+    #[cfg(test)]
+    pub(crate) fn frame_table_mut(&mut self) -> &mut FrameTable<S> {
+        &mut self.frames
     }
 
     /// Takes a pin on a frame (in-flight use).
@@ -221,8 +249,10 @@ impl<S: FrameStorage> Engine<S> {
         domains: &Domains<C>,
         request: Request,
     ) -> Result<(), Error> {
-        let plan = self.prepare(arch, domains, request)?;
-        self.commit(arch, plan);
+        // The runs stay here: a `Plan` moved from prepare to commit is a 10 KiB copy.
+        let mut runs = heapless::Vec::new();
+        let head = self.prepare_runs(arch, domains, request, &mut runs)?;
+        self.commit_runs(arch, &head, &runs);
         Ok(())
     }
 

@@ -11,7 +11,7 @@ use crate::domain::{ConversionMode, DomainId, Domains, GuestLink};
 use crate::error::Error;
 use crate::frame_table::{FrameState, FrameStorage};
 use crate::ownership::{decide, FrameView, Holder, Operation, Side, Transition};
-use crate::stage2::{Entry, Reach, Stage2Table};
+use crate::stage2::{BlockSlot, Entry, Reach, Stage2Table};
 
 /// Longest range one conversion request may name (one 2 MiB block).
 pub const MAX_RANGE_PAGES: u64 = PAGES_PER_BLOCK;
@@ -111,12 +111,19 @@ pub(super) struct Run {
 /// An accepted request, prepared and not yet applied: its range as runs of uniform pages and the
 /// table pages the commit takes. Owned, so it can be inspected and then given to
 /// [`Engine::commit`], which applies it without deciding anything again. At most 512 runs of 20
-/// bytes: 10 KiB on the 128 KiB EL2 stack for the worst range.
+/// bytes: 10 KiB on the 128 KiB EL2 stack for the worst range. ([`Engine::convert`] keeps the
+/// runs where it made them and never moves a plan: a move copies all 10 KiB.)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
+    pub(super) head: PlanHead,
+    pub(super) runs: Vec<Run, MAX_RUNS>,
+}
+
+/// Everything in a plan but its runs (small, so it moves for free).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct PlanHead {
     pub(super) pair: Pair,
     pub(super) first: Ipa,
-    pub(super) runs: Vec<Run, MAX_RUNS>,
     /// One whole, aligned, uniform 2 MiB block: one level-2 descriptor change per side.
     pub(super) block: bool,
     /// Table pages the commit allocates.
@@ -138,12 +145,12 @@ impl Plan {
 
     /// Whether the range is converted as one 2 MiB block.
     pub fn is_block(&self) -> bool {
-        self.block
+        self.head.block
     }
 
     /// Table pages the commit allocates.
     pub fn table_pages(&self) -> usize {
-        self.tables
+        self.head.tables
     }
 }
 
@@ -182,14 +189,57 @@ impl<S: FrameStorage> Engine<S> {
         domains: &Domains<C>,
         request: Request,
     ) -> Result<Plan, Error> {
+        let mut runs = Vec::new();
+        let head = self.prepare_runs(arch, domains, request, &mut runs)?;
+        Ok(Plan { head, runs })
+    }
+
+    /// [`Self::prepare`] into `runs` (empty), which the caller keeps where it is.
+    pub(super) fn prepare_runs<C>(
+        &self,
+        arch: &impl Stage2Arch,
+        domains: &Domains<C>,
+        request: Request,
+        runs: &mut Vec<Run, MAX_RUNS>,
+    ) -> Result<PlanHead, Error> {
         let pair = pair(domains, request)?;
         let first = first_ipa(&pair, request)?;
-        let mut runs: Vec<Run, MAX_RUNS> = Vec::new();
+        let slots_needed = match self.plan_uniform_block(arch, &pair, request, first, runs)? {
+            Some(slots) => slots,
+            None => self.plan_pages(arch, &pair, request, first, runs)?,
+        };
+        if slots_needed > self.frames.free_borrower_slots() {
+            return Err(Error::BorrowerTableFull);
+        }
+        let block = self.is_block(&pair, request, first, runs);
+        let tables = table_pages(arch, &pair, first, runs, block);
+        if tables > self.pool.available() {
+            return Err(Error::OutOfTableMemory);
+        }
+        Ok(PlanHead {
+            pair,
+            first,
+            block,
+            tables,
+            epoch: self.epoch,
+        })
+    }
+
+    /// The slow path of [`Self::prepare`]: every page planned, runs merged; returns the borrower
+    /// side-table slots the commit takes.
+    fn plan_pages(
+        &self,
+        arch: &impl Stage2Arch,
+        pair: &Pair,
+        request: Request,
+        first: Ipa,
+        runs: &mut Vec<Run, MAX_RUNS>,
+    ) -> Result<usize, Error> {
         let mut last_key = None;
         let mut slots_needed = 0;
         for page in 0..request.pages {
             let ipa = Ipa(first.get() + page * PAGE_SIZE);
-            let plan = self.plan_page(arch, &pair, request, ipa)?;
+            let plan = self.plan_page(arch, pair, request, ipa)?;
             let adds_host = plan.transition.host == Side::Mapped(PageState::SharedBorrowed)
                 && !plan.view.host_borrows;
             let adds_guest = plan.transition.guest == Side::Mapped(PageState::SharedBorrowed)
@@ -197,7 +247,8 @@ impl<S: FrameStorage> Engine<S> {
             if adds_host || adds_guest {
                 slots_needed += self.frames.borrower_slots_needed(plan.frame);
             }
-            let key = RunKey {
+            // Only a range of more than one page merges runs.
+            let key = (request.pages > 1).then(|| RunKey {
                 transition: plan.transition,
                 host_borrows: plan.view.host_borrows,
                 guest_borrows: plan.view.guest_borrows,
@@ -207,9 +258,11 @@ impl<S: FrameStorage> Engine<S> {
                 memory: self.frames.record_at(plan.frame).memory(),
                 host_rights: self.frames.borrower_rights(plan.frame, pair.host),
                 guest_rights: self.frames.borrower_rights(plan.frame, pair.guest),
-            };
+            });
             let extends = runs.last().is_some_and(|run| {
-                last_key == Some(key) && run.frame as usize + usize::from(run.pages) == plan.frame
+                key.is_some()
+                    && last_key == key
+                    && run.frame as usize + usize::from(run.pages) == plan.frame
             });
             match runs.last_mut() {
                 Some(run) if extends => run.pages += 1,
@@ -229,24 +282,69 @@ impl<S: FrameStorage> Engine<S> {
                     }
                 }
             }
-            last_key = Some(key);
+            last_key = key;
         }
-        if slots_needed > self.frames.free_borrower_slots() {
-            return Err(Error::BorrowerTableFull);
+        Ok(slots_needed)
+    }
+
+    /// The fast path of [`Self::prepare`] for a whole 2 MiB block that is uniform: on each side
+    /// one level-2 descriptor or nothing ([`BlockSlot`]), and one folded frame group
+    /// ([`crate::frame_table`]). Its 512 pages would all plan as its first does, so the first
+    /// is planned and the run covers all 512. `Ok(None)` when the range is not such a block;
+    /// a refusal is the first page's, which is the slow path's too.
+    fn plan_uniform_block(
+        &self,
+        arch: &impl Stage2Arch,
+        pair: &Pair,
+        request: Request,
+        first: Ipa,
+        runs: &mut Vec<Run, MAX_RUNS>,
+    ) -> Result<Option<usize>, Error> {
+        if request.pages != PAGES_PER_BLOCK || !first.is_block_aligned() {
+            return Ok(None);
         }
-        let block = self.is_block(&pair, request, first, &runs);
-        let tables = table_pages(arch, &pair, first, &runs, block);
-        if tables > self.pool.available() {
-            return Err(Error::OutOfTableMemory);
+        let Some(host_first) = pair.link.window.host_ipa(first) else {
+            return Ok(None);
+        };
+        let alias = match pair.link.mode {
+            ConversionMode::Split => pair.guest_table.block_slot(arch, first.shared_alias()),
+            ConversionMode::History => BlockSlot::Empty,
+        };
+        let slots = [
+            pair.host_table.block_slot(arch, host_first),
+            pair.guest_table.block_slot(arch, first),
+            alias,
+        ];
+        if !host_first.is_block_aligned() || slots.contains(&BlockSlot::Other) {
+            return Ok(None);
         }
-        Ok(Plan {
-            pair,
-            first,
-            runs,
-            block,
-            tables,
-            epoch: self.epoch,
-        })
+        let plan = self.plan_page(arch, pair, request, first)?;
+        // A block leaf's frame is 2 MiB aligned: the head of its group, if the table has it.
+        if self.frames.folded_record(plan.frame).is_none() {
+            return Ok(None);
+        }
+        let adds_borrower = (plan.transition.host == Side::Mapped(PageState::SharedBorrowed)
+            && !plan.view.host_borrows)
+            || (plan.transition.guest == Side::Mapped(PageState::SharedBorrowed)
+                && !plan.view.guest_borrows);
+        let slots_needed = if adds_borrower {
+            self.frames.borrower_slots_needed(plan.frame) * PAGES_PER_BLOCK as usize
+        } else {
+            0
+        };
+        let run = Run {
+            pages: PAGES_PER_BLOCK as u16,
+            frame: plan.frame as u32,
+            transition: plan.transition,
+            host_borrows: plan.view.host_borrows,
+            guest_borrows: plan.view.guest_borrows,
+            guest_old: plan.guest_old,
+            guest_new: plan.guest_new,
+        };
+        if runs.push(run).is_err() {
+            return Err(Error::InvalidRange);
+        }
+        Ok(Some(slots_needed))
     }
 
     /// Whether the range is one whole aligned 2 MiB block that the commit can convert with one
@@ -300,21 +398,6 @@ impl<S: FrameStorage> Engine<S> {
         view
     }
 
-    /// The state `domain` should see for frame `index`, per the frame table.
-    fn expected_state(&self, index: usize, domain: DomainId) -> Option<PageState> {
-        let record = self.frames.record_at(index);
-        if record.owner() == Some(domain) {
-            return match record.state() {
-                FrameState::Owned => Some(PageState::Owned),
-                FrameState::SharedOwned => Some(PageState::SharedOwned),
-                _ => None,
-            };
-        }
-        self.frames
-            .borrower_rights(index, domain)
-            .map(|_| PageState::SharedBorrowed)
-    }
-
     /// One page: finds the frame, checks the descriptors agree with the frame table, decides,
     /// checks the destinations.
     fn plan_page(
@@ -358,7 +441,7 @@ impl<S: FrameStorage> Engine<S> {
         let frame = self.frames.index(pa).ok_or(Error::NotTracked)?;
         let view = self.view(frame, pair);
         // The descriptors must agree with the frame table (I3); never act on a disagreement.
-        let host_expected = self.expected_state(frame, pair.host);
+        let host_expected = expected_state(&view, Holder::Host, view.host_borrows);
         let host_holds = match host_entry {
             Entry::Mapped(leaf) if leaf.pa == pa => Some(leaf.state) == host_expected,
             Entry::LentAway(lent) if lent == pa => {
@@ -371,7 +454,7 @@ impl<S: FrameStorage> Engine<S> {
         if host_holds != host_should_hold {
             return Err(Error::WrongState);
         }
-        let guest_expected = self.expected_state(frame, pair.guest);
+        let guest_expected = expected_state(&view, Holder::Guest, view.guest_borrows);
         let guest_old = match guest_entry {
             Entry::Mapped(leaf)
                 if leaf.pa == pa
@@ -406,6 +489,19 @@ impl<S: FrameStorage> Engine<S> {
             guest_new,
         })
     }
+}
+
+/// The state the pair's `holder` side should see for a frame, per the frame table as `view`
+/// shows it (`borrows`: that side is a listed borrower).
+fn expected_state(view: &FrameView, holder: Holder, borrows: bool) -> Option<PageState> {
+    if view.owner == holder {
+        return match view.state {
+            FrameState::Owned => Some(PageState::Owned),
+            FrameState::SharedOwned => Some(PageState::SharedOwned),
+            _ => None,
+        };
+    }
+    borrows.then_some(PageState::SharedBorrowed)
 }
 
 /// The (host, guest) pair of a request, if the request may be made at all.
@@ -477,8 +573,13 @@ fn table_pages(
     runs: &[Run],
     block: bool,
 ) -> usize {
-    let mut count = TableCount::default();
     let host_ipa = |ipa: Ipa| pair.link.window.host_ipa(ipa).unwrap_or(ipa);
+    if let ([run], false) = (runs, block) {
+        if run.pages == 1 {
+            return page_table_pages(arch, pair, run, first, host_ipa(first));
+        }
+    }
+    let mut count = TableCount::default();
     if block {
         if let Some(run) = runs.first() {
             if run.transition.host != Side::NoPage {
@@ -489,25 +590,60 @@ fn table_pages(
             }
         }
     } else {
+        // Per run and location, the 2 MiB regions its pages fall in (a run is at most 512
+        // pages: two regions at most), not every page.
         let mut page = 0;
         for run in runs {
-            for offset in 0..u64::from(run.pages) {
-                let ipa = Ipa(first.get() + (page + offset) * PAGE_SIZE);
-                let writes_host = run.transition.host != Side::NoPage;
-                count.page_write(HOST_TABLE, host_ipa(ipa), writes_host);
-                if run.guest_old != run.guest_new {
-                    if let Some(old) = run.guest_old.at(ipa) {
-                        count.page_write(GUEST_TABLE, old, false);
+            let start = Ipa(first.get() + page * PAGE_SIZE);
+            let last = Ipa(start.get() + (u64::from(run.pages) - 1) * PAGE_SIZE);
+            let mut each_region = |at: &dyn Fn(Ipa) -> Option<Ipa>, guest: bool, maps: bool| {
+                if let (Some(from), Some(to)) = (at(start), at(last)) {
+                    for region in [from, to] {
+                        count.page_write(guest, region, maps);
                     }
                 }
-                if let Some(new) = run.guest_new.at(ipa) {
-                    count.page_write(GUEST_TABLE, new, true);
-                }
+            };
+            let writes_host = run.transition.host != Side::NoPage;
+            each_region(&|ipa| Some(host_ipa(ipa)), HOST_TABLE, writes_host);
+            if run.guest_old != run.guest_new {
+                each_region(&|ipa| run.guest_old.at(ipa), GUEST_TABLE, false);
             }
+            each_region(&|ipa| run.guest_new.at(ipa), GUEST_TABLE, true);
             page += u64::from(run.pages);
         }
     }
     count.total(arch, pair)
+}
+
+/// [`table_pages`] of a one-page plan: each location it writes is its own 2 MiB region (the
+/// host's is in another table; the guest's old and new locations, when they differ, are the
+/// private IPA and its alias), so the count is a sum, one walk per location.
+fn page_table_pages(
+    arch: &impl Stage2Arch,
+    pair: &Pair,
+    run: &Run,
+    ipa: Ipa,
+    host_ipa: Ipa,
+) -> usize {
+    let needed = |table: Stage2Table, at: Ipa, maps: bool| match (table.reach(arch, at), maps) {
+        (Reach::Level1, true) => 2,
+        (Reach::Level2 | Reach::Block, true) | (Reach::Block, false) => 1,
+        _ => 0,
+    };
+    let mut total = needed(
+        pair.host_table,
+        host_ipa,
+        run.transition.host != Side::NoPage,
+    );
+    if run.guest_old != run.guest_new {
+        if let Some(old) = run.guest_old.at(ipa) {
+            total += needed(pair.guest_table, old, false);
+        }
+    }
+    if let Some(new) = run.guest_new.at(ipa) {
+        total += needed(pair.guest_table, new, true);
+    }
+    total
 }
 
 /// [`TableCount`]'s name for the host's table.
@@ -518,8 +654,8 @@ const GUEST_TABLE: bool = true;
 /// The regions one commit writes into, per table (false = the host's, true = the guest's).
 #[derive(Default)]
 struct TableCount {
-    /// 1 GiB regions that get a mapping or annotation.
-    gigabytes: Vec<(bool, u64), 8>,
+    /// 1 GiB regions a whole-block plan maps or annotates in.
+    block_gigabytes: Vec<(bool, u64), 8>,
     /// 2 MiB regions that get a page-level mapping or annotation.
     filled: Vec<(bool, u64), 8>,
     /// 2 MiB regions that only lose pages.
@@ -536,11 +672,15 @@ fn insert(set: &mut Vec<(bool, u64), 8>, item: (bool, u64)) {
     }
 }
 
+/// The 1 GiB region of `ipa`.
+const fn gigabyte(ipa: u64) -> u64 {
+    ipa & !((1 << 30) - 1)
+}
+
 impl TableCount {
     fn page_write(&mut self, guest: bool, ipa: Ipa, maps: bool) {
         let region = (guest, ipa.get() & !(BLOCK_SIZE - 1));
         if maps {
-            insert(&mut self.gigabytes, (guest, ipa.get() & !((1 << 30) - 1)));
             insert(&mut self.filled, region);
         } else {
             insert(&mut self.emptied, region);
@@ -548,9 +688,13 @@ impl TableCount {
     }
 
     fn block_write(&mut self, guest: bool, ipa: Ipa) {
-        insert(&mut self.gigabytes, (guest, ipa.get() & !((1 << 30) - 1)));
+        insert(&mut self.block_gigabytes, (guest, gigabyte(ipa.get())));
     }
 
+    /// One level-3 table per filled region that has none; one level-2 table per 1 GiB region
+    /// written into that has none (a region's reach is `Level1` exactly when its 1 GiB region
+    /// has no level-2 table, so one walk per region answers both); one level-3 table per
+    /// emptied region that is a block to split.
     fn total(&self, arch: &impl Stage2Arch, pair: &Pair) -> usize {
         let table = |guest: bool| {
             if guest {
@@ -560,21 +704,25 @@ impl TableCount {
             }
         };
         let reach = |(guest, base): (bool, u64)| table(guest).reach(arch, Ipa(base));
-        let level2 = self
-            .gigabytes
-            .iter()
-            .filter(|&&region| reach(region) == Reach::Level1)
-            .count();
-        let level3 = self
-            .filled
-            .iter()
-            .filter(|&&region| reach(region) != Reach::Level3)
-            .count();
+        let mut missing_level2: Vec<(bool, u64), 8> = Vec::new();
+        let mut level3 = 0;
+        for &(guest, base) in &self.filled {
+            let region_reach = reach((guest, base));
+            level3 += usize::from(region_reach != Reach::Level3);
+            if region_reach == Reach::Level1 {
+                insert(&mut missing_level2, (guest, gigabyte(base)));
+            }
+        }
+        for &region in &self.block_gigabytes {
+            if reach(region) == Reach::Level1 {
+                insert(&mut missing_level2, region);
+            }
+        }
         let splits = self
             .emptied
             .iter()
             .filter(|&&region| !self.filled.contains(&region) && reach(region) == Reach::Block)
             .count();
-        level2 + level3 + splits
+        missing_level2.len() + level3 + splits
     }
 }

@@ -8,6 +8,7 @@
 
 extern crate std;
 use super::*;
+use crate::addr::PAGES_PER_BLOCK;
 use crate::descriptor::MemoryType;
 use crate::small_system::*;
 use std::string::String;
@@ -566,4 +567,125 @@ fn a_plan_committed_on_another_state_halts_the_hypervisor() {
         .unwrap();
     system.convert(donate).unwrap();
     system.engine.commit(&mut system.arch, plan);
+}
+
+/// A value no frame record holds (the owner field says domain 62, bit 45 is unused).
+const SCRIBBLE: u64 = 0x0000_2000_0000_003F;
+
+#[test]
+fn whole_block_fast_path_writes_one_record_and_agrees_with_the_slow_path() {
+    // Whole-block requests of every kind, in both modes, on the small system (block C is
+    // folded from boot: the host maps it whole) and on a copy unfolded before every step,
+    // which takes the slow path. Both give the same answer and the same engine, tables, frame
+    // contents and invalidations; and where the plan is one block and the group was folded,
+    // the fast path wrote the group's first record alone (the other 511 keep a scribble).
+    use crate::ownership::Operation::*;
+    let split_block = BLOCK_IPA.shared_alias();
+    let steps: [(Operation, DomainId, Ipa, Rights, bool); 16] = [
+        (Donate, GUEST_HISTORY, BLOCK_IPA, Rights::empty(), true),
+        (Share, GUEST_HISTORY, BLOCK_IPA, Rights::empty(), true),
+        (Share, GUEST_HISTORY, BLOCK_IPA, Rights::empty(), false),
+        (Unshare, GUEST_HISTORY, BLOCK_IPA, Rights::empty(), true),
+        (Relinquish, GUEST_HISTORY, BLOCK_IPA, Rights::empty(), true),
+        (ShareWithGuest, GUEST_HISTORY, BLOCK_IPA, Rights::READ, true),
+        (Donate, GUEST_SPLIT, BLOCK_IPA, Rights::empty(), false),
+        (
+            UnshareFromGuest,
+            GUEST_HISTORY,
+            BLOCK_IPA,
+            Rights::empty(),
+            true,
+        ),
+        (Donate, GUEST_SPLIT, BLOCK_IPA, Rights::empty(), true),
+        (Share, GUEST_SPLIT, split_block, Rights::empty(), true),
+        (Unshare, GUEST_SPLIT, split_block, Rights::empty(), true),
+        (Relinquish, GUEST_SPLIT, BLOCK_IPA, Rights::empty(), true),
+        (Lend, GUEST_SPLIT, BLOCK_IPA, Rights::READ_WRITE, true),
+        (Relinquish, GUEST_SPLIT, BLOCK_IPA, Rights::empty(), true),
+        (Reclaim, GUEST_SPLIT, BLOCK_IPA, Rights::empty(), true),
+        (Donate, GUEST_HISTORY, BLOCK_IPA, Rights::empty(), true),
+    ];
+    let mut fast = SmallSystem::boot().unwrap();
+    quiet(&mut fast);
+    let mut fast_steps = 0;
+    for (number, (operation, guest, ipa, rights, accepted)) in steps.into_iter().enumerate() {
+        let request = Request {
+            rights,
+            ..Request::new(operation, HOST, guest, ipa, PAGES_PER_BLOCK)
+        };
+        let mut slow = fast.clone();
+        slow.engine.unfold_frame_groups();
+        let folded = fast.engine.frame_table().folded_record(0).is_some();
+        let block = fast
+            .engine
+            .prepare(&fast.arch, &fast.domains, request)
+            .is_ok_and(|plan| plan.is_block());
+        fast.engine
+            .frame_table_mut()
+            .scribble_on_folded(0, SCRIBBLE);
+        let answer = fast.convert(request);
+        assert_eq!(answer.is_ok(), accepted, "step {number}: {answer:?}");
+        assert_eq!(slow.convert(request), answer, "step {number}");
+        assert!(fast.engine == slow.engine, "step {number}: engines differ");
+        assert!(fast.arch.same_memory(&slow.arch), "step {number}");
+        assert_eq!(fast.arch.take_frame_writes(), slow.arch.take_frame_writes());
+        assert_eq!(quiet(&mut fast), quiet(&mut slow), "step {number}");
+        if folded && block && accepted {
+            assert!(
+                fast.engine.frame_table().scribbled(0, SCRIBBLE),
+                "step {number}: the fast path wrote the group's other records"
+            );
+            fast_steps += 1;
+        }
+    }
+    // Every accepted step but three: lend, and the relinquish of what was lent, are no block
+    // plans (the owner keeps one lent-away annotation per page), and the reclaim after them
+    // finds the group unfolded by their per-page commits (it folds it again, for the last).
+    assert_eq!(fast_steps, 11);
+}
+
+#[test]
+fn unsharing_inside_a_block_flushes_a_vmid_only_when_a_table_changes_shape() {
+    use crate::arch::fake::Invalidation;
+    let vmid_flushes = |invalidations: &[Invalidation]| -> Vec<Vmid> {
+        invalidations
+            .iter()
+            .filter_map(|invalidation| match *invalidation {
+                Invalidation::Vmid(vmid) => Some(vmid),
+                Invalidation::Ipa(..) => None,
+            })
+            .collect()
+    };
+    let guest_vmid = Vmid(u16::from(GUEST_HISTORY.0) + 1);
+    let host_vmid = Vmid(u16::from(HOST.0) + 1);
+    let mut system = SmallSystem::boot().unwrap();
+    let (mut engine, arch) = system.parts();
+    engine
+        .donate(arch, HOST, GUEST_HISTORY, BLOCK_IPA, PAGES_PER_BLOCK)
+        .unwrap();
+    quiet(&mut system);
+    let page = |n: u64| Ipa(BLOCK_IPA.get() + n * PAGE_SIZE);
+    // Sharing pages 7 and 8 splits the guest's block (a block replaced by a table: invalidated
+    // by IPA) and gives the host a table of its own: no VMID-wide flush.
+    let (mut engine, arch) = system.parts();
+    engine.share(arch, GUEST_HISTORY, page(7), 2).unwrap();
+    assert_eq!(vmid_flushes(&quiet(&mut system)), []);
+    // Unsharing page 7 leaves both tables as they were (page 8 still shared): the host's page
+    // goes with one IPA invalidation, no VMID-wide flush.
+    let (mut engine, arch) = system.parts();
+    engine.unshare(arch, GUEST_HISTORY, page(7), 1).unwrap();
+    let invalidations = quiet(&mut system);
+    assert_eq!(vmid_flushes(&invalidations), []);
+    let host_page = window().host_ipa(page(7)).unwrap();
+    assert!(invalidations.contains(&Invalidation::Ipa(host_vmid, host_page)));
+    // Unsharing page 8 changes both shapes: the guest's table is coalesced back into a block
+    // and the host's emptied table is freed; each drops a table descriptor, which walk caches
+    // may hold for the whole 2 MiB: one VMID-wide flush each.
+    let (mut engine, arch) = system.parts();
+    engine.unshare(arch, GUEST_HISTORY, page(8), 1).unwrap();
+    let mut flushed = vmid_flushes(&quiet(&mut system));
+    flushed.sort_unstable();
+    assert_eq!(flushed, [host_vmid, guest_vmid]);
+    let guest = system.vspace(GUEST_HISTORY).unwrap().table;
+    assert_eq!(guest.leaf_level(&system.arch, page(8)), Some(2));
 }
