@@ -601,6 +601,7 @@ mod tests {
     //!
     //! equivalent mutant: hypervisor/core/src/audit.rs:329:27: replace | with ^ in DomainAudit<'a, 'r, S>::count -- the count is masked with BOOT_COUNT (bits 5:0) and capped at it, so it shares no bit with BOOT_MARK (bit 7): `|` and `^` give the same byte.
     //! equivalent mutant: hypervisor/core/src/audit.rs:335:40: replace | with ^ in DomainAudit<'a, 'r, S>::count -- the line is reached only when `counter & BOOT_DUPLICATE` is zero (checked just above), so setting the bit with `|` or flipping it with `^` gives the same byte.
+    //! equivalent mutant: hypervisor/core/src/audit.rs:536:22: replace == with != in DomainAudit<'a, 'r, S>::check_records -- the descriptor pass never counts a holding of a free frame (check_leaf and check_entry report it and return before counting), so a free frame's count is always 0: the mutant skips nothing and the full check of such a frame expects no mapping and finds none; only the skip's speed differs.
 
     extern crate std;
     use super::*;
