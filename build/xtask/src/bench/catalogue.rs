@@ -1,14 +1,20 @@
 //! Every figure `cargo xtask bench` reports (issue 11), in table order, with its seL4 + Microkit
 //! anchor, and the benchmark systems that measure it.
 //!
-//! A figure with a [`Source`] is measured: a PD of that system prints its `bench` line. A figure
-//! without one says what it [`needs`](Figure::needs) and is reported as "not yet measured:
-//! needs protected VMs": the guest figures wait for protected VMs to run. Measuring one later
-//! means writing its system and programs and giving it a source instead; the table,
-//! `bench.json` and the plot pick it up unchanged.
+//! A figure with a [`Source`] is measured: a PD or guest of that system prints its `bench` line.
+//! A figure without one says what it [`needs`](Figure::needs) and is reported as "not yet
+//! measured: needs ...". The guest figures come from the bench guest (`bench_guest.bin` under
+//! `bench_vmm.elf`, bench/guest.xml); only their variants with idle PDs still wait, for a guest
+//! system that measures the round trips alone. Measuring one later means writing its system
+//! and programs and giving it a source instead; the table, `bench.json` and the plot pick it up
+//! unchanged.
 
-/// What the guest figures wait for.
-pub const NEEDS_PROTECTED_VMS: &str = "protected VMs";
+/// What the guest round trips with idle PDs wait for: the bench guest prints every guest
+/// figure, and a system's lines must be exactly its figures, so the crowded variant needs a
+/// guest that times the round trips only.
+pub const NEEDS_GUEST_IDLE_SYSTEM: &str = "a guest bench system with idle PDs";
+/// The benchmark system of the guest figures (bench/guest.xml).
+pub const GUEST_SYSTEM: &str = "guest";
 
 /// Idle PDs added to a system for the "with a crowd" variant of each primitive.
 pub const IDLE_PDS: u32 = 48;
@@ -16,6 +22,32 @@ pub const IDLE_PDS: u32 = 48;
 pub const BOOT_PDS: u32 = 51;
 /// Range sizes, in 4 KiB pages, of the conversion and bounce sweep: 4 KiB to 2 MiB.
 pub const SWEEP_PAGES: [u64; 10] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
+/// The bench guest's `bench` line names of the conversion sweep, one per [`SWEEP_PAGES`] size.
+const SHARE_LINES: [&str; 10] = [
+    "guest_share_pages1",
+    "guest_share_pages2",
+    "guest_share_pages4",
+    "guest_share_pages8",
+    "guest_share_pages16",
+    "guest_share_pages32",
+    "guest_share_pages64",
+    "guest_share_pages128",
+    "guest_share_pages256",
+    "guest_share_pages512",
+];
+/// The same, of the bounce sweep.
+const BOUNCE_LINES: [&str; 10] = [
+    "guest_bounce_pages1",
+    "guest_bounce_pages2",
+    "guest_bounce_pages4",
+    "guest_bounce_pages8",
+    "guest_bounce_pages16",
+    "guest_bounce_pages32",
+    "guest_bounce_pages64",
+    "guest_bounce_pages128",
+    "guest_bounce_pages256",
+    "guest_bounce_pages512",
+];
 /// Measurements of each looped figure in one run (`frameshift_pd_programs::bench::REPETITIONS`);
 /// a boot figure is measured once per boot, and its system is booted this many times.
 pub const REPETITIONS: usize = 2;
@@ -129,18 +161,24 @@ fn primitive(
     }
 }
 
-/// A guest round trip, not yet measured (it needs protected VMs), alone and with [`IDLE_PDS`] idle PDs.
-fn guest(figures: &mut Vec<Figure>, name: &str, description: &str, anchor: u64) {
+/// A guest round trip, measured alone by the bench guest, and with [`IDLE_PDS`] idle PDs not
+/// yet ([`NEEDS_GUEST_IDLE_SYSTEM`]).
+fn guest(figures: &mut Vec<Figure>, line: &'static str, description: &str, anchor: u64) {
     for idle_pds in [0, IDLE_PDS] {
+        let measured = idle_pds == 0;
         figures.push(Figure {
-            name: idle_name(name, idle_pds),
+            name: idle_name(line, idle_pds),
             description: with_idle(description, idle_pds),
             group: Group::Guest,
             anchor: Some(anchor),
             pages: None,
             idle_pds: Some(idle_pds),
-            source: None,
-            needs: Some(NEEDS_PROTECTED_VMS),
+            source: measured.then_some(Source {
+                system: GUEST_SYSTEM,
+                idle_pds,
+                line,
+            }),
+            needs: (!measured).then_some(NEEDS_GUEST_IDLE_SYSTEM),
         });
     }
 }
@@ -240,39 +278,50 @@ pub fn figures() -> Vec<Figure> {
     guest(
         &mut figures,
         "guest_null_hvc",
-        "guest null hypercall: HVC, VMM fault(), reply",
+        "guest null hypercall: an HVC the hypervisor forwards, VMM fault(), reply",
         ANCHOR_GUEST_HVC,
     );
     guest(
         &mut figures,
         "guest_stage2_fault",
-        "guest stage-2 fault, VMM fault(), reply",
+        "guest stage-2 fault (an emulated MMIO read), VMM fault(), reply",
         ANCHOR_GUEST_FAULT,
     );
-    for (group, prefix, what) in [
-        (Group::Conversion, "guest_share", "share + unshare in place"),
+    for (group, prefix, what, lines) in [
+        (
+            Group::Conversion,
+            "guest_share",
+            "share + unshare in place",
+            &SHARE_LINES,
+        ),
         (
             Group::Bounce,
             "guest_bounce",
             "copy in + copy out through a shared buffer",
+            &BOUNCE_LINES,
         ),
     ] {
-        for pages in SWEEP_PAGES {
+        for (pages, line) in SWEEP_PAGES.into_iter().zip(lines.iter().copied()) {
             let shape = match pages {
                 1 => " (one page)",
                 16 => " (range call)",
                 512 => " (one 2 MiB block)",
                 _ => "",
             };
+            debug_assert_eq!(line, format!("{prefix}_pages{pages}"));
             figures.push(Figure {
-                name: format!("{prefix}_pages{pages}"),
+                name: line.to_owned(),
                 description: format!("{}{shape}: {what}", size_name(pages)),
                 group,
                 anchor: None,
                 pages: Some(pages),
                 idle_pds: None,
-                source: None,
-                needs: Some(NEEDS_PROTECTED_VMS),
+                source: Some(Source {
+                    system: GUEST_SYSTEM,
+                    idle_pds: 0,
+                    line,
+                }),
+                needs: None,
             });
         }
     }
@@ -386,15 +435,33 @@ mod tests {
     }
 
     #[test]
-    fn guest_figures_wait_for_protected_vms_and_the_rest_are_measured() {
+    fn only_the_crowded_guest_round_trips_wait_and_the_rest_are_measured() {
         for figure in figures() {
+            let waits = figure.group == Group::Guest && figure.idle_pds != Some(0);
+            assert_eq!(figure.source.is_none(), waits, "{}", figure.name);
+            let needs = waits.then_some(NEEDS_GUEST_IDLE_SYSTEM);
+            assert_eq!(figure.needs, needs, "{}", figure.name);
             let guest_side = matches!(
                 figure.group,
                 Group::Guest | Group::Conversion | Group::Bounce
             );
-            assert_eq!(figure.source.is_none(), guest_side, "{}", figure.name);
-            let needs = guest_side.then_some(NEEDS_PROTECTED_VMS);
-            assert_eq!(figure.needs, needs, "{}", figure.name);
+            if let (true, Some(source)) = (guest_side, figure.source) {
+                assert_eq!((source.system, source.idle_pds), (GUEST_SYSTEM, 0));
+                assert_eq!(source.line, figure.name);
+            }
+        }
+    }
+
+    #[test]
+    fn the_sweep_is_the_bench_guests() {
+        assert_eq!(
+            SWEEP_PAGES,
+            frameshift_vm_protocol::bench::SWEEP_PAGES,
+            "the bench guest sweeps other sizes"
+        );
+        for (pages, (share, bounce)) in SWEEP_PAGES.iter().zip(SHARE_LINES.iter().zip(BOUNCE_LINES)) {
+            assert_eq!(*share, format!("guest_share_pages{pages}"));
+            assert_eq!(bounce, format!("guest_bounce_pages{pages}"));
         }
     }
 
@@ -415,6 +482,7 @@ mod tests {
                 "notify_idle48",
                 "boot",
                 "boot_idle50",
+                "guest",
             ]
         );
         let ppc = &systems[3];
