@@ -49,7 +49,7 @@ fn init() -> BenchVmm {
     if let Err(error) = vm.vcpu_restart(GUEST_ENTRY) {
         fail(format_args!("starting the boot vCPU: {error}"));
     }
-    debug_println!("bench vmm: guest started at {GUEST_ENTRY}");
+    debug_println!("vmm: guest started at {GUEST_ENTRY}");
     BenchVmm {
         vm,
         uart: Pl011::new(),
@@ -81,7 +81,7 @@ impl BenchVmm {
             }
             VmFault::Power { .. } => {
                 flush_console(self.vm, &self.uart);
-                debug_println!("bench vmm: the guest turned its VM off");
+                debug_println!("vmm: the guest turned its VM off");
                 system_off(0)
             }
             VmFault::Vppi { irq } => {

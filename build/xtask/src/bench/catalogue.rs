@@ -459,7 +459,8 @@ mod tests {
             frameshift_vm_protocol::bench::SWEEP_PAGES,
             "the bench guest sweeps other sizes"
         );
-        for (pages, (share, bounce)) in SWEEP_PAGES.iter().zip(SHARE_LINES.iter().zip(BOUNCE_LINES)) {
+        for (pages, (share, bounce)) in SWEEP_PAGES.iter().zip(SHARE_LINES.iter().zip(BOUNCE_LINES))
+        {
             assert_eq!(*share, format!("guest_share_pages{pages}"));
             assert_eq!(bounce, format!("guest_bounce_pages{pages}"));
         }

@@ -146,7 +146,7 @@ fn copy(to: u64, from: u64, bytes: u64) {
 
 fn run(guest: &Guest) {
     if !guest.under_hypervisor() {
-        println!("bench guest: no hypervisor, nothing to measure");
+        println!("guest: no hypervisor, nothing to measure");
         return;
     }
     let mut failures = 0u64;
@@ -187,7 +187,11 @@ fn run(guest: &Guest) {
 
     let mut refused = 0u64;
     for pages in SWEEP_PAGES {
-        let calibration = if pages >= 64 { 2 } else { CALIBRATION_ITERATIONS };
+        let calibration = if pages >= 64 {
+            2
+        } else {
+            CALIBRATION_ITERATIONS
+        };
         let mut name = heapless_name("guest_share_pages", pages);
         measure(name.as_str(), calibration, || {
             if calls::mem_share(converted, pages) != Ok(pages) {
@@ -217,9 +221,9 @@ fn run(guest: &Guest) {
         failures += 1;
     }
     if failures == 0 {
-        println!("bench guest: done");
+        println!("guest: done");
     } else {
-        println!("bench guest FAILED: {failures} problems");
+        println!("guest FAILED: {failures} problems");
     }
     frameshift_guest::psci::system_off();
 }
