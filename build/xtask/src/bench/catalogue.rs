@@ -4,17 +4,14 @@
 //! A figure with a [`Source`] is measured: a PD or guest of that system prints its `bench` line.
 //! A figure without one says what it [`needs`](Figure::needs) and is reported as "not yet
 //! measured: needs ...". The guest figures come from the bench guest (`bench_guest.bin` under
-//! `bench_vmm.elf`, bench/guest.xml); only their variants with idle PDs still wait, for a guest
-//! system that measures the round trips alone. Measuring one later means writing its system
-//! and programs and giving it a source instead; the table, `bench.json` and the plot pick it up
-//! unchanged.
+//! `bench_vmm.elf`): bench/guest.xml for the round trips alone and the conversion and bounce
+//! sweep, bench/guest_round_trips.xml (the same guest with one block of RAM, which times the
+//! round trips only) with [`IDLE_PDS`] idle PDs for the crowded round trips.
 
-/// What the guest round trips with idle PDs wait for: the bench guest prints every guest
-/// figure, and a system's lines must be exactly its figures, so the crowded variant needs a
-/// guest that times the round trips only.
-pub const NEEDS_GUEST_IDLE_SYSTEM: &str = "a guest bench system with idle PDs";
 /// The benchmark system of the guest figures (bench/guest.xml).
 pub const GUEST_SYSTEM: &str = "guest";
+/// The benchmark system of the guest round trips with idle PDs (bench/guest_round_trips.xml).
+pub const GUEST_ROUND_TRIP_SYSTEM: &str = "guest_round_trips";
 
 /// Idle PDs added to a system for the "with a crowd" variant of each primitive.
 pub const IDLE_PDS: u32 = 48;
@@ -161,11 +158,15 @@ fn primitive(
     }
 }
 
-/// A guest round trip, measured alone by the bench guest, and with [`IDLE_PDS`] idle PDs not
-/// yet ([`NEEDS_GUEST_IDLE_SYSTEM`]).
+/// A guest round trip, measured by the bench guest alone ([`GUEST_SYSTEM`]) and with
+/// [`IDLE_PDS`] idle PDs ([`GUEST_ROUND_TRIP_SYSTEM`]).
 fn guest(figures: &mut Vec<Figure>, line: &'static str, description: &str, anchor: u64) {
     for idle_pds in [0, IDLE_PDS] {
-        let measured = idle_pds == 0;
+        let system = if idle_pds == 0 {
+            GUEST_SYSTEM
+        } else {
+            GUEST_ROUND_TRIP_SYSTEM
+        };
         figures.push(Figure {
             name: idle_name(line, idle_pds),
             description: with_idle(description, idle_pds),
@@ -173,12 +174,12 @@ fn guest(figures: &mut Vec<Figure>, line: &'static str, description: &str, ancho
             anchor: Some(anchor),
             pages: None,
             idle_pds: Some(idle_pds),
-            source: measured.then_some(Source {
-                system: GUEST_SYSTEM,
+            source: Some(Source {
+                system,
                 idle_pds,
                 line,
             }),
-            needs: (!measured).then_some(NEEDS_GUEST_IDLE_SYSTEM),
+            needs: None,
         });
     }
 }
@@ -435,19 +436,26 @@ mod tests {
     }
 
     #[test]
-    fn only_the_crowded_guest_round_trips_wait_and_the_rest_are_measured() {
+    fn every_figure_is_measured_and_the_guests_by_the_bench_guest() {
         for figure in figures() {
-            let waits = figure.group == Group::Guest && figure.idle_pds != Some(0);
-            assert_eq!(figure.source.is_none(), waits, "{}", figure.name);
-            let needs = waits.then_some(NEEDS_GUEST_IDLE_SYSTEM);
-            assert_eq!(figure.needs, needs, "{}", figure.name);
+            let source = figure
+                .source
+                .unwrap_or_else(|| panic!("{} has no source", figure.name));
+            assert_eq!(figure.needs, None, "{}", figure.name);
             let guest_side = matches!(
                 figure.group,
                 Group::Guest | Group::Conversion | Group::Bounce
             );
-            if let (true, Some(source)) = (guest_side, figure.source) {
-                assert_eq!((source.system, source.idle_pds), (GUEST_SYSTEM, 0));
-                assert_eq!(source.line, figure.name);
+            if guest_side {
+                let crowded = figure.idle_pds.unwrap_or(0) > 0;
+                let system = if crowded {
+                    GUEST_ROUND_TRIP_SYSTEM
+                } else {
+                    GUEST_SYSTEM
+                };
+                assert_eq!(source.system, system, "{}", figure.name);
+                assert_eq!(source.idle_pds, figure.idle_pds.unwrap_or(0));
+                assert!(figure.name.starts_with(source.line), "{}", figure.name);
             }
         }
     }
@@ -484,6 +492,7 @@ mod tests {
                 "boot",
                 "boot_idle50",
                 "guest",
+                "guest_round_trips_idle48",
             ]
         );
         let ppc = &systems[3];
