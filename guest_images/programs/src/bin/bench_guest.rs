@@ -21,12 +21,13 @@
 //! loop, two equal timed loops, and the lines printed after the last loop, as
 //! `bench <name> instructions=<n> iterations=<N> ticks=<t> rep=<r>`. Before each loop the guest
 //! asks the VMM to yield (a fresh budget for it) and yields itself (`WFI`, trapped: a fresh
-//! budget), and a loop stays under 4 M instructions, so no time-slice interrupt lands in it. Each
-//! loop starts on a counter edge (it spins until the counter moves), so both repetitions of an
-//! operation start at the same phase of the tick and count the same ticks. A loop of a costly
-//! operation may be as short as one operation; its figure then carries the loop's fixed cost
-//! (a few dozen instructions) and the ±16 of the tick, which for the costliest figures (the
-//! 2 MiB bounce, about half a million instructions) is well under 0.01%.
+//! budget), and a loop stays under 4 M instructions, so no time-slice interrupt lands in it. A
+//! loop is timed to the instruction, not to the 16-instruction tick: before and after it the
+//! guest finds the last instruction of a tick ([`counter_edge`]), and a costly operation
+//! is timed over several such loops (each after its refill), so that every figure averages at
+//! least 64 operations. The loops' fixed cost (a few dozen instructions per loop) is in the
+//! figure: for the costliest (the 2 MiB bounce, about half a million instructions) well under
+//! 0.01%.
 //!
 //! icount counts a `TLBI` as one instruction, whatever the real machine pays for it: the
 //! conversion figures leave out what the TLB maintenance costs on hardware.
@@ -35,7 +36,7 @@
 
 use frameshift_abi::addr::{Ipa, PAGE_SIZE};
 use frameshift_guest::conduit::Conduit;
-use frameshift_guest::cpu::{counter_frequency, virtual_counter};
+use frameshift_guest::cpu::counter_frequency;
 use frameshift_guest::{calls, mmio, println, Guest};
 use frameshift_guest_programs::DOORBELL_PAGE;
 use frameshift_vm_protocol::answers::VMM_HVC_MARK;
@@ -47,6 +48,8 @@ use frameshift_vm_protocol::bench::{
 const REPETITIONS: u32 = 2;
 /// Operations in the calibration loop (fewer for an operation that costs more).
 const CALIBRATION_ITERATIONS: u64 = 16;
+/// Fewest operations one figure averages.
+const MIN_OPERATIONS: u64 = 64;
 /// Most operations in a timed loop.
 const MAX_ITERATIONS: u64 = 4096;
 /// Instructions a timed loop aims at: under the 5 ms budget of the vCPU and of its VMM.
@@ -56,11 +59,16 @@ const NANOSECONDS_PER_SECOND: u128 = 1_000_000_000;
 const BLOCK_PAGES: u64 = 512;
 const BLOCK_BYTES: u64 = BLOCK_PAGES * PAGE_SIZE;
 
-fn per_operation(ticks: u64, iterations: u64) -> u64 {
-    let denominator = u128::from(counter_frequency()) * u128::from(iterations.max(1));
-    let numerator = u128::from(ticks) * NANOSECONDS_PER_SECOND;
-    let rounded = (2 * numerator + denominator) / (2 * denominator.max(1));
-    u64::try_from(rounded).unwrap_or(u64::MAX)
+/// Instructions per counter tick: 16 for the 62.5 MHz counter, under icount's one instruction
+/// per nanosecond.
+fn instructions_per_tick() -> u64 {
+    u64::try_from(NANOSECONDS_PER_SECOND / u128::from(counter_frequency().max(1))).unwrap_or(16)
+}
+
+/// `instructions` over `iterations` operations, rounded to the nearest integer.
+fn per_operation(instructions: u64, iterations: u64) -> u64 {
+    let iterations = iterations.max(1);
+    (2 * instructions + iterations) / (2 * iterations)
 }
 
 /// The largest power of two of operations that keeps a loop under [`LOOP_INSTRUCTIONS`].
@@ -85,36 +93,85 @@ fn refill() {
     }
 }
 
-/// Counter ticks over `iterations` operations, from a counter edge. Never inlined, so every loop
-/// of one operation runs the same machine code.
+/// Reads the counter every 15 instructions until two successive reads agree, and returns the
+/// last value and the reads made (at least 2). A read 15 instructions after another sees the next tick unless the
+/// first was made on the tick's first instruction: so the last read is made exactly on the
+/// last instruction of its tick, with no jitter. Instructions from the call to that read are
+/// 15 × reads plus a constant.
 #[inline(never)]
-fn time(iterations: u64, operation: &mut impl FnMut()) -> u64 {
-    let edge = virtual_counter();
-    let mut start = virtual_counter();
-    while start == edge {
-        start = virtual_counter();
+fn counter_edge() -> (u64, u64) {
+    let tick: u64;
+    let reads: u64;
+    #[allow(unsafe_code)]
+    // SAFETY: reads the virtual counter and uses only the named registers.
+    unsafe {
+        core::arch::asm!(
+            // No counter value is all ones: the first pass never ends the loop, so every two
+            // reads compared are 15 instructions apart.
+            "mov {previous}, #-1",
+            "mov {reads}, #0",
+            // 15 instructions a pass: isb, mrs, add, cmp, mov, nine nops, b.ne.
+            "2:",
+            "isb",
+            "mrs {current}, cntvct_el0",
+            "add {reads}, {reads}, #1",
+            "cmp {current}, {previous}",
+            "mov {previous}, {current}",
+            "nop", "nop", "nop", "nop", "nop", "nop", "nop", "nop", "nop",
+            "b.ne 2b",
+            previous = out(reg) _,
+            current = out(reg) tick,
+            reads = out(reg) reads,
+            options(nomem, nostack),
+        );
     }
+    (tick, reads)
+}
+
+/// Instructions taken by `iterations` operations (plus the loop's fixed cost, a few dozen),
+/// and the counter ticks over them. Never inlined, so every loop of one operation runs the
+/// same machine code.
+#[inline(never)]
+fn time(iterations: u64, operation: &mut impl FnMut()) -> (u64, u64) {
+    let (start, _) = counter_edge();
     for _ in 0..iterations {
         operation();
     }
-    virtual_counter().wrapping_sub(start)
+    let (end, reads) = counter_edge();
+    let ticks = end.wrapping_sub(start);
+    let instructions = (ticks * instructions_per_tick()).saturating_sub(15 * reads);
+    (instructions, ticks)
+}
+
+/// One measurement: `loops` loops of `iterations` operations, each after a [`refill`]; returns
+/// the instructions and the ticks over all of them.
+fn measure_loops(loops: u64, iterations: u64, operation: &mut impl FnMut()) -> (u64, u64) {
+    let mut total = (0, 0);
+    for _ in 0..loops {
+        refill();
+        let (instructions, ticks) = time(iterations, operation);
+        total = (total.0 + instructions, total.1 + ticks);
+    }
+    total
 }
 
 fn measure(name: &str, calibration: u64, mut operation: impl FnMut()) {
     refill();
-    let ticks = time(calibration, &mut operation);
-    let iterations = iterations_for(per_operation(ticks, calibration));
-    refill();
-    time(iterations, &mut operation);
-    let mut ticks = [0; REPETITIONS as usize];
-    for slot in &mut ticks {
-        refill();
-        *slot = time(iterations, &mut operation);
+    let (instructions, _) = time(calibration, &mut operation);
+    let iterations = iterations_for(per_operation(instructions, calibration));
+    // A costly operation is timed in several loops, each under one budget, so that a figure
+    // always averages at least MIN_OPERATIONS operations.
+    let loops = MIN_OPERATIONS.div_ceil(iterations);
+    measure_loops(loops, iterations, &mut operation);
+    let mut results = [(0, 0); REPETITIONS as usize];
+    for slot in &mut results {
+        *slot = measure_loops(loops, iterations, &mut operation);
     }
-    for (repetition, ticks) in (1..).zip(ticks) {
-        let instructions = per_operation(ticks, iterations);
+    let operations = loops * iterations;
+    for (repetition, (instructions, ticks)) in (1..).zip(results) {
+        let instructions = per_operation(instructions, operations);
         println!(
-            "bench {name} instructions={instructions} iterations={iterations} ticks={ticks} rep={repetition}"
+            "bench {name} instructions={instructions} iterations={operations} ticks={ticks} rep={repetition}"
         );
     }
 }
