@@ -28,6 +28,10 @@ pub const KERNEL_BIN: &str = "frameshift-hypervisor";
 /// I1-I4 audit after every conversion, so every QEMU run (tests, `run`, `soak`, `audit`) halts
 /// with `reason=audit-violation` on the first violation.
 pub const KERNEL_FEATURE: &str = "el2,audit-every-conversion";
+/// The features of the kernel `cargo xtask bench` measures: the shipped kernel, without the
+/// audit after every conversion (a walk of every frame, about 16 M instructions per conversion
+/// on the bench guest's machine, which no real system pays).
+pub const BENCH_KERNEL_FEATURE: &str = "el2";
 /// The kernel's target: softfloat, so the hypervisor never touches FP/SIMD state.
 pub const KERNEL_TARGET: &str = "aarch64-unknown-none-softfloat";
 /// The PD crates whose bins become program images, in build order.
@@ -283,6 +287,37 @@ pub fn kernel_build_args(workspace_root: &Path) -> Vec<String> {
 /// The `cargo build` arguments for one PD crate.
 pub fn pd_build_args(workspace_root: &Path, package: &str) -> Vec<String> {
     release_build_args(workspace_root, &["-p", package, "--bins"], PD_TARGET)
+}
+
+/// `<workspace>/target/firmware-bench`: the target directory of the bench kernel, apart from the
+/// test kernel's so that neither build undoes the other.
+pub fn bench_kernel_dir(workspace_root: &Path) -> PathBuf {
+    workspace_root.join("target").join("firmware-bench")
+}
+
+/// Builds the kernel `cargo xtask bench` measures ([`BENCH_KERNEL_FEATURE`]) and returns its ELF.
+pub fn build_bench_kernel(workspace_root: &Path) -> Result<PathBuf, FirmwareError> {
+    let dir = bench_kernel_dir(workspace_root);
+    eprintln!("xtask: building the bench kernel ({KERNEL_TARGET}, release, features {BENCH_KERNEL_FEATURE})");
+    let mut args = vec!["build".to_owned()];
+    args.extend(
+        [
+            "-p",
+            KERNEL_PACKAGE,
+            "--bin",
+            KERNEL_BIN,
+            "--features",
+            BENCH_KERNEL_FEATURE,
+            "--target",
+            KERNEL_TARGET,
+            "--release",
+            "--target-dir",
+        ]
+        .map(str::to_owned),
+    );
+    args.push(dir.display().to_string());
+    cargo_build(workspace_root, &args)?;
+    Ok(dir.join(KERNEL_TARGET).join("release").join(KERNEL_BIN))
 }
 
 /// `cargo build <selection> --target <target> --release` into the firmware target directory,

@@ -15,6 +15,7 @@
 extern crate std;
 
 pub mod answers;
+pub mod bench;
 pub mod boot;
 pub mod demo;
 pub mod doorbell;

@@ -1,14 +1,17 @@
 //! Every figure `cargo xtask bench` reports (issue 11), in table order, with its seL4 + Microkit
 //! anchor, and the benchmark systems that measure it.
 //!
-//! A figure with a [`Source`] is measured: a PD of that system prints its `bench` line. A figure
-//! without one says what it [`needs`](Figure::needs) and is reported as "not yet measured:
-//! needs protected VMs": the guest figures wait for protected VMs to run. Measuring one later
-//! means writing its system and programs and giving it a source instead; the table,
-//! `bench.json` and the plot pick it up unchanged.
+//! A figure with a [`Source`] is measured: a PD or guest of that system prints its `bench` line.
+//! A figure without one says what it [`needs`](Figure::needs) and is reported as "not yet
+//! measured: needs ...". The guest figures come from the bench guest (`bench_guest.bin` under
+//! `bench_vmm.elf`): bench/guest.xml for the round trips alone and the conversion and bounce
+//! sweep, bench/guest_round_trips.xml (the same guest with one block of RAM, which times the
+//! round trips only) with [`IDLE_PDS`] idle PDs for the crowded round trips.
 
-/// What the guest figures wait for.
-pub const NEEDS_PROTECTED_VMS: &str = "protected VMs";
+/// The benchmark system of the guest figures (bench/guest.xml).
+pub const GUEST_SYSTEM: &str = "guest";
+/// The benchmark system of the guest round trips with idle PDs (bench/guest_round_trips.xml).
+pub const GUEST_ROUND_TRIP_SYSTEM: &str = "guest_round_trips";
 
 /// Idle PDs added to a system for the "with a crowd" variant of each primitive.
 pub const IDLE_PDS: u32 = 48;
@@ -16,6 +19,32 @@ pub const IDLE_PDS: u32 = 48;
 pub const BOOT_PDS: u32 = 51;
 /// Range sizes, in 4 KiB pages, of the conversion and bounce sweep: 4 KiB to 2 MiB.
 pub const SWEEP_PAGES: [u64; 10] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
+/// The bench guest's `bench` line names of the conversion sweep, one per [`SWEEP_PAGES`] size.
+const SHARE_LINES: [&str; 10] = [
+    "guest_share_pages1",
+    "guest_share_pages2",
+    "guest_share_pages4",
+    "guest_share_pages8",
+    "guest_share_pages16",
+    "guest_share_pages32",
+    "guest_share_pages64",
+    "guest_share_pages128",
+    "guest_share_pages256",
+    "guest_share_pages512",
+];
+/// The same, of the bounce sweep.
+const BOUNCE_LINES: [&str; 10] = [
+    "guest_bounce_pages1",
+    "guest_bounce_pages2",
+    "guest_bounce_pages4",
+    "guest_bounce_pages8",
+    "guest_bounce_pages16",
+    "guest_bounce_pages32",
+    "guest_bounce_pages64",
+    "guest_bounce_pages128",
+    "guest_bounce_pages256",
+    "guest_bounce_pages512",
+];
 /// Measurements of each looped figure in one run (`frameshift_pd_programs::bench::REPETITIONS`);
 /// a boot figure is measured once per boot, and its system is booted this many times.
 pub const REPETITIONS: usize = 2;
@@ -129,18 +158,28 @@ fn primitive(
     }
 }
 
-/// A guest round trip, not yet measured (it needs protected VMs), alone and with [`IDLE_PDS`] idle PDs.
-fn guest(figures: &mut Vec<Figure>, name: &str, description: &str, anchor: u64) {
+/// A guest round trip, measured by the bench guest alone ([`GUEST_SYSTEM`]) and with
+/// [`IDLE_PDS`] idle PDs ([`GUEST_ROUND_TRIP_SYSTEM`]).
+fn guest(figures: &mut Vec<Figure>, line: &'static str, description: &str, anchor: u64) {
     for idle_pds in [0, IDLE_PDS] {
+        let system = if idle_pds == 0 {
+            GUEST_SYSTEM
+        } else {
+            GUEST_ROUND_TRIP_SYSTEM
+        };
         figures.push(Figure {
-            name: idle_name(name, idle_pds),
+            name: idle_name(line, idle_pds),
             description: with_idle(description, idle_pds),
             group: Group::Guest,
             anchor: Some(anchor),
             pages: None,
             idle_pds: Some(idle_pds),
-            source: None,
-            needs: Some(NEEDS_PROTECTED_VMS),
+            source: Some(Source {
+                system,
+                idle_pds,
+                line,
+            }),
+            needs: None,
         });
     }
 }
@@ -240,39 +279,50 @@ pub fn figures() -> Vec<Figure> {
     guest(
         &mut figures,
         "guest_null_hvc",
-        "guest null hypercall: HVC, VMM fault(), reply",
+        "guest null hypercall: an HVC the hypervisor forwards, VMM fault(), reply",
         ANCHOR_GUEST_HVC,
     );
     guest(
         &mut figures,
         "guest_stage2_fault",
-        "guest stage-2 fault, VMM fault(), reply",
+        "guest stage-2 fault (an emulated MMIO read), VMM fault(), reply",
         ANCHOR_GUEST_FAULT,
     );
-    for (group, prefix, what) in [
-        (Group::Conversion, "guest_share", "share + unshare in place"),
+    for (group, prefix, what, lines) in [
+        (
+            Group::Conversion,
+            "guest_share",
+            "share + unshare in place",
+            &SHARE_LINES,
+        ),
         (
             Group::Bounce,
             "guest_bounce",
             "copy in + copy out through a shared buffer",
+            &BOUNCE_LINES,
         ),
     ] {
-        for pages in SWEEP_PAGES {
+        for (pages, line) in SWEEP_PAGES.into_iter().zip(lines.iter().copied()) {
             let shape = match pages {
                 1 => " (one page)",
                 16 => " (range call)",
                 512 => " (one 2 MiB block)",
                 _ => "",
             };
+            debug_assert_eq!(line, format!("{prefix}_pages{pages}"));
             figures.push(Figure {
-                name: format!("{prefix}_pages{pages}"),
+                name: line.to_owned(),
                 description: format!("{}{shape}: {what}", size_name(pages)),
                 group,
                 anchor: None,
                 pages: Some(pages),
                 idle_pds: None,
-                source: None,
-                needs: Some(NEEDS_PROTECTED_VMS),
+                source: Some(Source {
+                    system: GUEST_SYSTEM,
+                    idle_pds: 0,
+                    line,
+                }),
+                needs: None,
             });
         }
     }
@@ -386,15 +436,41 @@ mod tests {
     }
 
     #[test]
-    fn guest_figures_wait_for_protected_vms_and_the_rest_are_measured() {
+    fn every_figure_is_measured_and_the_guests_by_the_bench_guest() {
         for figure in figures() {
+            let source = figure
+                .source
+                .unwrap_or_else(|| panic!("{} has no source", figure.name));
+            assert_eq!(figure.needs, None, "{}", figure.name);
             let guest_side = matches!(
                 figure.group,
                 Group::Guest | Group::Conversion | Group::Bounce
             );
-            assert_eq!(figure.source.is_none(), guest_side, "{}", figure.name);
-            let needs = guest_side.then_some(NEEDS_PROTECTED_VMS);
-            assert_eq!(figure.needs, needs, "{}", figure.name);
+            if guest_side {
+                let crowded = figure.idle_pds.unwrap_or(0) > 0;
+                let system = if crowded {
+                    GUEST_ROUND_TRIP_SYSTEM
+                } else {
+                    GUEST_SYSTEM
+                };
+                assert_eq!(source.system, system, "{}", figure.name);
+                assert_eq!(source.idle_pds, figure.idle_pds.unwrap_or(0));
+                assert!(figure.name.starts_with(source.line), "{}", figure.name);
+            }
+        }
+    }
+
+    #[test]
+    fn the_sweep_is_the_bench_guests() {
+        assert_eq!(
+            SWEEP_PAGES,
+            frameshift_vm_protocol::bench::SWEEP_PAGES,
+            "the bench guest sweeps other sizes"
+        );
+        for (pages, (share, bounce)) in SWEEP_PAGES.iter().zip(SHARE_LINES.iter().zip(BOUNCE_LINES))
+        {
+            assert_eq!(*share, format!("guest_share_pages{pages}"));
+            assert_eq!(bounce, format!("guest_bounce_pages{pages}"));
         }
     }
 
@@ -415,6 +491,8 @@ mod tests {
                 "notify_idle48",
                 "boot",
                 "boot_idle50",
+                "guest",
+                "guest_round_trips_idle48",
             ]
         );
         let ppc = &systems[3];
