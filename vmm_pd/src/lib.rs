@@ -1,4 +1,4 @@
-//! What both VMM programs (`protected_vmm`, `linux_vmm`) do the same way when they make their
+//! What the VMM programs (`protected_vmm`, `linux_vmm`, `hostile_vmm`, `bench_vmm`) do the same way when they make their
 //! calls: reading a `setvar_id` symbol, failing the system, decoding a child's fault as a VM
 //! fault, emulating the PL011 (`frameshift_vmm::pl011`) on the VM's console, and donating a run
 //! of guest RAM back to the guest. The decisions stay in the host-tested crates (`frameshift-vmm`,
@@ -70,6 +70,22 @@ pub fn uart_access(
     } else {
         VmReply::skip_with_read(uart.read(offset))
     }
+}
+
+/// The virtual timer's PPI (GIC INTID 27), which the hypervisor reports as `FAULT_VM_VPPI`.
+pub const VTIMER_PPI: u16 = 27;
+
+/// A virtual PPI fired on `vcpu` (`FAULT_VM_VPPI`): inject it (priority 0xA0, group 1), let it
+/// fire again (`PD_VCPU_ACK_VPPI`), and resume the vCPU; the system fails if either is refused.
+pub fn forward_virtual_ppi(vcpu: Child, irq: u64) -> VmReply {
+    let irq = u16::try_from(irq).unwrap_or(VTIMER_PPI);
+    let injected = vcpu
+        .vcpu_inject_irq(irq, 0xA0, 1)
+        .and_then(|()| vcpu.vcpu_ack_vppi(irq));
+    if let Err(error) = injected {
+        fail(format_args!("virtual PPI {irq}: {error}"));
+    }
+    VmReply::retry()
 }
 
 /// Print what the UART holds of an unfinished line, ended with a `\n`, on `vm`'s console.

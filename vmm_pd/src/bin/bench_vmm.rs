@@ -18,10 +18,9 @@ use frameshift_vm_protocol::doorbell::DOORBELL_IPA;
 use frameshift_vm_protocol::pl011::UART_IPA;
 use frameshift_vmm::config::{Config, Symbols};
 use frameshift_vmm::pl011::Pl011;
-use frameshift_vmm_pd::{fail, flush_console, serve_vm_fault, setvar_id, uart_access};
-
-/// The virtual timer's PPI.
-const VTIMER_PPI: u16 = 27;
+use frameshift_vmm_pd::{
+    fail, flush_console, forward_virtual_ppi, serve_vm_fault, setvar_id, uart_access,
+};
 
 struct BenchVmm {
     vm: Child,
@@ -84,16 +83,7 @@ impl BenchVmm {
                 debug_println!("vmm: the guest turned its VM off");
                 system_off(0)
             }
-            VmFault::Vppi { irq } => {
-                let irq = u16::try_from(irq).unwrap_or(VTIMER_PPI);
-                let injected = vcpu
-                    .vcpu_inject_irq(irq, 0xA0, 1)
-                    .and_then(|()| vcpu.vcpu_ack_vppi(irq));
-                if let Err(error) = injected {
-                    fail(format_args!("virtual PPI {irq}: {error}"));
-                }
-                VmReply::retry()
-            }
+            VmFault::Vppi { irq } => forward_virtual_ppi(vcpu, irq),
             other => fail(format_args!(
                 "vCPU {}: {other:?} is not a bench round trip",
                 vcpu.index()

@@ -42,9 +42,8 @@ use frameshift_vm_protocol::pl011::UART_IPA;
 use frameshift_vmm::config::{Config, Symbols, UNSET};
 use frameshift_vmm::pl011::Pl011;
 use frameshift_vmm::window::Window;
+use frameshift_vmm_pd::forward_virtual_ppi;
 
-/// The virtual timer's PPI.
-const VTIMER_PPI: u16 = 27;
 /// Parameters when system.xml gives no `hostile_params` region.
 const DEFAULT_PARAMS: Params = Params {
     calls: 10_000,
@@ -621,16 +620,7 @@ impl Vmm {
                 self.run_ended();
                 VmReply::stop()
             }
-            VmFault::Vppi { irq } => {
-                let irq = u16::try_from(irq).unwrap_or(VTIMER_PPI);
-                let injected = vcpu
-                    .vcpu_inject_irq(irq, 0xA0, 1)
-                    .and_then(|()| vcpu.vcpu_ack_vppi(irq));
-                if let Err(error) = injected {
-                    fail(format_args!("virtual PPI {irq}: {error}"));
-                }
-                VmReply::retry()
-            }
+            VmFault::Vppi { irq } => forward_virtual_ppi(vcpu, irq),
             VmFault::Exception { esr, pc } => {
                 fail(format_args!("exception esr={esr:#x} pc={pc:#x} at EL2"))
             }

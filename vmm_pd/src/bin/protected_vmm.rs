@@ -34,14 +34,13 @@ use frameshift_vmm::config::{Config, Symbols};
 use frameshift_vmm::pl011::Pl011;
 use frameshift_vmm::run::{Problem, RunChecks};
 use frameshift_vmm::window::Window;
-use frameshift_vmm_pd::{donate_all, fail, flush_console, serve_vm_fault, setvar_id, uart_access};
+use frameshift_vmm_pd::{
+    donate_all, fail, flush_console, forward_virtual_ppi, serve_vm_fault, setvar_id, uart_access,
+};
 
 /// How many times the guest runs: once from the image the build tool placed, then again after
 /// each teardown from the clean image the VMM restores.
 const RUNS: u32 = 2;
-
-/// The virtual timer's PPI, and the priority and group it is injected with.
-const VTIMER_PPI: u16 = 27;
 
 struct Vmm {
     config: Config,
@@ -449,14 +448,7 @@ impl Vmm {
                 self.run_ended();
                 VmReply::stop()
             }
-            VmFault::Vppi { irq } => {
-                let irq = u16::try_from(irq).unwrap_or(VTIMER_PPI);
-                let injected = vcpu.vcpu_inject_irq(irq, 0xA0, 1).and_then(|()| vcpu.vcpu_ack_vppi(irq));
-                if let Err(error) = injected {
-                    fail(format_args!("virtual PPI {irq}: {error}"));
-                }
-                VmReply::retry()
-            }
+            VmFault::Vppi { irq } => forward_virtual_ppi(vcpu, irq),
             VmFault::Exception { esr, pc } => fail(format_args!(
                 "vCPU {}: exception esr={esr:#x} pc={pc:#x} the hypervisor did not handle",
                 vcpu.index()
