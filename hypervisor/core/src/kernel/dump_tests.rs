@@ -9,13 +9,13 @@ use std::vec::Vec;
 
 use frameshift_abi::boot_info::{
     DomainDesc, MappingDesc, DOMAIN_FLAG_PROTECTED, DOMAIN_KIND_PD, DOMAIN_KIND_VM,
-    MAPPING_KIND_REGION, MAPPING_KIND_WINDOW, MAPPING_STATE_NO_PAGE, MAPPING_STATE_OWNED, NAME_LEN,
-    NONE, RIGHT_EXECUTE, RIGHT_READ, RIGHT_WRITE,
+    MAPPING_KIND_REGION, MAPPING_KIND_WINDOW, MAPPING_STATE_NO_PAGE, MAPPING_STATE_OWNED, NONE,
+    RIGHT_EXECUTE, RIGHT_READ, RIGHT_WRITE,
 };
 use frameshift_abi::guest_call as guest;
 use frameshift_abi::pd_call::{AUDIT_DUMP, PD_AUDIT, PD_REPLY_RECV, PD_VCPU_RESTART, REPLY_NONE};
 
-use super::test_system::TestSystem;
+use super::test_system::{domain_desc, TestSystem};
 use crate::addr::{Ipa, PAGE_SIZE};
 use crate::call::PageRange;
 use crate::domain::{ContextId, DomainId};
@@ -33,26 +33,6 @@ const VCPU: ContextId = ContextId {
     index: 0,
 };
 const VCPU_ID: u64 = 3;
-
-fn desc(name: &str, kind: u8, priority: u8, parent: u32, child_id: u32) -> DomainDesc {
-    let mut padded = [0u8; NAME_LEN];
-    padded[..name.len()].copy_from_slice(name.as_bytes());
-    DomainDesc {
-        name: padded,
-        kind,
-        priority,
-        flags: 0,
-        reserved0: 0,
-        parent,
-        child_id,
-        first_mapping: 0,
-        mapping_count: 0,
-        reserved1: 0,
-        entry: if kind == DOMAIN_KIND_PD { 0x20_0000 } else { 0 },
-        stack_top: if kind == DOMAIN_KIND_PD { 0x40_0000 } else { 0 },
-        vcpu_ids: 0,
-    }
-}
 
 fn region(domain: u32, ipa: u64, rights: u8, kind: u8, state: u8) -> MappingDesc {
     MappingDesc {
@@ -74,14 +54,14 @@ fn region(domain: u32, ipa: u64, rights: u8, kind: u8, state: u8) -> MappingDesc
 fn running() -> (TestSystem, String) {
     let vmm = DomainDesc {
         mapping_count: 1,
-        ..desc("vmm", DOMAIN_KIND_PD, 100, NONE, NONE)
+        ..domain_desc("vmm", DOMAIN_KIND_PD, 100, NONE, NONE)
     };
     let vm = DomainDesc {
         flags: DOMAIN_FLAG_PROTECTED,
         vcpu_ids: 1 << VCPU_ID,
         first_mapping: 1,
         mapping_count: 1,
-        ..desc("guest", DOMAIN_KIND_VM, 50, 0, VCPU_ID as u32)
+        ..domain_desc("guest", DOMAIN_KIND_VM, 50, 0, VCPU_ID as u32)
     };
     let mappings = [
         region(

@@ -10,7 +10,7 @@ use std::vec::Vec;
 use frameshift_abi::boot_info::{
     ChannelDesc, DomainDesc, IrqDesc, CHANNEL_A_CALLS_B, CHANNEL_A_NOTIFIES_B,
     CHANNEL_B_NOTIFIES_A, DOMAIN_FLAG_PASSIVE, DOMAIN_KIND_PD, DOMAIN_KIND_VM, IRQ_TRIGGER_LEVEL,
-    NAME_LEN, NONE,
+    NONE,
 };
 use frameshift_abi::pd_call::{
     MessageInfo, EVENT_FAULT, EVENT_NOTIFIED, EVENT_PROTECTED, FAULT_STAGE2_ABORT, PD_DEBUG_WRITE,
@@ -19,7 +19,7 @@ use frameshift_abi::pd_call::{
 };
 use frameshift_abi::smccc::{INVALID_PARAMETER, NOT_SUPPORTED, SUCCESS};
 
-use super::test_system::TestSystem;
+use super::test_system::{domain_desc, TestSystem};
 use super::*;
 use crate::arch::fake::FakeArch;
 use crate::arch::Arch;
@@ -27,23 +27,8 @@ use crate::domain::{ContextId, DomainId, Registers, RunState};
 use crate::hypervisor::{BuildError, Decision, Exit, Halt, HaltReason};
 
 fn pd(name: &str, priority: u8, parent: u32) -> DomainDesc {
-    let mut padded = [0u8; NAME_LEN];
-    padded[..name.len()].copy_from_slice(name.as_bytes());
-    DomainDesc {
-        name: padded,
-        kind: DOMAIN_KIND_PD,
-        priority,
-        flags: 0,
-        reserved0: 0,
-        parent,
-        child_id: if parent == NONE { NONE } else { 7 },
-        first_mapping: 0,
-        mapping_count: 0,
-        reserved1: 0,
-        entry: 0x20_0000,
-        stack_top: 0x40_0000,
-        vcpu_ids: 0,
-    }
+    let child_id = if parent == NONE { NONE } else { 7 };
+    domain_desc(name, DOMAIN_KIND_PD, priority, parent, child_id)
 }
 
 fn channel(a: u32, id_a: u32, b: u32, id_b: u32, flags: u32) -> ChannelDesc {

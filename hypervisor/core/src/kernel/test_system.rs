@@ -9,7 +9,9 @@ use std::boxed::Box;
 use std::vec;
 use std::vec::Vec;
 
-use frameshift_abi::boot_info::{BootInfoHeader, ChannelDesc, DomainDesc, IrqDesc, MappingDesc};
+use frameshift_abi::boot_info::{
+    BootInfoHeader, ChannelDesc, DomainDesc, IrqDesc, MappingDesc, DOMAIN_KIND_PD, NAME_LEN,
+};
 use zerocopy::{FromZeros, IntoBytes};
 
 use crate::addr::{PhysAddr, PAGE_SIZE};
@@ -21,6 +23,35 @@ use crate::frame_table::FrameRecord;
 use crate::hypervisor::{
     heap_bytes, BootError, BootTables, BuildError, Decision, Exit, Heap, Hypervisor,
 };
+
+/// A domain of a test system's boot information: a PD (entry 0x20_0000, stack top 0x40_0000)
+/// or a VM (no entry; its vCPUs are set by the caller), with no mappings yet.
+pub(super) fn domain_desc(
+    name: &str,
+    kind: u8,
+    priority: u8,
+    parent: u32,
+    child_id: u32,
+) -> DomainDesc {
+    let mut padded = [0u8; NAME_LEN];
+    padded[..name.len()].copy_from_slice(name.as_bytes());
+    let pd = kind == DOMAIN_KIND_PD;
+    DomainDesc {
+        name: padded,
+        kind,
+        priority,
+        flags: 0,
+        reserved0: 0,
+        parent,
+        child_id,
+        first_mapping: 0,
+        mapping_count: 0,
+        reserved1: 0,
+        entry: if pd { 0x20_0000 } else { 0 },
+        stack_top: if pd { 0x40_0000 } else { 0 },
+        vcpu_ids: 0,
+    }
+}
 
 /// Frames the test systems' convertible range has.
 pub(super) const FRAMES: u64 = 16;

@@ -10,9 +10,9 @@ use std::string::String;
 use std::vec::Vec;
 
 use frameshift_abi::boot_info::{
-    DomainDesc, MappingDesc, DOMAIN_FLAG_PROTECTED, DOMAIN_FLAG_SPLIT, DOMAIN_KIND_PD,
-    DOMAIN_KIND_VM, MAPPING_KIND_REGION, MAPPING_KIND_WINDOW, MAPPING_STATE_NO_PAGE,
-    MAPPING_STATE_OWNED, NAME_LEN, NONE, RIGHT_EXECUTE, RIGHT_READ, RIGHT_WRITE,
+    MappingDesc, DOMAIN_FLAG_PROTECTED, DOMAIN_FLAG_SPLIT, DOMAIN_KIND_PD, DOMAIN_KIND_VM,
+    MAPPING_KIND_REGION, MAPPING_KIND_WINDOW, MAPPING_STATE_NO_PAGE, MAPPING_STATE_OWNED, NONE,
+    RIGHT_EXECUTE, RIGHT_READ, RIGHT_WRITE,
 };
 use frameshift_abi::guest_call::{
     self as guest, features_bitmap, AFFINITY_OFF, AFFINITY_ON, KVM_UID, PEER_HOST, PEER_NONE,
@@ -32,7 +32,7 @@ use frameshift_abi::vcpu::{
     RESUME_RETRY, RESUME_SKIP,
 };
 
-use super::test_system::TestSystem;
+use super::test_system::{domain_desc, TestSystem};
 use super::*;
 use crate::addr::{Ipa, PhysAddr, PAGE_SIZE};
 use crate::arch::fake::FakeArch;
@@ -66,26 +66,6 @@ const ID0: u64 = 3;
 const ID1: u64 = 4;
 const HELPER_ID: u64 = 7;
 
-fn desc(name: &str, kind: u8, priority: u8, parent: u32, child_id: u32) -> DomainDesc {
-    let mut padded = [0u8; NAME_LEN];
-    padded[..name.len()].copy_from_slice(name.as_bytes());
-    DomainDesc {
-        name: padded,
-        kind,
-        priority,
-        flags: 0,
-        reserved0: 0,
-        parent,
-        child_id,
-        first_mapping: 0,
-        mapping_count: 0,
-        reserved1: 0,
-        entry: if kind == DOMAIN_KIND_PD { 0x20_0000 } else { 0 },
-        stack_top: if kind == DOMAIN_KIND_PD { 0x40_0000 } else { 0 },
-        vcpu_ids: 0,
-    }
-}
-
 fn region(domain: u32, ipa: u64, rights: u8, kind: u8, state: u8) -> MappingDesc {
     MappingDesc {
         ipa,
@@ -117,10 +97,10 @@ impl Machine {
 
     /// [`Machine::boot`] with the VMM at `vmm_priority`.
     fn boot_with(protected: bool, split: bool, vmm_priority: u8) -> Self {
-        let mut vmm = desc("vmm", DOMAIN_KIND_PD, vmm_priority, NONE, NONE);
-        let mut vm = desc("guest", DOMAIN_KIND_VM, 50, 0, ID0 as u32);
+        let mut vmm = domain_desc("vmm", DOMAIN_KIND_PD, vmm_priority, NONE, NONE);
+        let mut vm = domain_desc("guest", DOMAIN_KIND_VM, 50, 0, ID0 as u32);
         vm.vcpu_ids = (1 << ID0) | (1 << ID1);
-        let mut helper = desc("helper", DOMAIN_KIND_PD, 10, 0, HELPER_ID as u32);
+        let mut helper = domain_desc("helper", DOMAIN_KIND_PD, 10, 0, HELPER_ID as u32);
         let rwx = RIGHT_READ | RIGHT_WRITE | RIGHT_EXECUTE;
         let mappings = if protected {
             vm.flags = DOMAIN_FLAG_PROTECTED | if split { DOMAIN_FLAG_SPLIT } else { 0 };
